@@ -1,0 +1,158 @@
+// The checked program: sema's one output, the graph issue's input.
+//
+// Every experiment that would run (concrete experiments, template instances and sweep points) appears
+// here fully resolved: templates expanded, defaults filled in, names replaced by what they denote, rules and
+// objectives elaborated into terms whose levels are known. Nothing downstream needs the AST or scopes again.
+// Spans are kept wherever a later phase may have to point the user at the cause of a runtime problem.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "compiler/sema/term.h"
+#include "compiler/sema/value.h"
+
+namespace fusec::sema {
+
+/// What an objective's loss is one value of.
+enum class ObjectiveUnit : uint8_t { Response, Pair, GroupOfResponses, GroupOfPairs };
+const char* UnitName(ObjectiveUnit unit);
+
+/// What a loss reads from the data and the models; the graph issue's requirement inference starts here.
+struct LossNeeds {
+  bool policy_logp = false;
+  bool reference_logp = false;
+  bool lengths = false;
+  bool rewards = false;
+  bool weight = false;  // the loss places the weight itself (else it multiplies the unit loss)
+  bool progress = false;
+  bool groups = false;  // a reduction or leave-one-out mean over group members
+  std::vector<std::string> logp_of;  // the responses (roles or `y`) whose policy log-probs are read
+};
+
+struct CheckedObjective {
+  std::string name;  // the declaration's name
+  SourceSpan declaration;
+  SourceSpan use;  // the call that made this instance
+  NamedValues args;
+  ObjectiveUnit unit = ObjectiveUnit::Pair;
+  std::vector<std::string> names;  // the roles (`chosen`, `rejected`) or the response name (`y`)
+  TermRef loss;
+  LossNeeds needs;
+};
+
+/// Which responses of each prompt a response-item stage (SFT) trains on.
+struct CheckedSelection {
+  std::string scope = "prompt";  // prompt | source: the top-k is taken per prompt or per source
+  std::optional<int64_t> k;      // none: all (after the filter)
+  TermRef by;                    // ranking score, per response; highest first
+  TermRef where;                 // filter applied before ranking; null = keep all
+  SourceSpan span;
+  std::string description;  // `top_k(4, by: reward)` as written
+};
+
+/// One role of a pair: the response of the scope with the highest (argmax) or lowest score.
+struct RoleSelector {
+  std::string name;
+  bool argmax = true;
+  TermRef score;
+  TermRef where;  // candidates; null = all responses of the scope
+  SourceSpan span;
+};
+
+/// How a preference stage builds its pairs.
+struct CheckedPairing {
+  enum class Kind : uint8_t {
+    Within,        // `within source|prompt {roles}`: one tuple of roles per source or per prompt
+    AllPairs,      // every (better, worse) pair of the scope by `by`, gap at least min_gap
+    AcrossSources  // every pair of two sources' best responses, better one chosen
+  };
+  Kind kind = Kind::Within;
+  std::string scope = "source";
+  std::vector<RoleSelector> roles;  // Within; AllPairs and AcrossSources have chosen and rejected
+  TermRef by;
+  double min_gap = 0;
+  TermRef where;  // filter over whole pairs; null = keep all
+  SourceSpan span;
+  std::string description;
+};
+
+/// Groups of responses for group objectives (RLOO): all samples of a source, or of a prompt.
+struct CheckedGrouping {
+  std::string scope = "source";
+  TermRef where;
+  SourceSpan span;
+  std::string description;
+};
+
+struct CheckedWeighting {
+  TermRef weight;  // per item, Const for a constant weight
+  std::string description;
+  SourceSpan span;
+};
+
+struct OptimizerSettings {
+  std::string name = "adamw";
+  double lr = 1e-5;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double warmup = 0.1;  // fraction of the stage's optimizer steps
+  std::string schedule = "cosine";
+  double min_lr_ratio = 0.0;
+};
+
+/// A resolved stage: every field has its final value and every default is filled in.
+struct CheckedStage {
+  std::string name;
+  SourceSpan span;
+  std::vector<std::string> kinds;  // the template chain, nearest first: {"fuserl_po", "fuse_po", "train"}
+  ValueRef init;                   // Model
+  ValueRef data;                   // Dataset
+  ValueRef reference;              // Model, or null when no objective needs one
+  std::variant<std::monostate, CheckedSelection, CheckedPairing, CheckedGrouping> rule;
+  CheckedWeighting weight;
+  std::shared_ptr<const CheckedObjective> objective;
+  OptimizerSettings optim;
+  int64_t epochs = 1;
+  std::optional<int64_t> max_steps;
+  int64_t batch = 128;  // prompts per optimizer step
+  int64_t micro_batch = 128;
+  int64_t max_len = 2048;
+  std::optional<int64_t> max_prompt_len;
+  int64_t seed = 42;
+  std::string precision = "auto";
+  std::optional<double> grad_clip = 1.0;
+  std::optional<int64_t> save_every;
+  std::vector<std::string> depends_on;  // stages whose model this one reads (init, reference)
+  std::map<std::string, SourceSpan> field_spans;  // where each field got its value
+};
+
+struct CheckedExperiment {
+  std::string name;  // `fuserl_dpo`, or `tau_ablation[tau=0.5,seed=1]` for a sweep point
+  SourceSpan span;
+  std::string template_name;  // empty for a concrete experiment
+  NamedValues template_args;  // every parameter, defaults included
+  std::string sweep;          // the sweep it is a point of, if any
+  ValueRef target;
+  int64_t seed = 42;
+  std::string output;
+  std::string device = "auto";
+  ValueRef eval;  // Evaluation, or null
+  std::vector<CheckedStage> stages;  // dependencies first
+};
+
+struct CheckedProgram {
+  std::vector<CheckedExperiment> experiments;
+};
+
+/// The checked AST as stable text (`fusec plan --emit=ast`): experiments in declaration order, fields in a
+/// fixed order, numbers in shortest round-trip form, spans as `file:line:col`.
+std::string PrintProgram(const CheckedProgram& program, const SourceManager& sources);
+
+}  // namespace fusec::sema

@@ -1,0 +1,154 @@
+#include "compiler/sema/term.h"
+
+#include <charconv>
+#include <cmath>
+
+namespace fusec::sema {
+namespace {
+
+int BinaryPrecedence(const std::string& op) {
+  if (op == "or") return 1;
+  if (op == "and") return 2;
+  if (op == "==" || op == "!=" || op == "<" || op == "<=" || op == ">" || op == ">=") return 4;
+  if (op == "+" || op == "-") return 5;
+  if (op == "*" || op == "/") return 6;
+  if (op == "^") return 8;
+  return 9;
+}
+
+constexpr int kUnaryPrecedence = 7;
+constexpr int kAtomPrecedence = 9;
+
+int Precedence(const Term& term) {
+  switch (term.op) {
+    case TermOp::Binary:
+      return BinaryPrecedence(term.name);
+    case TermOp::Unary:
+      return term.name == "not" ? 3 : kUnaryPrecedence;
+    case TermOp::Select:
+      return 0;
+    case TermOp::Const:
+      return term.number < 0 ? kUnaryPrecedence : kAtomPrecedence;
+    default:
+      return kAtomPrecedence;
+  }
+}
+
+std::string Print(const Term& term);
+
+std::string PrintOperand(const Term& operand, int parent_precedence, bool right_side) {
+  std::string text = Print(operand);
+  int precedence = Precedence(operand);
+  // Parenthesise looser operands, and equal-precedence operands on the side that associativity does not
+  // group (the right of `-`, `/`, the left of `^`).
+  bool parenthesise = precedence < parent_precedence || (precedence == parent_precedence && right_side);
+  return parenthesise ? "(" + text + ")" : text;
+}
+
+std::string Print(const Term& term) {
+  auto response = [&](const char* name) {
+    return term.ref.empty() ? std::string(name) : std::string(name) + "(" + term.ref + ")";
+  };
+  switch (term.op) {
+    case TermOp::Const:
+      switch (term.type) {
+        case ScalarType::Bool:
+          return term.boolean ? "true" : "false";
+        case ScalarType::String:
+          return "\"" + term.text + "\"";
+        case ScalarType::Int:
+          return std::to_string(static_cast<int64_t>(term.number));
+        case ScalarType::Float:
+          return FormatFloat(term.number);
+      }
+      return "?";
+    case TermOp::Field:
+      return response(term.name.c_str());
+    case TermOp::Logp:
+      return "logp(" + term.ref + ")";
+    case TermOp::RefLogp:
+      return "ref_logp(" + term.ref + ")";
+    case TermOp::Weight:
+      return "weight";
+    case TermOp::Progress:
+      return "progress";
+    case TermOp::Unary: {
+      std::string operand = PrintOperand(*term.args[0], Precedence(term), false);
+      return term.name == "not" ? "not " + operand : term.name + operand;
+    }
+    case TermOp::Binary: {
+      int precedence = Precedence(term);
+      bool right_assoc = term.name == "^";
+      return PrintOperand(*term.args[0], precedence, right_assoc) + " " + term.name + " " +
+             PrintOperand(*term.args[1], precedence, !right_assoc);
+    }
+    case TermOp::Math:
+    case TermOp::Reduce:
+    case TermOp::LooMean: {
+      std::string out = term.op == TermOp::LooMean ? "loo_mean(" : term.name + "(";
+      for (size_t i = 0; i < term.args.size(); ++i) {
+        if (i > 0) out += ", ";
+        out += Print(*term.args[i]);
+      }
+      return out + ")";
+    }
+    case TermOp::Select:
+      return "if " + Print(*term.args[0]) + " then " + Print(*term.args[1]) + " else " + Print(*term.args[2]);
+    case TermOp::Aggregate:
+    case TermOp::Normalize: {
+      std::string inner = term.args.empty() ? "" : Print(*term.args[0]);
+      return term.name + "(" + inner + ") over " + term.scope;
+    }
+  }
+  return "?";
+}
+
+}  // namespace
+
+const char* ItemKindName(ItemKind item) {
+  switch (item) {
+    case ItemKind::Response:
+      return "response";
+    case ItemKind::Pair:
+      return "pair";
+    case ItemKind::Unknown:
+      return "item";
+  }
+  return "item";
+}
+
+const char* LevelName(Level level, ItemKind item) {
+  switch (level) {
+    case Level::Const:
+      return "constant";
+    case Level::Step:
+      return "per-step";
+    case Level::Group:
+      return item == ItemKind::Pair ? "per-group (of pairs)" : "per-group";
+    case Level::Pool:
+      return "per-response (of the prompt's pool)";
+    case Level::Item:
+      return item == ItemKind::Pair ? "per-pair" : item == ItemKind::Response ? "per-response" : "per-item";
+  }
+  return "?";
+}
+
+std::string ToString(const Term& term) { return Print(term); }
+
+std::string FormatFloat(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value < 0 ? "-inf" : "inf";
+  char buffer[64];
+  auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  std::string text(buffer, result.ptr);
+  if (text.find_first_of(".eE") == std::string::npos) text += ".0";
+  return text;
+}
+
+size_t TermSize(const TermRef& term) {
+  size_t size = 0;
+  ForEachTerm(term, [&](const Term&) { ++size; });
+  return size;
+}
+
+}  // namespace fusec::sema
