@@ -225,7 +225,8 @@ NUMBER : DIGIT (DIGIT | '_')* ('.' DIGIT (DIGIT | '_')*)? ([eE] [+-]? DIGIT+)? [
 STRING : '"' ('\\' ~[\r\n] | ~["\\\r\n])* '"' ;
 // A string that reaches the end of its line; reported as "unterminated string" by compiler/parse.
 UNTERMINATED_STRING : '"' ('\\' ~[\r\n] | ~["\\\r\n])* ;
-ID : [a-zA-Z_] [a-zA-Z_0-9]* ;
+// Identifiers may use any letter, so `τ` and `β` can be written as in the paper.
+ID : [\p{L}_] [\p{L}\p{N}_]* ;
 
 LINE_COMMENT : ('#' | '//') ~[\r\n]* -> channel(HIDDEN) ;
 // A block comment that never closes runs to the end of the file; compiler/parse reports it.

@@ -396,6 +396,20 @@ ValueRef Grid(Sema& sema, const CallSite& site) {
     return values::Error(span);
   };
   GridVal grid;
+  // toml++ iterates keys in sorted order; the file's order is the one the user chose.
+  auto in_file_order = [&](const toml::table& t) {
+    std::vector<std::pair<std::string, const toml::node*>> entries;
+    for (const auto& [key, node] : t) {
+      entries.emplace_back(std::string(key.str()), &node);
+      grid.key_spans.emplace(std::string(key.str()), span_of(key.source()));
+    }
+    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      const auto& x = a.second->source().begin;
+      const auto& y = b.second->source().begin;
+      return x.line != y.line ? x.line < y.line : x.column < y.column;
+    });
+    return entries;
+  };
   if (auto points = table["point"].as_array()) {
     for (const toml::node& point : *points) {
       const toml::table* point_table = point.as_table();
@@ -404,10 +418,10 @@ ValueRef Grid(Sema& sema, const CallSite& site) {
         return values::Error(site.span);
       }
       NamedValues values;
-      for (const auto& [key, node] : *point_table) {
-        ValueRef value = convert(node);
+      for (const auto& [key, node] : in_file_order(*point_table)) {
+        ValueRef value = convert(*node);
         if (value->is_error()) return values::Error(site.span);
-        values.emplace_back(std::string(key.str()), value);
+        values.emplace_back(key, value);
       }
       grid.points.push_back(std::move(values));
     }
@@ -418,16 +432,15 @@ ValueRef Grid(Sema& sema, const CallSite& site) {
     }
   } else {
     std::vector<std::pair<std::string, std::vector<ValueRef>>> axes;
-    for (const auto& [key, node] : table) {
-      ValueRef value = convert(node);
+    for (const auto& [key, node] : in_file_order(table)) {
+      ValueRef value = convert(*node);
       if (value->is_error()) return values::Error(site.span);
       const auto* list = value->As<ListVal>();
       if (list == nullptr || list->elements.empty()) {
-        sema.Report(DiagnosticKind::InvalidGrid, value->span,
-                    "axis `" + std::string(key.str()) + "` must be a non-empty array of values");
+        sema.Report(DiagnosticKind::InvalidGrid, value->span, "axis `" + key + "` must be a non-empty array of values");
         return values::Error(site.span);
       }
-      axes.emplace_back(std::string(key.str()), list->elements);
+      axes.emplace_back(key, list->elements);
     }
     if (axes.empty()) {
       sema.Report(DiagnosticKind::InvalidGrid, path_value->span, "grid file \"" + *path + "\" has no axes");

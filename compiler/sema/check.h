@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compiler/diag/diagnostics.h"
@@ -17,6 +18,9 @@ namespace fusec {
 
 struct CheckOptions {
   std::vector<std::string> files;
+  /// Files given as text (tests, fuzzing): a path, used for display and to resolve relative imports, and
+  /// the text. They are checked after `files`.
+  std::vector<std::pair<std::string, std::string>> texts;
   /// The stdlib directory; empty means DefaultStdlibDir().
   std::string stdlib_dir;
 };

@@ -20,7 +20,10 @@ namespace fusec::sema {
 
 /// What an objective's loss is one value of.
 enum class ObjectiveUnit : uint8_t { Response, Pair, GroupOfResponses, GroupOfPairs };
+/// `per pair`, `per group of pairs`: for messages.
 const char* UnitName(ObjectiveUnit unit);
+/// `per pair`, `per group of pair`: as written in .fuse.
+const char* UnitSyntax(ObjectiveUnit unit);
 
 /// What a loss reads from the data and the models; the graph issue's requirement inference starts here.
 struct LossNeeds {

@@ -72,12 +72,17 @@ bool Range::Contains(double value) const {
 }
 
 std::string Range::ToString() const {
+  // Whole bounds print without a fraction: `>= 1`, `in [0, 1)`.
+  auto bound = [](double value) {
+    return value == std::floor(value) && std::abs(value) < 1e15 ? std::to_string(static_cast<int64_t>(value))
+                                                                : FormatFloat(value);
+  };
   if (low && high) {
-    return std::string("in ") + (low_inclusive ? "[" : "(") + FormatFloat(*low) + ", " + FormatFloat(*high) +
+    return std::string("in ") + (low_inclusive ? "[" : "(") + bound(*low) + ", " + bound(*high) +
            (high_inclusive ? "]" : ")");
   }
-  if (low) return std::string(low_inclusive ? ">= " : "> ") + FormatFloat(*low);
-  if (high) return std::string(high_inclusive ? "<= " : "< ") + FormatFloat(*high);
+  if (low) return std::string(low_inclusive ? ">= " : "> ") + bound(*low);
+  if (high) return std::string(high_inclusive ? "<= " : "< ") + bound(*high);
   return "any value";
 }
 
@@ -349,8 +354,10 @@ bool Sema::CheckRange(const ValueRef& value, const Range& range, const std::stri
   std::optional<double> number = value->AsNumber();
   if (!number || range.Contains(*number)) return true;
   SourceSpan at = value->span.valid() ? value->span : use;
-  auto builder = Report(DiagnosticKind::OutOfRange, at,
-                        what + " must be " + range.ToString() + ", got `" + ToString(*value) + "`");
+  // Show the value as it was written (`-1`, not the float it became).
+  std::string shown(sources_.Text(value->span));
+  if (shown.empty() || shown.size() > 40) shown = ToString(*value);
+  auto builder = Report(DiagnosticKind::OutOfRange, at, what + " must be " + range.ToString() + ", got `" + shown + "`");
   if (at != use && use.valid()) builder.Note(use, "used here");
   return false;
 }
@@ -469,6 +476,15 @@ ValueRef Sema::EvalArgument(const ast::Expr& expr, const ParamSpec& param, const
                             const DataContext& context) {
   switch (param.mode) {
     case ArgMode::Closure: {
+      // A call of a declared weighting binds its arguments now (`softmax_over_sources(tau: tau)` becomes
+      // `softmax_over_sources(tau: 1.0)`); anything else waits for a stage to give it a context.
+      if (const auto* call = expr.As<ast::CallExpr>()) {
+        if (const auto* name = call->callee->As<ast::NameExpr>()) {
+          Binding* binding = scope->Find(name->name);
+          const DeclVal* decl = binding != nullptr && binding->value ? binding->value->As<DeclVal>() : nullptr;
+          if (decl != nullptr && decl->kind == DeclVal::Kind::Weighting) return Eval(expr, scope, DataContext{});
+        }
+      }
       WeightingVal closure;
       closure.expr = &expr;
       closure.env = scope;
@@ -722,6 +738,16 @@ class ExpressionEvaluator {
     const std::string& name = expr.As<ast::NameExpr>()->name;
     Binding* binding = scope->Find(name);
     if (binding == nullptr) return ReportUnknownName(name, expr.span, scope);
+    // `seed = seed` in a template, `let lr = lr / 2` in a stage: a field or let that names itself while it is
+    // being defined means the binding of that name in an enclosing scope, if there is one.
+    if (binding->state == Binding::State::Evaluating &&
+        (binding->kind == BindingKind::Field || binding->kind == BindingKind::Let)) {
+      const Scope* owner = scope.get();
+      while (owner != nullptr && owner->FindLocal(name) != binding) owner = owner->parent().get();
+      if (owner != nullptr && owner->parent() != nullptr) {
+        if (Binding* outer = owner->parent()->Find(name)) binding = outer;
+      }
+    }
     ValueRef value = values::WithSpan(sema_.Force(*binding, expr.span), expr.span);
     if (as_callee) return value;
     if (const auto* builtin = value->As<BuiltinVal>()) {
@@ -1012,7 +1038,11 @@ class ExpressionEvaluator {
         closure.decl = &weighting;
         closure.args = std::move(*bound);
         closure.env = decl.env;
-        closure.description = sema_.Describe(expr);
+        closure.description = decl.name + "(";
+        for (size_t i = 0; i < closure.args.size(); ++i) {
+          closure.description += (i > 0 ? ", " : "") + closure.args[i].first + ": " + ToString(closure.args[i].second);
+        }
+        closure.description += ")";
         if (context_.kind == DataContext::Kind::Weight) {
           return sema_.EvalWeightingBody(closure, context_, expr.span);
         }

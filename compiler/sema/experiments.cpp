@@ -42,14 +42,31 @@ const ExperimentField* FindExperimentField(const std::string& name) {
   return nullptr;
 }
 
-/// `tau=0.5,seed=1` for a sweep point's name.
+/// `tau=0.5,seed=1` for a sweep point's name: values as .fuse text without spaces.
 std::string PointLabel(const NamedValues& point) {
   std::string label;
   for (const auto& [name, value] : point) {
     if (!label.empty()) label += ",";
-    label += name + "=" + ToString(value);
+    std::string text = ToString(value);
+    text.erase(std::remove(text.begin(), text.end(), ' '), text.end());
+    label += name + "=" + text;
   }
   return label;
+}
+
+/// A directory name from a label: letters, digits and `._=,+-` stay, runs of anything else become one `_`.
+std::string PathSafe(const std::string& label) {
+  std::string out;
+  for (char c : label) {
+    bool keep = std::isalnum(static_cast<unsigned char>(c)) || std::string("._=,+-").find(c) != std::string::npos;
+    if (keep) {
+      out.push_back(c);
+    } else if (out.empty() || out.back() != '_') {
+      out.push_back('_');
+    }
+  }
+  while (!out.empty() && out.back() == '_') out.pop_back();
+  return out;
 }
 
 }  // namespace
@@ -194,7 +211,8 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
   return experiment;
 }
 
-CheckedProgram Sema::CheckFiles(const std::vector<std::string>& files) {
+CheckedProgram Sema::CheckFiles(const std::vector<std::string>& files,
+                                const std::vector<std::pair<std::string, std::string>>& texts) {
   CheckedProgram program;
   builtin_scope_ = MakeBuiltinScope();
   std::error_code ec;
@@ -218,6 +236,9 @@ CheckedProgram Sema::CheckFiles(const std::vector<std::string>& files) {
   std::set<const ModuleInfo*> roots;
   for (const std::string& file : files) {
     if (ModuleInfo* module = LoadRootModule(file)) roots.insert(module);
+  }
+  for (const auto& [path, text] : texts) {
+    if (ModuleInfo* module = LoadRootModule(path, &text)) roots.insert(module);
   }
 
   // Check every declaration of every loaded module; emit the experiments of the files named.
@@ -459,13 +480,15 @@ std::vector<CheckedExperiment> Sema::ExpandSweep(const ast::SweepDecl& sweep, co
     if (const auto* file_grid = value->As<GridVal>()) {
       for (const NamedValues& point : file_grid->points) {
         for (const auto& [name, point_value] : point) {
+          auto key = file_grid->key_spans.find(name);
+          SourceSpan key_span = key != file_grid->key_spans.end() ? key->second : point_value->span;
           if (find_param(name) == nullptr) {
-            auto builder = Report(DiagnosticKind::UnknownArgument, point_value->span,
+            auto builder = Report(DiagnosticKind::UnknownArgument, key_span,
                                   "`" + template_decl->name + "` has no parameter `" + name + "`");
             std::string hint = DidYouMean(name, names);
             if (!hint.empty()) builder.Help(hint);
             ok = false;
-          } else if (!check_new(name, point_value->span)) {
+          } else if (!check_new(name, key_span)) {
             ok = false;
           }
         }
@@ -508,6 +531,7 @@ std::vector<CheckedExperiment> Sema::ExpandSweep(const ast::SweepDecl& sweep, co
     }
     auto checked = ElaborateExperiment(name, sweep.name.span, template_ast.body, params_scope);
     if (!checked) continue;
+    if (checked->output == "runs/" + name) checked->output = "runs/" + sweep.name.text + "/" + PathSafe(label);
     checked->template_name = template_decl->name;
     checked->template_args = *args;
     checked->sweep = sweep.name.text;
@@ -534,7 +558,7 @@ std::string DefaultStdlibDir() {
 
 sema::CheckedProgram Check(const CheckOptions& options, SourceManager& sources, Diagnostics& diagnostics) {
   sema::Sema sema(sources, diagnostics, options.stdlib_dir.empty() ? DefaultStdlibDir() : options.stdlib_dir);
-  return sema.CheckFiles(options.files);
+  return sema.CheckFiles(options.files, options.texts);
 }
 
 }  // namespace fusec

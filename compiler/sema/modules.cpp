@@ -41,30 +41,6 @@ std::vector<std::string> StdlibModules(const std::string& stdlib_dir) {
 
 }  // namespace
 
-ModuleInfo* Sema::LoadRootModule(const std::string& path) {
-  std::string error;
-  auto file = sources_.Load(path, path, &error);
-  if (!file) {
-    Report(DiagnosticKind::FileNotFound, SourceSpan{}, "cannot read `" + path + "`: " + error);
-    return nullptr;
-  }
-  std::string canonical = sources_.file(*file).canonical_path();
-  if (auto it = modules_by_path_.find(canonical); it != modules_by_path_.end()) return it->second;
-  ModuleInfo& module = modules_.emplace_back();
-  module.file = *file;
-  module.name = path;
-  modules_by_path_[canonical] = &module;
-  Diagnostics& diagnostics = diagnostics_;
-  size_t errors = diagnostics.error_count();
-  module.ast = Parse(sources_, *file, diagnostics);
-  module.parsed = diagnostics.error_count() == errors;
-  loading_stack_.push_back(&module);
-  BuildModuleScope(module);
-  loading_stack_.pop_back();
-  module.state = ModuleInfo::State::Loaded;
-  return &module;
-}
-
 namespace {
 
 /// Shared tail of stdlib and file imports: load (once), detect cycles, parse, build the scope.
@@ -106,6 +82,23 @@ ModuleInfo* LoadModuleAt(Sema& sema, std::deque<ModuleInfo>& modules, std::map<s
 }
 
 }  // namespace
+
+ModuleInfo* Sema::LoadRootModule(const std::string& path, const std::string* text) {
+  if (text != nullptr) {
+    if (sources_.FindByPath(NormalizePath(path))) {
+      Report(DiagnosticKind::FileNotFound, SourceSpan{}, "`" + path + "` is given twice");
+      return nullptr;
+    }
+    sources_.Add(path, NormalizePath(path), *text);
+  } else {
+    std::string error;
+    if (!sources_.Load(path, path, &error)) {
+      Report(DiagnosticKind::FileNotFound, SourceSpan{}, "cannot read `" + path + "`: " + error);
+      return nullptr;
+    }
+  }
+  return LoadModuleAt(*this, modules_, modules_by_path_, loading_stack_, path, path, path, false, SourceSpan{});
+}
 
 ModuleInfo* Sema::LoadStdlibModule(const std::vector<ast::Identifier>& dotted, SourceSpan span) {
   std::string name;

@@ -87,7 +87,7 @@ void PrintStage(std::ostringstream& out, const CheckedStage& stage, const Source
   out << "    weight = " << ToString(stage.weight.weight) << "\n";
   if (stage.objective) {
     const CheckedObjective& objective = *stage.objective;
-    out << "    objective = " << objective.name << "(" << Named(objective.args) << ") " << UnitName(objective.unit);
+    out << "    objective = " << objective.name << "(" << Named(objective.args) << ") " << UnitSyntax(objective.unit);
     out << "(";
     for (size_t i = 0; i < objective.names.size(); ++i) out << (i > 0 ? ", " : "") << objective.names[i];
     out << ")\n";

@@ -17,6 +17,11 @@ Binding* Scope::FindLocal(const std::string& name) {
   return it == bindings_.end() ? nullptr : it->second.get();
 }
 
+const Binding* Scope::FindLocal(const std::string& name) const {
+  auto it = bindings_.find(name);
+  return it == bindings_.end() ? nullptr : it->second.get();
+}
+
 Binding* Scope::Find(const std::string& name) {
   for (Scope* scope = this; scope != nullptr; scope = scope->parent_.get()) {
     if (Binding* binding = scope->FindLocal(name)) return binding;

@@ -59,6 +59,7 @@ class Scope {
   /// the existing binding with false.
   std::pair<Binding*, bool> Define(Binding binding);
   Binding* FindLocal(const std::string& name);
+  const Binding* FindLocal(const std::string& name) const;
   /// Looks the name up here and in enclosing scopes.
   Binding* Find(const std::string& name);
   /// Every name visible from this scope, for suggestions.

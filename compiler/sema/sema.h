@@ -119,7 +119,8 @@ class Sema {
  public:
   Sema(SourceManager& sources, Diagnostics& diagnostics, std::string stdlib_dir);
 
-  CheckedProgram CheckFiles(const std::vector<std::string>& files);
+  CheckedProgram CheckFiles(const std::vector<std::string>& files,
+                            const std::vector<std::pair<std::string, std::string>>& texts);
 
   // --- Reporting (evaluator.cpp) -------------------------------------------------------------------------
   /// Reports with the notes of the instantiations being evaluated (template instance, sweep point).
@@ -224,7 +225,8 @@ class Sema {
   void WarnUnused(const ScopeRef& scope);
 
   // --- Modules (modules.cpp) -----------------------------------------------------------------------------
-  ModuleInfo* LoadRootModule(const std::string& path);
+  /// Loads a file named by the user; `text`, when given, is used instead of reading the file.
+  ModuleInfo* LoadRootModule(const std::string& path, const std::string* text = nullptr);
   ModuleInfo* LoadStdlibModule(const std::vector<ast::Identifier>& dotted, SourceSpan span);
   ModuleInfo* LoadFileModule(const ModuleInfo& from, const std::string& relative, SourceSpan span);
   /// Builds the module's scope (imports, then declarations) once its imports are loaded.

@@ -102,12 +102,20 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
   // would have supplied is unknown: no missing-field errors.
   bool broken_chain = false;
   while (base != nullptr) {
-    Binding* binding = arg_scope->Find(base->name.text);
+    // Stage kinds live among declarations: a stage named `sft` does not hide the kind `sft`, so
+    // `stage sft = sft { ... }` reads naturally. The nearest binding that is a stage template wins.
+    Binding* binding = nullptr;
     const DeclVal* decl = nullptr;
     ValueRef value;
-    if (binding != nullptr) {
-      value = Force(*binding, base->name.span);
+    for (Scope* scope = arg_scope.get(); scope != nullptr; scope = scope->parent().get()) {
+      Binding* candidate = scope->FindLocal(base->name.text);
+      if (candidate == nullptr || candidate->kind == BindingKind::Stage || candidate->kind == BindingKind::Field) {
+        continue;
+      }
+      binding = candidate;
+      value = Force(*candidate, base->name.span);
       decl = value->As<DeclVal>();
+      if (decl != nullptr && decl->kind == DeclVal::Kind::StageTemplate) break;
     }
     if (decl == nullptr || decl->kind != DeclVal::Kind::StageTemplate) {
       broken_chain = true;

@@ -96,6 +96,7 @@ std::string Print(const Term& term) {
       return "if " + Print(*term.args[0]) + " then " + Print(*term.args[1]) + " else " + Print(*term.args[2]);
     case TermOp::Aggregate:
     case TermOp::Normalize: {
+      if (term.name == "uniform") return "uniform over " + term.scope;
       std::string inner = term.args.empty() ? "" : Print(*term.args[0]);
       return term.name + "(" + inner + ") over " + term.scope;
     }

@@ -138,6 +138,20 @@ ValueRef FindNamed(const NamedValues& values, std::string_view name) {
   return nullptr;
 }
 
+const char* UnitSyntax(ObjectiveUnit unit) {
+  switch (unit) {
+    case ObjectiveUnit::Response:
+      return "per response";
+    case ObjectiveUnit::Pair:
+      return "per pair";
+    case ObjectiveUnit::GroupOfResponses:
+      return "per group of response";
+    case ObjectiveUnit::GroupOfPairs:
+      return "per group of pair";
+  }
+  return "?";
+}
+
 const char* UnitName(ObjectiveUnit unit) {
   switch (unit) {
     case ObjectiveUnit::Response:

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -126,6 +127,7 @@ struct ModuleVal {
 /// Sweep points read from a TOML file by `grid("file.toml")`: one list of named values per point.
 struct GridVal {
   std::vector<NamedValues> points;
+  std::map<std::string, SourceSpan> key_spans;  // where each parameter is named in the file
 };
 
 struct Value {

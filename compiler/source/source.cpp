@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <system_error>
 
 namespace fusec {
@@ -75,24 +74,34 @@ std::optional<FileId> SourceManager::Load(const std::string& path, std::string d
   std::string canonical = NormalizePath(path);
   if (auto existing = FindByPath(canonical)) return existing;
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    *error = "is a directory, not a file";
+  if (!std::filesystem::exists(path, ec)) {
+    *error = "no such file";
+    return std::nullopt;
+  }
+  // Only regular files: a device such as /dev/zero would never end.
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    *error = std::filesystem::is_directory(path, ec) ? "is a directory, not a file" : "is not a regular file";
+    return std::nullopt;
+  }
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec) {
+    *error = "cannot be read";
+    return std::nullopt;
+  }
+  if (size > kMaxSourceFileBytes) {
+    *error = "is larger than 4 MiB; .fuse files are expected to be small";
     return std::nullopt;
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    *error = std::filesystem::exists(path, ec) ? "cannot be read" : "no such file";
-    return std::nullopt;
-  }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) {
     *error = "cannot be read";
     return std::nullopt;
   }
-  std::string text = std::move(buffer).str();
-  if (text.size() > kMaxSourceFileBytes) {
-    *error = "is larger than 4 MiB; .fuse files are expected to be small";
+  std::string text(size, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(size));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (in.bad()) {
+    *error = "cannot be read";
     return std::nullopt;
   }
   return Add(std::move(display_name), std::move(canonical), std::move(text));
