@@ -167,13 +167,21 @@ ExprPtr MakeExpr(SourceSpan span, T node) {
 // ---------------------------------------------------------------------------------------------------------
 // Types and parameters
 
+struct TypeField;
+
 /// typeExpr ::= name ('[' typeExpr, ... ']')? | '{' name: typeExpr, ... '}'
 struct TypeExpr {
   SourceSpan span;
   Identifier name;  // empty text for a record type
   std::vector<TypeExpr> args;
-  std::vector<std::pair<Identifier, TypeExpr>> record_fields;
+  std::vector<TypeField> record_fields;
   bool is_record = false;
+};
+
+/// typeField ::= name ':' typeExpr
+struct TypeField {
+  Identifier name;
+  TypeExpr type;
 };
 
 /// constraint ::= ('>' | '>=' | '<' | '<=') expr | 'in' ('[' | '(') expr ',' expr (']' | ')')

@@ -251,19 +251,23 @@ struct ErrorState {
   std::set<size_t> lexical_error_tokens;
   /// Offset from which everything is inside an unterminated comment.
   std::optional<uint32_t> unterminated_comment_from;
+  /// Lines with characters the lexer skipped: the parser's complaints there would only repeat the news.
+  std::set<uint32_t> lines_with_bad_characters;
+
+  /// End of the last token before the end of the file: "unexpected end of file" points just after the
+  /// last thing written, not at trailing comments.
+  uint32_t end_of_last_token = 0;
 
   SourceSpan SpanOf(const antlr4::Token* token) const {
     if (token == nullptr) return SourceSpan{};
-    if (token->getType() == antlr4::Token::EOF) {
-      uint32_t end = static_cast<uint32_t>(sources->file(file).text().size());
-      return SourceSpan{file, end, end};
-    }
+    if (token->getType() == antlr4::Token::EOF) return SourceSpan{file, end_of_last_token, end_of_last_token};
     uint32_t begin = map->ByteOffset(token->getStartIndex());
     uint32_t end = map->ByteOffset(token->getStopIndex() + 1);
     return SourceSpan{file, begin, std::max(begin, end)};
   }
 };
 
+/// Collects characters the lexer skipped; adjacent ones are reported together (`&&` is one error).
 class LexerErrorListener : public antlr4::BaseErrorListener {
  public:
   explicit LexerErrorListener(ErrorState* state) : state_(state) {}
@@ -275,18 +279,48 @@ class LexerErrorListener : public antlr4::BaseErrorListener {
     uint32_t end = begin + 1;
     const std::string& text = file.text();
     while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
-    std::string character = text.substr(begin, end - begin);
-    auto builder = state_->diagnostics->Report(DiagnosticKind::SyntaxError, SourceSpan{state_->file, begin, end},
-                                               "unexpected character `" + character + "`");
-    if (character == "'") builder.Help("strings use double quotes: \"text\"");
-    if (character == "&" || character == "|" || character == "!") {
-      builder.Help("logical operators are spelled `and`, `or` and `not`");
+    if (!ranges_.empty() && ranges_.back().second == begin) {
+      ranges_.back().second = end;
+    } else {
+      ranges_.emplace_back(begin, end);
     }
+  }
+
+  /// Reports the collected characters; returns the lines they are on.
+  std::set<uint32_t> Report() {
+    std::set<uint32_t> lines;
+    const SourceFile& file = state_->sources->file(state_->file);
+    for (const auto& [begin, end] : ranges_) {
+      std::string characters = file.text().substr(begin, end - begin);
+      auto builder = state_->diagnostics->Report(
+          DiagnosticKind::SyntaxError, SourceSpan{state_->file, begin, end},
+          std::string("unexpected character") + (end - begin > 1 ? "s" : "") + " `" + characters + "`");
+      if (characters.find('\'') != std::string::npos) builder.Help("strings use double quotes: \"text\"");
+      if (characters.find_first_of("&|!") != std::string::npos) {
+        builder.Help("logical operators are spelled `and`, `or` and `not`");
+      }
+      lines.insert(file.Locate(begin).line);
+    }
+    return lines;
   }
 
  private:
   ErrorState* state_;
+  std::vector<std::pair<uint32_t, uint32_t>> ranges_;
 };
+
+/// Whether the token at `index` follows `(` or `,` and a name: the `lr =` of `adamw(lr = 1e-5)`.
+bool AfterArgumentName(FuseParser& parser, size_t index) {
+  auto* stream = dynamic_cast<antlr4::BufferedTokenStream*>(parser.getTokenStream());
+  if (stream == nullptr) return false;
+  std::vector<antlr4::Token*> before;
+  for (size_t i = index; i > 0 && before.size() < 2; --i) {
+    antlr4::Token* token = stream->get(i - 1);
+    if (token->getChannel() == antlr4::Token::DEFAULT_CHANNEL) before.push_back(token);
+  }
+  return before.size() == 2 && before[0]->getType() == FuseLexer::ID &&
+         (before[1]->getType() == FuseLexer::LPAREN || before[1]->getType() == FuseLexer::COMMA);
+}
 
 class ParserErrorListener : public antlr4::BaseErrorListener {
  public:
@@ -299,6 +333,9 @@ class ParserErrorListener : public antlr4::BaseErrorListener {
     if (state_->lexical_error_tokens.count(index) > 0) return;
     SourceSpan span = state_->SpanOf(offending);
     if (state_->unterminated_comment_from && span.begin >= *state_->unterminated_comment_from) return;
+    if (state_->lines_with_bad_characters.count(state_->sources->file(state_->file).Locate(span.begin).line) > 0) {
+      return;
+    }
     if (!state_->tokens_with_errors.insert(index).second) return;
     if (state_->reported >= kMaxSyntaxErrorsPerFile) return;
     ++state_->reported;
@@ -335,7 +372,7 @@ class ParserErrorListener : public antlr4::BaseErrorListener {
     bool expected_colon = expected_set.contains(static_cast<size_t>(FuseLexer::COLON));
     if (offending->getType() == FuseLexer::COLON && expected_assign) {
       builder.Help("fields are set with `=`, as in `epochs = 3`");
-    } else if (offending->getType() == FuseLexer::ASSIGN && expected_colon) {
+    } else if (offending->getType() == FuseLexer::ASSIGN && (expected_colon || AfterArgumentName(*parser, index))) {
       builder.Help("arguments and record fields are named with `:`, as in `adamw(lr: 1e-5)`");
     } else if (offending->getType() == FuseLexer::ASSIGN) {
       builder.Help("compare with `==`; `=` only sets a field or a `let`");
@@ -615,7 +652,7 @@ class Transformer {
     } else if (auto* record = dynamic_cast<FuseParser::RecordTypeContext*>(ctx)) {
       type.is_record = true;
       for (auto* field : record->typeField()) {
-        type.record_fields.emplace_back(Ident(field->name()), TransformType(field->typeExpr(), depth + 1));
+        type.record_fields.push_back(ast::TypeField{Ident(field->name()), TransformType(field->typeExpr(), depth + 1)});
       }
     }
     return type;
@@ -808,6 +845,9 @@ void ScanTokens(antlr4::CommonTokenStream& tokens, ErrorState& state) {
   const SourceManager& sources = *state.sources;
   for (antlr4::Token* token : tokens.getTokens()) {
     SourceSpan span = state.SpanOf(token);
+    if (token->getChannel() == antlr4::Token::DEFAULT_CHANNEL && token->getType() != antlr4::Token::EOF) {
+      state.end_of_last_token = span.end;
+    }
     switch (token->getType()) {
       case FuseLexer::NUMBER: {
         std::string error;
@@ -871,7 +911,7 @@ ast::Module Parse(const SourceManager& sources, FileId file, Diagnostics& diagno
   }
   CodePointMap map(text);
   size_t errors_before = diagnostics.error_count();
-  ErrorState state{&sources, file, &map, &diagnostics, 0, {}, {}, std::nullopt};
+  ErrorState state{&sources, file, &map, &diagnostics, 0, {}, {}, std::nullopt, {}, 0};
 
   antlr4::ANTLRInputStream input(text);
   FuseLexer lexer(&input);
@@ -880,6 +920,7 @@ ast::Module Parse(const SourceManager& sources, FileId file, Diagnostics& diagno
   lexer.addErrorListener(&lexer_listener);
   antlr4::CommonTokenStream tokens(&lexer);
   tokens.fill();
+  state.lines_with_bad_characters = lexer_listener.Report();
   ScanTokens(tokens, state);
 
   FuseParser parser(&tokens);

@@ -349,10 +349,16 @@ ValueRef Grid(Sema& sema, const CallSite& site) {
   std::filesystem::path full = std::filesystem::path(*path).is_absolute() ? std::filesystem::path(*path)
                                                                           : base.parent_path() / *path;
   std::string error;
-  auto file = sema.sources().Load(full.string(), *path, &error);
+  // Shown relative to the .fuse file as the user named it, like imports.
+  std::filesystem::path shown = std::filesystem::path(*path).is_absolute()
+                                    ? std::filesystem::path(*path)
+                                    : std::filesystem::path(sema.sources().file(site.span.file).display_name())
+                                              .parent_path() /
+                                          *path;
+  auto file = sema.sources().Load(full.string(), shown.lexically_normal().string(), &error);
   if (!file) {
     sema.Report(DiagnosticKind::FileNotFound, path_value->span, "grid file \"" + *path + "\" " + error)
-        .Note("looked for " + full.lexically_normal().string());
+        .Note("looked for " + shown.lexically_normal().string());
     return values::Error(site.span);
   }
   const SourceFile& source = sema.sources().file(*file);
@@ -1003,7 +1009,7 @@ std::vector<Builtin> MakeBuiltins() {
 
 ScopeRef Sema::MakeBuiltinScope() {
   builtins_ = MakeBuiltins();
-  ScopeRef scope = MakeScope(nullptr);
+  ScopeRef scope = scopes_.New(nullptr);
   for (const Builtin& builtin : builtins_) {
     Binding binding;
     binding.name = builtin.name;

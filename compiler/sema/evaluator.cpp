@@ -371,7 +371,7 @@ const std::vector<ParamSpec>& Sema::ResolveParams(const std::vector<ast::Param>&
   std::function<TypeRef(const ast::TypeExpr&)> resolve_type = [&](const ast::TypeExpr& type) -> TypeRef {
     if (type.is_record) {
       std::vector<std::pair<std::string, TypeRef>> fields;
-      for (const auto& [name, field_type] : type.record_fields) fields.emplace_back(name.text, resolve_type(field_type));
+      for (const ast::TypeField& field : type.record_fields) fields.emplace_back(field.name.text, resolve_type(field.type));
       return types::Record(std::move(fields));
     }
     if (type.name.text == "list") {
@@ -510,6 +510,7 @@ std::optional<NamedValues> Sema::BindArguments(const std::string& callee, Source
   std::vector<const ast::Argument*> given(params.size(), nullptr);
   bool ok = true;
   bool seen_named = false;
+  bool unknown_argument = false;  // a misspelt name: the "missing" parameter is probably the one meant
   size_t positional = 0;
   std::vector<std::string> names;
   for (const ParamSpec& param : params) names.push_back(param.name);
@@ -548,6 +549,7 @@ std::optional<NamedValues> Sema::BindArguments(const std::string& callee, Source
           builder.Help("its parameters are " + list);
         }
         ok = false;
+        unknown_argument = true;
         continue;
       }
       index = static_cast<size_t>(it - names.begin());
@@ -561,7 +563,7 @@ std::optional<NamedValues> Sema::BindArguments(const std::string& callee, Source
     given[index] = &arg;
   }
   NamedValues bound;
-  ScopeRef defaults_scope;  // earlier parameters are visible to later defaults
+  ScopeRef defaults_scope = nullptr;  // earlier parameters are visible to later defaults
   for (size_t i = 0; i < params.size(); ++i) {
     const ParamSpec& param = params[i];
     std::string what = "argument `" + param.name + "` of `" + callee + "`";
@@ -579,12 +581,14 @@ std::optional<NamedValues> Sema::BindArguments(const std::string& callee, Source
       value = EvalArgument(*param.default_expr, param, defaults_scope, DataContext{});
       use = param.default_expr->span;
     } else {
-      auto builder = Report(DiagnosticKind::MissingArgument, call_span,
-                            "missing argument `" + param.name + "` of `" + callee + "`");
-      if (param.span.valid()) {
-        builder.Note(param.span, "`" + param.name + "` is declared here without a default");
+      if (!unknown_argument) {
+        auto builder = Report(DiagnosticKind::MissingArgument, call_span,
+                              "missing argument `" + param.name + "` of `" + callee + "`");
+        if (param.span.valid()) {
+          builder.Note(param.span, "`" + param.name + "` is declared here without a default");
+        }
+        if (declaration.valid() && !param.span.valid()) builder.Note(declaration, "`" + callee + "` is declared here");
       }
-      if (declaration.valid() && !param.span.valid()) builder.Note(declaration, "`" + callee + "` is declared here");
       ok = false;
       value = values::Error(call_span);
     }
@@ -636,7 +640,7 @@ std::optional<NamedValues> Sema::BindValues(const std::string& callee, SourceSpa
     }
   }
   NamedValues bound;
-  ScopeRef defaults_scope;
+  ScopeRef defaults_scope = nullptr;
   for (const ParamSpec& param : params) {
     std::string what = "argument `" + param.name + "` of `" + callee + "`";
     ValueRef value = FindNamed(given, param.name);
@@ -742,8 +746,8 @@ class ExpressionEvaluator {
     // being defined means the binding of that name in an enclosing scope, if there is one.
     if (binding->state == Binding::State::Evaluating &&
         (binding->kind == BindingKind::Field || binding->kind == BindingKind::Let)) {
-      const Scope* owner = scope.get();
-      while (owner != nullptr && owner->FindLocal(name) != binding) owner = owner->parent().get();
+      const Scope* owner = scope;
+      while (owner != nullptr && owner->FindLocal(name) != binding) owner = owner->parent();
       if (owner != nullptr && owner->parent() != nullptr) {
         if (Binding* outer = owner->parent()->Find(name)) binding = outer;
       }
@@ -1096,9 +1100,13 @@ class ExpressionEvaluator {
     TypeRef wanted = logical ? types::Bool() : types::Float();
     bool ok = logical ? (operand->type->kind == TypeKind::Bool) : IsNumberType(*operand->type);
     if (!ok) {
-      sema_.Report(DiagnosticKind::TypeMismatch, unary.operand->span,
-                   std::string("`") + ast::Spelling(unary.op) + "` needs " + (logical ? "a bool" : "a number") +
-                       ", got `" + ToString(operand->type) + "`");
+      auto builder = sema_.Report(DiagnosticKind::TypeMismatch, unary.operand->span,
+                                  std::string("`") + ast::Spelling(unary.op) + "` needs " +
+                                      (logical ? "a bool" : "a number") + ", got `" + ToString(operand->type) + "`");
+      if (const auto* response = operand->As<ResponseVal>()) {
+        builder.Help("`" + response->name + "` is a response; use `logp(" + response->name + ")`, `len(" +
+                     response->name + ")` or `reward(" + response->name + ")`");
+      }
       return values::Error(expr.span);
     }
     if (operand->is_unknown()) return values::Unknown(operand->type, expr.span);
@@ -1567,7 +1575,7 @@ ValueRef Sema::Eval(const ast::Expr& expr, const ScopeRef& scope, const DataCont
 }
 
 ValueRef Sema::EvalAs(const ast::Expr& expr, const ScopeRef& scope, const DataContext& context,
-                      const TypeRef& expected, const std::string& what) {
+                      const TypeRef& expected, const std::string& what, bool accepts_none) {
   // Unknown names get a category-specific diagnostic where one is expected.
   if (expected->kind == TypeKind::Objective) {
     const ast::Expr* callee = &expr;
@@ -1611,7 +1619,7 @@ ValueRef Sema::EvalAs(const ast::Expr& expr, const ScopeRef& scope, const DataCo
     WeightingVal closure{nullptr, &weighting, std::move(*bound), decl->env, decl->name};
     return values::Make(types::Opaque(TypeKind::Weighting), expr.span, std::move(closure));
   }
-  return Coerce(value, expected, what, expr.span);
+  return Coerce(value, expected, what, expr.span, accepts_none);
 }
 
 }  // namespace fusec::sema

@@ -206,7 +206,8 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
           .Help("start a later stage from it (`init = " + stage_decls[i]->name.text + "`), or remove it");
     }
   }
-  if (clean) WarnUnused(experiment_scope);
+  CheckUnforcedLets(experiment_scope);
+  if (clean && diagnostics_.error_count() == errors_before) WarnUnused(experiment_scope);
   if (!ok) return std::nullopt;
   return experiment;
 }
@@ -319,8 +320,9 @@ CheckedProgram Sema::CheckFiles(const std::vector<std::string>& files,
         }
       }
     }
-    // Unused imports are reported only for modules without errors: code that failed may have used them.
-    if (!module.is_stdlib && diagnostics_.error_count() == module_errors_before) {
+    // Unused imports are reported only when nothing failed: code that failed may have used them.
+    (void)module_errors_before;
+    if (!module.is_stdlib && !diagnostics_.has_errors()) {
       for (Binding* binding : module.scope->ordered()) {
         if (binding->kind == BindingKind::Import && binding->warn_if_unused && !binding->used) {
           Report(DiagnosticKind::UnusedImport, binding->span, "`" + binding->name + "` is imported but never used")

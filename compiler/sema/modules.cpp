@@ -132,8 +132,9 @@ ModuleInfo* Sema::LoadFileModule(const ModuleInfo& from, const std::string& rela
   fs::path path = fs::path(relative).is_absolute() ? fs::path(relative) : base / relative;
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) {
+    fs::path shown = fs::path(sources_.file(from.file).display_name()).parent_path() / relative;
     Report(DiagnosticKind::ModuleNotFound, span, "cannot import \"" + relative + "\": no such file")
-        .Note("looked for " + path.lexically_normal().string());
+        .Note("looked for " + shown.lexically_normal().string());
     return nullptr;
   }
   // Display the path relative to the importing file's display name, as the user would open it.
@@ -175,7 +176,25 @@ void Sema::BuildModuleScope(ModuleInfo& module) {
       target = LoadStdlibModule(import.dotted_path, import.path_span);
       default_name = import.dotted_path.back().text;
     }
-    if (target == nullptr || !target->scope) continue;
+    if (target == nullptr || !target->scope) {
+      // The import failed and was reported: its names are bound to errors, so their uses stay quiet.
+      auto poison = [&](const ast::Identifier& id) {
+        Binding binding;
+        binding.name = id.text;
+        binding.kind = BindingKind::Import;
+        binding.span = id.span;
+        binding.value = values::Error(id.span);
+        define(std::move(binding));
+      };
+      if (import.items) {
+        for (const ast::ImportItem& item : *import.items) poison(item.alias ? *item.alias : item.name);
+      } else if (import.alias) {
+        poison(*import.alias);
+      } else if (IsIdentifier(default_name)) {
+        poison(ast::Identifier{default_name, import.path_span});
+      }
+      continue;
+    }
     if (import.items) {
       for (const ast::ImportItem& item : *import.items) {
         Binding* exported = target->scope->FindLocal(item.name.text);

@@ -80,7 +80,7 @@ LossNeeds ComputeNeeds(const TermRef& loss) {
 
 NamedValues Sema::AbstractArguments(const std::vector<ParamSpec>& params) {
   NamedValues args;
-  ScopeRef scope;
+  ScopeRef scope = nullptr;
   for (const ParamSpec& param : params) {
     ValueRef value;
     if (param.default_expr != nullptr) {
@@ -166,6 +166,15 @@ void Sema::DefineLets(const std::vector<ast::BodyItem>& body, const ScopeRef& sc
       Report(DiagnosticKind::DuplicateName, let->name.span, "`" + let->name.text + "` is defined twice in this body")
           .Note(existing->span, "first defined here");
     }
+  }
+}
+
+void Sema::CheckUnforcedLets(const ScopeRef& scope) {
+  for (Binding* binding : scope->ordered()) {
+    if (binding->kind != BindingKind::Let || binding->state != Binding::State::Pending) continue;
+    bool was_used = binding->used;
+    Force(*binding, binding->span);
+    binding->used = was_used;
   }
 }
 
@@ -263,6 +272,7 @@ ValueRef Sema::InstantiateObjective(const DeclVal& decl, SourceSpan use, const N
   }
   ValueRef loss = Coerce(Eval(*loss_field->value, body_scope, context), types::Float(), "the loss",
                          loss_field->value->span);
+  CheckUnforcedLets(body_scope);
   WarnUnused(body_scope);
   if (loss->is_error() || !ok) return values::Error(use);
 

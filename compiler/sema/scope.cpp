@@ -23,7 +23,7 @@ const Binding* Scope::FindLocal(const std::string& name) const {
 }
 
 Binding* Scope::Find(const std::string& name) {
-  for (Scope* scope = this; scope != nullptr; scope = scope->parent_.get()) {
+  for (Scope* scope = this; scope != nullptr; scope = scope->parent_) {
     if (Binding* binding = scope->FindLocal(name)) return binding;
   }
   return nullptr;
@@ -31,7 +31,7 @@ Binding* Scope::Find(const std::string& name) {
 
 std::vector<std::string> Scope::VisibleNames() const {
   std::set<std::string> names;
-  for (const Scope* scope = this; scope != nullptr; scope = scope->parent_.get()) {
+  for (const Scope* scope = this; scope != nullptr; scope = scope->parent_) {
     for (const auto& [name, binding] : scope->bindings_) names.insert(name);
   }
   return {names.begin(), names.end()};

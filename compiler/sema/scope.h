@@ -42,7 +42,7 @@ struct Binding {
   // Either a value, or an expression evaluated on first use.
   ValueRef value;
   const ast::Expr* expr = nullptr;
-  ScopeRef env;
+  ScopeRef env = nullptr;
   std::shared_ptr<const DataContext> context;  // the data context the expression was written in
 
   enum class State : uint8_t { Ready, Pending, Evaluating };
@@ -51,9 +51,13 @@ struct Binding {
   bool warn_if_unused = false;
 };
 
+class ScopeArena;
+
 class Scope {
  public:
-  explicit Scope(ScopeRef parent) : parent_(std::move(parent)) {}
+  Scope(ScopeRef parent, ScopeArena* arena) : parent_(parent), arena_(arena) {}
+  Scope(const Scope&) = delete;
+  Scope& operator=(const Scope&) = delete;
 
   /// Adds a binding and returns it with true; if the name is already bound here, adds nothing and returns
   /// the existing binding with false.
@@ -66,14 +70,29 @@ class Scope {
   std::vector<std::string> VisibleNames() const;
   /// This scope's bindings in the order they were defined.
   const std::vector<Binding*>& ordered() const { return ordered_; }
-  const ScopeRef& parent() const { return parent_; }
+  ScopeRef parent() const { return parent_; }
+  ScopeArena& arena() const { return *arena_; }
 
  private:
   ScopeRef parent_;
+  ScopeArena* arena_;
   std::map<std::string, std::unique_ptr<Binding>> bindings_;
   std::vector<Binding*> ordered_;
 };
 
-inline ScopeRef MakeScope(ScopeRef parent) { return std::make_shared<Scope>(std::move(parent)); }
+/// Owns every scope of a check run; scopes die together when the run ends.
+class ScopeArena {
+ public:
+  ScopeRef New(ScopeRef parent) {
+    scopes_.push_back(std::make_unique<Scope>(parent, this));
+    return scopes_.back().get();
+  }
+
+ private:
+  std::vector<std::unique_ptr<Scope>> scopes_;
+};
+
+/// A new scope inside `parent`, owned by the parent's arena.
+inline ScopeRef MakeScope(ScopeRef parent) { return parent->arena().New(parent); }
 
 }  // namespace fusec::sema

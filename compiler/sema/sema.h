@@ -71,7 +71,7 @@ struct ParamSpec {
   bool accepts_terms = false;  // may depend on the data (math functions, response expressions)
   ValueRef default_value;                   // builtins
   const ast::Expr* default_expr = nullptr;  // declarations: evaluated in the declaration's scope
-  ScopeRef default_env;
+  ScopeRef default_env = nullptr;
   SourceSpan span;  // the declaration of the parameter, for notes
 
   bool required() const { return !default_value && default_expr == nullptr; }
@@ -101,7 +101,7 @@ struct CallSite {
   std::map<std::string, SourceSpan> arg_spans;
   std::optional<ast::Identifier> over;  // `over prompt`
   const ast::CallExpr* call = nullptr;  // null for a bare name
-  ScopeRef scope;
+  ScopeRef scope = nullptr;
   const DataContext* context = nullptr;
 };
 
@@ -111,7 +111,7 @@ struct ModuleInfo {
   bool is_stdlib = false;
   bool parsed = false;  // parsed without errors
   ast::Module ast;
-  ScopeRef scope;
+  ScopeRef scope = nullptr;
   enum class State : uint8_t { Loading, Loaded } state = State::Loading;
 };
 
@@ -141,7 +141,7 @@ class Sema {
   ValueRef Eval(const ast::Expr& expr, const ScopeRef& scope, const DataContext& context);
   /// Evaluates and coerces to `expected`; `what` names the thing for messages (`field \`epochs\``).
   ValueRef EvalAs(const ast::Expr& expr, const ScopeRef& scope, const DataContext& context,
-                  const TypeRef& expected, const std::string& what);
+                  const TypeRef& expected, const std::string& what, bool accepts_none = false);
   ValueRef Force(Binding& binding, SourceSpan use);
   /// Checks `value` against `expected` (int widens to float, also inside lists); Error when it does not fit.
   ValueRef Coerce(const ValueRef& value, const TypeRef& expected, const std::string& what, SourceSpan use,
@@ -198,8 +198,8 @@ class Sema {
     std::string name;
     SourceSpan name_span;
     const std::vector<ast::BodyItem>* body = nullptr;
-    ScopeRef scope;  // the body's lets live here
-    ScopeRef outer;  // the base's arguments are evaluated here
+    ScopeRef scope = nullptr;  // the body's lets live here
+    ScopeRef outer = nullptr;  // the base's arguments are evaluated here
     const ast::StageBase* base = nullptr;
     int64_t experiment_seed = 42;
     /// A stage template checked on its own: missing required fields are expected, not errors.
@@ -223,6 +223,8 @@ class Sema {
   void DefineLets(const std::vector<ast::BodyItem>& body, const ScopeRef& scope, const DataContext& context,
                   bool warn_if_unused);
   void WarnUnused(const ScopeRef& scope);
+  /// Evaluates the lets of a scope that nothing used, so errors in them are reported too.
+  void CheckUnforcedLets(const ScopeRef& scope);
 
   // --- Modules (modules.cpp) -----------------------------------------------------------------------------
   /// Loads a file named by the user; `text`, when given, is used instead of reading the file.
@@ -246,9 +248,10 @@ class Sema {
   SourceManager& sources_;
   Diagnostics& diagnostics_;
   std::string stdlib_dir_;
+  ScopeArena scopes_;  // first member destroyed last: every value that points at a scope dies before it
   std::vector<Builtin> builtins_;
-  ScopeRef builtin_scope_;
-  ScopeRef prelude_scope_;
+  ScopeRef builtin_scope_ = nullptr;
+  ScopeRef prelude_scope_ = nullptr;
   std::deque<ModuleInfo> modules_;
   std::map<std::string, ModuleInfo*> modules_by_path_;
   std::vector<ModuleInfo*> loading_stack_;

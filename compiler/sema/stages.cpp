@@ -67,13 +67,13 @@ bool IsDataRule(const std::string& name) { return name == "select" || name == "p
 
 struct Layer {
   std::string kind;  // the template's name, or the stage's own name for the first layer
-  ScopeRef scope;
+  ScopeRef scope = nullptr;
   const std::vector<ast::BodyItem>* body = nullptr;
 };
 
 struct FieldSource {
   const ast::FieldAssign* field = nullptr;
-  ScopeRef scope;
+  ScopeRef scope = nullptr;
 };
 
 std::optional<int64_t> IntOf(const ValueRef& value) {
@@ -107,7 +107,7 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
     Binding* binding = nullptr;
     const DeclVal* decl = nullptr;
     ValueRef value;
-    for (Scope* scope = arg_scope.get(); scope != nullptr; scope = scope->parent().get()) {
+    for (Scope* scope = arg_scope; scope != nullptr; scope = scope->parent()) {
       Binding* candidate = scope->FindLocal(base->name.text);
       if (candidate == nullptr || candidate->kind == BindingKind::Stage || candidate->kind == BindingKind::Field) {
         continue;
@@ -242,7 +242,7 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
     if (it == fields.end()) return nullptr;
     const FieldSpec& spec = *FindField(name);
     std::string what = "field `" + name + "` of stage `" + request.name + "`";
-    ValueRef value = EvalAs(*it->second.field->value, it->second.scope, none, spec.type, what);
+    ValueRef value = EvalAs(*it->second.field->value, it->second.scope, none, spec.type, what, spec.accepts_none);
     if (value->is_none() && !spec.accepts_none) {
       Report(DiagnosticKind::TypeMismatch, it->second.field->value->span, what + " cannot be `none`");
       value = values::Error(value->span);
@@ -467,6 +467,7 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
   }
 
   RunChecks(*request.body, request.scope, none);
+  CheckUnforcedLets(request.scope);
   WarnUnused(request.scope);
   if (!ok || broken_chain) return std::nullopt;
   return stage;

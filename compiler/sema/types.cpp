@@ -132,10 +132,10 @@ bool IsAssignable(const Type& from, const Type& to) {
       return IsAssignable(*from.element, *to.element);
     case TypeKind::Record: {
       if (from.fields.size() != to.fields.size()) return false;
-      for (const auto& [name, field_type] : to.fields) {
+      for (const auto& wanted : to.fields) {
         auto it = std::find_if(from.fields.begin(), from.fields.end(),
-                               [&](const auto& field) { return field.first == name; });
-        if (it == from.fields.end() || !IsAssignable(*it->second, *field_type)) return false;
+                               [&](const auto& field) { return field.first == wanted.first; });
+        if (it == from.fields.end() || !IsAssignable(*it->second, *wanted.second)) return false;
       }
       return true;
     }

@@ -36,7 +36,9 @@ struct ExperimentDecl;
 namespace fusec::sema {
 
 class Scope;
-using ScopeRef = std::shared_ptr<Scope>;
+/// Scopes are owned by their ScopeArena (one per check run, held by the checker); values and bindings point
+/// at them without owning, which keeps the closures of functions and declarations free of reference cycles.
+using ScopeRef = Scope*;
 struct Value;
 using ValueRef = std::shared_ptr<const Value>;
 using NamedValues = std::vector<std::pair<std::string, ValueRef>>;
@@ -83,7 +85,7 @@ struct ResponseVal {
 /// A user function (`let h(y) = ...`), inlined at each call.
 struct FunctionVal {
   const ast::LetDecl* decl;
-  ScopeRef env;
+  ScopeRef env = nullptr;
 };
 struct BuiltinVal {
   const Builtin* builtin;
@@ -93,7 +95,7 @@ struct DeclVal {
   enum class Kind : uint8_t { Objective, Weighting, StageTemplate, ExperimentTemplate };
   Kind kind;
   const void* decl;  // the ast::*Decl of `kind`
-  ScopeRef env;      // the module scope it was declared in
+  ScopeRef env = nullptr;      // the module scope it was declared in
   std::string name;
   SourceSpan name_span;
 };
@@ -106,7 +108,7 @@ struct WeightingVal {
   const ast::Expr* expr = nullptr;  // an inline expression, or
   const ast::WeightingDecl* decl = nullptr;  // a declared weighting with its arguments
   NamedValues args;
-  ScopeRef env;
+  ScopeRef env = nullptr;
   std::string description;  // `softmax_over_sources(tau: 1.0)` or the expression's text
 };
 struct SelectionVal {

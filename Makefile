@@ -1,0 +1,58 @@
+# The front door. Every target installs missing Debian packages first (scripts/install-deps.sh does nothing
+# when all are present), then configures and builds with CMake presets (CMakePresets.json).
+#
+#   make demo     build, then check and explain the paper's FuseRL-DPO experiment
+#   make test     build, then run every test: release build, and the compiler's tests under ASan + UBSan
+#   make build    build the release preset only
+#   make golden   rewrite the golden tests' expectations from the current output (review the diff!)
+#   make fuzz     run libFuzzer on the front end for FUZZ_SECONDS (needs clang)
+#   make format   clang-format the sources;  make tidy: clang-tidy them
+
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+FUSEC := build/release/bin/fusec
+export OMP_NUM_THREADS ?= $(shell nproc)
+
+.PHONY: demo test build deps configure dev-test golden fuzz format tidy clean
+
+deps:
+	@./scripts/install-deps.sh
+
+configure: deps
+	@cmake --preset release >/dev/null
+
+build: configure
+	@cmake --build --preset release -j $(JOBS)
+
+demo: build
+	@./scripts/demo.sh
+
+test: build
+	@ctest --preset release -j $(JOBS)
+	@$(MAKE) --no-print-directory dev-test
+
+dev-test: deps
+	@cmake --preset dev >/dev/null
+	@cmake --build --preset dev -j $(JOBS)
+	@ctest --preset dev -j $(JOBS)
+
+golden: build
+	@FUSEC_AUTOUPDATE=1 ./build/release/tests/compiler/compiler_tests --gtest_filter='Testdata/*' >/dev/null || true
+	@./build/release/tests/compiler/compiler_tests --gtest_filter='Testdata/*:GoldenCoverage.*' --gtest_brief=1
+	@git status --short tests/compiler/testdata
+
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@mkdir -p build/fuzz/corpus
+	@./build/fuzz/tests/compiler/frontend_fuzzer -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    build/fuzz/corpus tests/compiler/fuzz_corpus tests/compiler/testdata experiments stdlib
+
+format:
+	@git ls-files '*.cpp' '*.h' | xargs clang-format -i
+
+tidy: configure
+	@git ls-files 'compiler/*.cpp' | xargs clang-tidy -p build/release --quiet
+
+clean:
+	@rm -rf build
