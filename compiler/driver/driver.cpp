@@ -69,7 +69,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
   app.set_version_flag("--version", VersionString() + " (stdlib: " + DefaultStdlibDir() + ")");
   app.require_subcommand(1);
   app.footer("Exit status: 0 when clean (warnings allowed), 1 when the input has errors, 2 for usage errors.\n"
-             "Documentation: docs/language.md");
+             "Documentation: docs/language.md\n");
 
   CommonOptions common;
   std::vector<std::string> check_files;
@@ -90,8 +90,14 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
   try {
     app.parse(reversed);
   } catch (const CLI::ParseError& error) {
-    int status = app.exit(error, out, err);
-    return status == 0 ? kExitOk : kExitUsage;
+    if (error.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
+      app.exit(error, out, err);  // --help, --version
+      return kExitOk;
+    }
+    std::string message = error.what();
+    if (!message.empty()) message[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[0])));
+    err << "error: " << message << " [Usage]\nhelp: run `fusec --help` for the commands and their options\n";
+    return kExitUsage;
   }
   if (check->parsed()) return RunCheck(check_files, common, out, err);
   if (plan->parsed()) return RunPlan(plan_file, emit, common, out, err);

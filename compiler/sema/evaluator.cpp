@@ -345,6 +345,14 @@ ValueRef Sema::Coerce(const ValueRef& value, const TypeRef& expected, const std:
   return mismatch(got);
 }
 
+std::string Sema::Shown(const ValueRef& value) const {
+  if (value->is_known() && IsScalarLike(value) && value->span.valid()) {
+    std::string written(sources_.Text(value->span));
+    if (!written.empty() && written.size() <= 40 && written.find('\n') == std::string::npos) return written;
+  }
+  return ToString(*value);
+}
+
 bool Sema::CheckRange(const ValueRef& value, const Range& range, const std::string& what, SourceSpan use) {
   if (const auto* list = value->As<ListVal>()) {
     bool ok = true;
@@ -354,10 +362,8 @@ bool Sema::CheckRange(const ValueRef& value, const Range& range, const std::stri
   std::optional<double> number = value->AsNumber();
   if (!number || range.Contains(*number)) return true;
   SourceSpan at = value->span.valid() ? value->span : use;
-  // Show the value as it was written (`-1`, not the float it became).
-  std::string shown(sources_.Text(value->span));
-  if (shown.empty() || shown.size() > 40) shown = ToString(*value);
-  auto builder = Report(DiagnosticKind::OutOfRange, at, what + " must be " + range.ToString() + ", got `" + shown + "`");
+  auto builder =
+      Report(DiagnosticKind::OutOfRange, at, what + " must be " + range.ToString() + ", got `" + Shown(value) + "`");
   if (at != use && use.valid()) builder.Note(use, "used here");
   return false;
 }

@@ -27,6 +27,7 @@ struct ExperimentField {
 const std::vector<ExperimentField>& ExperimentFields() {
   static const std::vector<ExperimentField> fields = {
       {"target", types::Opaque(TypeKind::Model)},
+      {"data", types::Opaque(TypeKind::Dataset)},
       {"seed", types::Int()},
       {"output", types::String()},
       {"device", types::Enum(EnumKind::Device)},
@@ -108,8 +109,8 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
         for (const ExperimentField& known : ExperimentFields()) names.emplace_back(known.name);
         std::string hint = DidYouMean(field->name.text, names);
         builder.Help(!hint.empty() ? hint
-                                   : "experiment fields are `target`, `seed`, `output`, `device` and `eval`; "
-                                     "name other values with `let`");
+                                   : "experiment fields are `target`, `data`, `seed`, `output`, `device` and "
+                                     "`eval`; name other values with `let`");
         ok = false;
         continue;
       }
@@ -165,6 +166,7 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
   }
   if (ValueRef device = field_value("device"); device && device->As<EnumVal>()) experiment.device = ToString(device);
   experiment.eval = field_value("eval");
+  ValueRef default_data = field_value("data");
   if (experiment.eval && experiment.eval->is_error()) experiment.eval = nullptr;
 
   std::vector<CheckedStage> stages;
@@ -180,6 +182,7 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
     request.outer = experiment_scope;
     request.base = &decl->base;
     request.experiment_seed = experiment.seed;
+    request.default_data = default_data;
     stage_spans[decl->name.text] = decl->name.span;
     if (auto stage = ElaborateStage(request)) {
       stages.push_back(std::move(*stage));

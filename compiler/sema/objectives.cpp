@@ -107,7 +107,8 @@ NamedValues Sema::AbstractArguments(const std::vector<ParamSpec>& params) {
   return args;
 }
 
-void Sema::RunChecks(const std::vector<ast::BodyItem>& body, const ScopeRef& scope, const DataContext& context) {
+void Sema::RunChecks(const std::vector<ast::BodyItem>& body, const ScopeRef& scope, const DataContext& context,
+                     SourceSpan use, const std::string& owner) {
   for (const ast::BodyItem& item : body) {
     const auto* check = std::get_if<ast::CheckStmt>(&item.node);
     if (check == nullptr) continue;
@@ -129,7 +130,7 @@ void Sema::RunChecks(const std::vector<ast::BodyItem>& body, const ScopeRef& sco
         if (close != std::string::npos) {
           std::string name = check->message.substr(i + 1, close - i - 1);
           if (Binding* binding = scope->Find(name); binding != nullptr && binding->value) {
-            message += ToString(binding->value);
+            message += Shown(binding->value);
             i = close;
             continue;
           }
@@ -137,8 +138,12 @@ void Sema::RunChecks(const std::vector<ast::BodyItem>& body, const ScopeRef& sco
       }
       message.push_back(check->message[i]);
     }
-    Report(check->is_error ? DiagnosticKind::UserError : DiagnosticKind::UserWarning, check->condition->span,
-           message);
+    DiagnosticKind kind = check->is_error ? DiagnosticKind::UserError : DiagnosticKind::UserWarning;
+    if (use.valid()) {
+      Report(kind, use, message).Note(check->condition->span, "from this check in `" + owner + "`");
+    } else {
+      Report(kind, check->condition->span, message);
+    }
   }
 }
 
@@ -189,9 +194,11 @@ void Sema::WarnUnused(const ScopeRef& scope) {
 ValueRef Sema::InstantiateObjective(const DeclVal& decl, SourceSpan use, const NamedValues& args) {
   const auto& objective = *static_cast<const ast::ObjectiveDecl*>(decl.decl);
   const auto& params = ResolveParams(objective.params, decl.env);
-  std::optional<InstantiationNote> note;
-  if (use != decl.name_span) note.emplace(*this, use, "in objective `" + decl.name + "` used here");
   ScopeRef param_scope = BindScope(decl.env, params, args);
+  bool used_elsewhere = use != decl.name_span;
+  RunChecks(objective.body, param_scope, DataContext{}, used_elsewhere ? use : SourceSpan{}, decl.name);
+  std::optional<InstantiationNote> note;
+  if (used_elsewhere) note.emplace(*this, use, "in objective `" + decl.name + "` used here");
 
   // The implicit names: declared by `per ...`, or `y`, `chosen` and `rejected`.
   DataContext context;
@@ -239,7 +246,6 @@ ValueRef Sema::InstantiateObjective(const DeclVal& decl, SourceSpan use, const N
 
   ScopeRef body_scope = MakeScope(context_scope);
   DefineLets(objective.body, body_scope, context, /*warn_if_unused=*/true);
-  RunChecks(objective.body, param_scope, DataContext{});
   const ast::FieldAssign* loss_field = nullptr;
   for (const ast::BodyItem& item : objective.body) {
     if (const auto* stage = std::get_if<ast::StageDecl>(&item.node)) {

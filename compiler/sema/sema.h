@@ -202,6 +202,7 @@ class Sema {
     ScopeRef outer = nullptr;  // the base's arguments are evaluated here
     const ast::StageBase* base = nullptr;
     int64_t experiment_seed = 42;
+    ValueRef default_data;  // the experiment's `data`, for stages that set none
     /// A stage template checked on its own: missing required fields are expected, not errors.
     bool abstract = false;
   };
@@ -217,8 +218,12 @@ class Sema {
   std::optional<CheckedExperiment> ElaborateExperiment(const std::string& name, SourceSpan span,
                                                        const std::vector<ast::BodyItem>& body,
                                                        const ScopeRef& scope);
-  /// Runs `warn if` / `error if` statements of a body.
-  void RunChecks(const std::vector<ast::BodyItem>& body, const ScopeRef& scope, const DataContext& context);
+  /// Runs `warn if` / `error if` statements of a body. With a valid `use` (the call of an objective or stage
+  /// kind), a failing check is reported there, where the user can act, with a note at the check.
+  void RunChecks(const std::vector<ast::BodyItem>& body, const ScopeRef& scope, const DataContext& context,
+                 SourceSpan use = {}, const std::string& owner = "");
+  /// A value as the user wrote it (`10`, not the `10.0` it became), or its .fuse text.
+  std::string Shown(const ValueRef& value) const;
   /// Adds a body's `let`s to `scope` as lazy bindings; reports duplicates.
   void DefineLets(const std::vector<ast::BodyItem>& body, const ScopeRef& scope, const DataContext& context,
                   bool warn_if_unused);

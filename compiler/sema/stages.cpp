@@ -167,10 +167,7 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
     ScopeRef params_scope = BindScope(decl->env, params, *bound);
     ScopeRef lets_scope = MakeScope(params_scope);
     DefineLets(template_decl.body, lets_scope, none, /*warn_if_unused=*/false);
-    {
-      InstantiationNote note(*this, base->span, "in stage kind `" + decl->name + "` used here");
-      RunChecks(template_decl.body, lets_scope, none);
-    }
+    RunChecks(template_decl.body, lets_scope, none, base->span, decl->name);
     layers.push_back(Layer{decl->name, lets_scope, &template_decl.body});
     stage.kinds.push_back(decl->name);
     base = &template_decl.base;
@@ -374,9 +371,13 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
 
   // 6. Models and data.
   required("init", "set `init = target` or `init = <earlier stage>`");
-  required("data", "set `data = ...`, a dataset");
+  if (!request.default_data) required("data", "set `data = ...` in the stage, or `data = ...` in the experiment");
   if (ValueRef value = eval_field("init")) stage.init = value;
-  if (ValueRef value = eval_field("data")) stage.data = value;
+  if (ValueRef value = eval_field("data")) {
+    stage.data = value;
+  } else if (request.default_data && !request.default_data->is_error()) {
+    stage.data = request.default_data;
+  }
   ValueRef reference = eval_field("reference");
   bool needs_reference = stage.objective && stage.objective->needs.reference_logp;
   if (needs_reference) {

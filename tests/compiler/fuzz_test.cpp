@@ -100,7 +100,7 @@ TEST(FrontEndFuzz, RandomMutationsNeitherCrashNorHang) {
   std::vector<std::string> corpus = Corpus();
   ASSERT_GT(corpus.size(), 20u) << "the seed corpus is missing";
   std::mt19937_64 rng(20261127);
-  constexpr int kIterations = 1500;
+  constexpr int kIterations = 4000;
   double slowest = 0;
   for (int i = 0; i < kIterations; ++i) {
     std::string input = Mutate(corpus[rng() % corpus.size()], corpus, rng);
