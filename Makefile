@@ -51,8 +51,10 @@ fuzz: deps
 format:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format -i
 
+# compiler/parse is left out: clang cannot parse Debian's ANTLR umbrella header with GCC's flags (the fuzz
+# preset works around it with a shim header, grammar/CMakeLists.txt).
 tidy: configure
-	@git ls-files 'compiler/*.cpp' | xargs clang-tidy -p build/release --quiet
+	@git ls-files 'compiler/*.cpp' | grep -v '^compiler/parse/' | xargs clang-tidy -p build/release --quiet
 
 clean:
 	@rm -rf build

@@ -16,6 +16,25 @@ packages=(
   libgtest-dev libgmock-dev googletest pkgconf
   cmake g++ make
 )
+# Tests add a package that does not exist to check the missing-package path without installing anything.
+if [[ -n "${FUSEC_EXTRA_PACKAGES:-}" ]]; then
+  read -r -a extra <<<"$FUSEC_EXTRA_PACKAGES"
+  packages+=("${extra[@]}")
+fi
+
+# `--check` only reports: it lists what is missing and exits 1 if anything is, installing nothing.
+check_only=false
+case "${1:-}" in
+  --check) check_only=true ;;
+  "") ;;
+  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "install-deps: error: dpkg-query not found; fusec's build expects Debian 12 (bookworm)." >&2
+  echo "install-deps: help: install by hand: ${packages[*]}" >&2
+  exit 1
+fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -24,7 +43,12 @@ for package in "${packages[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
+  $check_only && echo "install-deps: all ${#packages[@]} packages are installed"
   exit 0
+fi
+if $check_only; then
+  echo "install-deps: missing: ${missing[*]}"
+  exit 1
 fi
 
 echo "install-deps: missing Debian packages: ${missing[*]}"

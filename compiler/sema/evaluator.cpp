@@ -86,6 +86,13 @@ std::string Range::ToString() const {
   return "any value";
 }
 
+std::vector<std::string> ParamNames(const std::vector<ParamSpec>& params) {
+  std::vector<std::string> names;
+  names.reserve(params.size());
+  for (const ParamSpec& param : params) names.push_back(param.name);
+  return names;
+}
+
 bool IsResponseField(const std::string& name) {
   return name == "reward" || name == "len" || name == "source" || name == "index";
 }
@@ -518,8 +525,7 @@ std::optional<NamedValues> Sema::BindArguments(const std::string& callee, Source
   bool seen_named = false;
   bool unknown_argument = false;  // a misspelt name: the "missing" parameter is probably the one meant
   size_t positional = 0;
-  std::vector<std::string> names;
-  for (const ParamSpec& param : params) names.push_back(param.name);
+  std::vector<std::string> names = ParamNames(params);
   for (const ast::Argument& arg : args) {
     size_t index = params.size();
     if (!arg.name) {
@@ -633,8 +639,7 @@ std::optional<NamedValues> Sema::BindValues(const std::string& callee, SourceSpa
                                             const std::vector<ParamSpec>& params, const NamedValues& given,
                                             const std::map<std::string, SourceSpan>& given_spans) {
   bool ok = true;
-  std::vector<std::string> names;
-  for (const ParamSpec& param : params) names.push_back(param.name);
+  std::vector<std::string> names = ParamNames(params);
   for (const auto& [name, value] : given) {
     if (std::find(names.begin(), names.end(), name) == names.end()) {
       auto span_it = given_spans.find(name);

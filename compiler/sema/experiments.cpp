@@ -132,7 +132,7 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
       binding.name = stage->name.text;
       binding.kind = BindingKind::Stage;
       binding.span = stage->name.span;
-      binding.value = values::Make(types::Opaque(TypeKind::Model), stage->name.span, StageModelVal{stage->name.text});
+      binding.value = values::Make(types::Opaque(TypeKind::Stage), stage->name.span, StageModelVal{stage->name.text});
       experiment_scope->Define(std::move(binding));
     }
   }
@@ -351,8 +351,7 @@ std::vector<CheckedExperiment> Sema::ExpandSweep(const ast::SweepDecl& sweep, co
   }
   const auto& template_ast = *static_cast<const ast::ExperimentDecl*>(template_decl->decl);
   const auto& params = ResolveParams(*template_ast.params, template_decl->env);
-  std::vector<std::string> names;
-  for (const ParamSpec& param : params) names.push_back(param.name);
+  std::vector<std::string> names = ParamNames(params);
   auto find_param = [&](const std::string& name) -> const ParamSpec* {
     for (const ParamSpec& param : params) {
       if (param.name == name) return &param;

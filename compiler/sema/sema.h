@@ -77,6 +77,9 @@ struct ParamSpec {
   bool required() const { return !default_value && default_expr == nullptr; }
 };
 
+/// The parameters' names, in order (for suggestions and messages).
+std::vector<std::string> ParamNames(const std::vector<ParamSpec>& params);
+
 struct CallSite;
 using BuiltinImpl = ValueRef (*)(class Sema&, const CallSite&);
 

@@ -146,7 +146,7 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
         Report(DiagnosticKind::TooManyArguments, base->span, "`train` takes no arguments");
         ok = false;
       }
-      stage.kinds.push_back("train");
+      stage.kinds.emplace_back("train");
       break;
     }
     const auto& template_decl = *static_cast<const ast::StageTemplateDecl*>(decl->decl);

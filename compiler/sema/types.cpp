@@ -21,7 +21,7 @@ TypeRef MakeSingleton(TypeKind kind) {
 // The kinds a parameter can be annotated with by name (the others are written structurally or not at all).
 constexpr TypeKind kNamedKinds[] = {
     TypeKind::Int,       TypeKind::Float,        TypeKind::Bool,      TypeKind::String,
-    TypeKind::Model,     TypeKind::Dataset,      TypeKind::Optimizer, TypeKind::Evaluation,
+    TypeKind::Model,     TypeKind::Stage,        TypeKind::Dataset,      TypeKind::Optimizer, TypeKind::Evaluation,
     TypeKind::Selection, TypeKind::Pairing,      TypeKind::Grouping,  TypeKind::Weighting,
     TypeKind::Objective,
 };
@@ -126,6 +126,7 @@ bool IsError(const Type& type) { return type.kind == TypeKind::Error; }
 bool IsAssignable(const Type& from, const Type& to) {
   if (from.kind == TypeKind::Error || to.kind == TypeKind::Error) return true;
   if (from.kind == TypeKind::Int && to.kind == TypeKind::Float) return true;
+  if (from.kind == TypeKind::Stage && to.kind == TypeKind::Model) return true;
   if (from.kind != to.kind) return false;
   switch (from.kind) {
     case TypeKind::List:

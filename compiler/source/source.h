@@ -36,7 +36,7 @@ struct SourceSpan {
   /// The smallest span covering both; either may be invalid.
   static SourceSpan Cover(SourceSpan a, SourceSpan b);
   friend bool operator==(const SourceSpan&, const SourceSpan&) = default;
-  friend auto operator<=>(const SourceSpan&, const SourceSpan&) = default;
+  friend auto operator<=>(const SourceSpan&, const SourceSpan&) = default;  // NOLINT(modernize-use-nullptr)
 };
 
 /// 1-based line and column; the column counts code points.
@@ -86,7 +86,7 @@ class SourceManager {
 
 /// Files larger than this are refused: experiments are a few kilobytes, and a bound keeps every later
 /// phase's work bounded too.
-inline constexpr size_t kMaxSourceFileBytes = 4 * 1024 * 1024;
+inline constexpr size_t kMaxSourceFileBytes = size_t{4} * 1024 * 1024;
 
 /// Absolute, lexically normalised form of `path` (no symlink resolution, so it works for missing files).
 std::string NormalizePath(const std::string& path);

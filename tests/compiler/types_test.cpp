@@ -12,6 +12,10 @@ TEST(Types, AssignabilityWidensIntsOnlyAndRespectsStructure) {
   EXPECT_TRUE(IsAssignable(*types::List(types::Int()), *types::List(types::Float())));
   EXPECT_FALSE(IsAssignable(*types::List(types::String()), *types::List(types::Float())));
   EXPECT_FALSE(IsAssignable(*types::Opaque(TypeKind::Model), *types::Opaque(TypeKind::Dataset)));
+  // A stage is usable as the model it produces, not the other way round.
+  EXPECT_TRUE(IsAssignable(*types::Opaque(TypeKind::Stage), *types::Opaque(TypeKind::Model)));
+  EXPECT_FALSE(IsAssignable(*types::Opaque(TypeKind::Model), *types::Opaque(TypeKind::Stage)));
+  EXPECT_EQ(Join(types::Opaque(TypeKind::Stage), types::Opaque(TypeKind::Model)), types::Opaque(TypeKind::Model));
   EXPECT_FALSE(IsAssignable(*types::Enum(EnumKind::Schedule), *types::Enum(EnumKind::Precision)));
   // The error type fits anywhere: it has already been reported.
   EXPECT_TRUE(IsAssignable(*types::Error(), *types::Opaque(TypeKind::Model)));
