@@ -516,11 +516,101 @@ ValueRef Sema::EvalArgument(const ast::Expr& expr, const ParamSpec& param, const
   return Eval(expr, scope, context);
 }
 
+namespace {
+
+void ReportUnknownParameter(Sema& sema, const std::string& callee, const ast::Identifier& name,
+                            const std::vector<std::string>& names) {
+  auto builder = sema.Report(DiagnosticKind::UnknownArgument, name.span,
+                             "`" + callee + "` has no parameter `" + name.text + "`");
+  std::string hint = DidYouMean(name.text, names);
+  if (!hint.empty()) {
+    builder.Help(hint);
+  } else if (names.empty()) {
+    builder.Help("`" + callee + "` takes no arguments");
+  } else {
+    std::string list;
+    for (const std::string& n : names) list += (list.empty() ? "`" : ", `") + n + "`";
+    builder.Help("its parameters are " + list);
+  }
+}
+
+}  // namespace
+
+std::optional<NamedValues> Sema::BindParameters(const std::string& callee, SourceSpan use,
+                                                const std::vector<ParamSpec>& params,
+                                                const std::vector<GivenArgument>& given, const ScopeRef& scope,
+                                                const DataContext& context, SourceSpan declaration,
+                                                MissingArguments missing) {
+  bool ok = true;
+  NamedValues bound;
+  // Parameters are bound one by one into a scope over the declaration's, so a default can read the
+  // parameters before it (`weight: weighting = softmax_over_sources(tau: tau)`).
+  ScopeRef defaults_scope = nullptr;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const ParamSpec& param = params[i];
+    const GivenArgument* argument = i < given.size() && (given[i].expr != nullptr || given[i].value) ? &given[i]
+                                                                                                       : nullptr;
+    std::string what = (missing == MissingArguments::Unknown ? "the default of `" : "argument `") + param.name +
+                       (missing == MissingArguments::Unknown ? "`" : "` of `" + callee + "`");
+    if (!defaults_scope && param.default_env) defaults_scope = MakeScope(param.default_env);
+    ValueRef value;
+    SourceSpan at = use;
+    if (argument != nullptr) {
+      at = argument->span;
+      value = argument->expr != nullptr ? EvalArgument(*argument->expr, param, scope, context) : argument->value;
+    } else if (param.default_value) {
+      value = param.default_value;
+    } else if (param.default_expr != nullptr) {
+      at = param.default_expr->span;
+      value = EvalArgument(*param.default_expr, param, defaults_scope, DataContext{});
+    } else if (missing == MissingArguments::Unknown) {
+      value = values::Unknown(param.type, param.span);
+    } else {
+      if (missing == MissingArguments::Report) {
+        auto builder =
+            Report(DiagnosticKind::MissingArgument, use, "missing argument `" + param.name + "` of `" + callee + "`");
+        if (param.span.valid()) {
+          builder.Note(param.span, "`" + param.name + "` is declared here without a default");
+        } else if (declaration.valid()) {
+          builder.Note(declaration, "`" + callee + "` is declared here");
+        }
+      }
+      ok = false;
+      value = values::Error(use);
+    }
+    // Weightings stay closures until a stage elaborates them; a constant weight (from a grid file) is one too.
+    bool closure = param.mode == ArgMode::Closure &&
+                   (value->type->kind == TypeKind::Weighting || IsScalarLike(value) || value->is_error());
+    if (!closure) {
+      if (value->As<TermVal>() != nullptr && !param.accepts_terms) {
+        Report(DiagnosticKind::NotInThisContext, at, what + " must be a constant, but this depends on the data");
+        value = values::Error(at);
+      }
+      value = Coerce(value, param.type, what, at, param.accepts_none);
+      if (param.range && !value->is_error() && !CheckRange(value, *param.range, what, at)) {
+        value = values::Error(value->span);
+      }
+    }
+    if (value->is_error()) ok = false;
+    if (defaults_scope) {
+      Binding binding;
+      binding.name = param.name;
+      binding.kind = BindingKind::Param;
+      binding.value = value;
+      defaults_scope->Define(std::move(binding));
+    }
+    bound.emplace_back(param.name, value);
+  }
+  if (!ok) return std::nullopt;
+  return bound;
+}
+
 std::optional<NamedValues> Sema::BindArguments(const std::string& callee, SourceSpan call_span,
                                                const std::vector<ParamSpec>& params,
                                                const std::vector<ast::Argument>& args, const ScopeRef& scope,
                                                const DataContext& context, SourceSpan declaration) {
-  std::vector<const ast::Argument*> given(params.size(), nullptr);
+  std::vector<GivenArgument> given(params.size());
+  std::vector<const ast::Argument*> sources(params.size(), nullptr);
   bool ok = true;
   bool seen_named = false;
   bool unknown_argument = false;  // a misspelt name: the "missing" parameter is probably the one meant
@@ -548,149 +638,47 @@ std::optional<NamedValues> Sema::BindArguments(const std::string& callee, Source
       seen_named = true;
       auto it = std::find(names.begin(), names.end(), arg.name->text);
       if (it == names.end()) {
-        auto builder = Report(DiagnosticKind::UnknownArgument, arg.name->span,
-                              "`" + callee + "` has no parameter `" + arg.name->text + "`");
-        std::string hint = DidYouMean(arg.name->text, names);
-        if (!hint.empty()) {
-          builder.Help(hint);
-        } else if (names.empty()) {
-          builder.Help("`" + callee + "` takes no arguments");
-        } else {
-          std::string list;
-          for (const std::string& name : names) list += (list.empty() ? "`" : ", `") + name + "`";
-          builder.Help("its parameters are " + list);
-        }
+        ReportUnknownParameter(*this, callee, *arg.name, names);
         ok = false;
         unknown_argument = true;
         continue;
       }
       index = static_cast<size_t>(it - names.begin());
     }
-    if (given[index] != nullptr) {
+    if (sources[index] != nullptr) {
       Report(DiagnosticKind::DuplicateArgument, arg.span, "argument `" + params[index].name + "` is given twice")
-          .Note(given[index]->span, "first given here");
+          .Note(sources[index]->span, "first given here");
       ok = false;
       continue;
     }
-    given[index] = &arg;
+    sources[index] = &arg;
+    given[index] = GivenArgument{arg.value.get(), nullptr, arg.value->span};
   }
-  NamedValues bound;
-  ScopeRef defaults_scope = nullptr;  // earlier parameters are visible to later defaults
-  for (size_t i = 0; i < params.size(); ++i) {
-    const ParamSpec& param = params[i];
-    std::string what = "argument `" + param.name + "` of `" + callee + "`";
-    ValueRef value;
-    SourceSpan use = call_span;
-    if (given[i] != nullptr) {
-      use = given[i]->value->span;
-      value = EvalArgument(*given[i]->value, param, scope, context);
-    } else if (param.default_value) {
-      value = param.default_value;
-    } else if (param.default_expr != nullptr) {
-      if (!defaults_scope) {
-        defaults_scope = MakeScope(param.default_env);
-      }
-      value = EvalArgument(*param.default_expr, param, defaults_scope, DataContext{});
-      use = param.default_expr->span;
-    } else {
-      if (!unknown_argument) {
-        auto builder = Report(DiagnosticKind::MissingArgument, call_span,
-                              "missing argument `" + param.name + "` of `" + callee + "`");
-        if (param.span.valid()) {
-          builder.Note(param.span, "`" + param.name + "` is declared here without a default");
-        }
-        if (declaration.valid() && !param.span.valid()) builder.Note(declaration, "`" + callee + "` is declared here");
-      }
-      ok = false;
-      value = values::Error(call_span);
-    }
-    if (param.mode != ArgMode::Closure) {
-      if (value->As<TermVal>() != nullptr && !param.accepts_terms) {
-        Report(DiagnosticKind::NotInThisContext, use, what + " must be a constant, but this depends on the data");
-        value = values::Error(use);
-      }
-      value = Coerce(value, param.type, what, use, param.accepts_none);
-      if (param.range && !value->is_error() && !CheckRange(value, *param.range, what, use)) {
-        value = values::Error(value->span);
-      }
-    }
-    if (value->is_error()) ok = false;
-    if (defaults_scope) {
-      Binding binding;
-      binding.name = param.name;
-      binding.kind = BindingKind::Param;
-      binding.value = value;
-      defaults_scope->Define(std::move(binding));
-    } else if (param.default_env) {
-      defaults_scope = MakeScope(param.default_env);
-      Binding binding;
-      binding.name = param.name;
-      binding.kind = BindingKind::Param;
-      binding.value = value;
-      defaults_scope->Define(std::move(binding));
-    }
-    bound.emplace_back(param.name, value);
-  }
+  auto bound = BindParameters(callee, call_span, params, given, scope, context, declaration,
+                              unknown_argument ? MissingArguments::Quiet : MissingArguments::Report);
   if (!ok) return std::nullopt;
   return bound;
 }
 
 std::optional<NamedValues> Sema::BindValues(const std::string& callee, SourceSpan use,
-                                            const std::vector<ParamSpec>& params, const NamedValues& given,
-                                            const std::map<std::string, SourceSpan>& given_spans) {
+                                            const std::vector<ParamSpec>& params, const NamedValues& values,
+                                            const std::map<std::string, SourceSpan>& spans) {
   bool ok = true;
   std::vector<std::string> names = ParamNames(params);
-  for (const auto& [name, value] : given) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) {
-      auto span_it = given_spans.find(name);
-      auto builder = Report(DiagnosticKind::UnknownArgument, span_it != given_spans.end() ? span_it->second : use,
-                            "`" + callee + "` has no parameter `" + name + "`");
-      std::string hint = DidYouMean(name, names);
-      if (!hint.empty()) builder.Help(hint);
+  std::vector<GivenArgument> given(params.size());
+  for (const auto& [name, value] : values) {
+    auto span_it = spans.find(name);
+    SourceSpan span = span_it != spans.end() ? span_it->second : use;
+    auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) {
+      ReportUnknownParameter(*this, callee, ast::Identifier{name, span}, names);
       ok = false;
+      continue;
     }
+    given[static_cast<size_t>(it - names.begin())] = GivenArgument{nullptr, value, span};
   }
-  NamedValues bound;
-  ScopeRef defaults_scope = nullptr;
-  for (const ParamSpec& param : params) {
-    std::string what = "argument `" + param.name + "` of `" + callee + "`";
-    ValueRef value = FindNamed(given, param.name);
-    SourceSpan at = use;
-    if (value) {
-      auto span_it = given_spans.find(param.name);
-      if (span_it != given_spans.end()) at = span_it->second;
-    } else if (param.default_value) {
-      value = param.default_value;
-    } else if (param.default_expr != nullptr) {
-      if (!defaults_scope) defaults_scope = MakeScope(param.default_env);
-      value = EvalArgument(*param.default_expr, param, defaults_scope, DataContext{});
-    } else {
-      Report(DiagnosticKind::MissingArgument, use, "missing argument `" + param.name + "` of `" + callee + "`")
-          .Note(param.span, "`" + param.name + "` is declared here without a default");
-      ok = false;
-      value = values::Error(use);
-    }
-    if (param.mode != ArgMode::Closure || value->type->kind != TypeKind::Weighting) {
-      if (param.mode == ArgMode::Closure && IsScalarLike(value)) {
-        // A constant weight from a grid file: keep it as a (constant) weighting.
-      } else {
-        value = Coerce(value, param.type, what, at, param.accepts_none);
-      }
-      if (param.range && !value->is_error() && !CheckRange(value, *param.range, what, at)) {
-        value = values::Error(value->span);
-      }
-    }
-    if (value->is_error()) ok = false;
-    if (!defaults_scope && param.default_env) defaults_scope = MakeScope(param.default_env);
-    if (defaults_scope) {
-      Binding binding;
-      binding.name = param.name;
-      binding.kind = BindingKind::Param;
-      binding.value = value;
-      defaults_scope->Define(std::move(binding));
-    }
-    bound.emplace_back(param.name, value);
-  }
+  auto bound = BindParameters(callee, use, params, given, nullptr, DataContext{}, SourceSpan{},
+                              MissingArguments::Report);
   if (!ok) return std::nullopt;
   return bound;
 }

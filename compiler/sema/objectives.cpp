@@ -79,32 +79,13 @@ LossNeeds ComputeNeeds(const TermRef& loss) {
 }  // namespace
 
 NamedValues Sema::AbstractArguments(const std::vector<ParamSpec>& params) {
-  NamedValues args;
-  ScopeRef scope = nullptr;
-  for (const ParamSpec& param : params) {
-    ValueRef value;
-    if (param.default_expr != nullptr) {
-      if (!scope) scope = MakeScope(param.default_env);
-      value = EvalArgument(*param.default_expr, param, scope, DataContext{});
-      if (param.mode != ArgMode::Closure) {
-        std::string what = "the default of `" + param.name + "`";
-        value = Coerce(value, param.type, what, param.default_expr->span, param.accepts_none);
-        if (param.range && !value->is_error()) CheckRange(value, *param.range, what, param.default_expr->span);
-      }
-    } else {
-      value = values::Unknown(param.type, param.span);
-    }
-    if (!scope && param.default_env) scope = MakeScope(param.default_env);
-    if (scope) {
-      Binding binding;
-      binding.name = param.name;
-      binding.kind = BindingKind::Param;
-      binding.value = value;
-      scope->Define(std::move(binding));
-    }
-    args.emplace_back(param.name, value);
-  }
-  return args;
+  // Defaults are checked like arguments; parameters without one stay Unknown.
+  auto bound = BindParameters("", SourceSpan{}, params, {}, nullptr, DataContext{}, SourceSpan{},
+                              MissingArguments::Unknown);
+  if (bound) return *bound;
+  NamedValues unknown;  // a default was wrong (and reported): check the rest with Unknown values
+  for (const ParamSpec& param : params) unknown.emplace_back(param.name, values::Unknown(param.type, param.span));
+  return unknown;
 }
 
 void Sema::RunChecks(const std::vector<ast::BodyItem>& body, const ScopeRef& scope, const DataContext& context,

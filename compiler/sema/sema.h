@@ -150,6 +150,22 @@ class Sema {
   ValueRef Coerce(const ValueRef& value, const TypeRef& expected, const std::string& what, SourceSpan use,
                   bool accepts_none = false);
   bool CheckRange(const ValueRef& value, const Range& range, const std::string& what, SourceSpan use);
+  /// What one parameter is given: an expression to evaluate, or a value (sweep points, grid files).
+  struct GivenArgument {
+    const ast::Expr* expr = nullptr;
+    ValueRef value;
+    SourceSpan span;
+  };
+  /// What a parameter without an argument or default becomes: an error that is reported, one that is not
+  /// (the call already has an error that explains it), or Unknown (checking a declaration on its own).
+  enum class MissingArguments : uint8_t { Report, Quiet, Unknown };
+  /// The core of argument binding: defaults (which see earlier parameters), types, data-dependence, ranges.
+  /// `given` is indexed like `params`.
+  std::optional<NamedValues> BindParameters(const std::string& callee, SourceSpan use,
+                                            const std::vector<ParamSpec>& params,
+                                            const std::vector<GivenArgument>& given, const ScopeRef& scope,
+                                            const DataContext& context, SourceSpan declaration,
+                                            MissingArguments missing);
   /// Binds call arguments to parameters: positional then named, defaults, types, ranges.
   std::optional<NamedValues> BindArguments(const std::string& callee, SourceSpan call_span,
                                            const std::vector<ParamSpec>& params,
