@@ -122,7 +122,12 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
       if (value && value->is_error()) break;
       auto builder = Report(DiagnosticKind::UnknownStageKind, base->name.span,
                             binding == nullptr ? "unknown stage kind `" + base->name.text + "`"
-                                               : "`" + base->name.text + "` is not a stage kind");
+                                               : "`" + base->name.text + "` is " + DescribeKind(*value) +
+                                                     ", not a stage kind");
+      if (decl != nullptr && decl->kind == DeclVal::Kind::Objective) {
+        builder.Help("an objective is set inside a stage: `stage name = po { objective = " + base->name.text +
+                     "(...) }`");
+      }
       std::vector<std::string> kinds;
       for (const std::string& name : arg_scope->VisibleNames()) {
         Binding* candidate = arg_scope->Find(name);
@@ -132,7 +137,9 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
         }
       }
       std::string hint = DidYouMean(base->name.text, kinds);
-      if (!hint.empty()) {
+      if (decl != nullptr && decl->kind == DeclVal::Kind::Objective) {
+        // the help above says where objectives go
+      } else if (!hint.empty()) {
         builder.Help(hint);
       } else if (auto stdlib = StdlibHint(base->name.text)) {
         builder.Help(*stdlib);

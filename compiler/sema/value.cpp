@@ -131,6 +131,25 @@ std::string ToString(const Value& value) {
   return std::visit(Printer{value}, value.data);
 }
 
+std::string DescribeKind(const Value& value) {
+  if (const auto* decl = value.As<DeclVal>()) {
+    switch (decl->kind) {
+      case DeclVal::Kind::Objective:
+        return "an objective";
+      case DeclVal::Kind::Weighting:
+        return "a weighting";
+      case DeclVal::Kind::StageTemplate:
+        return "a stage kind";
+      case DeclVal::Kind::ExperimentTemplate:
+        return "an experiment template";
+    }
+  }
+  if (value.As<BuiltinVal>() != nullptr) return "a builtin function";
+  if (value.As<FunctionVal>() != nullptr) return "a function";
+  if (value.As<ModuleVal>() != nullptr) return "a module";
+  return "a value of type `" + ToString(value.type) + "`";
+}
+
 ValueRef FindNamed(const NamedValues& values, std::string_view name) {
   for (const auto& [key, value] : values) {
     if (key == name) return value;

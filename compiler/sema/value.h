@@ -172,6 +172,9 @@ ValueRef WithSpan(const ValueRef& value, SourceSpan span);
 std::string ToString(const Value& value);
 inline std::string ToString(const ValueRef& value) { return value ? ToString(*value) : "<none>"; }
 
+/// "an objective", "a weighting", "a value of type `int`": what a value is, for messages.
+std::string DescribeKind(const Value& value);
+
 /// Looks up a named argument of a ConstructedVal or a field of a RecordVal.
 ValueRef FindNamed(const NamedValues& values, std::string_view name);
 
