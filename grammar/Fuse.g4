@@ -48,6 +48,9 @@ grammar Fuse;
 
 file : importDecl* decl* EOF ;
 
+// A command-line override: `fusec plan x.fuse --set po.optim.lr=1e-6` (a separate entry rule).
+setting : name (DOT name)* ASSIGN expr EOF ;
+
 // import std.objectives.{dpo, simpo as sp}    import std.weighting    import "lib/common.fuse" as common
 importDecl
   : KW_IMPORT modulePath (DOT LBRACE importItem (COMMA importItem)* COMMA? RBRACE | KW_AS ID)? SEMI?

@@ -339,6 +339,14 @@ struct Module {
   std::vector<Decl> decls;
 };
 
+/// A command-line override: `po.optim.lr=1e-6` sets the argument `lr` of stage `po`'s field `optim`.
+/// setting ::= name ('.' name)* '=' expr
+struct Setting {
+  std::vector<Identifier> path;
+  ExprPtr value;
+  SourceSpan span;
+};
+
 /// The span and name of any top-level declaration.
 const Identifier& DeclName(const Decl& decl);
 SourceSpan DeclSpan(const Decl& decl);

@@ -1,9 +1,19 @@
 #include "compiler/driver/driver.h"
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fstream>
 #include <ostream>
+#include <sstream>
+#include <stdexcept>
+#include <toml++/toml.h>
 
+#include "compiler/cache/cache.h"
 #include "compiler/diag/diagnostics.h"
+#include "compiler/diag/suggest.h"
+#include "compiler/driver/manifest.h"
+#include "compiler/lower/lower.h"
+#include "compiler/passes/passes.h"
 #include "compiler/sema/check.h"
 
 #ifndef FUSEC_VERSION
@@ -13,48 +23,322 @@
 namespace fusec {
 namespace {
 
+namespace fs = std::filesystem;
+
+/// Where the stage cache is when neither `--cache` nor fusec.toml says: beside the run directories.
+constexpr const char* kDefaultCacheDir = "runs/cache";
+
 struct CommonOptions {
   std::string stdlib;
+  std::string config;
+  std::string cache;
+  std::vector<std::string> overrides;
 };
 
-void AddCommonOptions(CLI::App& command, CommonOptions& options) {
+/// Settings from fusec.toml (the `--config` file, or ./fusec.toml when it exists).
+struct Config {
+  std::string cache_dir = kDefaultCacheDir;
+};
+
+void AddStdlibOption(CLI::App& command, CommonOptions& options) {
   command.add_option("--stdlib", options.stdlib, "The stdlib directory (default: found next to fusec)")
       ->check(CLI::ExistingDirectory);
 }
 
-/// Checks files and prints their diagnostics; returns the program and whether there were errors.
-std::pair<sema::CheckedProgram, bool> CheckAndReport(const std::vector<std::string>& files,
-                                                    const CommonOptions& common, SourceManager& sources,
-                                                    std::ostream& err) {
+void AddCacheOptions(CLI::App& command, CommonOptions& options) {
+  command.add_option("--config", options.config, "A fusec.toml file (default: ./fusec.toml if it exists)")
+      ->check(CLI::ExistingFile);
+  command.add_option("--cache", options.cache, "The stage cache directory (default: fusec.toml's, or runs/cache)");
+}
+
+void AddOverrideOption(CLI::App& command, CommonOptions& options) {
+  command.add_option("--set", options.overrides, "Override a field: --set po.optim.lr=1e-6 (repeatable)");
+}
+
+/// Reads fusec.toml. Problems are diagnostics in the file; unknown keys get a suggestion.
+std::optional<Config> LoadConfig(const CommonOptions& common, SourceManager& sources, Diagnostics& diagnostics) {
+  Config config;
+  std::string path = common.config;
+  if (path.empty() && fs::is_regular_file("fusec.toml")) path = "fusec.toml";
+  if (!path.empty()) {
+    std::string error;
+    auto file = sources.Load(path, path, &error);
+    if (!file) {
+      diagnostics.Report(DiagnosticKind::InvalidConfig, SourceSpan{}, "cannot read `" + path + "`: " + error);
+      return std::nullopt;
+    }
+    const SourceFile& source = sources.file(*file);
+    auto span_of = [&](const toml::source_region& region) {
+      uint32_t begin = source.OffsetOf(region.begin.line, region.begin.column);
+      uint32_t end = region.end.line > 0 ? source.OffsetOf(region.end.line, region.end.column) : begin + 1;
+      return SourceSpan{*file, begin, std::max(end, begin + 1)};
+    };
+    toml::table table;
+    try {
+      table = toml::parse(source.text(), path);
+    } catch (const toml::parse_error& parse_error) {
+      diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(parse_error.source()),
+                         "invalid TOML: " + std::string(parse_error.description()));
+      return std::nullopt;
+    }
+    bool ok = true;
+    auto unknown = [&](const toml::key& key, const std::vector<std::string>& known, const std::string& where) {
+      auto builder = diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(key.source()),
+                                        "unknown setting `" + std::string(key.str()) + "`" + where);
+      std::string hint = DidYouMean(key.str(), known);
+      builder.Help(hint.empty() ? "fusec.toml knows `[cache] dir`" : hint);
+      ok = false;
+    };
+    for (const auto& [key, node] : table) {
+      if (key.str() != "cache") {
+        unknown(key, {"cache"}, "");
+        continue;
+      }
+      const toml::table* cache = node.as_table();
+      if (cache == nullptr) {
+        diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(node.source()), "`cache` must be a table");
+        ok = false;
+        continue;
+      }
+      for (const auto& [cache_key, value] : *cache) {
+        if (cache_key.str() != "dir") {
+          unknown(cache_key, {"dir"}, " in [cache]");
+          continue;
+        }
+        auto dir = value.value<std::string>();
+        if (!dir) {
+          diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(value.source()), "`dir` must be a string");
+          ok = false;
+          continue;
+        }
+        // Relative to fusec.toml, like every path written in a file.
+        fs::path resolved = fs::path(*dir).is_absolute() ? fs::path(*dir) : fs::path(path).parent_path() / *dir;
+        config.cache_dir = resolved.lexically_normal().string();
+      }
+    }
+    if (!ok) return std::nullopt;
+  }
+  if (!common.cache.empty()) config.cache_dir = common.cache;
+  return config;
+}
+
+struct Checked {
+  SourceManager sources;
   Diagnostics diagnostics;
+  sema::CheckedProgram program;
+};
+
+std::unique_ptr<Checked> CheckFiles(const std::vector<std::string>& files, const CommonOptions& common) {
+  auto checked = std::make_unique<Checked>();
   CheckOptions options;
   options.files = files;
   options.stdlib_dir = common.stdlib;
-  sema::CheckedProgram program = Check(options, sources, diagnostics);
+  options.overrides = common.overrides;
+  checked->program = Check(options, checked->sources, checked->diagnostics);
+  return checked;
+}
+
+void Report(const Diagnostics& diagnostics, const SourceManager& sources, std::ostream& err) {
   err << RenderAll(diagnostics, sources);
   if (!diagnostics.all().empty()) err << Summary(diagnostics) << "\n";
-  return {std::move(program), diagnostics.has_errors()};
 }
+
+std::string Plural(size_t n, const char* word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); }
 
 int RunCheck(const std::vector<std::string>& files, const CommonOptions& common, std::ostream& out,
              std::ostream& err) {
-  SourceManager sources;
-  auto [program, has_errors] = CheckAndReport(files, common, sources, err);
-  if (has_errors) return kExitErrors;
+  auto checked = CheckFiles(files, common);
+  Report(checked->diagnostics, checked->sources, err);
+  if (checked->diagnostics.has_errors()) return kExitErrors;
   size_t stages = 0;
-  for (const auto& experiment : program.experiments) stages += experiment.stages.size();
-  auto plural = [](size_t n, const char* word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); };
-  out << "ok: " << plural(files.size(), "file") << ", " << plural(program.experiments.size(), "experiment") << ", "
-      << plural(stages, "stage") << "\n";
+  for (const auto& experiment : checked->program.experiments) stages += experiment.stages.size();
+  out << "ok: " << Plural(files.size(), "file") << ", " << Plural(checked->program.experiments.size(), "experiment")
+      << ", " << Plural(stages, "stage") << "\n";
   return kExitOk;
 }
 
-int RunPlan(const std::string& file, const std::string& emit, const CommonOptions& common, std::ostream& out,
-            std::ostream& err) {
+struct PlanOptions {
+  std::string file;
+  std::string emit = "ir";
+  bool print_after_all = false;
+  bool verify_each = false;
+  std::string manifest_out;
+  std::string from_manifest;
+};
+
+int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostream& err) {
+  std::optional<RunManifest> replay;
+  std::string scratch;
+  if (!plan.from_manifest.empty()) {
+    std::ifstream in(plan.from_manifest, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string error;
+    replay = RunManifestFromToml(text.str(), &error);
+    if (!in || !replay) {
+      err << "error: cannot read the manifest `" << plan.from_manifest << "`: " << error << " [InvalidConfig]\n";
+      return kExitErrors;
+    }
+    scratch = (fs::temp_directory_path() / ("fusec-manifest-" + std::to_string(::getpid()))).string();
+    auto root = MaterializeSources(*replay, scratch, &common.stdlib, &error);
+    if (!root) {
+      err << "error: cannot write the manifest's sources: " << error << " [InvalidConfig]\n";
+      return kExitErrors;
+    }
+    plan.file = *root;
+    common.overrides = replay->overrides;
+  }
+  auto checked = CheckFiles({plan.file}, common);
+  std::optional<Config> config = LoadConfig(common, checked->sources, checked->diagnostics);
+  if (checked->diagnostics.has_errors() || !config) {
+    Report(checked->diagnostics, checked->sources, err);
+    return kExitErrors;
+  }
+  if (plan.emit == "ast") {
+    Report(checked->diagnostics, checked->sources, err);
+    out << sema::PrintProgram(checked->program, checked->sources);
+    return kExitOk;
+  }
+  StageCache cache(config->cache_dir);
+  PipelineOptions options;
+  options.verify_each = plan.verify_each;
+  options.print_after_all = plan.print_after_all;
+  options.dump = &out;
+  options.sources = &checked->sources;
+  options.cache = &cache;
+  options.diagnostics = &checked->diagnostics;
+  ir::Graph graph;
+  try {
+    graph = RunPipeline(Lower(checked->program), options);
+  } catch (const std::logic_error& bug) {
+    Report(checked->diagnostics, checked->sources, err);
+    err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
+    return kExitErrors;
+  }
+  Report(checked->diagnostics, checked->sources, err);
+  if (plan.emit == "ir") {
+    size_t cached = std::count_if(graph.nodes.begin(), graph.nodes.end(), [](const ir::Node& n) { return n.cached; });
+    out << "; " << Plural(graph.nodes.size(), "node") << ", " << cached << " cached (cache: " << cache.dir() << ")\n";
+    out << ir::PrintGraph(graph, checked->sources);
+  } else if (plan.emit == "json") {
+    out << ir::ToJson(graph, checked->sources);
+  } else if (plan.emit == "dot") {
+    out << ir::ToDot(graph);
+  }
+  if (!plan.manifest_out.empty()) {
+    RunManifest manifest = MakeRunManifest(plan.file, common.overrides, checked->sources, checked->program, graph);
+    std::ofstream file(plan.manifest_out, std::ios::binary);
+    file << RunManifestToToml(manifest);
+    if (!file) {
+      err << "error: cannot write the manifest `" << plan.manifest_out << "` [InvalidConfig]\n";
+      return kExitErrors;
+    }
+  }
+  if (replay) {
+    std::error_code ec;
+    fs::remove_all(scratch, ec);
+    std::vector<std::pair<std::string, std::string>> now;
+    for (size_t i = 0; i < graph.nodes.size(); ++i) now.emplace_back(std::to_string(i), graph.nodes[i].hash);
+    bool same = now.size() == replay->node_hashes.size();
+    for (size_t i = 0; same && i < now.size(); ++i) same = now[i].second == replay->node_hashes[i].second;
+    if (!same) {
+      err << "error: the plan differs from the manifest's: its node hashes do not match (fusec "
+          << replay->fusec_version << " wrote it, this is " << VersionString() << ") [InvalidConfig]\n";
+      return kExitErrors;
+    }
+    err << "reproduced: " << Plural(graph.nodes.size(), "node") << ", every hash matches the manifest\n";
+  }
+  return kExitOk;
+}
+
+std::string HumanSize(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(units)) {
+    value /= 1024;
+    ++unit;
+  }
+  std::ostringstream out;
+  out.precision(unit == 0 ? 0 : 1);
+  out << std::fixed << value << " " << units[unit];
+  return out.str();
+}
+
+int RunCacheList(const CommonOptions& common, std::ostream& out, std::ostream& err) {
   SourceManager sources;
-  auto [program, has_errors] = CheckAndReport({file}, common, sources, err);
-  if (has_errors) return kExitErrors;
-  if (emit == "ast") out << sema::PrintProgram(program, sources);
+  Diagnostics diagnostics;
+  auto config = LoadConfig(common, sources, diagnostics);
+  Report(diagnostics, sources, err);
+  if (!config) return kExitErrors;
+  StageCache cache(config->cache_dir);
+  auto entries = cache.List(CacheCheck::Quick);
+  out << "cache " << cache.dir() << ": " << Plural(entries.size(), "entry") << "\n";
+  for (const CacheLookup& entry : entries) {
+    std::string hash = fs::path(entry.path).filename().string();
+    if (entry.status != CacheStatus::Complete) {
+      out << hash.substr(0, 12) << "  corrupt: " << entry.problem << "\n";
+      continue;
+    }
+    uint64_t size = 0;
+    for (const CacheOutput& output : entry.manifest.outputs) size += output.size;
+    std::string stages;
+    for (const std::string& stage : entry.manifest.stages) stages += (stages.empty() ? "" : " ") + stage;
+    out << hash.substr(0, 12) << "  " << entry.manifest.kind << "  " << HumanSize(size) << "  "
+        << entry.manifest.finished << "  " << stages << "\n";
+  }
+  return kExitOk;
+}
+
+int RunCacheVerify(const CommonOptions& common, bool remove, std::ostream& out, std::ostream& err) {
+  SourceManager sources;
+  Diagnostics diagnostics;
+  auto config = LoadConfig(common, sources, diagnostics);
+  Report(diagnostics, sources, err);
+  if (!config) return kExitErrors;
+  StageCache cache(config->cache_dir);
+  size_t bad = 0;
+  auto entries = cache.List(CacheCheck::Full);
+  for (const CacheLookup& entry : entries) {
+    if (entry.status == CacheStatus::Complete) continue;
+    ++bad;
+    err << "corrupt: " << entry.path << ": " << entry.problem << (remove ? " (removed)" : "") << "\n";
+    if (remove) {
+      std::error_code ec;
+      fs::remove_all(entry.path, ec);
+    }
+  }
+  out << "verified " << Plural(entries.size(), "entry") << ": " << (entries.size() - bad) << " complete, " << bad
+      << " corrupt\n";
+  return bad == 0 || remove ? kExitOk : kExitErrors;
+}
+
+int RunCacheGc(const std::vector<std::string>& keep_files, bool dry_run, const CommonOptions& common,
+               std::ostream& out, std::ostream& err) {
+  std::set<std::string> keep;
+  if (!keep_files.empty()) {
+    // Keep what the plans of these files use.
+    for (const std::string& file : keep_files) {
+      auto checked = CheckFiles({file}, common);
+      if (checked->diagnostics.has_errors()) {
+        Report(checked->diagnostics, checked->sources, err);
+        return kExitErrors;
+      }
+      PipelineOptions options;
+      ir::Graph graph = RunPipeline(Lower(checked->program), options);
+      for (const ir::Node& node : graph.nodes) keep.insert(node.hash);
+    }
+  }
+  SourceManager sources;
+  Diagnostics diagnostics;
+  auto config = LoadConfig(common, sources, diagnostics);
+  Report(diagnostics, sources, err);
+  if (!config) return kExitErrors;
+  StageCache cache(config->cache_dir);
+  CacheGcReport report = cache.Collect(keep, /*keep_all_complete=*/keep_files.empty(), dry_run);
+  for (const std::string& removed : report.removed) out << (dry_run ? "would remove " : "removed ") << removed << "\n";
+  out << (dry_run ? "would free " : "freed ") << HumanSize(report.bytes) << " in "
+      << Plural(report.removed.size(), "directory") << "\n";
   return kExitOk;
 }
 
@@ -64,7 +348,7 @@ std::string VersionString() { return std::string("fusec ") + FUSEC_VERSION; }
 
 int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   CLI::App app{"fusec: a compiler and runtime for FuseRL experiments.\n"
-               "Checks .fuse experiment files and explains what they would run.",
+               "Checks .fuse experiment files, explains them, and plans what they would run.",
                "fusec"};
   app.set_version_flag("--version", VersionString() + " (stdlib: " + DefaultStdlibDir() + ")");
   app.require_subcommand(1);
@@ -75,20 +359,48 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
   std::vector<std::string> check_files;
   CLI::App* check = app.add_subcommand("check", "Check .fuse files and report every problem");
   check->add_option("files", check_files, "The .fuse files to check")->required();
-  AddCommonOptions(*check, common);
+  AddStdlibOption(*check, common);
+  AddOverrideOption(*check, common);
 
-  std::string plan_file;
-  std::string emit = "ast";
-  CLI::App* plan = app.add_subcommand("plan", "Check a .fuse file and print what it would run");
-  plan->add_option("file", plan_file, "The .fuse file")->required();
-  plan->add_option("--emit", emit, "What to print: `ast` (the checked experiments)")
-      ->check(CLI::IsMember({"ast"}))
+  PlanOptions plan_options;
+  CLI::App* plan = app.add_subcommand("plan", "Check a .fuse file and print the graph it would run");
+  plan->add_option("file", plan_options.file, "The .fuse file");
+  plan->add_option("--emit", plan_options.emit,
+                   "What to print: `ir` (the optimised graph), `json`, `dot` (Graphviz), `ast` (the checked "
+                   "experiments)")
+      ->check(CLI::IsMember({"ast", "ir", "json", "dot"}))
       ->capture_default_str();
-  AddCommonOptions(*plan, common);
+  plan->add_flag("--print-after-all", plan_options.print_after_all, "Print the graph after every pass");
+  plan->add_flag("--verify-each", plan_options.verify_each, "Verify the graph after every pass (on in debug builds)");
+  plan->add_option("--manifest", plan_options.manifest_out, "Also write the run manifest to this file");
+  plan->add_option("--from-manifest", plan_options.from_manifest,
+                   "Plan from a run manifest's sources and check that every hash matches")
+      ->check(CLI::ExistingFile);
+  AddStdlibOption(*plan, common);
+  AddOverrideOption(*plan, common);
+  AddCacheOptions(*plan, common);
+
+  CLI::App* cache = app.add_subcommand("cache", "Inspect and clean the stage cache");
+  cache->require_subcommand(1);
+  CLI::App* cache_ls = cache->add_subcommand("ls", "List the entries");
+  bool verify_remove = false;
+  CLI::App* cache_verify = cache->add_subcommand("verify", "Check every entry's checksums");
+  cache_verify->add_flag("--remove", verify_remove, "Remove corrupt entries");
+  std::vector<std::string> gc_files;
+  bool gc_dry_run = false;
+  CLI::App* cache_gc = cache->add_subcommand(
+      "gc", "Remove staging leftovers and corrupt entries; with files, also entries their plans do not use");
+  cache_gc->add_option("files", gc_files, "Keep the entries of these experiments' plans");
+  cache_gc->add_flag("--dry-run", gc_dry_run, "Only say what would be removed");
+  AddStdlibOption(*cache_gc, common);
+  for (CLI::App* command : {cache_ls, cache_verify, cache_gc}) AddCacheOptions(*command, common);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
+    if (plan->parsed() && plan_options.file.empty() && plan_options.from_manifest.empty()) {
+      throw CLI::RequiredError("plan needs a .fuse file (or --from-manifest)");
+    }
   } catch (const CLI::ParseError& error) {
     if (error.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
       app.exit(error, out, err);  // --help, --version
@@ -100,7 +412,10 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
     return kExitUsage;
   }
   if (check->parsed()) return RunCheck(check_files, common, out, err);
-  if (plan->parsed()) return RunPlan(plan_file, emit, common, out, err);
+  if (plan->parsed()) return RunPlan(plan_options, common, out, err);
+  if (cache_ls->parsed()) return RunCacheList(common, out, err);
+  if (cache_verify->parsed()) return RunCacheVerify(common, verify_remove, out, err);
+  if (cache_gc->parsed()) return RunCacheGc(gc_files, gc_dry_run, common, out, err);
   return kExitUsage;
 }
 

@@ -391,6 +391,14 @@ class Transformer {
   Transformer(const SourceManager& sources, FileId file, const CodePointMap& map, Diagnostics& diagnostics)
       : sources_(sources), file_(file), map_(map), diagnostics_(diagnostics) {}
 
+  ast::Setting TransformSetting(FuseParser::SettingContext* ctx) {
+    ast::Setting setting;
+    for (auto* name : ctx->name()) setting.path.push_back(Ident(name));
+    setting.value = TransformExpr(ctx->expr(), 0);
+    setting.span = Span(ctx);
+    return setting;
+  }
+
   ast::Module TransformFile(FuseParser::FileContext* ctx) {
     ast::Module module;
     module.file = file_;
@@ -897,9 +905,13 @@ void ScanTokens(antlr4::CommonTokenStream& tokens, ErrorState& state) {
 
 }  // namespace
 
-ast::Module Parse(const SourceManager& sources, FileId file, Diagnostics& diagnostics) {
-  ast::Module empty;
-  empty.file = file;
+namespace {
+
+/// Runs the lexer and parser over a file and hands the tree of `entry` to `transform` when nothing was
+/// reported. Shared by files and command-line settings.
+template <typename Entry, typename Transform>
+void ParseWith(const SourceManager& sources, FileId file, Diagnostics& diagnostics, Entry entry,
+               Transform transform) {
   const std::string& text = sources.file(file).text();
   if (auto bad = FindInvalidUtf8(text)) {
     auto offset = static_cast<uint32_t>(*bad);
@@ -907,7 +919,7 @@ ast::Module Parse(const SourceManager& sources, FileId file, Diagnostics& diagno
         .Report(DiagnosticKind::InvalidEncoding, SourceSpan{file, offset, offset + 1},
                 "file is not valid UTF-8 (byte " + std::to_string(offset) + ")")
         .Help("save the file as UTF-8");
-    return empty;
+    return;
   }
   CodePointMap map(text);
   size_t errors_before = diagnostics.error_count();
@@ -927,9 +939,9 @@ ast::Module Parse(const SourceManager& sources, FileId file, Diagnostics& diagno
   ParserErrorListener parser_listener(&state);
   parser.removeErrorListeners();
   parser.addErrorListener(&parser_listener);
-  FuseParser::FileContext* tree = nullptr;
+  decltype(entry(parser)) tree = nullptr;
   try {
-    tree = parser.file();
+    tree = entry(parser);
   } catch (const FuseParser::NestingLimitExceeded& limit) {
     antlr4::Token* token = tokens.get(limit.token_index);
     diagnostics
@@ -937,11 +949,30 @@ ast::Module Parse(const SourceManager& sources, FileId file, Diagnostics& diagno
                 "expression is nested more than " + std::to_string(FuseParser::kMaxExprNesting) +
                     " levels deep")
         .Help("split it with `let` bindings");
-    return empty;
+    return;
   }
-  if (diagnostics.error_count() > errors_before || tree == nullptr) return empty;
+  if (diagnostics.error_count() > errors_before || tree == nullptr) return;
   Transformer transformer(sources, file, map, diagnostics);
-  return transformer.TransformFile(tree);
+  transform(transformer, tree);
+}
+
+}  // namespace
+
+ast::Module Parse(const SourceManager& sources, FileId file, Diagnostics& diagnostics) {
+  ast::Module module;
+  module.file = file;
+  ParseWith(
+      sources, file, diagnostics, [](FuseParser& parser) { return parser.file(); },
+      [&](Transformer& transformer, FuseParser::FileContext* tree) { module = transformer.TransformFile(tree); });
+  return module;
+}
+
+std::optional<ast::Setting> ParseSetting(const SourceManager& sources, FileId file, Diagnostics& diagnostics) {
+  std::optional<ast::Setting> setting;
+  ParseWith(
+      sources, file, diagnostics, [](FuseParser& parser) { return parser.setting(); },
+      [&](Transformer& transformer, FuseParser::SettingContext* tree) { setting = transformer.TransformSetting(tree); });
+  return setting;
 }
 
 }  // namespace fusec

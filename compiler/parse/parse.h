@@ -6,6 +6,8 @@
 // UTF-8 is reported before ANTLR sees the text, and nesting is bounded in the parser and in the transformer.
 #pragma once
 
+#include <optional>
+
 #include "compiler/ast/ast.h"
 #include "compiler/diag/diagnostics.h"
 #include "compiler/source/source.h"
@@ -15,5 +17,8 @@ namespace fusec {
 /// Parses one file. The result is complete when no error was reported for the file; otherwise it holds
 /// what could be recovered and later phases should not run on it.
 ast::Module Parse(const SourceManager& sources, FileId file, Diagnostics& diagnostics);
+
+/// Parses a file holding one command-line override (`po.optim.lr=1e-6`); nullopt after reporting an error.
+std::optional<ast::Setting> ParseSetting(const SourceManager& sources, FileId file, Diagnostics& diagnostics);
 
 }  // namespace fusec

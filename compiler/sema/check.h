@@ -21,6 +21,8 @@ struct CheckOptions {
   /// Files given as text (tests, fuzzing): a path, used for display and to resolve relative imports, and
   /// the text. They are checked after `files`.
   std::vector<std::pair<std::string, std::string>> texts;
+  /// `--set` overrides (`po.optim.lr=1e-6`), applied to the named files before they are checked.
+  std::vector<std::string> overrides;
   /// The stdlib directory; empty means DefaultStdlibDir().
   std::string stdlib_dir;
 };

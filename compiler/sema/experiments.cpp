@@ -72,6 +72,15 @@ std::string PathSafe(const std::string& label) {
 
 }  // namespace
 
+const std::vector<std::string>& ExperimentFieldNames() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> all;
+    for (const ExperimentField& field : ExperimentFields()) all.emplace_back(field.name);
+    return all;
+  }();
+  return names;
+}
+
 Sema::Sema(SourceManager& sources, Diagnostics& diagnostics, std::string stdlib_dir)
     : sources_(sources), diagnostics_(diagnostics), stdlib_dir_(std::move(stdlib_dir)) {}
 
@@ -105,9 +114,7 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
       if (FindExperimentField(field->name.text) == nullptr) {
         auto builder = Report(DiagnosticKind::UnknownField, field->name.span,
                               "experiments have no field `" + field->name.text + "`");
-        std::vector<std::string> names;
-        for (const ExperimentField& known : ExperimentFields()) names.emplace_back(known.name);
-        std::string hint = DidYouMean(field->name.text, names);
+        std::string hint = DidYouMean(field->name.text, ExperimentFieldNames());
         builder.Help(!hint.empty() ? hint
                                    : "experiment fields are `target`, `data`, `seed`, `output`, `device` and "
                                      "`eval`; name other values with `let`");
@@ -216,7 +223,8 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
 }
 
 CheckedProgram Sema::CheckFiles(const std::vector<std::string>& files,
-                                const std::vector<std::pair<std::string, std::string>>& texts) {
+                                const std::vector<std::pair<std::string, std::string>>& texts,
+                                const std::vector<std::string>& overrides) {
   CheckedProgram program;
   builtin_scope_ = MakeBuiltinScope();
   std::error_code ec;
@@ -243,6 +251,11 @@ CheckedProgram Sema::CheckFiles(const std::vector<std::string>& files,
   }
   for (const auto& [path, text] : texts) {
     if (ModuleInfo* module = LoadRootModule(path, &text)) roots.insert(module);
+  }
+  if (!overrides.empty()) {
+    for (ModuleInfo& module : modules_) {
+      if (roots.count(&module) > 0) ApplyOverrides(module, overrides);
+    }
   }
 
   // Check every declaration of every loaded module; emit the experiments of the files named.
@@ -562,7 +575,7 @@ std::string DefaultStdlibDir() {
 
 sema::CheckedProgram Check(const CheckOptions& options, SourceManager& sources, Diagnostics& diagnostics) {
   sema::Sema sema(sources, diagnostics, options.stdlib_dir.empty() ? DefaultStdlibDir() : options.stdlib_dir);
-  return sema.CheckFiles(options.files, options.texts);
+  return sema.CheckFiles(options.files, options.texts, options.overrides);
 }
 
 }  // namespace fusec

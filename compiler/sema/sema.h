@@ -123,7 +123,10 @@ class Sema {
   Sema(SourceManager& sources, Diagnostics& diagnostics, std::string stdlib_dir);
 
   CheckedProgram CheckFiles(const std::vector<std::string>& files,
-                            const std::vector<std::pair<std::string, std::string>>& texts);
+                            const std::vector<std::pair<std::string, std::string>>& texts,
+                            const std::vector<std::string>& overrides = {});
+  /// Edits a root module's AST with `--set` overrides (overrides.cpp).
+  void ApplyOverrides(ModuleInfo& module, const std::vector<std::string>& overrides);
 
   // --- Reporting (evaluator.cpp) -------------------------------------------------------------------------
   /// Reports with the notes of the instantiations being evaluated (template instance, sweep point).
@@ -286,6 +289,10 @@ class Sema {
   size_t expansion_used_ = 0;
   bool expansion_reported_ = false;
 };
+
+/// The fields of stages (`train`'s) and of experiments, for suggestions.
+const std::vector<std::string>& StageFieldNames();
+const std::vector<std::string>& ExperimentFieldNames();
 
 /// Names of the implicit fields of the current response in a Response or Weight context.
 bool IsResponseField(const std::string& name);

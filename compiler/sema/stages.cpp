@@ -84,6 +84,15 @@ std::optional<int64_t> IntOf(const ValueRef& value) {
 
 }  // namespace
 
+const std::vector<std::string>& StageFieldNames() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> all;
+    for (const FieldSpec& field : StageFields()) all.emplace_back(field.name);
+    return all;
+  }();
+  return names;
+}
+
 std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
   CheckedStage stage;
   stage.name = request.name;
@@ -201,9 +210,7 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
       const std::string& name = field->name.text;
       if (FindField(name) == nullptr) {
         auto builder = Report(DiagnosticKind::UnknownField, field->name.span, "stages have no field `" + name + "`");
-        std::vector<std::string> names;
-        for (const FieldSpec& spec : StageFields()) names.emplace_back(spec.name);
-        std::string hint = DidYouMean(name, names);
+        std::string hint = DidYouMean(name, StageFieldNames());
         if (!hint.empty()) {
           builder.Help(hint);
         } else if (name == "lr" || name == "warmup" || name == "schedule") {

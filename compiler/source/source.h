@@ -78,6 +78,7 @@ class SourceManager {
   std::optional<FileId> FindByPath(const std::string& canonical_path) const;
 
   const SourceFile& file(FileId id) const { return *files_.at(id.value); }
+  size_t file_count() const { return files_.size(); }
   std::string_view Text(SourceSpan span) const;
 
  private:

@@ -8,8 +8,9 @@
 
 namespace fusec {
 
-/// Runs the whole front end on `input` as if it were the file `fuzz/input.fuse`. Returns the rendered
-/// diagnostics and program (so callers can check determinism); never throws for any input.
+/// Runs the whole front end on `input` as if it were the file `fuzz/input.fuse`, and when it checks clean,
+/// lowers it and runs every pass with verification. Returns the rendered diagnostics, program and graph (so
+/// callers can check determinism); throws only for a bug (a graph that fails verification).
 std::string RunFrontEnd(std::string_view input);
 
 }  // namespace fusec

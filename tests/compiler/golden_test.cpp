@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -136,11 +137,17 @@ std::string TestName(const testing::TestParamInfo<std::string>& info) {
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GoldenTest);
 INSTANTIATE_TEST_SUITE_P(Testdata, GoldenTest, testing::ValuesIn(GoldenFiles()), TestName);
 
-// Every diagnostic kind fusec can report is pinned by at least one golden file.
+// Every diagnostic kind fusec can report is pinned by at least one golden file, except the few that need a
+// state on disk a golden file cannot hold; those are pinned by the unit test named here.
 TEST(GoldenCoverage, EveryDiagnosticKindHasAGoldenFile) {
+  const std::map<DiagnosticKind, std::string> pinned_elsewhere = {
+      // A corrupt cache entry for a node's hash: passes_test.cpp, MarkCached.*; driver_test.cpp, Driver.Cache*.
+      {DiagnosticKind::CacheEntryCorrupt, "passes_test.cpp"},
+  };
   std::string all;
   for (const std::string& file : GoldenFiles()) all += Join(ReadGolden(file).expected);
   for (DiagnosticKind kind : AllDiagnosticKinds()) {
+    if (pinned_elsewhere.count(kind) > 0) continue;
     std::string tag = "[" + std::string(DiagnosticKindName(kind)) + "]";
     EXPECT_NE(all.find(tag), std::string::npos) << "no golden file reports " << tag;
   }

@@ -1,0 +1,220 @@
+// Passes over loss graphs: constant folding, common-subexpression elimination, dead-operation removal, and
+// the requirements a loss implies.
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <variant>
+
+#include "compiler/passes/passes.h"
+
+namespace fusec {
+namespace {
+
+using ir::LossGraph;
+using ir::LossOp;
+using ir::LossOpKind;
+
+bool IsConst(const LossOp& op) { return op.kind == LossOpKind::Const; }
+bool IsConstValue(const LossOp& op, double value) { return IsConst(op) && op.value == value; }
+
+LossOp Constant(const LossOp& like, double value) {
+  LossOp op;
+  op.kind = LossOpKind::Const;
+  op.type = like.type;
+  op.value = like.type == sema::ScalarType::Int ? std::trunc(value) : value;
+  return op;
+}
+
+std::optional<double> EvalMath(const std::string& name, const std::vector<double>& x) {
+  if (name == "log") return x[0] > 0 ? std::optional<double>(std::log(x[0])) : std::nullopt;
+  if (name == "exp") return std::exp(x[0]);
+  if (name == "sigmoid") return 1.0 / (1.0 + std::exp(-x[0]));
+  if (name == "log_sigmoid") return x[0] >= 0 ? -std::log1p(std::exp(-x[0])) : x[0] - std::log1p(std::exp(x[0]));
+  if (name == "softplus") return x[0] > 0 ? x[0] + std::log1p(std::exp(-x[0])) : std::log1p(std::exp(x[0]));
+  if (name == "relu") return std::max(0.0, x[0]);
+  if (name == "abs") return std::abs(x[0]);
+  if (name == "sqrt") return x[0] >= 0 ? std::optional<double>(std::sqrt(x[0])) : std::nullopt;
+  if (name == "detach") return x[0];
+  if (name == "min") return std::min(x[0], x[1]);
+  if (name == "max") return std::max(x[0], x[1]);
+  if (name == "clamp") return std::clamp(x[0], x[1], std::max(x[1], x[2]));
+  return std::nullopt;
+}
+
+std::optional<double> EvalBinary(const std::string& name, double a, double b) {
+  if (name == "+") return a + b;
+  if (name == "-") return a - b;
+  if (name == "*") return a * b;
+  if (name == "/") return b != 0 ? std::optional<double>(a / b) : std::nullopt;
+  if (name == "^") return std::pow(a, b);
+  if (name == "==") return a == b;
+  if (name == "!=") return a != b;
+  if (name == "<") return a < b;
+  if (name == "<=") return a <= b;
+  if (name == ">") return a > b;
+  if (name == ">=") return a >= b;
+  if (name == "and") return (a != 0) && (b != 0);
+  if (name == "or") return (a != 0) || (b != 0);
+  return std::nullopt;
+}
+
+/// The result of folding one operation: keep it, replace it by a constant, or use an earlier operation.
+struct Alias {
+  int index;
+};
+using Folded = std::variant<std::monostate, LossOp, Alias>;
+
+Folded Fold(const LossOp& op, const std::vector<LossOp>& ops) {
+  auto arg = [&](size_t i) -> const LossOp& { return ops[static_cast<size_t>(op.args[i])]; };
+  auto finite = [&](std::optional<double> value) -> Folded {
+    if (value && std::isfinite(*value)) return Constant(op, *value);
+    return std::monostate{};
+  };
+  switch (op.kind) {
+    case LossOpKind::Unary:
+      if (IsConst(arg(0))) return finite(op.name == "not" ? (arg(0).value == 0 ? 1.0 : 0.0) : -arg(0).value);
+      if (op.name == "-" && arg(0).kind == LossOpKind::Unary && arg(0).name == "-") return Alias{arg(0).args[0]};
+      return std::monostate{};
+    case LossOpKind::Binary: {
+      const LossOp& a = arg(0);
+      const LossOp& b = arg(1);
+      if (IsConst(a) && IsConst(b)) return finite(EvalBinary(op.name, a.value, b.value));
+      if ((op.name == "*" || op.name == "/" || op.name == "^") && IsConstValue(b, 1)) return Alias{op.args[0]};
+      if (op.name == "*" && IsConstValue(a, 1)) return Alias{op.args[1]};
+      if ((op.name == "+" || op.name == "-") && IsConstValue(b, 0)) return Alias{op.args[0]};
+      if (op.name == "+" && IsConstValue(a, 0)) return Alias{op.args[1]};
+      return std::monostate{};
+    }
+    case LossOpKind::Math: {
+      std::vector<double> values;
+      for (size_t i = 0; i < op.args.size(); ++i) {
+        if (!IsConst(arg(i))) return std::monostate{};
+        values.push_back(arg(i).value);
+      }
+      return finite(EvalMath(op.name, values));
+    }
+    case LossOpKind::Select:
+      if (IsConst(arg(0))) return Alias{op.args[arg(0).value != 0 ? 1 : 2]};
+      return std::monostate{};
+    default:
+      return std::monostate{};
+  }
+}
+
+/// A key that is equal exactly for operations computing the same thing.
+std::string Key(const LossOp& op) {
+  std::string key = std::to_string(static_cast<int>(op.kind)) + "|" + op.name + "|" + op.role + "|" +
+                    std::to_string(static_cast<int>(op.type)) + "|";
+  uint64_t bits = 0;
+  std::memcpy(&bits, &op.value, sizeof bits);
+  key += std::to_string(bits);
+  for (int arg : op.args) key += "," + std::to_string(arg);
+  return key;
+}
+
+}  // namespace
+
+LossGraph RemoveDeadOperations(const LossGraph& loss) {
+  std::vector<bool> live(loss.ops.size(), false);
+  if (loss.result >= 0) live[static_cast<size_t>(loss.result)] = true;
+  for (size_t i = loss.ops.size(); i-- > 0;) {
+    if (!live[i]) continue;
+    for (int arg : loss.ops[i].args) live[static_cast<size_t>(arg)] = true;
+  }
+  LossGraph out = loss;
+  out.ops.clear();
+  std::vector<int> remap(loss.ops.size(), -1);
+  for (size_t i = 0; i < loss.ops.size(); ++i) {
+    if (!live[i]) continue;
+    LossOp op = loss.ops[i];
+    for (int& arg : op.args) arg = remap[static_cast<size_t>(arg)];
+    remap[i] = static_cast<int>(out.ops.size());
+    out.ops.push_back(std::move(op));
+  }
+  out.result = loss.result >= 0 ? remap[static_cast<size_t>(loss.result)] : -1;
+  return out;
+}
+
+LossGraph FoldConstants(const LossGraph& loss) {
+  LossGraph out = loss;
+  out.ops.clear();
+  std::vector<int> remap(loss.ops.size(), -1);
+  for (size_t i = 0; i < loss.ops.size(); ++i) {
+    LossOp op = loss.ops[i];
+    for (int& arg : op.args) arg = remap[static_cast<size_t>(arg)];
+    Folded folded = Fold(op, out.ops);
+    if (const auto* alias = std::get_if<Alias>(&folded)) {
+      remap[i] = alias->index;
+      continue;
+    }
+    if (const auto* constant = std::get_if<LossOp>(&folded)) op = *constant;
+    remap[i] = static_cast<int>(out.ops.size());
+    out.ops.push_back(std::move(op));
+  }
+  out.result = loss.result >= 0 ? remap[static_cast<size_t>(loss.result)] : -1;
+  return RemoveDeadOperations(out);
+}
+
+LossGraph EliminateCommonSubexpressions(const LossGraph& loss) {
+  LossGraph out = loss;
+  out.ops.clear();
+  std::vector<int> remap(loss.ops.size(), -1);
+  std::map<std::string, int> seen;
+  for (size_t i = 0; i < loss.ops.size(); ++i) {
+    LossOp op = loss.ops[i];
+    for (int& arg : op.args) arg = remap[static_cast<size_t>(arg)];
+    auto [it, inserted] = seen.emplace(Key(op), static_cast<int>(out.ops.size()));
+    if (!inserted) {
+      remap[i] = it->second;
+      continue;
+    }
+    remap[i] = it->second;
+    out.ops.push_back(std::move(op));
+  }
+  out.result = loss.result >= 0 ? remap[static_cast<size_t>(loss.result)] : -1;
+  return RemoveDeadOperations(out);
+}
+
+ir::Requirements RequirementsOf(const LossGraph& loss) {
+  LossGraph live = RemoveDeadOperations(loss);
+  ir::Requirements requirements;
+  auto add = [](std::vector<std::string>& roles, const std::string& role) {
+    if (std::find(roles.begin(), roles.end(), role) == roles.end()) roles.push_back(role);
+  };
+  for (const LossOp& op : live.ops) {
+    switch (op.kind) {
+      case LossOpKind::Logp:
+        add(requirements.policy_logp, op.role);
+        break;
+      case LossOpKind::RefLogp:
+        add(requirements.reference_logp, op.role);
+        break;
+      case LossOpKind::Length:
+        requirements.lengths = true;
+        break;
+      case LossOpKind::Reward:
+        requirements.rewards = true;
+        break;
+      case LossOpKind::Weight:
+        requirements.weight_in_loss = true;
+        break;
+      case LossOpKind::Progress:
+        requirements.progress = true;
+        break;
+      case LossOpKind::Reduce:
+      case LossOpKind::LooMean:
+        requirements.groups = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (loss.unit == sema::ObjectiveUnit::GroupOfResponses || loss.unit == sema::ObjectiveUnit::GroupOfPairs) {
+    requirements.groups = true;
+  }
+  return requirements;
+}
+
+}  // namespace fusec
