@@ -323,7 +323,7 @@ std::string PrintGraph(const Graph& graph, const SourceManager& sources) {
     for (const Input& input : node.inputs) inputs.push_back(input.slot + ": %" + std::to_string(input.node.value));
     out << "(" << Join(inputs, ", ") << ")";
     if (!node.params.empty()) out << " " << node.params.dump();
-    out << "\n    ; hash " << Short(node.hash) << (node.cached ? ", cached" : "");
+    out << "\n    ; hash " << Short(node.hash) << (node.hash.empty() ? "" : node.cached ? ", cached" : ", to run");
     if (!node.stages.empty()) out << ", for " << Join(node.stages, " ");
     std::string where = SpanText(sources, node.span);
     if (!where.empty()) out << ", at " << where;
