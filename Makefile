@@ -2,7 +2,8 @@
 # when all are present), then configures and builds with CMake presets (CMakePresets.json).
 #
 #   make demo     build, then check and explain the paper's FuseRL-DPO experiment
-#   make test     build, then run every test: release build, and the compiler's tests under ASan + UBSan
+#   make test     build, then run every test: release build, and the compiler's and the runtime's LibTorch-free
+#                 tests under ASan + UBSan (the parity tests' JavaScript references are installed first)
 #   make build    build the release preset only
 #   make golden   rewrite the golden tests' expectations from the current output (review the diff!)
 #   make fuzz     run libFuzzer on the front end for FUZZ_SECONDS (needs clang)
@@ -13,10 +14,13 @@ FUZZ_SECONDS ?= 60
 FUSEC := build/release/bin/fusec
 export OMP_NUM_THREADS ?= $(shell nproc)
 
-.PHONY: demo test build deps configure dev-test golden fuzz format tidy clean
+.PHONY: demo test build deps js-deps configure dev-test golden fuzz format tidy clean
 
 deps:
 	@./scripts/install-deps.sh
+
+js-deps:
+	@./scripts/install-js-deps.sh
 
 configure: deps
 	@cmake --preset release >/dev/null
@@ -27,11 +31,11 @@ build: configure
 demo: build
 	@./scripts/demo.sh
 
-test: build
+test: build js-deps
 	@ctest --preset release -j $(JOBS)
 	@$(MAKE) --no-print-directory dev-test
 
-dev-test: deps
+dev-test: deps js-deps
 	@cmake --preset dev >/dev/null
 	@cmake --build --preset dev -j $(JOBS)
 	@ctest --preset dev -j $(JOBS)
@@ -54,7 +58,7 @@ format:
 # compiler/parse is left out: clang cannot parse Debian's ANTLR umbrella header with GCC's flags (the fuzz
 # preset works around it with a shim header, grammar/CMakeLists.txt).
 tidy: configure
-	@git ls-files 'compiler/*.cpp' | grep -v '^compiler/parse/' | xargs clang-tidy -p build/release --quiet
+	@git ls-files 'compiler/*.cpp' 'runtime/*.cpp' | grep -v '^compiler/parse/' | xargs clang-tidy -p build/release --quiet
 
 clean:
 	@rm -rf build

@@ -352,8 +352,13 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
                "fusec"};
   app.set_version_flag("--version", VersionString() + " (stdlib: " + DefaultStdlibDir() + ")");
   app.require_subcommand(1);
-  app.footer("Exit status: 0 when clean (warnings allowed), 1 when the input has errors, 2 for usage errors.\n"
-             "Documentation: docs/language.md\n");
+  app.footer("Runtime commands (run by fusec-rt; see `fusec <command> --help`):\n"
+             "  init-model  write a randomly initialised model directory\n"
+             "  score       log-probabilities of responses given their prompts\n"
+             "  generate    completions of prompts (greedy or sampled)\n"
+             "  tokenize    token ids of text or of a chat\n\n"
+             "Exit status: 0 when clean (warnings allowed), 1 when the input has errors, 2 for usage errors.\n"
+             "Documentation: docs/language.md, runtime/README.md\n");
 
   CommonOptions common;
   std::vector<std::string> check_files;

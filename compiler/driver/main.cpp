@@ -1,8 +1,47 @@
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <string_view>
+#include <thread>
 
 #include "compiler/driver/driver.h"
 
+namespace {
+
+// Commands that need LibTorch are run by `fusec-rt`, installed next to `fusec` (the compiler links no
+// LibTorch, so checking and planning start in milliseconds). runtime/cli/commands.h lists the same names.
+constexpr std::string_view kRuntimeCommands[] = {"init-model", "score", "generate", "tokenize"};
+
+int RunRuntime(char** argv) {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::filesystem::path runtime = self.parent_path() / "fusec-rt";
+  if (ec || !std::filesystem::exists(runtime)) {
+    std::cerr << "error: `fusec " << argv[1] << "` needs the runtime, but " << runtime.string()
+              << " is missing (fusec was built with FUSEC_BUILD_RUNTIME=OFF?)\n";
+    return fusec::kExitUsage;
+  }
+  // LibTorch reads the thread count when it starts: every core unless the user says otherwise.
+  if (std::getenv("OMP_NUM_THREADS") == nullptr) {
+    setenv("OMP_NUM_THREADS", std::to_string(std::max(1U, std::thread::hardware_concurrency())).c_str(), 1);
+  }
+  argv[0] = const_cast<char*>("fusec");
+  execv(runtime.c_str(), argv);
+  std::cerr << "error: cannot start " << runtime.string() << ": " << std::strerror(errno) << "\n";
+  return fusec::kExitErrors;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc > 1) {
+    for (std::string_view command : kRuntimeCommands) {
+      if (command == argv[1]) return RunRuntime(argv);
+    }
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   return fusec::Main(args, std::cout, std::cerr);
 }

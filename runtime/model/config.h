@@ -1,0 +1,56 @@
+// Model configuration, read from and written to a Hugging Face `config.json`.
+//
+// fusec runs the Llama family: LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM share one decoder
+// (RMSNorm, rotary embeddings, grouped-query attention, SwiGLU), differing in a few switches kept here (Qwen2's
+// biases on q/k/v, Llama-3's rope scaling, tied embeddings). Whatever a config asks for that the decoder does
+// not implement (another architecture, activation or rope scaling) is an error naming the field, so a model is
+// never run with silently different equations. Fields fusec does not use are kept and written back.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fusec::rt {
+
+struct RopeScaling {
+  enum class Kind : uint8_t { None, Linear, Llama3 };
+  Kind kind = Kind::None;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position = 8192;
+};
+
+struct ModelConfig {
+  std::string architecture = "LlamaForCausalLM";
+  std::string model_type = "llama";
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;  // hidden_size / num_heads unless the config says
+  int64_t vocab_size = 0;
+  int64_t max_position = 2048;
+  double rms_norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  bool tie_word_embeddings = false;
+  bool qkv_bias = false;  // Qwen2, or `attention_bias` in Llama configs
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_ids;
+  std::string torch_dtype = "float32";
+  double initializer_range = 0.02;
+  /// The config as read, so fields fusec does not use are written back unchanged.
+  nlohmann::ordered_json raw = nlohmann::ordered_json::object();
+};
+
+/// Parses and validates a config.json. On failure returns nullopt with `error` naming the field.
+std::optional<ModelConfig> ParseModelConfig(const std::string& text, std::string* error);
+/// The config.json text Hugging Face tools read (raw fields first, then fusec's values over them).
+std::string ModelConfigToJson(const ModelConfig& config);
+
+}  // namespace fusec::rt

@@ -1,0 +1,208 @@
+#include "runtime/model/llama.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/functional/linear.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "runtime/support/torch_compat.h"
+
+namespace fusec::rt {
+namespace {
+
+torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+/// Rotates the two halves of the last dimension: [x1, x2] -> [-x2, x1].
+torch::Tensor RotateHalf(const torch::Tensor& x) {
+  int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+/// Inverse frequencies [head_dim / 2] in float32, scaled as the config's rope_scaling says.
+torch::Tensor InverseFrequencies(const ModelConfig& config) {
+  const int64_t dim = config.head_dim;
+  torch::Tensor exponents = torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat) / static_cast<double>(dim);
+  torch::Tensor inv_freq = 1.0 / torch::pow(config.rope_theta, exponents);
+  const RopeScaling& scaling = config.rope_scaling;
+  switch (scaling.kind) {
+    case RopeScaling::Kind::None:
+      break;
+    case RopeScaling::Kind::Linear:
+      inv_freq = inv_freq / scaling.factor;
+      break;
+    case RopeScaling::Kind::Llama3: {
+      // transformers' _compute_llama3_parameters: long wavelengths are slowed by `factor`, short ones kept,
+      // and the band between is interpolated.
+      const double old_context = static_cast<double>(scaling.original_max_position);
+      const double low_freq_wavelen = old_context / scaling.low_freq_factor;
+      const double high_freq_wavelen = old_context / scaling.high_freq_factor;
+      torch::Tensor wavelen = 2 * std::numbers::pi / inv_freq;
+      torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / scaling.factor, inv_freq);
+      torch::Tensor smooth =
+          (old_context / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor);
+      torch::Tensor smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled;
+      torch::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+      inv_freq = torch::where(medium, smoothed, scaled);
+      break;
+    }
+  }
+  return inv_freq;
+}
+
+}  // namespace
+
+KvCache KvCache::Allocate(const ModelConfig& config, int64_t batch, int64_t capacity, const torch::TensorOptions& options) {
+  KvCache cache;
+  cache.capacity = capacity;
+  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+    cache.keys.push_back(torch::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, options));
+    cache.values.push_back(torch::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, options));
+  }
+  return cache;
+}
+
+RmsNormImpl::RmsNormImpl(int64_t size, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({size}));
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  torch::Tensor x32 = x.to(torch::kFloat);
+  torch::Tensor variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+  x32 = x32 * torch::rsqrt(variance + eps_);
+  return weight * x32.to(x.scalar_type());
+}
+
+RotaryEmbeddingImpl::RotaryEmbeddingImpl(const ModelConfig& config) {
+  // A buffer so that .to(device) moves it; checkpoints neither hold nor need it.
+  inv_freq = register_buffer("inv_freq", InverseFrequencies(config));
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::forward(const torch::Tensor& positions) {
+  torch::Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq.to(torch::kFloat);  // [B, T, D/2]
+  torch::Tensor angles = torch::cat({freqs, freqs}, -1);
+  return {angles.cos(), angles.sin()};
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& config)
+    : num_heads_(config.num_heads), num_kv_heads_(config.num_kv_heads), head_dim_(config.head_dim) {
+  q_proj = register_module("q_proj", MakeLinear(config.hidden_size, num_heads_ * head_dim_, config.qkv_bias));
+  k_proj = register_module("k_proj", MakeLinear(config.hidden_size, num_kv_heads_ * head_dim_, config.qkv_bias));
+  v_proj = register_module("v_proj", MakeLinear(config.hidden_size, num_kv_heads_ * head_dim_, config.qkv_bias));
+  o_proj = register_module("o_proj", MakeLinear(num_heads_ * head_dim_, config.hidden_size, false));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const torch::Tensor& allowed, KvCache* cache, size_t layer) {
+  const int64_t batch = x.size(0);
+  const int64_t length = x.size(1);
+  torch::Tensor q = q_proj(x).view({batch, length, num_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor k = k_proj(x).view({batch, length, num_kv_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor v = v_proj(x).view({batch, length, num_kv_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor c = cos.unsqueeze(1).to(x.scalar_type());
+  torch::Tensor s = sin.unsqueeze(1).to(x.scalar_type());
+  q = q * c + RotateHalf(q) * s;
+  k = k * c + RotateHalf(k) * s;
+  if (cache != nullptr) {
+    const int64_t start = cache->length;
+    cache->keys[layer].narrow(2, start, length).copy_(k);
+    cache->values[layer].narrow(2, start, length).copy_(v);
+    k = cache->keys[layer].narrow(2, 0, start + length);
+    v = cache->values[layer].narrow(2, 0, start + length);
+  }
+  const int64_t groups = num_heads_ / num_kv_heads_;
+  if (groups > 1) {  // grouped-query attention: query head h reads key/value head h / groups
+    k = k.repeat_interleave(groups, 1);
+    v = v.repeat_interleave(groups, 1);
+  }
+  torch::Tensor mask = allowed.defined() ? allowed.unsqueeze(1) : allowed;
+  torch::Tensor out = compat::Attention(q, k, v, mask);
+  return o_proj(out.transpose(1, 2).reshape({batch, length, num_heads_ * head_dim_}));
+}
+
+MlpImpl::MlpImpl(const ModelConfig& config) {
+  gate_proj = register_module("gate_proj", MakeLinear(config.hidden_size, config.intermediate_size, false));
+  up_proj = register_module("up_proj", MakeLinear(config.hidden_size, config.intermediate_size, false));
+  down_proj = register_module("down_proj", MakeLinear(config.intermediate_size, config.hidden_size, false));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) {
+  self_attn = register_module("self_attn", Attention(config));
+  mlp = register_module("mlp", Mlp(config));
+  input_layernorm = register_module("input_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                        const torch::Tensor& allowed, KvCache* cache, size_t layer) {
+  torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, allowed, cache, layer);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+LlamaModelImpl::LlamaModelImpl(const ModelConfig& config) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(config.vocab_size, config.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.num_layers; ++i) layers->push_back(DecoderLayer(config));
+  norm = register_module("norm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  rotary_emb = register_module("rotary_emb", RotaryEmbedding(config));
+}
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(ModelConfig config) : config_(std::move(config)) {
+  model = register_module("model", LlamaModel(config_));
+  if (!config_.tie_word_embeddings) {
+    lm_head = register_module("lm_head", MakeLinear(config_.hidden_size, config_.vocab_size, false));
+  }
+}
+
+torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids, const torch::Tensor& positions,
+                                           const torch::Tensor& allowed, KvCache* cache) {
+  TORCH_CHECK(allowed.defined() || cache == nullptr || cache->length == 0,
+              "attention over a filled KV cache needs an explicit mask");
+  TORCH_CHECK(cache == nullptr || cache->length + input_ids.size(1) <= cache->capacity, "the KV cache is full");
+  torch::Tensor h = model->embed_tokens(input_ids);
+  auto [cos, sin] = model->rotary_emb(positions);
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, allowed, cache, i);
+  }
+  if (cache != nullptr) cache->length += input_ids.size(1);
+  return model->norm(h);
+}
+
+torch::Tensor LlamaForCausalLMImpl::OutputWeight() const {
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+torch::Tensor LlamaForCausalLMImpl::Logits(const torch::Tensor& hidden) {
+  return torch::nn::functional::linear(hidden, OutputWeight()).to(torch::kFloat);
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids) {
+  torch::Tensor positions =
+      torch::arange(input_ids.size(1), input_ids.options().dtype(torch::kLong)).unsqueeze(0).expand_as(input_ids);
+  return Logits(Hidden(input_ids, positions, /*allowed=*/{}));
+}
+
+void InitializeWeights(LlamaForCausalLMImpl& model, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  const double std = model.config().initializer_range;
+  for (auto& item : model.named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor& parameter = item.value();
+    torch::Tensor values = torch::empty(parameter.sizes(), torch::kFloat);
+    if (name.ends_with("norm.weight")) {
+      values.fill_(1.0);
+    } else if (name.ends_with(".bias")) {
+      values.zero_();
+    } else {
+      values.normal_(0.0, std, generator);
+    }
+    parameter.copy_(values);
+  }
+}
+
+}  // namespace fusec::rt

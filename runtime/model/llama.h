@@ -1,0 +1,127 @@
+// The Llama-family decoder (Llama, Mistral, Qwen2), equation for equation as Hugging Face's modeling_llama.
+//
+// Modules are registered under Hugging Face's names, so `named_parameters()` yields exactly the tensor names
+// of a safetensors checkpoint (`model.layers.0.self_attn.q_proj.weight`) and loading is a name lookup. The
+// numerics follow the reference where they matter: RMSNorm computed in float32 and cast back before the
+// weight, rotary frequencies in float32, attention softmax in float32. One forward serves training (packed
+// sequences: positions and a block mask come from the caller), scoring and generation (a KV cache).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+#include "runtime/model/config.h"
+
+namespace fusec::rt {
+
+/// Keys and values of past positions, for generation. One [B, kv_heads, capacity, head_dim] pair a layer;
+/// the first `length` positions are filled.
+struct KvCache {
+  std::vector<torch::Tensor> keys;
+  std::vector<torch::Tensor> values;
+  int64_t length = 0;
+  int64_t capacity = 0;
+
+  static KvCache Allocate(const ModelConfig& config, int64_t batch, int64_t capacity, const torch::TensorOptions& options);
+};
+
+class RmsNormImpl : public torch::nn::Module {
+ public:
+  RmsNormImpl(int64_t size, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., size] -> [..., size]
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RmsNorm);
+
+/// Rotary embedding frequencies, with Llama-3's and linear rope scaling.
+class RotaryEmbeddingImpl : public torch::nn::Module {
+ public:
+  explicit RotaryEmbeddingImpl(const ModelConfig& config);
+  /// cos and sin for `positions` [B, T]: each [B, T, head_dim], in float32.
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& positions);
+  torch::Tensor inv_freq;  // [head_dim / 2], float32
+};
+TORCH_MODULE(RotaryEmbedding);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& config);
+  /// x [B, T, hidden]; cos, sin [B, T, head_dim]; allowed: bool [B, T, S] or undefined for causal; with a
+  /// cache, this layer's keys and values for the T positions are written at cache->length.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& allowed, KvCache* cache, size_t layer);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t num_heads_, num_kv_heads_, head_dim_;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  explicit MlpImpl(const ModelConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);  // SwiGLU: down(silu(gate(x)) * up(x))
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& config);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& allowed, KvCache* cache, size_t layer);
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const ModelConfig& config);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RmsNorm norm{nullptr};
+  RotaryEmbedding rotary_emb{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+ public:
+  explicit LlamaForCausalLMImpl(ModelConfig config);
+
+  /// Final hidden states [B, T, hidden]. input_ids, positions: [B, T] int64. allowed: bool [B, T, S] with
+  /// S = (cache length) + T, true where query t may attend to key s; undefined means causal over T (no cache
+  /// or an empty one). With a cache, the T positions are appended to it.
+  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& positions, const torch::Tensor& allowed,
+                       KvCache* cache = nullptr);
+  /// Logits [..., vocab] in float32 for hidden states [..., hidden].
+  torch::Tensor Logits(const torch::Tensor& hidden);
+  /// Causal logits [B, T, vocab] of whole sequences starting at position 0.
+  torch::Tensor forward(const torch::Tensor& input_ids);
+
+  const ModelConfig& config() const { return config_; }
+  /// The weight the LM head multiplies by: lm_head's, or the token embedding when tied. [vocab, hidden]
+  torch::Tensor OutputWeight() const;
+
+  LlamaModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tied
+
+ private:
+  ModelConfig config_;
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+/// Hugging Face's initialisation: normal(0, initializer_range) for linear and embedding weights, zero biases,
+/// ones for norms. Deterministic for a seed.
+void InitializeWeights(LlamaForCausalLMImpl& model, uint64_t seed);
+
+}  // namespace fusec::rt

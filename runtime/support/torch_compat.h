@@ -1,0 +1,39 @@
+// The one place where LibTorch 1.13 (Debian, CPU) and LibTorch 2.x (the device machine's, CUDA) differ for
+// fusec. Everything else in the runtime is written against the API both share; when a difference appears,
+// it gets a function here rather than an #if at the call site.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <limits>
+
+namespace fusec::rt::compat {
+
+inline constexpr bool kHasFusedAttention = TORCH_VERSION_MAJOR >= 2;
+
+/// Scaled dot-product attention. q [B, H, T, D], k and v [B, H, S, D] (key/value heads already repeated to
+/// H). `allowed` is a bool mask broadcastable to [B, H, T, S] (true: the query may attend to the key), or
+/// undefined for causal attention with T == S. Returns [B, H, T, D]. LibTorch 2.x has a fused kernel
+/// (flash or memory-efficient attention on CUDA); 1.13 has no public one, so the Hugging Face "eager"
+/// equations are spelled out, with the softmax in float32 as they do.
+inline at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (allowed.defined()) return at::scaled_dot_product_attention(q, k, v, allowed);
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
+#else
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;
+  at::Tensor mask = allowed;
+  if (!mask.defined()) {
+    const int64_t t = q.size(-2);
+    mask = at::ones({t, t}, q.options().dtype(at::kBool)).tril();
+  }
+  scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
+  at::Tensor weights = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(weights, v);
+#endif
+}
+
+}  // namespace fusec::rt::compat

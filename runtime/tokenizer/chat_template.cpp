@@ -1,0 +1,223 @@
+#include "runtime/tokenizer/chat_template.h"
+
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace fusec::rt {
+namespace {
+
+/// Python's str.strip(): Jinja's `trim` filter in the Hugging Face templates runs on Python strings.
+bool IsPythonSpace(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+/// The code point ending at byte `end` of valid UTF-8 text, and where it starts.
+uint32_t CodePointBefore(std::string_view text, size_t end, size_t* start) {
+  size_t i = end - 1;
+  while (i > 0 && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) --i;
+  *start = i;
+  auto lead = static_cast<unsigned char>(text[i]);
+  size_t length = end - i;
+  uint32_t cp = length == 1 ? lead : length == 2 ? (lead & 0x1F) : length == 3 ? (lead & 0x0F) : (lead & 0x07);
+  for (size_t k = i + 1; k < end; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[k]) & 0x3F);
+  return cp;
+}
+
+uint32_t CodePointAt(std::string_view text, size_t begin, size_t* end) {
+  auto lead = static_cast<unsigned char>(text[begin]);
+  size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : 4;
+  length = std::min(length, text.size() - begin);
+  *end = begin + length;
+  uint32_t cp = length == 1 ? lead : length == 2 ? (lead & 0x1F) : length == 3 ? (lead & 0x0F) : (lead & 0x07);
+  for (size_t k = begin + 1; k < *end; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[k]) & 0x3F);
+  return cp;
+}
+
+std::string Trim(std::string_view text) {
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t next = 0;
+    if (!IsPythonSpace(CodePointAt(text, begin, &next))) break;
+    begin = next;
+  }
+  size_t end = text.size();
+  while (end > begin) {
+    size_t start = 0;
+    if (!IsPythonSpace(CodePointBefore(text, end, &start))) break;
+    end = start;
+  }
+  return std::string(text.substr(begin, end - begin));
+}
+
+constexpr const char* kQwen2DefaultSystem = "You are a helpful assistant.";
+
+}  // namespace
+
+std::optional<ChatTemplateKind> ChatTemplateByName(std::string_view name) {
+  if (name == "plain") return ChatTemplateKind::Plain;
+  if (name == "llama3") return ChatTemplateKind::Llama3;
+  if (name == "chatml") return ChatTemplateKind::ChatMl;
+  if (name == "gemma") return ChatTemplateKind::Gemma;
+  return std::nullopt;
+}
+
+std::string_view ChatTemplateName(ChatTemplateKind kind) {
+  switch (kind) {
+    case ChatTemplateKind::Plain:
+      return "plain";
+    case ChatTemplateKind::Llama3:
+      return "llama3";
+    case ChatTemplateKind::ChatMl:
+      return "chatml";
+    case ChatTemplateKind::Gemma:
+      return "gemma";
+  }
+  return "?";
+}
+
+std::string_view ChatTemplateJinja(ChatTemplateKind kind) {
+  switch (kind) {
+    case ChatTemplateKind::Plain:
+      return "";
+    case ChatTemplateKind::Llama3:
+      return "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+             "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
+             "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+             "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+             "{% endif %}";
+    case ChatTemplateKind::ChatMl:
+      return "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "
+             "'<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + "
+             "message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if "
+             "add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    case ChatTemplateKind::Gemma:
+      return "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+             "supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != "
+             "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+             "user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role "
+             "= 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + "
+             "message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt "
+             "%}{{'<start_of_turn>model\n'}}{% endif %}";
+  }
+  return "";
+}
+
+std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, std::string* error) {
+  const std::string& jinja = tokenizer.chat_template();
+  if (jinja.empty()) return ChatTemplateKind::Plain;
+  auto squeeze = [](std::string_view text) {
+    std::string out;
+    for (char c : text) {
+      if (c != ' ' && c != '\n' && c != '\t') out.push_back(c);
+    }
+    return out;
+  };
+  std::string squeezed = squeeze(jinja);
+  for (ChatTemplateKind kind : {ChatTemplateKind::Llama3, ChatTemplateKind::ChatMl, ChatTemplateKind::Gemma}) {
+    if (squeezed == squeeze(ChatTemplateJinja(kind))) return kind;
+  }
+  // A template with familiar markers but other text (Llama-3.1's adds a dated system turn, Qwen2.5's another
+  // default system prompt) would render differently: refuse rather than train on the wrong text.
+  std::string near;
+  if (jinja.find("<|start_header_id|>") != std::string::npos) near = "llama3";
+  if (jinja.find("<|im_start|>") != std::string::npos) near = "chatml";
+  if (jinja.find("<start_of_turn>") != std::string::npos) near = "gemma";
+  *error = "the tokenizer's chat template is not one fusec implements exactly";
+  if (!near.empty()) {
+    *error += " (it looks like " + near + " but differs from it; name `" + near +
+              "` explicitly to render with fusec's " + near + " template)";
+  } else {
+    *error += "; name one of llama3, chatml, gemma or plain";
+  }
+  return std::nullopt;
+}
+
+ChatTemplate MakeChatTemplate(ChatTemplateKind kind, const Tokenizer& tokenizer) {
+  return ChatTemplate{kind, tokenizer.bos_token(), tokenizer.eos_token()};
+}
+
+std::string ChatTemplate::EndOfTurn() const {
+  switch (kind) {
+    case ChatTemplateKind::Plain:
+      return eos_token;
+    case ChatTemplateKind::Llama3:
+      return "<|eot_id|>";
+    case ChatTemplateKind::ChatMl:
+      return "<|im_end|>";
+    case ChatTemplateKind::Gemma:
+      return "<end_of_turn>";
+  }
+  return eos_token;
+}
+
+std::optional<RenderedChat> ChatTemplate::Render(const std::vector<ChatMessage>& messages,
+                                                 std::optional<std::string_view> response,
+                                                 std::string* error) const {
+  if (messages.empty()) {
+    *error = "the conversation has no messages";
+    return std::nullopt;
+  }
+  if (messages.back().role == "assistant") {
+    *error = "the prompt's last message is the assistant's; the response to learn or score comes separately";
+    return std::nullopt;
+  }
+  RenderedChat out;
+  switch (kind) {
+    case ChatTemplateKind::Plain:
+      if (messages.size() != 1 || messages[0].role != "user") {
+        *error = "the plain template takes one user message; name a chat template for conversations";
+        return std::nullopt;
+      }
+      return RenderText(messages[0].content, response, error);
+    case ChatTemplateKind::Llama3:
+      out.prompt = bos_token;
+      for (const ChatMessage& message : messages) {
+        out.prompt += "<|start_header_id|>" + message.role + "<|end_header_id|>\n\n" + Trim(message.content) + "<|eot_id|>";
+      }
+      out.prompt += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      if (response) out.response = Trim(*response) + "<|eot_id|>";
+      return out;
+    case ChatTemplateKind::ChatMl:
+      if (messages[0].role != "system") {
+        out.prompt = std::string("<|im_start|>system\n") + kQwen2DefaultSystem + "<|im_end|>\n";
+      }
+      for (const ChatMessage& message : messages) {
+        out.prompt += "<|im_start|>" + message.role + "\n" + message.content + "<|im_end|>\n";
+      }
+      out.prompt += "<|im_start|>assistant\n";
+      if (response) out.response = std::string(*response) + "<|im_end|>\n";
+      return out;
+    case ChatTemplateKind::Gemma:
+      out.prompt = bos_token;
+      for (size_t i = 0; i < messages.size(); ++i) {
+        const ChatMessage& message = messages[i];
+        if (message.role == "system") {
+          *error = "gemma's template has no system role";
+          return std::nullopt;
+        }
+        if ((message.role == "user") != (i % 2 == 0)) {
+          *error = "gemma's template needs roles alternating user/assistant, starting with user (message " +
+                   std::to_string(i + 1) + " is `" + message.role + "`)";
+          return std::nullopt;
+        }
+        std::string role = message.role == "assistant" ? "model" : message.role;
+        out.prompt += "<start_of_turn>" + role + "\n" + Trim(message.content) + "<end_of_turn>\n";
+      }
+      out.prompt += "<start_of_turn>model\n";
+      if (response) out.response = Trim(*response) + "<end_of_turn>\n";
+      return out;
+  }
+  return std::nullopt;
+}
+
+std::optional<RenderedChat> ChatTemplate::RenderText(std::string_view prompt, std::optional<std::string_view> response,
+                                                     std::string* error) const {
+  if (kind != ChatTemplateKind::Plain) return Render({ChatMessage{"user", std::string(prompt)}}, response, error);
+  RenderedChat out;
+  out.prompt = bos_token + std::string(prompt);
+  if (response) out.response = std::string(*response) + eos_token;
+  return out;
+}
+
+}  // namespace fusec::rt
