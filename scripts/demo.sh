@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: what fusec can do today. The training runtime is not built yet (see README.md, "Status"), so the
-# demo checks every shipped experiment, explains the paper's FuseRL-DPO configuration (its two stages with
+# `make demo`: what fusec can do today. Training (`fusec run`) is not built yet (see README.md, "Status"), so
+# the demo checks every shipped experiment, explains the paper's FuseRL-DPO configuration (its two stages with
 # every default filled in and every loss spelled out), shows how a tau sweep plans to one graph that shares
-# its FuseSFT stage, and shows how a mistake is reported.
+# its FuseSFT stage, shows how a mistake is reported, and runs the runtime's model stack on a tiny
+# Llama-shaped model: initialise, tokenize, score responses, generate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fusec=build/release/bin/fusec
@@ -27,7 +28,24 @@ for n in nodes:
 echo
 echo "== a mistake, and how fusec reports it"
 mistake=$(mktemp --suffix=.fuse)
-trap 'rm -f "$mistake"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$mistake" "$work"' EXIT
 sed -e 's/objective = dpo(beta: 10, length_norm: true)/objective = dpo(beta: 10)/' \
     -e 's/epochs = 3;/epochs = 3.5;/' experiments/paper/fuserl_dpo.fuse > "$mistake"
 "$fusec" check "$mistake" || true
+echo
+echo "== the runtime: a tiny Llama-shaped model (2 layers, byte tokenizer, chatml), scored and sampled"
+cat >"$work/config.json" <<'JSON'
+{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 260, "max_position_embeddings": 512,
+ "rope_theta": 10000.0, "tie_word_embeddings": true}
+JSON
+"$fusec" init-model --config "$work/config.json" --seed 0 --out "$work/tiny"
+echo '[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]' |
+  "$fusec" tokenize --tokenizer "$work/tiny" --template chatml
+cat >"$work/data.jsonl" <<'JSONL'
+{"id": "q1", "prompt": "2+2?", "responses": [{"source": "model_a", "text": "4", "reward": 1.0}, {"source": "model_b", "text": "five", "reward": 0.0}]}
+{"id": "q2", "messages": [{"role": "user", "content": "Say hi"}], "responses": [{"source": "model_a", "text": "hi", "reward": 0.8}]}
+JSONL
+"$fusec" score --model "$work/tiny" --data "$work/data.jsonl"
+"$fusec" generate --model "$work/tiny" --prompts "$work/data.jsonl" --max-new-tokens 8 --temperature 0.8 --seed 1

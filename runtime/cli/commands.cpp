@@ -6,7 +6,6 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -14,6 +13,7 @@
 #include "runtime/data/examples.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
+#include "runtime/support/text.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -34,14 +34,6 @@ struct InputError {
 };
 
 [[noreturn]] void Fail(std::string message) { throw InputError{std::move(message)}; }
-
-std::optional<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::string DtypeName(torch::Dtype dtype) {
   return dtype == torch::kBFloat16 ? "bf16" : dtype == torch::kHalf ? "fp16" : "fp32";
@@ -147,7 +139,7 @@ void ApplyFieldMappings(const std::vector<std::string>& mappings, JsonlFields& f
 
 int RunInitModel(const std::string& config_path, uint64_t seed, const std::string& out_dir,
                  const std::string& tokenizer_path, const std::string& dtype, bool force, std::ostream& out) {
-  auto text = ReadFile(config_path);
+  auto text = ReadWholeFile(config_path);
   if (!text) Fail(config_path + ": cannot read");
   std::string error;
   auto config = ParseModelConfig(*text, &error);
@@ -159,10 +151,13 @@ int RunInitModel(const std::string& config_path, uint64_t seed, const std::strin
   std::string tokenizer_dir = tokenizer_path;
   if (tokenizer_path.empty()) {
     staging_tokenizer = fs::path(out_dir).string() + ".tokenizer";
-    fs::create_directories(staging_tokenizer);
+    std::error_code ec;
+    fs::create_directories(staging_tokenizer, ec);
     auto [tokenizer_json, tokenizer_config] = ByteTokenizerFiles();
-    std::ofstream(staging_tokenizer / "tokenizer.json") << tokenizer_json;
-    std::ofstream(staging_tokenizer / "tokenizer_config.json") << tokenizer_config;
+    if (ec || !WriteWholeFile((staging_tokenizer / "tokenizer.json").string(), tokenizer_json) ||
+        !WriteWholeFile((staging_tokenizer / "tokenizer_config.json").string(), tokenizer_config)) {
+      Fail(staging_tokenizer.string() + ": cannot write the tokenizer files");
+    }
     tokenizer_dir = staging_tokenizer.string();
   } else if (!fs::is_directory(tokenizer_dir)) {
     tokenizer_dir = fs::path(tokenizer_path).parent_path().string();

@@ -4,10 +4,10 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "compiler/support/sha256.h"
+#include "runtime/support/text.h"
 
 namespace fusec::rt {
 namespace {
@@ -296,11 +296,9 @@ std::optional<TokenizedDataset> TokenizeJsonlCached(const std::string& path, con
   std::string key = TokenizedCacheKey(path, tokenizer, options, error);
   if (key.empty()) return std::nullopt;
   fs::path file = fs::path(cache_dir) / "tokens" / (key + ".bin");
-  if (std::ifstream in(file, std::ios::binary); in) {
-    std::ostringstream bytes;
-    bytes << in.rdbuf();
+  if (auto bytes = ReadWholeFile(file.string())) {
     std::string ignored;
-    if (auto cached = DeserializeTokenized(bytes.str(), &ignored)) {
+    if (auto cached = DeserializeTokenized(*bytes, &ignored)) {
       *from_cache = true;
       return cached;
     }
@@ -313,13 +311,8 @@ std::optional<TokenizedDataset> TokenizeJsonlCached(const std::string& path, con
   fs::create_directories(file.parent_path(), ec);
   fs::path tmp = file;
   tmp += ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    std::string bytes = SerializeTokenized(*dataset);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  }
-  fs::rename(tmp, file, ec);
-  if (ec) fs::remove(tmp, ec);
+  if (WriteWholeFile(tmp.string(), SerializeTokenized(*dataset))) fs::rename(tmp, file, ec);
+  fs::remove(tmp, ec);  // left only when writing or renaming failed
   return dataset;
 }
 

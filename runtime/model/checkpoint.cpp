@@ -4,27 +4,18 @@
 
 #include <bit>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "runtime/model/safetensors.h"
+#include "runtime/support/text.h"
 
 namespace fusec::rt {
 namespace {
 
 namespace fs = std::filesystem;
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
-
-std::optional<std::string> ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 torch::Dtype TorchDtype(DType dtype) {
   switch (dtype) {
@@ -70,7 +61,7 @@ std::optional<CheckpointFiles> FindCheckpointFiles(const fs::path& dir, std::str
   CheckpointFiles found;
   fs::path index_path = dir / "model.safetensors.index.json";
   if (fs::exists(index_path)) {
-    auto text = ReadText(index_path);
+    auto text = ReadWholeFile(index_path.string());
     nlohmann::json index = nlohmann::json::parse(text.value_or(""), nullptr, false);
     if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
       *error = index_path.string() + ": not a safetensors index (no `weight_map` object)";
@@ -112,7 +103,7 @@ std::optional<ModelConfig> ReadModelConfig(const std::string& dir, std::string* 
     *error = dir + ": not a model directory";
     return std::nullopt;
   }
-  auto text = ReadText(path);
+  auto text = ReadWholeFile(path.string());
   if (!text) {
     *error = path.string() + ": no such file (a model directory holds config.json and safetensors weights)";
     return std::nullopt;
@@ -280,19 +271,24 @@ bool SaveModel(LlamaForCausalLMImpl& model, const std::string& dir, const SaveOp
     }
     if (!WriteSafetensors((staging / name).string(), writes, {{"format", "pt"}}, error)) return false;
   }
-  if (shards.size() > 1) {
-    nlohmann::ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
-    std::ofstream(staging / "model.safetensors.index.json") << index.dump(2) << "\n";
-  }
-
   ModelConfig config = model.config();
   config.torch_dtype = ConfigDtypeName(options.dtype);
-  std::ofstream(staging / "config.json") << ModelConfigToJson(config);
   nlohmann::ordered_json generation = {{"_from_model_config", true}};
   if (config.bos_token_id) generation["bos_token_id"] = *config.bos_token_id;
   if (config.eos_token_ids.size() == 1) generation["eos_token_id"] = config.eos_token_ids[0];
   if (config.eos_token_ids.size() > 1) generation["eos_token_id"] = config.eos_token_ids;
-  std::ofstream(staging / "generation_config.json") << generation.dump(2) << "\n";
+  std::vector<std::pair<std::string, std::string>> files = {{"config.json", ModelConfigToJson(config)},
+                                                            {"generation_config.json", generation.dump(2) + "\n"}};
+  if (shards.size() > 1) {
+    nlohmann::ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    files.emplace_back("model.safetensors.index.json", index.dump(2) + "\n");
+  }
+  for (const auto& [name, text] : files) {
+    if (!WriteWholeFile((staging / name).string(), text)) {
+      *error = (staging / name).string() + ": cannot write";
+      return false;
+    }
+  }
   if (!options.tokenizer_dir.empty()) {
     for (const char* file : kTokenizerFiles) {
       fs::path from = fs::path(options.tokenizer_dir) / file;

@@ -1,5 +1,8 @@
 #include "runtime/tokenizer/chat_template.h"
 
+#include <algorithm>
+
+#include "runtime/support/text.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace fusec::rt {
@@ -12,42 +15,18 @@ bool IsPythonSpace(uint32_t cp) {
          cp == 0x3000;
 }
 
-/// The code point ending at byte `end` of valid UTF-8 text, and where it starts.
-uint32_t CodePointBefore(std::string_view text, size_t end, size_t* start) {
-  size_t i = end - 1;
-  while (i > 0 && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) --i;
-  *start = i;
-  auto lead = static_cast<unsigned char>(text[i]);
-  size_t length = end - i;
-  uint32_t cp = length == 1 ? lead : length == 2 ? (lead & 0x1F) : length == 3 ? (lead & 0x0F) : (lead & 0x07);
-  for (size_t k = i + 1; k < end; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[k]) & 0x3F);
-  return cp;
-}
-
-uint32_t CodePointAt(std::string_view text, size_t begin, size_t* end) {
-  auto lead = static_cast<unsigned char>(text[begin]);
-  size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : 4;
-  length = std::min(length, text.size() - begin);
-  *end = begin + length;
-  uint32_t cp = length == 1 ? lead : length == 2 ? (lead & 0x1F) : length == 3 ? (lead & 0x0F) : (lead & 0x07);
-  for (size_t k = begin + 1; k < *end; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[k]) & 0x3F);
-  return cp;
-}
-
+/// Python's str.strip() over UTF-8 text.
 std::string Trim(std::string_view text) {
-  size_t begin = 0;
-  while (begin < text.size()) {
-    size_t next = 0;
-    if (!IsPythonSpace(CodePointAt(text, begin, &next))) break;
-    begin = next;
+  size_t begin = text.size();
+  size_t end = 0;
+  for (size_t i = 0; i < text.size();) {
+    size_t start = i;
+    if (!IsPythonSpace(DecodeUtf8(text, i))) {
+      begin = std::min(begin, start);
+      end = i;
+    }
   }
-  size_t end = text.size();
-  while (end > begin) {
-    size_t start = 0;
-    if (!IsPythonSpace(CodePointBefore(text, end, &start))) break;
-    end = start;
-  }
-  return std::string(text.substr(begin, end - begin));
+  return begin < end ? std::string(text.substr(begin, end - begin)) : std::string();
 }
 
 constexpr const char* kQwen2DefaultSystem = "You are a helpful assistant.";

@@ -1,6 +1,7 @@
 #include "runtime/tokenizer/tokenizer.h"
 
 #include "compiler/support/sha256.h"
+#include "runtime/support/text.h"
 #include "runtime/tokenizer/chat_template.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -18,86 +19,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-/// Appends the UTF-8 encoding of a code point.
-void AppendUtf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
 /// The length of the UTF-8 sequence starting at `text[i]` (1 for invalid lead bytes).
 size_t Utf8Length(std::string_view text, size_t i) {
   auto c = static_cast<unsigned char>(text[i]);
   size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
   return std::min(length, text.size() - i);
-}
-
-/// Decodes one code point at `text[i]`; an invalid sequence (bad continuation, overlong form, surrogate, beyond
-/// U+10FFFF) gives U+FFFD and consumes one byte.
-uint32_t DecodeUtf8(std::string_view text, size_t& i) {
-  auto c = static_cast<unsigned char>(text[i]);
-  if (c < 0x80) {
-    ++i;
-    return c;
-  }
-  size_t length = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-  if (length == 0 || i + length > text.size()) {
-    ++i;
-    return 0xFFFD;
-  }
-  uint32_t cp = length == 2 ? (c & 0x1F) : length == 3 ? (c & 0x0F) : (c & 0x07);
-  for (size_t k = 1; k < length; ++k) {
-    auto next = static_cast<unsigned char>(text[i + k]);
-    if ((next & 0xC0) != 0x80) {
-      ++i;
-      return 0xFFFD;
-    }
-    cp = (cp << 6) | (next & 0x3F);
-  }
-  constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kSmallest[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-    ++i;
-    return 0xFFFD;
-  }
-  i += length;
-  return cp;
-}
-
-/// Replaces invalid UTF-8 with U+FFFD (Rust's from_utf8_lossy, byte by byte).
-std::string LossyUtf8(const std::string& bytes) {
-  std::string out;
-  size_t i = 0;
-  while (i < bytes.size()) {
-    size_t start = i;
-    uint32_t cp = DecodeUtf8(bytes, i);
-    if (cp == 0xFFFD && !(bytes.compare(start, 3, "\xEF\xBF\xBD") == 0)) {
-      AppendUtf8(out, 0xFFFD);
-    } else {
-      out.append(bytes, start, i - start);
-    }
-  }
-  return out;
-}
-
-bool IsValidUtf8(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t start = i;
-    if (DecodeUtf8(text, i) == 0xFFFD && text.compare(start, 3, "\xEF\xBF\xBD") != 0) return false;
-  }
-  return true;
 }
 
 /// transformers' clean_up_tokenization: drops the space before punctuation and English contractions.
@@ -342,21 +268,13 @@ Tokenizer::~Tokenizer() = default;
 std::optional<Tokenizer> Tokenizer::Load(const std::string& path, std::string* error) {
   namespace fs = std::filesystem;
   fs::path file = fs::is_directory(path) ? fs::path(path) / "tokenizer.json" : fs::path(path);
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
+  auto text = ReadWholeFile(file.string());
+  if (!text) {
     *error = file.string() + ": no such file";
     return std::nullopt;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string config;
-  fs::path config_path = file.parent_path() / "tokenizer_config.json";
-  if (std::ifstream config_in(config_path, std::ios::binary); config_in) {
-    std::ostringstream config_text;
-    config_text << config_in.rdbuf();
-    config = config_text.str();
-  }
-  auto tokenizer = FromJson(text.str(), config, error);
+  std::string config = ReadWholeFile((file.parent_path() / "tokenizer_config.json").string()).value_or("");
+  auto tokenizer = FromJson(*text, config, error);
   if (!tokenizer) *error = file.string() + ": " + *error;
   return tokenizer;
 }
@@ -565,7 +483,7 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view input, bool add_special_
   std::string repaired;
   std::string_view text = input;
   if (!IsValidUtf8(input)) {
-    repaired = LossyUtf8(std::string(input));
+    repaired = LossyUtf8(input);
     text = repaired;
   }
   std::vector<int32_t> ids;

@@ -177,6 +177,9 @@ TEST_F(RuntimeCli, UsageAndInputErrors) {
 }
 
 TEST_F(RuntimeCli, FusecHandsRuntimeCommandsToFusecRt) {
+#ifndef FUSEC_HAVE_COMPILER
+  GTEST_SKIP() << "built with FUSEC_BUILD_COMPILER=OFF: there is no `fusec` binary to test";
+#endif
   std::string fusec = std::string(FUSEC_BINARY_DIR) + "/fusec";
   WriteFile(dir_ / "text.txt", "Hi");
   int status = testing::RunCommand(fusec + " tokenize --tokenizer " + model_ + " < " + (dir_ / "text.txt") + " > " +

@@ -6,9 +6,10 @@ safetensors reader, rotary frequencies (Llama-3 scaling as in Meta's `apply_scal
 frequency), repeat_kv by expand/reshape, eager attention with the softmax in float32. Runs on Debian's torch
 (/usr/bin/python3), which has no transformers or safetensors module.
 
-usage: reference_llama.py MODEL_DIR INPUT.json OUTPUT.bin
+usage: reference_llama.py MODEL_DIR INPUT.json OUTPUT.bin [fp32|bf16]
 INPUT.json: {"ids": [[...], ...]} (equal lengths). OUTPUT.bin: the logits [B, T, vocab] as little-endian
-float32, row-major.
+float32, row-major. With bf16, weights and activations are bfloat16 as transformers runs them: RMSNorm in
+float32 cast back before the weight, cos/sin cast to bfloat16, the softmax in float32 cast back.
 """
 import json
 import math
@@ -78,8 +79,9 @@ def inverse_frequencies(config, head_dim):
 
 
 def rms_norm(x, weight, eps):
-    variance = x.pow(2).mean(-1, keepdim=True)
-    return weight * (x * torch.rsqrt(variance + eps))
+    x32 = x.to(torch.float32)
+    variance = x32.pow(2).mean(-1, keepdim=True)
+    return weight * (x32 * torch.rsqrt(variance + eps)).to(x.dtype)
 
 
 def rotate_half(x):
@@ -87,7 +89,7 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def forward(config, w, ids):
+def forward(config, w, ids, dtype=torch.float32):
     hidden = config["hidden_size"]
     n_heads = config["num_attention_heads"]
     n_kv = config.get("num_key_value_heads", n_heads)
@@ -99,8 +101,8 @@ def forward(config, w, ids):
     positions = torch.arange(length, dtype=torch.float32)
     angles = torch.outer(positions, inv_freq)
     emb = torch.cat((angles, angles), dim=-1)
-    cos, sin = emb.cos()[None, None], emb.sin()[None, None]
-    causal = torch.full((length, length), float("-inf")).triu(1)
+    cos, sin = emb.cos()[None, None].to(dtype), emb.sin()[None, None].to(dtype)
+    causal = torch.full((length, length), float("-inf")).triu(1).to(dtype)
 
     x = w["model.embed_tokens.weight"][ids]
     for layer in range(config["num_hidden_layers"]):
@@ -120,7 +122,7 @@ def forward(config, w, ids):
         k = k[:, :, None].expand(batch, n_kv, groups, length, head_dim).reshape(batch, n_heads, length, head_dim)
         v = v[:, :, None].expand(batch, n_kv, groups, length, head_dim).reshape(batch, n_heads, length, head_dim)
         scores = q @ k.transpose(2, 3) / math.sqrt(head_dim) + causal
-        attn = torch.softmax(scores, dim=-1, dtype=torch.float32) @ v
+        attn = torch.softmax(scores, dim=-1, dtype=torch.float32).to(dtype) @ v
         attn = attn.transpose(1, 2).reshape(batch, length, n_heads * head_dim)
         x = x + attn @ w[p + "self_attn.o_proj.weight"].T
 
@@ -131,20 +133,23 @@ def forward(config, w, ids):
 
     x = rms_norm(x, w["model.norm.weight"], eps)
     head = w["model.embed_tokens.weight"] if config.get("tie_word_embeddings", False) else w["lm_head.weight"]
-    return x @ head.T
+    return (x @ head.T).to(torch.float32)
 
 
 def main():
     model_dir, input_path, output_path = sys.argv[1:4]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[sys.argv[4] if len(sys.argv) > 4 else "fp32"]
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
     with open(input_path) as f:
         ids = torch.tensor(json.load(f)["ids"], dtype=torch.long)
     torch.set_num_threads(1)
     with torch.no_grad():
-        logits = forward(config, read_weights(model_dir), ids)
+        weights = {name: tensor.to(dtype) for name, tensor in read_weights(model_dir).items()}
+        logits = forward(config, weights, ids, dtype)
+    values = logits.contiguous().view(-1).tolist()  # no numpy: the device machine's Python may lack it
     with open(output_path, "wb") as f:
-        f.write(logits.contiguous().to(torch.float32).numpy().tobytes())
+        f.write(struct.pack("<%df" % len(values), *values))
 
 
 if __name__ == "__main__":
