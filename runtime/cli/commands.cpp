@@ -203,26 +203,49 @@ int RunScore(const ModelOptions& model_options, const std::string& data, const s
   ApplyFieldMappings(fields, options.jsonl.fields);
   options.max_len = loaded.model->config().max_position;
   std::string error;
-  auto dataset = TokenizeJsonl(data, loaded.tokenizer, options, &error);
-  if (!dataset) Fail(error);
-  err << data << ": " << dataset->stats.Summary() << "\n";
+  auto reader = JsonlReader::Open(data, options.jsonl, &error);
+  if (!reader) Fail(error);
+
+  // Streams: a chunk of prompts is tokenized, scored and printed before the next is read, so a large file
+  // is never held whole and results appear as they are ready.
+  constexpr size_t kPromptsPerChunk = 256;
+  std::vector<TokenizedPrompt> chunk;
+  TokenizeStats stats;
+  int64_t scored = 0;
   auto start = std::chrono::steady_clock::now();
-  auto scores = ScoreResponses(*loaded.model, dataset->prompts, batch_tokens, [&](int64_t done, int64_t total) {
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    err << "\rscored " << done << "/" << total << " responses (" << std::fixed << std::setprecision(1) << seconds
-        << " s)" << (done == total ? "\n" : "") << std::flush;
-  });
-  for (size_t p = 0; p < dataset->prompts.size(); ++p) {
-    const TokenizedPrompt& prompt = dataset->prompts[p];
-    for (size_t r = 0; r < prompt.responses.size(); ++r) {
-      nlohmann::ordered_json line = {{"id", prompt.id},
-                                     {"source", prompt.responses[r].source},
-                                     {"index", prompt.responses[r].index},
-                                     {"logp", scores[p][r].logp},
-                                     {"tokens", scores[p][r].tokens}};
-      out << line.dump() << "\n";
+  auto score_chunk = [&]() {
+    auto scores = ScoreResponses(*loaded.model, chunk, batch_tokens);
+    for (size_t p = 0; p < chunk.size(); ++p) {
+      for (size_t r = 0; r < chunk[p].responses.size(); ++r) {
+        nlohmann::ordered_json line = {{"id", chunk[p].id},
+                                       {"source", chunk[p].responses[r].source},
+                                       {"index", chunk[p].responses[r].index},
+                                       {"logp", scores[p][r].logp},
+                                       {"tokens", scores[p][r].tokens}};
+        out << line.dump() << "\n";
+        ++scored;
+      }
     }
+    out << std::flush;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    err << "scored " << scored << " responses (" << std::fixed << std::setprecision(1) << seconds << " s)\n";
+    chunk.clear();
+  };
+  PromptRecord record;
+  while (reader->Next(&record)) {
+    if (!TokenizeRecord(record, loaded.tokenizer, options, &chunk, &stats, &error)) {
+      std::string message = data + ":" + std::to_string(record.line) + ": " + error;
+      if (!skip_bad_lines) Fail(message);
+      ++stats.bad_lines;
+      continue;
+    }
+    if (chunk.size() >= kPromptsPerChunk) score_chunk();
   }
+  if (!reader->error().empty()) Fail(reader->error());
+  if (!chunk.empty()) score_chunk();
+  stats.bad_lines += reader->skipped();
+  for (const std::string& message : reader->skipped_messages()) err << "skipped " << message << "\n";
+  err << data << ": " << stats.Summary() << "\n";
   return kExitOk;
 }
 
@@ -313,7 +336,8 @@ int RunGenerate(const ModelOptions& model_options, GenerateOptions options, std:
   }
   if (!reader->error().empty()) Fail(reader->error());
   flush();
-  if (reader->skipped() > 0) err << "skipped " << reader->skipped() << " bad lines\n";
+  for (const std::string& message : reader->skipped_messages()) err << "skipped " << message << "\n";
+  if (reader->skipped() > 0) err << "skipped " << reader->skipped() << " bad lines in all\n";
   return kExitOk;
 }
 

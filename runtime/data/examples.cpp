@@ -144,58 +144,60 @@ std::optional<std::vector<int32_t>> TokenizePrompt(const PromptRecord& record, c
   return EncodeRendered(tokenizer, rendered->prompt);
 }
 
+bool TokenizeRecord(const PromptRecord& record, const Tokenizer& tokenizer, const TokenizeOptions& options,
+                    std::vector<TokenizedPrompt>* out, TokenizeStats* stats, std::string* error) {
+  auto rendered = RenderRecord(record, options.chat, std::nullopt, error);
+  if (!rendered) return false;
+  TokenizedPrompt prompt;
+  prompt.id = record.id;
+  prompt.line = record.line;
+  prompt.prompt_ids = EncodeRendered(tokenizer, rendered->prompt);
+  if (options.max_prompt_len > 0 && static_cast<int64_t>(prompt.prompt_ids.size()) > options.max_prompt_len) {
+    ++stats->prompts_too_long;
+    return true;
+  }
+  for (size_t r = 0; r < record.responses.size(); ++r) {
+    const ResponseRecord& response = record.responses[r];
+    auto full = RenderRecord(record, options.chat, response.text, error);
+    if (!full) return false;  // cannot happen once the prompt rendered, but never drop silently
+    TokenizedResponse tokenized{response.source, static_cast<int32_t>(r), response.reward,
+                                EncodeRendered(tokenizer, full->response)};
+    if (options.max_len > 0 && static_cast<int64_t>(prompt.prompt_ids.size() + tokenized.ids.size()) > options.max_len) {
+      ++stats->responses_too_long;
+      continue;
+    }
+    stats->response_tokens += static_cast<int64_t>(tokenized.ids.size());
+    ++stats->responses;
+    prompt.responses.push_back(std::move(tokenized));
+  }
+  if (prompt.responses.empty() && options.jsonl.require_responses) return true;
+  stats->prompt_tokens += static_cast<int64_t>(prompt.prompt_ids.size());
+  ++stats->prompts;
+  out->push_back(std::move(prompt));
+  return true;
+}
+
 std::optional<TokenizedDataset> TokenizeJsonl(const std::string& path, const Tokenizer& tokenizer,
                                               const TokenizeOptions& options, std::string* error) {
   auto reader = JsonlReader::Open(path, options.jsonl, error);
   if (!reader) return std::nullopt;
   TokenizedDataset dataset;
-  TokenizeStats& stats = dataset.stats;
   PromptRecord record;
   while (reader->Next(&record)) {
-    TokenizedPrompt prompt;
-    prompt.id = record.id;
-    prompt.line = record.line;
     std::string what;
-    auto rendered = RenderRecord(record, options.chat, std::nullopt, &what);
-    if (!rendered) {
-      std::string message = path + ":" + std::to_string(record.line) + ": " + what;
-      if (options.jsonl.bad_lines == BadLines::Stop) {
-        *error = message;
-        return std::nullopt;
-      }
-      ++stats.bad_lines;
-      continue;
+    if (TokenizeRecord(record, tokenizer, options, &dataset.prompts, &dataset.stats, &what)) continue;
+    // The template refused the line: a bad line like any other.
+    if (options.jsonl.bad_lines == BadLines::Stop) {
+      *error = path + ":" + std::to_string(record.line) + ": " + what;
+      return std::nullopt;
     }
-    prompt.prompt_ids = EncodeRendered(tokenizer, rendered->prompt);
-    if (options.max_prompt_len > 0 && static_cast<int64_t>(prompt.prompt_ids.size()) > options.max_prompt_len) {
-      ++stats.prompts_too_long;
-      continue;
-    }
-    for (size_t r = 0; r < record.responses.size(); ++r) {
-      const ResponseRecord& response = record.responses[r];
-      auto full = RenderRecord(record, options.chat, response.text, &what);
-      if (!full) continue;  // the prompt rendered above; a response cannot make it fail
-      TokenizedResponse tokenized{response.source, static_cast<int32_t>(r), response.reward,
-                                  EncodeRendered(tokenizer, full->response)};
-      if (options.max_len > 0 &&
-          static_cast<int64_t>(prompt.prompt_ids.size() + tokenized.ids.size()) > options.max_len) {
-        ++stats.responses_too_long;
-        continue;
-      }
-      stats.response_tokens += static_cast<int64_t>(tokenized.ids.size());
-      ++stats.responses;
-      prompt.responses.push_back(std::move(tokenized));
-    }
-    if (prompt.responses.empty() && options.jsonl.require_responses) continue;
-    stats.prompt_tokens += static_cast<int64_t>(prompt.prompt_ids.size());
-    ++stats.prompts;
-    dataset.prompts.push_back(std::move(prompt));
+    ++dataset.stats.bad_lines;
   }
   if (!reader->error().empty()) {
     *error = reader->error();
     return std::nullopt;
   }
-  stats.bad_lines += reader->skipped();
+  dataset.stats.bad_lines += reader->skipped();
   return dataset;
 }
 

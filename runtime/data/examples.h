@@ -66,6 +66,11 @@ struct TokenizeOptions {
 std::optional<std::vector<int32_t>> TokenizePrompt(const PromptRecord& record, const Tokenizer& tokenizer,
                                                    const ChatTemplate& chat, std::string* error);
 
+/// Tokenizes one record, appending it to `out` unless a length limit drops it (counted in `stats`). False with
+/// `error` when the chat template refuses the conversation.
+bool TokenizeRecord(const PromptRecord& record, const Tokenizer& tokenizer, const TokenizeOptions& options,
+                    std::vector<TokenizedPrompt>* out, TokenizeStats* stats, std::string* error);
+
 /// Reads and tokenizes a whole JSONL file. nullopt with `error` (`file:line: ...`) on a bad line when bad lines
 /// stop the run, or when the file cannot be read.
 std::optional<TokenizedDataset> TokenizeJsonl(const std::string& path, const Tokenizer& tokenizer,

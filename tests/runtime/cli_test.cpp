@@ -112,6 +112,13 @@ TEST_F(RuntimeCli, ScorePrintsOneLinePerResponse) {
   EXPECT_NE(bad.err.find("bad.jsonl:1: `responses` item 1 has no `text` (--skip-bad-lines skips such lines)"),
             std::string::npos)
       << bad.err;
+  WriteFile(dir_ / "mixed.jsonl", R"({"id": "q1", "prompt": "x", "responses": [{"source": "a"}]})" "\n"
+                                  R"({"id": "q2", "prompt": "y", "responses": [{"source": "a", "text": "z"}]})" "\n");
+  Result skipped = RunCli({"score", "--model", model_, "--data", dir_ / "mixed.jsonl", "--skip-bad-lines"});
+  ASSERT_EQ(skipped.status, 0) << skipped.err;
+  EXPECT_EQ(JsonLines(skipped.out).size(), 1U);
+  EXPECT_NE(skipped.err.find("skipped " + (dir_ / "mixed.jsonl") + ":1: "), std::string::npos) << skipped.err;
+  EXPECT_NE(skipped.err.find("(dropped: 1 bad lines)"), std::string::npos) << skipped.err;
 }
 
 TEST_F(RuntimeCli, GeneratePrintsCompletions) {
