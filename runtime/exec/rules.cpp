@@ -1,0 +1,491 @@
+#include "runtime/exec/rules.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <numeric>
+#include <set>
+
+#include "compiler/support/sha256.h"
+
+namespace fusec::rt {
+namespace {
+
+using sema::Term;
+using sema::TermOp;
+
+/// A value of a rule's term: a number (bools are 0 or 1) or a string (`source`).
+struct Scalar {
+  double number = 0;
+  std::string text;
+  bool is_text = false;
+};
+
+/// Where a term is evaluated: at one response of a prompt, or at an item whose roles name responses.
+struct Context {
+  const Dataset* data = nullptr;
+  uint32_t prompt = 0;
+  int32_t response = -1;  // the current response; -1 for a pair item
+  const std::vector<std::string>* roles = nullptr;
+  const std::vector<int32_t>* role_responses = nullptr;
+  std::string source;  // the source `over source` means
+  /// Values of `softmax(...) over ...` and friends, computed across items beforehand (weightings only).
+  const std::map<const Term*, std::vector<double>>* normalized = nullptr;
+  size_t item = 0;
+};
+
+[[noreturn]] void Fail(const Context& ctx, const std::string& what) {
+  throw RuleError("prompt `" + (*ctx.data)[ctx.prompt].id + "` (line " + std::to_string((*ctx.data)[ctx.prompt].line) +
+                  "): " + what);
+}
+
+const PromptRecord& PromptOf(const Context& ctx) { return (*ctx.data)[ctx.prompt]; }
+
+/// The sample number of response `r` within its source: how many earlier responses share its source.
+int SampleIndex(const PromptRecord& prompt, int32_t r) {
+  int index = 0;
+  for (int32_t k = 0; k < r; ++k) index += prompt.responses[static_cast<size_t>(k)].source == prompt.responses[static_cast<size_t>(r)].source;
+  return index;
+}
+
+Scalar Eval(const Term& term, const Context& ctx);
+
+double Number(const Term& term, const Context& ctx) {
+  Scalar value = Eval(term, ctx);
+  if (value.is_text) Fail(ctx, "`" + sema::ToString(term) + "` is a string where a number is needed");
+  return value.number;
+}
+
+Scalar Num(double value) { return Scalar{value, "", false}; }
+
+Scalar Field(const Term& term, const Context& ctx) {
+  int32_t r = ctx.response;
+  if (!term.ref.empty()) {
+    r = -1;
+    if (ctx.roles != nullptr) {
+      for (size_t i = 0; i < ctx.roles->size(); ++i) {
+        if ((*ctx.roles)[i] == term.ref) r = (*ctx.role_responses)[i];
+      }
+    }
+    if (r < 0) Fail(ctx, "`" + sema::ToString(term) + "` names a role this item does not have");
+  }
+  if (r < 0) Fail(ctx, "`" + term.name + "` of the prompt's responses is only meaningful inside an aggregate");
+  const ResponseRecord& response = PromptOf(ctx).responses[static_cast<size_t>(r)];
+  if (term.name == "reward") {
+    if (!response.reward) Fail(ctx, "response " + std::to_string(r + 1) + " has no reward, which the rule reads");
+    return Num(*response.reward);
+  }
+  if (term.name == "source") return Scalar{0, response.source, true};
+  if (term.name == "index") return Num(SampleIndex(PromptOf(ctx), r));
+  if (term.name == "len") {
+    Fail(ctx, "`len` in selection, pairing and weighting rules is not supported by the runtime yet (token counts "
+              "depend on the model's tokenizer, which these rules run before); use it in objectives");
+  }
+  Fail(ctx, "unknown field `" + term.name + "`");
+}
+
+Scalar Aggregate(const Term& term, const Context& ctx) {
+  const PromptRecord& prompt = PromptOf(ctx);
+  std::vector<double> values;
+  for (size_t r = 0; r < prompt.responses.size(); ++r) {
+    if (term.scope == "source") {
+      if (ctx.source.empty()) Fail(ctx, "`over source` needs an item of one source");
+      if (prompt.responses[r].source != ctx.source) continue;
+    }
+    if (term.name == "count") {
+      values.push_back(1);
+      continue;
+    }
+    Context at = ctx;
+    at.response = static_cast<int32_t>(r);
+    at.roles = nullptr;
+    values.push_back(Number(*term.args.at(0), at));
+  }
+  if (term.name == "count") return Num(static_cast<double>(values.size()));
+  if (values.empty()) Fail(ctx, "`" + sema::ToString(term) + "` has no responses to aggregate");
+  if (term.name == "sum") return Num(std::accumulate(values.begin(), values.end(), 0.0));
+  if (term.name == "mean") return Num(std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size()));
+  if (term.name == "max") return Num(*std::max_element(values.begin(), values.end()));
+  if (term.name == "min") return Num(*std::min_element(values.begin(), values.end()));
+  Fail(ctx, "unknown aggregate `" + term.name + "`");
+}
+
+double Math(const std::string& name, const std::vector<double>& x, const Context& ctx) {
+  if (name == "log") return std::log(x[0]);
+  if (name == "exp") return std::exp(x[0]);
+  if (name == "sigmoid") return 1.0 / (1.0 + std::exp(-x[0]));
+  if (name == "log_sigmoid") return x[0] >= 0 ? -std::log1p(std::exp(-x[0])) : x[0] - std::log1p(std::exp(x[0]));
+  if (name == "softplus") return x[0] > 0 ? x[0] + std::log1p(std::exp(-x[0])) : std::log1p(std::exp(x[0]));
+  if (name == "relu") return std::max(0.0, x[0]);
+  if (name == "abs") return std::abs(x[0]);
+  if (name == "sqrt") return std::sqrt(x[0]);
+  if (name == "detach") return x[0];
+  if (name == "min") return std::min(x[0], x[1]);
+  if (name == "max") return std::max(x[0], x[1]);
+  if (name == "clamp") return std::clamp(x[0], x[1], std::max(x[1], x[2]));
+  Fail(ctx, "unknown function `" + name + "`");
+}
+
+Scalar Eval(const Term& term, const Context& ctx) {
+  switch (term.op) {
+    case TermOp::Const:
+      if (term.type == sema::ScalarType::String) return Scalar{0, term.text, true};
+      if (term.type == sema::ScalarType::Bool) return Num(term.boolean ? 1 : 0);
+      return Num(term.number);
+    case TermOp::Field:
+      return Field(term, ctx);
+    case TermOp::Aggregate:
+      return Aggregate(term, ctx);
+    case TermOp::Normalize: {
+      if (ctx.normalized == nullptr || ctx.normalized->count(&term) == 0) {
+        Fail(ctx, "`" + sema::ToString(term) + "` normalises across items, which only a weighting does");
+      }
+      return Num(ctx.normalized->at(&term)[ctx.item]);
+    }
+    case TermOp::Unary: {
+      double x = Number(*term.args[0], ctx);
+      return Num(term.name == "-" ? -x : (x == 0 ? 1 : 0));
+    }
+    case TermOp::Binary: {
+      Scalar a = Eval(*term.args[0], ctx);
+      Scalar b = Eval(*term.args[1], ctx);
+      const std::string& n = term.name;
+      if (a.is_text || b.is_text) {
+        if (a.is_text != b.is_text || (n != "==" && n != "!=")) Fail(ctx, "`" + sema::ToString(term) + "` mixes a string in");
+        return Num((a.text == b.text) == (n == "=="));
+      }
+      double x = a.number;
+      double y = b.number;
+      if (n == "+") return Num(x + y);
+      if (n == "-") return Num(x - y);
+      if (n == "*") return Num(x * y);
+      if (n == "/") return Num(x / y);
+      if (n == "^") return Num(std::pow(x, y));
+      if (n == "==") return Num(x == y);
+      if (n == "!=") return Num(x != y);
+      if (n == "<") return Num(x < y);
+      if (n == "<=") return Num(x <= y);
+      if (n == ">") return Num(x > y);
+      if (n == ">=") return Num(x >= y);
+      if (n == "and") return Num((x != 0) && (y != 0));
+      if (n == "or") return Num((x != 0) || (y != 0));
+      Fail(ctx, "unknown operator `" + n + "`");
+    }
+    case TermOp::Math: {
+      std::vector<double> x;
+      for (const sema::TermRef& arg : term.args) x.push_back(Number(*arg, ctx));
+      return Num(Math(term.name, x, ctx));
+    }
+    case TermOp::Select:
+      return Number(*term.args[0], ctx) != 0 ? Eval(*term.args[1], ctx) : Eval(*term.args[2], ctx);
+    case TermOp::Logp:
+    case TermOp::RefLogp:
+    case TermOp::Weight:
+    case TermOp::Progress:
+    case TermOp::Reduce:
+    case TermOp::LooMean:
+      Fail(ctx, "`" + sema::ToString(term) + "` belongs in an objective, not in a data rule");
+  }
+  Fail(ctx, "unknown term");
+}
+
+bool Holds(const sema::TermRef& where, const Context& ctx) { return !where || Number(*where, ctx) != 0; }
+
+Context AtResponse(const Dataset& data, uint32_t p, int32_t r) {
+  Context ctx;
+  ctx.data = &data;
+  ctx.prompt = p;
+  ctx.response = r;
+  ctx.source = data[p].responses[static_cast<size_t>(r)].source;
+  return ctx;
+}
+
+/// The prompt's responses split by source, sources in order of first appearance.
+std::vector<std::vector<int32_t>> BySource(const PromptRecord& prompt) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<int32_t>> members;
+  for (size_t r = 0; r < prompt.responses.size(); ++r) {
+    const std::string& source = prompt.responses[r].source;
+    if (members.count(source) == 0) order.push_back(source);
+    members[source].push_back(static_cast<int32_t>(r));
+  }
+  std::vector<std::vector<int32_t>> out;
+  for (const std::string& source : order) out.push_back(members[source]);
+  return out;
+}
+
+std::vector<std::vector<int32_t>> Units(const PromptRecord& prompt, const std::string& scope) {
+  if (scope == "source") return BySource(prompt);
+  std::vector<int32_t> all(prompt.responses.size());
+  std::iota(all.begin(), all.end(), 0);
+  return {all};
+}
+
+/// The candidate of `members` with the highest (or lowest) score; the first one on ties.
+std::optional<int32_t> Pick(const Dataset& data, uint32_t p, const std::vector<int32_t>& members,
+                            const sema::TermRef& score, const sema::TermRef& where, bool highest) {
+  std::optional<int32_t> best;
+  double best_score = 0;
+  for (int32_t r : members) {
+    Context ctx = AtResponse(data, p, r);
+    if (!Holds(where, ctx)) continue;
+    double s = Number(*score, ctx);
+    if (!best || (highest ? s > best_score : s < best_score)) {
+      best = r;
+      best_score = s;
+    }
+  }
+  return best;
+}
+
+Context AtItem(const Dataset& data, const ItemSet& items, size_t i) {
+  const Item& item = items.items[i];
+  Context ctx;
+  ctx.data = &data;
+  ctx.prompt = item.prompt;
+  ctx.item = i;
+  ctx.roles = &items.roles;
+  ctx.role_responses = &item.responses;
+  ctx.source = data[item.prompt].responses[static_cast<size_t>(item.responses.at(0))].source;
+  if (items.roles.size() == 1) ctx.response = item.responses[0];  // response items read fields directly
+  return ctx;
+}
+
+/// Normalises `values` (softmax, normalize, rank, uniform) in place.
+void NormalizeValues(const std::string& how, std::vector<double>& values, const Context& ctx, const std::string& what) {
+  const size_t n = values.size();
+  if (how == "uniform") {
+    std::fill(values.begin(), values.end(), 1.0 / static_cast<double>(n));
+  } else if (how == "softmax") {
+    double top = *std::max_element(values.begin(), values.end());
+    double sum = 0;
+    for (double& v : values) sum += (v = std::exp(v - top));
+    for (double& v : values) v /= sum;
+  } else if (how == "normalize") {
+    double sum = 0;
+    for (double v : values) {
+      if (v < 0 || !std::isfinite(v)) Fail(ctx, "`" + what + "` normalises a negative or non-finite value");
+      sum += v;
+    }
+    if (sum <= 0) Fail(ctx, "`" + what + "` normalises values that sum to zero");
+    for (double& v : values) v /= sum;
+  } else if (how == "rank") {
+    // 1 for the lowest value, n for the highest, ties sharing their mean rank; then normalised to sum 1.
+    std::vector<size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return values[a] < values[b]; });
+    std::vector<double> ranks(n);
+    for (size_t i = 0; i < n;) {
+      size_t j = i;
+      while (j + 1 < n && values[order[j + 1]] == values[order[i]]) ++j;
+      double mean_rank = (static_cast<double>(i + 1) + static_cast<double>(j + 1)) / 2;
+      for (size_t k = i; k <= j; ++k) ranks[order[k]] = mean_rank;
+      i = j + 1;
+    }
+    double total = static_cast<double>(n) * static_cast<double>(n + 1) / 2;
+    for (size_t i = 0; i < n; ++i) values[i] = ranks[i] / total;
+  } else {
+    Fail(ctx, "unknown normalisation `" + how + "`");
+  }
+}
+
+}  // namespace
+
+Dataset SplitPart(const Dataset& data, const std::vector<std::pair<std::string, double>>& fractions,
+                  const std::string& part, int64_t seed) {
+  Dataset out;
+  for (const PromptRecord& record : data) {
+    std::string digest = Sha256Hex(std::to_string(seed) + std::string(1, '\0') + record.id);
+    double u = static_cast<double>(std::stoull(digest.substr(0, 13), nullptr, 16)) / static_cast<double>(1ULL << 52);
+    double cumulative = 0;
+    for (const auto& [name, fraction] : fractions) {
+      cumulative += fraction;
+      if (u < cumulative) {
+        if (name == part) out.push_back(record);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+Dataset KeepSources(const Dataset& data, const std::vector<std::string>& sources) {
+  std::set<std::string> keep(sources.begin(), sources.end());
+  Dataset out;
+  for (const PromptRecord& record : data) {
+    PromptRecord kept = record;
+    kept.responses.clear();
+    for (const ResponseRecord& response : record.responses) {
+      if (keep.count(response.source) != 0) kept.responses.push_back(response);
+    }
+    if (!kept.responses.empty()) out.push_back(std::move(kept));
+  }
+  return out;
+}
+
+ItemSet Select(const Dataset& data, const sema::CheckedSelection& rule) {
+  ItemSet out;
+  out.roles = {"y"};
+  for (uint32_t p = 0; p < data.size(); ++p) {
+    for (const std::vector<int32_t>& unit : Units(data[p], rule.scope)) {
+      std::vector<std::pair<double, int32_t>> ranked;
+      for (int32_t r : unit) {
+        Context ctx = AtResponse(data, p, r);
+        if (!Holds(rule.where, ctx)) continue;
+        ranked.emplace_back(rule.by ? Number(*rule.by, ctx) : 0.0, r);
+      }
+      std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+      size_t keep = rule.k ? std::min(ranked.size(), static_cast<size_t>(*rule.k)) : ranked.size();
+      if (keep == 0) ++out.dropped;
+      for (size_t i = 0; i < keep; ++i) out.items.push_back(Item{p, {ranked[i].second}});
+    }
+  }
+  return out;
+}
+
+ItemSet Pair(const Dataset& data, const sema::CheckedPairing& rule) {
+  ItemSet out;
+  for (const sema::RoleSelector& role : rule.roles) out.roles.push_back(role.name);
+  if (out.roles.empty()) out.roles = {"chosen", "rejected"};
+  auto keep = [&](uint32_t p, std::vector<int32_t> responses) {
+    Item item{p, std::move(responses)};
+    ItemSet probe;
+    probe.roles = out.roles;
+    probe.items = {item};
+    if (rule.where && !Holds(rule.where, AtItem(data, probe, 0))) return;
+    out.items.push_back(std::move(item));
+  };
+  for (uint32_t p = 0; p < data.size(); ++p) {
+    if (rule.kind == sema::CheckedPairing::Kind::Within) {
+      for (const std::vector<int32_t>& unit : Units(data[p], rule.scope)) {
+        std::vector<int32_t> picked;
+        for (const sema::RoleSelector& role : rule.roles) {
+          auto r = Pick(data, p, unit, role.score, role.where, role.argmax);
+          if (!r || std::find(picked.begin(), picked.end(), *r) != picked.end()) break;  // no candidate, or reused
+          picked.push_back(*r);
+        }
+        if (picked.size() != rule.roles.size()) {
+          ++out.dropped;
+          continue;
+        }
+        keep(p, picked);
+      }
+      continue;
+    }
+    // all_pairs and across_sources rank by `by` and keep strictly better/worse pairs at least min_gap apart.
+    auto score = [&](int32_t r) { return Number(*rule.by, AtResponse(data, p, r)); };
+    std::vector<int32_t> candidates;
+    std::vector<std::vector<int32_t>> units;
+    if (rule.kind == sema::CheckedPairing::Kind::AcrossSources) {
+      std::vector<int32_t> bests;
+      for (const std::vector<int32_t>& source : BySource(data[p])) {
+        if (auto best = Pick(data, p, source, rule.by, nullptr, true)) bests.push_back(*best);
+      }
+      units = {bests};
+    } else {
+      units = Units(data[p], rule.scope);
+    }
+    for (const std::vector<int32_t>& unit : units) {
+      for (size_t i = 0; i < unit.size(); ++i) {
+        for (size_t j = 0; j < unit.size(); ++j) {
+          double gap = score(unit[i]) - score(unit[j]);
+          if (i != j && gap > 0 && gap >= rule.min_gap) keep(p, {unit[i], unit[j]});
+        }
+      }
+    }
+  }
+  return out;
+}
+
+ItemSet Group(const Dataset& data, const sema::CheckedGrouping& rule) {
+  ItemSet out;
+  out.roles = {"y"};
+  for (uint32_t p = 0; p < data.size(); ++p) {
+    for (const std::vector<int32_t>& unit : Units(data[p], rule.scope)) {
+      std::vector<int32_t> members;
+      for (int32_t r : unit) {
+        if (Holds(rule.where, AtResponse(data, p, r))) members.push_back(r);
+      }
+      if (members.size() < 2) {
+        ++out.dropped;
+        continue;
+      }
+      for (int32_t r : members) out.items.push_back(Item{p, {r}, out.groups});
+      ++out.groups;
+    }
+  }
+  return out;
+}
+
+void Weigh(const Dataset& data, const sema::TermRef& weight, ItemSet& items) {
+  if (!weight) {
+    for (Item& item : items.items) item.weight = 1.0;
+    return;
+  }
+  // Normalisations first, innermost first: each needs its argument at every item of its scope.
+  std::map<const Term*, std::vector<double>> normalized;
+  std::function<void(const sema::TermRef&)> prepare = [&](const sema::TermRef& term) {
+    for (const sema::TermRef& arg : term->args) prepare(arg);
+    if (term->op != TermOp::Normalize || normalized.count(term.get()) != 0) return;
+    const size_t n = items.items.size();
+    std::vector<double> values(n, 0.0);
+    for (size_t i = 0; i < n && !term->args.empty(); ++i) {
+      Context ctx = AtItem(data, items, i);
+      ctx.normalized = &normalized;
+      values[i] = Number(*term->args[0], ctx);
+    }
+    // Partition the items: by prompt, or by prompt and source.
+    std::map<std::pair<uint32_t, std::string>, std::vector<size_t>> partitions;
+    for (size_t i = 0; i < n; ++i) {
+      Context ctx = AtItem(data, items, i);
+      partitions[{items.items[i].prompt, term->scope == "source" ? ctx.source : ""}].push_back(i);
+    }
+    std::vector<double> result(n, 0.0);
+    std::string what = sema::ToString(*term);
+    for (const auto& [key, members] : partitions) {
+      Context ctx = AtItem(data, items, members.front());
+      if (term->scope != "sources") {
+        std::vector<double> part;
+        for (size_t i : members) part.push_back(values[i]);
+        NormalizeValues(term->name, part, ctx, what);
+        for (size_t k = 0; k < members.size(); ++k) result[members[k]] = part[k];
+        continue;
+      }
+      // `over sources`: one value per source, normalised across the prompt's sources; a source's share is
+      // split evenly among its items, so a prompt's weights still sum to one.
+      std::vector<std::string> sources;
+      std::map<std::string, std::vector<size_t>> by_source;
+      for (size_t i : members) {
+        std::string source = AtItem(data, items, i).source;
+        if (by_source.count(source) == 0) sources.push_back(source);
+        by_source[source].push_back(i);
+      }
+      std::vector<double> per_source;
+      for (const std::string& source : sources) {
+        const std::vector<size_t>& of_source = by_source[source];
+        for (size_t i : of_source) {
+          if (std::abs(values[i] - values[of_source.front()]) > 1e-12 * std::max(1.0, std::abs(values[i]))) {
+            Fail(ctx, "`" + what + "` needs one value per source, but source `" + source + "` has several");
+          }
+        }
+        per_source.push_back(values[of_source.front()]);
+      }
+      NormalizeValues(term->name, per_source, ctx, what);
+      for (size_t s = 0; s < sources.size(); ++s) {
+        const std::vector<size_t>& of_source = by_source[sources[s]];
+        for (size_t i : of_source) result[i] = per_source[s] / static_cast<double>(of_source.size());
+      }
+    }
+    normalized[term.get()] = std::move(result);
+  };
+  prepare(weight);
+  for (size_t i = 0; i < items.items.size(); ++i) {
+    Context ctx = AtItem(data, items, i);
+    ctx.normalized = &normalized;
+    double w = Number(*weight, ctx);
+    if (!std::isfinite(w)) Fail(ctx, "the weight `" + sema::ToString(*weight) + "` is not finite");
+    items.items[i].weight = w;
+  }
+}
+
+}  // namespace fusec::rt
