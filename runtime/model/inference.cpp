@@ -20,12 +20,44 @@ torch::Tensor TokenLogProbs(LlamaForCausalLMImpl& model, const torch::Tensor& hi
   return torch::cat(pieces);
 }
 
+torch::Tensor SequenceLogProbs(LlamaForCausalLMImpl& model, const std::vector<ScoredSequence>& sequences,
+                              std::vector<int64_t>* scored_tokens) {
+  const torch::Device device = model.OutputWeight().device();
+  const auto batch = static_cast<int64_t>(sequences.size());
+  int64_t width = 1;
+  for (const ScoredSequence& sequence : sequences) width = std::max<int64_t>(width, static_cast<int64_t>(sequence.ids.size()));
+  // Right-padded, so causal attention alone keeps pads out of every real position.
+  std::vector<int64_t> ids(static_cast<size_t>(batch * width), 0);
+  std::vector<int64_t> rows;     // flattened index of each scored position's predecessor
+  std::vector<int64_t> targets;  // the response token it predicts
+  std::vector<int64_t> owner;    // which sequence
+  if (scored_tokens != nullptr) scored_tokens->assign(static_cast<size_t>(batch), 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    const ScoredSequence& sequence = sequences[static_cast<size_t>(b)];
+    std::copy(sequence.ids.begin(), sequence.ids.end(), ids.begin() + b * width);
+    // A response token at position 0 has nothing before it to be predicted from.
+    for (size_t t = std::max<size_t>(sequence.prompt_length, 1); t < sequence.ids.size(); ++t) {
+      rows.push_back(b * width + static_cast<int64_t>(t) - 1);
+      targets.push_back(sequence.ids[t]);
+      owner.push_back(b);
+      if (scored_tokens != nullptr) ++(*scored_tokens)[static_cast<size_t>(b)];
+    }
+  }
+  auto long_tensor = [&](const std::vector<int64_t>& values) { return torch::tensor(values, torch::kLong).to(device); };
+  torch::Tensor input = long_tensor(ids).view({batch, width});
+  torch::Tensor positions = torch::arange(width, torch::TensorOptions().dtype(torch::kLong).device(device))
+                                .unsqueeze(0)
+                                .expand({batch, width});
+  torch::Tensor hidden = model.Hidden(input, positions, /*allowed=*/{}).reshape({batch * width, -1});
+  torch::Tensor logp = TokenLogProbs(model, hidden.index_select(0, long_tensor(rows)), long_tensor(targets));
+  return torch::zeros({batch}, logp.options()).index_add(0, long_tensor(owner), logp);
+}
+
 std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& model,
                                                        const std::vector<TokenizedPrompt>& prompts,
                                                        int64_t max_batch_tokens,
                                                        const std::function<void(int64_t, int64_t)>& progress) {
   torch::NoGradGuard no_grad;
-  const torch::Device device = model.OutputWeight().device();
   std::vector<std::vector<ResponseScore>> scores(prompts.size());
   struct Item {
     size_t prompt;
@@ -46,42 +78,17 @@ std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& mod
     const int64_t width = std::max<int64_t>(items[begin].length, 1);
     size_t end = begin + 1;
     while (end < items.size() && static_cast<int64_t>(end - begin + 1) * width <= max_batch_tokens) ++end;
-    const auto batch = static_cast<int64_t>(end - begin);
-
-    // Right-padded, so causal attention alone keeps pads out of every real position.
-    std::vector<int64_t> ids(static_cast<size_t>(batch * width), 0);
-    std::vector<int64_t> rows;     // flattened index of each scored position's predecessor
-    std::vector<int64_t> targets;  // the response token it predicts
-    std::vector<int64_t> owner;    // which item of the batch
-    for (int64_t b = 0; b < batch; ++b) {
-      const Item& item = items[begin + static_cast<size_t>(b)];
-      const TokenizedPrompt& prompt = prompts[item.prompt];
-      std::vector<int32_t> sequence = prompt.Sequence(item.response);
-      std::copy(sequence.begin(), sequence.end(), ids.begin() + b * width);
-      // A response token at position 0 has nothing before it to be predicted from.
-      for (size_t t = std::max<size_t>(prompt.prompt_ids.size(), 1); t < sequence.size(); ++t) {
-        rows.push_back(b * width + static_cast<int64_t>(t) - 1);
-        targets.push_back(sequence[t]);
-        owner.push_back(b);
-      }
+    std::vector<ScoredSequence> sequences;
+    for (size_t i = begin; i < end; ++i) {
+      const TokenizedPrompt& prompt = prompts[items[i].prompt];
+      sequences.push_back({prompt.prompt_ids.size(), prompt.Sequence(items[i].response)});
     }
-    torch::Tensor input = torch::tensor(ids, torch::kLong).view({batch, width}).to(device);
-    torch::Tensor positions = torch::arange(width, torch::TensorOptions().dtype(torch::kLong).device(device))
-                                  .unsqueeze(0)
-                                  .expand({batch, width});
-    torch::Tensor hidden = model.Hidden(input, positions, /*allowed=*/{}).reshape({batch * width, -1});
-    torch::Tensor row_index = torch::tensor(rows, torch::kLong).to(device);
-    torch::Tensor logp = TokenLogProbs(model, hidden.index_select(0, row_index), torch::tensor(targets, torch::kLong).to(device));
-    torch::Tensor sums = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kDouble).device(device))
-                             .index_add_(0, torch::tensor(owner, torch::kLong).to(device), logp.to(torch::kDouble))
-                             .cpu();
-    std::vector<int64_t> counts(static_cast<size_t>(batch), 0);
-    for (int64_t b : owner) ++counts[static_cast<size_t>(b)];
-    for (int64_t b = 0; b < batch; ++b) {
-      const Item& item = items[begin + static_cast<size_t>(b)];
-      scores[item.prompt][item.response] = {sums[b].item<double>(), counts[static_cast<size_t>(b)]};
+    std::vector<int64_t> counts;
+    torch::Tensor sums = SequenceLogProbs(model, sequences, &counts).to(torch::kDouble).cpu();
+    for (size_t i = begin; i < end; ++i) {
+      scores[items[i].prompt][items[i].response] = {sums[static_cast<int64_t>(i - begin)].item<double>(), counts[i - begin]};
     }
-    done += batch;
+    done += static_cast<int64_t>(end - begin);
     if (progress) progress(done, static_cast<int64_t>(items.size()));
     begin = end;
   }

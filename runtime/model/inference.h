@@ -21,6 +21,18 @@ namespace fusec::rt {
 torch::Tensor TokenLogProbs(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& targets,
                             int64_t chunk = 512);
 
+/// A sequence whose response part is scored: the tokens after the first `prompt_length`.
+struct ScoredSequence {
+  size_t prompt_length = 0;
+  std::vector<int32_t> ids;
+};
+
+/// Summed log-probability of the response part of each sequence, in one right-padded batch: [N] float32 on
+/// the model's device, with gradients when grad mode is on (training). `scored_tokens`, if given, receives
+/// how many tokens of each were scored.
+torch::Tensor SequenceLogProbs(LlamaForCausalLMImpl& model, const std::vector<ScoredSequence>& sequences,
+                              std::vector<int64_t>* scored_tokens = nullptr);
+
 struct ResponseScore {
   double logp = 0;     // summed over the response's tokens, given the prompt
   int64_t tokens = 0;  // how many tokens were scored

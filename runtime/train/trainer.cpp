@@ -1,0 +1,379 @@
+#include "runtime/train/trainer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <numbers>
+#include <random>
+
+#include "runtime/model/inference.h"
+#include "runtime/model/safetensors.h"
+#include "runtime/objectives/loss.h"
+#include "runtime/support/text.h"
+
+namespace fusec::rt {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// fsync a file or directory, so a rename that follows publishes data that is on disk.
+void Fsync(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+/// The prompts that have items, each with its items, in dataset order.
+struct PromptUnits {
+  uint32_t prompt;
+  std::vector<size_t> items;
+};
+
+std::vector<PromptUnits> ByPrompt(const ItemSet& items) {
+  std::map<uint32_t, std::vector<size_t>> by_prompt;
+  for (size_t i = 0; i < items.items.size(); ++i) by_prompt[items.items[i].prompt].push_back(i);
+  std::vector<PromptUnits> out;
+  for (auto& [prompt, members] : by_prompt) out.push_back({prompt, std::move(members)});
+  return out;
+}
+
+/// The visiting order of epoch `epoch`: a permutation drawn from the seed alone, so a resumed run (or a
+/// rerun) visits prompts in the same order.
+std::vector<size_t> EpochOrder(size_t count, int64_t seed, int64_t epoch) {
+  std::vector<size_t> order(count);
+  for (size_t i = 0; i < count; ++i) order[i] = i;
+  std::mt19937_64 rng(static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(epoch));
+  for (size_t i = count; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  return order;
+}
+
+bool IsGrouped(sema::ObjectiveUnit unit) {
+  return unit == sema::ObjectiveUnit::GroupOfResponses || unit == sema::ObjectiveUnit::GroupOfPairs;
+}
+
+// --- checkpoints ---
+
+struct CheckpointState {
+  int64_t step = 0;
+  int64_t total_steps = 0;
+};
+
+void SaveCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer, const CheckpointState& state,
+                    const fs::path& dir) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(state.step));
+  fs::path final_dir = dir / name;
+  fs::path staging = dir / (std::string(name) + ".partial");
+  fs::remove_all(staging);
+  fs::create_directories(staging);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& item : model.named_parameters()) {
+    tensors.emplace_back(item.key(), item.value().detach().to(torch::kCPU, torch::kFloat).contiguous());
+  }
+  std::vector<TensorToWrite> writes;
+  for (const auto& [tensor_name, tensor] : tensors) {
+    writes.push_back({tensor_name, DType::F32, tensor.sizes().vec(), tensor.data_ptr()});
+  }
+  std::string error;
+  if (!WriteSafetensors((staging / "model.safetensors").string(), writes, {{"format", "pt"}}, &error)) {
+    throw TrainError("cannot write a checkpoint: " + error);
+  }
+  torch::save(optimizer, (staging / "optimizer.pt").string());
+  nlohmann::ordered_json json = {{"step", state.step}, {"total_steps", state.total_steps}};
+  if (!WriteWholeFile((staging / "state.json").string(), json.dump(2) + "\n")) {
+    throw TrainError("cannot write " + (staging / "state.json").string());
+  }
+  for (const char* file : {"model.safetensors", "optimizer.pt", "state.json"}) Fsync(staging / file);
+  Fsync(staging);
+  fs::remove_all(final_dir);
+  fs::rename(staging, final_dir);
+  // LATEST names the newest complete checkpoint; it is replaced atomically, then older ones are removed.
+  fs::path latest_tmp = dir / "LATEST.tmp";
+  if (!WriteWholeFile(latest_tmp.string(), std::string(name) + "\n")) throw TrainError("cannot write " + latest_tmp.string());
+  Fsync(latest_tmp);
+  fs::rename(latest_tmp, dir / "LATEST");
+  Fsync(dir);
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::string entry_name = entry.path().filename().string();
+    if (entry_name.starts_with("step-") && entry_name != name) fs::remove_all(entry.path());
+  }
+}
+
+/// Loads the newest checkpoint of `dir` into the model and optimizer; nullopt when there is none.
+std::optional<CheckpointState> LoadCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer,
+                                              const fs::path& dir) {
+  auto latest = ReadWholeFile((dir / "LATEST").string());
+  if (!latest) return std::nullopt;
+  std::string name = latest->substr(0, latest->find('\n'));
+  fs::path checkpoint = dir / name;
+  auto state_text = ReadWholeFile((checkpoint / "state.json").string());
+  nlohmann::json state_json = nlohmann::json::parse(state_text.value_or(""), nullptr, false);
+  if (state_json.is_discarded() || !state_json.contains("step")) {
+    throw TrainError(checkpoint.string() + ": the checkpoint's state.json is missing or damaged");
+  }
+  std::string error;
+  auto file = SafetensorsFile::Open((checkpoint / "model.safetensors").string(), &error);
+  if (!file) throw TrainError("cannot resume: " + error);
+  torch::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters()) {
+    const TensorInfo* info = file->Find(item.key());
+    if (info == nullptr || info->dtype != DType::F32 || c10::IntArrayRef(info->shape) != item.value().sizes()) {
+      throw TrainError(checkpoint.string() + ": the checkpoint does not match the model at `" + item.key() + "`");
+    }
+    torch::Tensor source = torch::empty(info->shape, torch::kFloat);
+    std::memcpy(source.data_ptr(), file->Data(*info), info->end - info->begin);
+    item.value().copy_(source);
+  }
+  torch::load(optimizer, (checkpoint / "optimizer.pt").string());
+  return CheckpointState{state_json["step"].get<int64_t>(), state_json.value("total_steps", int64_t{0})};
+}
+
+}  // namespace
+
+TrainSettings TrainSettings::FromParams(const nlohmann::ordered_json& params) {
+  TrainSettings s;
+  const auto& optim = params.at("optim");
+  s.lr = optim.at("lr").get<double>();
+  s.beta1 = optim.at("betas").at(0).get<double>();
+  s.beta2 = optim.at("betas").at(1).get<double>();
+  s.eps = optim.at("eps").get<double>();
+  s.weight_decay = optim.at("weight_decay").get<double>();
+  s.warmup = optim.at("warmup").get<double>();
+  s.schedule = optim.at("schedule").get<std::string>();
+  s.min_lr_ratio = optim.at("min_lr_ratio").get<double>();
+  s.epochs = params.at("epochs").get<int64_t>();
+  if (!params.at("max_steps").is_null()) s.max_steps = params.at("max_steps").get<int64_t>();
+  s.batch = params.at("batch").get<int64_t>();
+  s.micro_batch = params.at("micro_batch").get<int64_t>();
+  if (!params.at("grad_clip").is_null()) {
+    s.grad_clip = params.at("grad_clip").get<double>();
+  } else {
+    s.grad_clip.reset();
+  }
+  s.seed = params.at("seed").get<int64_t>();
+  if (!params.at("save_every").is_null()) s.save_every = params.at("save_every").get<int64_t>();
+  return s;
+}
+
+double ScheduledLr(const TrainSettings& settings, int64_t step, int64_t total) {
+  // `step` counts from 0. Warmup ramps up to the peak over the first ceil(warmup * total) steps.
+  auto warmup_steps = static_cast<int64_t>(std::ceil(settings.warmup * static_cast<double>(total)));
+  if (step < warmup_steps) return settings.lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+  if (settings.schedule == "constant") return settings.lr;
+  int64_t decay_steps = std::max<int64_t>(1, total - warmup_steps);
+  double progress = std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps));
+  double shape = settings.schedule == "linear" ? 1.0 - progress : 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+  return settings.lr * (settings.min_lr_ratio + (1.0 - settings.min_lr_ratio) * shape);
+}
+
+int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::LossGraph& loss,
+              const ir::Requirements& needs, const TrainSettings& settings, const TrainOptions& options) {
+  const torch::Device device = model.OutputWeight().device();
+  const std::vector<PromptUnits> prompts = ByPrompt(data.items);
+  if (prompts.empty()) throw TrainError("stage `" + options.stage + "` has no items to train on");
+  const auto prompt_count = static_cast<int64_t>(prompts.size());
+  const int64_t steps_per_epoch = (prompt_count + settings.batch - 1) / settings.batch;
+  int64_t total_steps = settings.epochs * steps_per_epoch;
+  if (settings.max_steps) total_steps = std::min(total_steps, *settings.max_steps);
+  const bool grouped = IsGrouped(loss.unit);
+  const std::vector<std::string>& roles = data.items.roles;
+
+  model.train();
+  torch::optim::AdamW optimizer(model.parameters(), torch::optim::AdamWOptions(settings.lr)
+                                                         .betas({settings.beta1, settings.beta2})
+                                                         .eps(settings.eps)
+                                                         .weight_decay(settings.weight_decay));
+  int64_t step = 0;
+  if (options.resume && !options.checkpoint_dir.empty()) {
+    if (auto state = LoadCheckpoint(model, optimizer, options.checkpoint_dir)) step = state->step;
+  }
+  if (!options.checkpoint_dir.empty()) fs::create_directories(options.checkpoint_dir);
+
+  auto tensor = [&](const std::vector<double>& values) {
+    return torch::tensor(values, torch::kDouble).to(device, torch::kFloat);
+  };
+  int64_t steps_this_run = 0;
+  while (step < total_steps) {
+    const int64_t epoch = step / steps_per_epoch;
+    const int64_t step_in_epoch = step % steps_per_epoch;
+    const std::vector<size_t> order = EpochOrder(prompts.size(), settings.seed, epoch);
+    const int64_t first = step_in_epoch * settings.batch;
+    const int64_t last = std::min(prompt_count, first + settings.batch);
+    const double step_prompts = static_cast<double>(last - first);
+    const double progress = total_steps > 1 ? static_cast<double>(step) / static_cast<double>(total_steps - 1) : 0.0;
+    const double lr = ScheduledLr(settings, step, total_steps);
+    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+
+    auto start = std::chrono::steady_clock::now();
+    double step_loss = 0;
+    int64_t tokens = 0;
+    std::vector<double> chosen_rewards, rejected_rewards, weights;
+    optimizer.zero_grad();
+    for (int64_t begin = first; begin < last; begin += settings.micro_batch) {
+      const int64_t end = std::min(last, begin + settings.micro_batch);
+      // The items of these prompts, and the distinct (prompt, response) sequences the loss reads.
+      std::vector<size_t> items;
+      std::vector<int64_t> local_group;
+      std::map<int64_t, int64_t> group_ids;
+      for (int64_t k = begin; k < end; ++k) {
+        const PromptUnits& units = prompts[order[static_cast<size_t>(k)]];
+        for (size_t i : units.items) {
+          items.push_back(i);
+          int64_t key = loss.unit == sema::ObjectiveUnit::GroupOfPairs ? static_cast<int64_t>(units.prompt)
+                                                                        : data.items.items[i].group;
+          auto [it, inserted] = group_ids.emplace(key, static_cast<int64_t>(group_ids.size()));
+          local_group.push_back(it->second);
+        }
+      }
+      std::map<std::pair<uint32_t, int32_t>, size_t> sequence_index;
+      std::vector<ScoredSequence> sequences;
+      for (size_t i : items) {
+        const Item& item = data.items.items[i];
+        for (const std::string& role : needs.policy_logp) {
+          auto at = std::find(roles.begin(), roles.end(), role) - roles.begin();
+          int32_t r = item.responses.at(static_cast<size_t>(at));
+          auto [it, inserted] = sequence_index.emplace(std::make_pair(item.prompt, r), sequences.size());
+          if (!inserted) continue;
+          std::vector<int32_t> ids = data.prompt_ids[item.prompt];
+          const std::vector<int32_t>& response = data.response_ids[item.prompt][static_cast<size_t>(r)];
+          ids.insert(ids.end(), response.begin(), response.end());
+          tokens += static_cast<int64_t>(ids.size());
+          sequences.push_back({data.prompt_ids[item.prompt].size(), std::move(ids)});
+        }
+      }
+      torch::Tensor sequence_logp = sequences.empty() ? torch::Tensor() : SequenceLogProbs(model, sequences);
+
+      LossBatch batch;
+      batch.progress = progress;
+      std::vector<double> item_weights;
+      for (size_t i : items) item_weights.push_back(data.items.items[i].weight);
+      batch.weight = tensor(item_weights);
+      for (size_t role_index = 0; role_index < roles.size(); ++role_index) {
+        const std::string& role = roles[role_index];
+        std::vector<int64_t> rows;
+        std::vector<double> lengths, rewards, refs;
+        for (size_t i : items) {
+          const Item& item = data.items.items[i];
+          int32_t r = item.responses[role_index];
+          if (auto it = sequence_index.find({item.prompt, r}); it != sequence_index.end()) {
+            rows.push_back(static_cast<int64_t>(it->second));
+          }
+          lengths.push_back(static_cast<double>(data.response_ids[item.prompt][static_cast<size_t>(r)].size()));
+          rewards.push_back(data.rewards[item.prompt][static_cast<size_t>(r)]);
+          if (!data.ref_logp.empty()) refs.push_back(data.ref_logp[i][role_index]);
+        }
+        if (rows.size() == items.size()) {
+          batch.logp[role] = sequence_logp.index_select(0, torch::tensor(rows, torch::kLong).to(device));
+        }
+        batch.length[role] = tensor(lengths);
+        batch.reward[role] = tensor(rewards);
+        if (!refs.empty()) batch.ref_logp[role] = tensor(refs);
+      }
+      if (grouped) {
+        batch.group = torch::tensor(local_group, torch::kLong).to(device);
+        batch.groups = static_cast<int64_t>(group_ids.size());
+      }
+      torch::Tensor unit_losses;
+      try {
+        unit_losses = EvaluateLoss(loss, batch);
+      } catch (const LossError& error) {
+        throw TrainError("stage `" + options.stage + "`, step " + std::to_string(step + 1) + ": " + error.what());
+      }
+      if (!needs.weight_in_loss) {
+        torch::Tensor unit_weights = batch.weight;
+        if (grouped) {  // a group's weight: the mean of its members'
+          torch::Tensor sums = torch::zeros({batch.groups}, batch.weight.options()).index_add(0, batch.group, batch.weight);
+          torch::Tensor counts =
+              torch::zeros({batch.groups}, batch.weight.options()).index_add(0, batch.group, torch::ones_like(batch.weight));
+          unit_weights = sums / counts;
+        }
+        unit_losses = unit_losses * unit_weights;
+      }
+      torch::Tensor micro_loss = unit_losses.sum() / step_prompts;
+      double value = micro_loss.item<double>();
+      if (!std::isfinite(value)) {
+        throw TrainError("stage `" + options.stage + "`, step " + std::to_string(step + 1) + ": the loss is " +
+                         (std::isnan(value) ? "NaN" : "infinite") + " (objective `" + loss.objective +
+                         "`); the last good checkpoint is kept");
+      }
+      micro_loss.backward();
+      step_loss += value;
+      weights.insert(weights.end(), item_weights.begin(), item_weights.end());
+      // Implicit rewards of pair stages, for the metrics.
+      if (roles.size() >= 2 && batch.logp.count(roles[0]) && batch.logp.count(roles[1])) {
+        auto implicit = [&](const std::string& role) {
+          torch::Tensor logp = batch.logp[role].detach();
+          return batch.ref_logp.count(role) ? logp - batch.ref_logp[role] : logp / batch.length[role];
+        };
+        torch::Tensor c = implicit(roles[0]).to(torch::kDouble).cpu();
+        torch::Tensor r = implicit(roles[1]).to(torch::kDouble).cpu();
+        for (int64_t k = 0; k < c.size(0); ++k) {
+          chosen_rewards.push_back(c[k].item<double>());
+          rejected_rewards.push_back(r[k].item<double>());
+        }
+      }
+    }
+    double grad_norm = 0;
+    if (settings.grad_clip) {
+      grad_norm = torch::nn::utils::clip_grad_norm_(model.parameters(), *settings.grad_clip);
+    } else {
+      for (const auto& parameter : model.parameters()) {
+        if (parameter.grad().defined()) grad_norm += parameter.grad().pow(2).sum().item<double>();
+      }
+      grad_norm = std::sqrt(grad_norm);
+    }
+    optimizer.step();
+    ++step;
+    ++steps_this_run;
+
+    StepMetrics metrics;
+    metrics.step = step;
+    metrics.total_steps = total_steps;
+    metrics.epoch = epoch + 1;
+    metrics.loss = step_loss;
+    metrics.lr = lr;
+    metrics.grad_norm = grad_norm;
+    metrics.tokens = tokens;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    metrics.tokens_per_s = static_cast<double>(tokens) / std::max(seconds, 1e-9);
+    if (!chosen_rewards.empty()) {
+      double c = 0, r = 0, correct = 0;
+      for (size_t k = 0; k < chosen_rewards.size(); ++k) {
+        c += chosen_rewards[k];
+        r += rejected_rewards[k];
+        correct += chosen_rewards[k] > rejected_rewards[k];
+      }
+      auto n = static_cast<double>(chosen_rewards.size());
+      metrics.chosen_reward = c / n;
+      metrics.rejected_reward = r / n;
+      metrics.margin = (c - r) / n;
+      metrics.accuracy = correct / n;
+    }
+    if (!weights.empty()) {
+      metrics.weight_min = *std::min_element(weights.begin(), weights.end());
+      metrics.weight_max = *std::max_element(weights.begin(), weights.end());
+      double sum = 0;
+      for (double w : weights) sum += w;
+      metrics.weight_mean = sum / static_cast<double>(weights.size());
+    }
+    if (options.on_step) options.on_step(metrics);
+
+    bool save = step == total_steps || (settings.save_every && step % *settings.save_every == 0);
+    if (save && !options.checkpoint_dir.empty()) {
+      SaveCheckpoint(model, optimizer, {step, total_steps}, options.checkpoint_dir);
+    }
+    if (options.stop_after && steps_this_run >= *options.stop_after && step < total_steps) break;
+  }
+  model.eval();
+  return step;
+}
+
+}  // namespace fusec::rt

@@ -1,0 +1,96 @@
+// The trainer: one stage's optimisation of a model on weighted items with a loss graph.
+//
+// A step takes `batch` prompts (in `batch / micro_batch` micro-batches whose gradients accumulate), computes
+// the policy log-probabilities of the responses the loss reads, evaluates the loss graph per unit, weights
+// each unit (unless the loss places the weight itself), sums within a prompt and averages over the step's
+// prompts, as docs/language.md says. Then: gradient clipping, AdamW at the scheduled learning rate, one
+// metrics line. Prompts are visited in an order drawn from the stage's seed, so a run is reproducible; the
+// checkpoint holds everything the next step depends on (weights, optimizer moments, step, order), so a
+// resumed run ends with the same weights as an uninterrupted one. A loss that is not finite stops the stage
+// with an error naming it and the step, keeping the last good checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compiler/ir/ir.h"
+#include "runtime/exec/rules.h"
+#include "runtime/model/llama.h"
+
+namespace fusec::rt {
+
+struct TrainSettings {
+  double lr = 1e-5;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double warmup = 0.1;  // fraction of the optimizer steps
+  std::string schedule = "cosine";  // constant | linear | cosine
+  double min_lr_ratio = 0.0;
+  int64_t epochs = 1;
+  std::optional<int64_t> max_steps;
+  int64_t batch = 128;       // prompts per optimizer step
+  int64_t micro_batch = 128;  // prompts per forward and backward
+  std::optional<double> grad_clip = 1.0;
+  int64_t seed = 42;
+  std::optional<int64_t> save_every;
+  bool deterministic = false;
+
+  /// From a train node's parameters (the compiler's resolved stage).
+  static TrainSettings FromParams(const nlohmann::ordered_json& params);
+};
+
+/// The learning rate at optimizer step `step` of `total`: linear warmup over the first `warmup` fraction,
+/// then constant, linear or cosine decay to `min_lr_ratio * lr`.
+double ScheduledLr(const TrainSettings& settings, int64_t step, int64_t total);
+
+/// Everything the trainer reads, tokenized. Items refer to prompts and responses by index.
+struct TrainData {
+  std::vector<std::vector<int32_t>> prompt_ids;                 // [prompt] tokens (empty when unused)
+  std::vector<std::vector<std::vector<int32_t>>> response_ids;  // [prompt][response] tokens (empty when unused)
+  std::vector<std::vector<double>> rewards;                     // [prompt][response] (NaN when missing)
+  ItemSet items;
+  std::vector<std::vector<double>> ref_logp;  // [item][role], when the loss reads ref_logp
+};
+
+/// One optimizer step's metrics, as written to metrics.jsonl.
+struct StepMetrics {
+  int64_t step = 0;  // 1-based
+  int64_t total_steps = 0;
+  int64_t epoch = 0;
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;
+  int64_t tokens = 0;
+  double tokens_per_s = 0;
+  // Preference stages: implicit rewards (logp - ref_logp, or logp / len without a reference) of the first
+  // two roles, their margin and how often it is positive.
+  std::optional<double> chosen_reward, rejected_reward, margin, accuracy;
+  double weight_mean = 0, weight_min = 0, weight_max = 0;
+};
+
+struct TrainOptions {
+  std::string stage;          // `experiment/stage`, for messages and metrics
+  std::string checkpoint_dir;  // where checkpoints go (and are resumed from)
+  bool resume = false;
+  /// Stop (as if killed) after this many optimizer steps of this run: for tests of resuming.
+  std::optional<int64_t> stop_after;
+  std::function<void(const StepMetrics&)> on_step;
+};
+
+/// A stage that cannot train on: a loss that is not finite, a loss graph the batch does not fit. The message
+/// names the stage and the step.
+class TrainError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Trains `model` in place. Returns the number of optimizer steps taken in all (after resuming, the total).
+int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::LossGraph& loss,
+              const ir::Requirements& needs, const TrainSettings& settings, const TrainOptions& options);
+
+}  // namespace fusec::rt
