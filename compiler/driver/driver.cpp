@@ -346,6 +346,42 @@ int RunCacheGc(const std::vector<std::string>& keep_files, bool dry_run, const C
 
 std::string VersionString() { return std::string("fusec ") + FUSEC_VERSION; }
 
+std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostream& err) {
+  CommonOptions common;
+  common.stdlib = request.stdlib;
+  common.config = request.config;
+  common.cache = request.cache;
+  common.overrides = request.overrides;
+  auto planned = std::make_unique<PlannedProgram>();
+  CheckOptions options;
+  options.files = {request.file};
+  options.stdlib_dir = common.stdlib;
+  options.overrides = common.overrides;
+  planned->program = Check(options, planned->sources, planned->diagnostics);
+  std::optional<Config> config = LoadConfig(common, planned->sources, planned->diagnostics);
+  if (planned->diagnostics.has_errors() || !config) {
+    Report(planned->diagnostics, planned->sources, err);
+    return nullptr;
+  }
+  planned->cache_dir = config->cache_dir;
+  StageCache cache(config->cache_dir);
+  PipelineOptions pipeline;
+  pipeline.sources = &planned->sources;
+  pipeline.cache = &cache;
+  pipeline.diagnostics = &planned->diagnostics;
+  try {
+    planned->graph = RunPipeline(Lower(planned->program), pipeline);
+  } catch (const std::logic_error& bug) {
+    Report(planned->diagnostics, planned->sources, err);
+    err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
+    return nullptr;
+  }
+  Report(planned->diagnostics, planned->sources, err);
+  planned->manifest =
+      MakeRunManifest(request.file, request.overrides, planned->sources, planned->program, planned->graph);
+  return planned;
+}
+
 int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   CLI::App app{"fusec: a compiler and runtime for FuseRL experiments.\n"
                "Checks .fuse experiment files, explains them, and plans what they would run.",
@@ -353,6 +389,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
   app.set_version_flag("--version", VersionString() + " (stdlib: " + DefaultStdlibDir() + ")");
   app.require_subcommand(1);
   app.footer("Runtime commands (run by fusec-rt; see `fusec <command> --help`):\n"
+             "  run         run an experiment: train, export, evaluate (also `fusec FILE.fuse`)\n"
              "  init-model  write a randomly initialised model directory\n"
              "  score       log-probabilities of responses given their prompts\n"
              "  generate    completions of prompts (greedy or sampled)\n"

@@ -8,8 +8,14 @@
 #pragma once
 
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "compiler/diag/diagnostics.h"
+#include "compiler/driver/manifest.h"
+#include "compiler/ir/ir.h"
+#include "compiler/sema/checked.h"
 
 namespace fusec {
 
@@ -21,5 +27,28 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
 
 /// "fusec 0.1.0".
 std::string VersionString();
+
+/// What `fusec run` (in fusec-rt) asks of the compiler: the same options as `fusec plan`.
+struct PlanRequest {
+  std::string file;
+  std::vector<std::string> overrides;  // `--set` values
+  std::string stdlib;                  // empty: the default
+  std::string config;                  // a fusec.toml; empty: ./fusec.toml if it exists
+  std::string cache;                   // the stage cache; empty: fusec.toml's, or runs/cache
+};
+
+/// A checked, lowered and optimised program, with its cache marks and run manifest.
+struct PlannedProgram {
+  SourceManager sources;
+  Diagnostics diagnostics;
+  sema::CheckedProgram program;
+  ir::Graph graph;
+  std::string cache_dir;
+  RunManifest manifest;
+};
+
+/// Plans `request.file` as `fusec plan` does, printing its diagnostics (warnings too) to `err`. Null when the
+/// input has errors.
+std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostream& err);
 
 }  // namespace fusec

@@ -13,7 +13,7 @@ namespace {
 
 // Commands that need LibTorch are run by `fusec-rt`, installed next to `fusec` (the compiler links no
 // LibTorch, so checking and planning start in milliseconds). runtime/cli/commands.h lists the same names.
-constexpr std::string_view kRuntimeCommands[] = {"init-model", "score", "generate", "tokenize"};
+constexpr std::string_view kRuntimeCommands[] = {"run", "init-model", "score", "generate", "tokenize"};
 
 int RunRuntime(char** argv) {
   std::error_code ec;
@@ -40,6 +40,13 @@ int main(int argc, char** argv) {
   if (argc > 1) {
     for (std::string_view command : kRuntimeCommands) {
       if (command == argv[1]) return RunRuntime(argv);
+    }
+    // `fusec experiment.fuse` is `fusec run experiment.fuse`.
+    if (std::string_view(argv[1]).ends_with(".fuse")) {
+      std::vector<char*> with_run = {argv[0], const_cast<char*>("run")};
+      with_run.insert(with_run.end(), argv + 1, argv + argc);
+      with_run.push_back(nullptr);
+      return RunRuntime(with_run.data());
     }
   }
   std::vector<std::string> args(argv + 1, argv + argc);

@@ -11,6 +11,9 @@
 #include <sstream>
 
 #include "runtime/data/examples.h"
+#ifdef FUSEC_HAVE_EXECUTOR
+#include "runtime/exec/executor.h"
+#endif
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
 #include "runtime/support/text.h"
@@ -454,6 +457,28 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
   tokenize->add_option("--template", tokenize_template, "Render stdin's messages with this chat template first");
   tokenize->add_flag("--no-special", no_special, "Do not add the post-processor's tokens (BOS) to plain text");
 
+#ifdef FUSEC_HAVE_EXECUTOR
+  RunOptions run_options;
+  int64_t stop_after = 0;
+  CLI::App* run = app.add_subcommand("run", "Run an experiment: train its stages, export and evaluate");
+  run->add_option("file", run_options.file, "The .fuse file")->required()->check(CLI::ExistingFile);
+  run->add_option("--set", run_options.overrides, "Override a field: --set po.optim.lr=1e-6 (repeatable)");
+  run->add_option("--out", run_options.out, "The run directory (default: the experiment's `output`)");
+  run->add_flag("--resume", run_options.resume, "Continue interrupted stages from their last checkpoints");
+  run->add_option("--device", run_options.device, "auto, cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  run->add_flag("--deterministic", run_options.deterministic, "Bit-identical reruns (same machine and threads)");
+  run->add_option("--stdlib", run_options.stdlib, "The stdlib directory (default: found next to fusec)")
+      ->check(CLI::ExistingDirectory);
+  run->add_option("--config", run_options.config, "A fusec.toml file (default: ./fusec.toml if it exists)")
+      ->check(CLI::ExistingFile);
+  run->add_option("--cache", run_options.cache, "The stage cache directory (default: fusec.toml's, or runs/cache)");
+  run->add_option("--stop-after", stop_after, "Stop each stage after N steps, as if killed (for testing --resume)")
+      ->check(CLI::PositiveNumber)
+      ->group("");
+#endif
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -473,6 +498,12 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     if (score->parsed()) return RunScore(score_model, score_data, score_fields, score_skip, batch_tokens, out, err);
     if (generate->parsed()) return RunGenerate(generate_model, generate_options, out, err);
     if (tokenize->parsed()) return RunTokenize(tokenizer_path, tokenize_template, no_special, in, out);
+#ifdef FUSEC_HAVE_EXECUTOR
+    if (run->parsed()) {
+      if (stop_after > 0) run_options.stop_after_steps = stop_after;
+      return RunExperiments(run_options, out, err);
+    }
+#endif
   } catch (const InputError& error) {
     err << "error: " << error.message << "\n";
     return kExitErrors;

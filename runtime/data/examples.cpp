@@ -144,6 +144,14 @@ std::optional<std::vector<int32_t>> TokenizePrompt(const PromptRecord& record, c
   return EncodeRendered(tokenizer, rendered->prompt);
 }
 
+std::optional<std::vector<int32_t>> TokenizeResponse(const PromptRecord& record, std::string_view response,
+                                                     const Tokenizer& tokenizer, const ChatTemplate& chat,
+                                                     std::string* error) {
+  auto rendered = RenderRecord(record, chat, response, error);
+  if (!rendered) return std::nullopt;
+  return EncodeRendered(tokenizer, rendered->response);
+}
+
 bool TokenizeRecord(const PromptRecord& record, const Tokenizer& tokenizer, const TokenizeOptions& options,
                     std::vector<TokenizedPrompt>* out, TokenizeStats* stats, std::string* error) {
   auto rendered = RenderRecord(record, options.chat, std::nullopt, error);

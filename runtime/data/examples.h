@@ -66,6 +66,11 @@ struct TokenizeOptions {
 std::optional<std::vector<int32_t>> TokenizePrompt(const PromptRecord& record, const Tokenizer& tokenizer,
                                                    const ChatTemplate& chat, std::string* error);
 
+/// Renders and tokenizes one response of a record (end-of-turn marker included), as training sees it.
+std::optional<std::vector<int32_t>> TokenizeResponse(const PromptRecord& record, std::string_view response,
+                                                     const Tokenizer& tokenizer, const ChatTemplate& chat,
+                                                     std::string* error);
+
 /// Tokenizes one record, appending it to `out` unless a length limit drops it (counted in `stats`). False with
 /// `error` when the chat template refuses the conversation.
 bool TokenizeRecord(const PromptRecord& record, const Tokenizer& tokenizer, const TokenizeOptions& options,

@@ -1,0 +1,41 @@
+// `fusec run`: executes an experiment's planned graph on the runtime.
+//
+// The compiler plans (check, lower, passes, cache marks); the executor walks the graph from its sinks
+// (exports, evaluations) and computes a node only when something needs it and the stage cache does not
+// already hold it, so a cached train node's whole data pipeline is skipped. Models travel between nodes as
+// Hugging Face model directories; train, ref_logprobs and new_model nodes commit their outputs to the cache
+// (atomically), so an interrupted run loses at most the stage in flight, whose checkpoints `--resume`
+// continues from. Every run directory gets its manifest.toml, metrics.jsonl (one line per optimizer step),
+// exports under export/<stage>/ and a summary.json.
+//
+// Paths in the experiment (data, models) are relative to the .fuse file; run directories to the current
+// directory.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fusec::rt {
+
+struct RunOptions {
+  std::string file;
+  std::vector<std::string> overrides;
+  std::string stdlib;
+  std::string config;
+  std::string cache;
+  std::string out;  // replaces the experiment's output directory (one experiment only)
+  bool resume = false;
+  std::string device = "auto";  // auto | cpu | cuda
+  bool deterministic = false;
+  /// Stop each training stage after this many optimizer steps of this run, as if killed (tests of --resume).
+  std::optional<int64_t> stop_after_steps;
+};
+
+/// Runs the file's experiments. Progress and errors go to `err`, the summary to `out`. Exit status: 0 done,
+/// 1 errors in the input or a failed stage.
+int RunExperiments(const RunOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace fusec::rt

@@ -1,0 +1,230 @@
+// `fusec run` end to end on experiments/smoke.fuse: FuseSFT then FusePO, cached reruns, bit-identical reruns,
+// a stage stopped (and a process killed with SIGKILL) then resumed to the same weights, NaN and data errors.
+#include "runtime/exec/executor.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "runtime/model/checkpoint.h"
+#include "tests/runtime/test_support.h"
+
+namespace fusec::rt {
+namespace {
+
+using testing::ReadFile;
+using testing::ScratchDir;
+using testing::WriteFile;
+
+const std::string kSmoke = std::string(FUSEC_REPO_DIR) + "/experiments/smoke.fuse";
+
+struct Outcome {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+Outcome RunFuse(RunOptions options) {
+  options.stdlib = FUSEC_SOURCE_STDLIB;
+  std::ostringstream out;
+  std::ostringstream err;
+  int status = RunExperiments(options, out, err);
+  return {status, out.str(), err.str()};
+}
+
+RunOptions Smoke(const ScratchDir& dir, const std::string& run = "run") {
+  RunOptions options;
+  options.file = kSmoke;
+  options.cache = dir / "cache";
+  options.out = dir / run;
+  return options;
+}
+
+std::vector<nlohmann::json> Metrics(const std::string& path, const std::string& stage) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(ReadFile(path));
+  for (std::string line; std::getline(in, line);) {
+    auto json = nlohmann::json::parse(line);
+    if (json["stage"] == stage) lines.push_back(json);
+  }
+  return lines;
+}
+
+TEST(Run, SmokeTrainsFuseSftThenFusePoAndReusesTheCache) {
+  ScratchDir dir("run_smoke");
+  Outcome first = RunFuse(Smoke(dir));
+  ASSERT_EQ(first.status, 0) << first.err;
+  // Every step logged; FuseSFT's loss falls; FusePO reports preference metrics.
+  auto sft = Metrics(dir / "run/metrics.jsonl", "smoke/sft");
+  auto po = Metrics(dir / "run/metrics.jsonl", "smoke/po");
+  ASSERT_EQ(sft.size(), 20U);
+  ASSERT_FALSE(po.empty());
+  EXPECT_LT(sft.back()["loss"].get<double>(), 0.7 * sft.front()["loss"].get<double>());
+  for (const char* key : {"loss", "lr", "grad_norm", "tokens", "tokens_per_s", "chosen_reward", "rejected_reward",
+                          "margin", "accuracy", "weight_mean"}) {
+    EXPECT_TRUE(po.back().contains(key)) << key;
+  }
+  // The run directory: manifest, summary, exports that load, evaluation.
+  for (const char* file : {"manifest.toml", "summary.json", "export/sft/config.json", "export/po/model.safetensors",
+                           "export/po/tokenizer.json", "eval/results.json", "eval/po.jsonl"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir / ("run/" + std::string(file)))) << file;
+  }
+  std::string error;
+  EXPECT_TRUE(LoadModel(dir / "run/export/po", torch::kFloat, torch::kCPU, &error)) << error;
+  auto results = nlohmann::json::parse(ReadFile(dir / "run/eval/results.json"));
+  ASSERT_EQ(results.size(), 3U);
+  EXPECT_LT(results[1]["best_response_nll"].get<double>(), results[0]["best_response_nll"].get<double>())
+      << "FuseSFT lowers the held-out NLL of the best responses";
+  EXPECT_NE(first.out.find("stage po: trained"), std::string::npos) << first.out;
+
+  // Again: every stage from the cache, the same exports and the same metrics.
+  std::string weights = ReadFile(dir / "run/export/po/model.safetensors");
+  Outcome second = RunFuse(Smoke(dir));
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_NE(second.out.find("stage sft: cached"), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("stage po: cached"), std::string::npos) << second.out;
+  EXPECT_EQ(second.err.find("training on"), std::string::npos) << second.err;
+  EXPECT_EQ(ReadFile(dir / "run/export/po/model.safetensors"), weights);
+  EXPECT_EQ(Metrics(dir / "run/metrics.jsonl", "smoke/sft").size(), 20U);
+}
+
+TEST(Run, RerunsWithoutTheCacheAreBitIdentical) {
+  ScratchDir a("run_determinism_a");
+  ScratchDir b("run_determinism_b");
+  ASSERT_EQ(RunFuse(Smoke(a)).status, 0);
+  ASSERT_EQ(RunFuse(Smoke(b)).status, 0);
+  EXPECT_EQ(ReadFile(a / "run/export/po/model.safetensors"), ReadFile(b / "run/export/po/model.safetensors"));
+  // An override changes the plan, so nothing is reused and the weights differ.
+  RunOptions other = Smoke(a, "other");
+  other.overrides = {"po.optim.lr=1e-3"};
+  Outcome changed = RunFuse(other);
+  ASSERT_EQ(changed.status, 0) << changed.err;
+  EXPECT_NE(changed.out.find("stage sft: cached"), std::string::npos);
+  EXPECT_NE(changed.out.find("stage po: trained"), std::string::npos);
+  EXPECT_NE(ReadFile(a / "other/export/po/model.safetensors"), ReadFile(a / "run/export/po/model.safetensors"));
+}
+
+TEST(Run, AStoppedStageResumesToTheSameWeights) {
+  ScratchDir dir("run_resume");
+  RunOptions whole = Smoke(dir, "whole");
+  whole.cache = dir / "cache_whole";
+  whole.overrides = {"sft.save_every=3"};
+  ASSERT_EQ(RunFuse(whole).status, 0);
+
+  RunOptions stopped = Smoke(dir, "parts");
+  stopped.overrides = {"sft.save_every=3"};
+  stopped.stop_after_steps = 7;
+  Outcome first = RunFuse(stopped);
+  EXPECT_EQ(first.status, 1);
+  EXPECT_NE(first.err.find("smoke/sft: stopped after step 7 of 20"), std::string::npos) << first.err;
+  RunOptions resumed = Smoke(dir, "parts");
+  resumed.overrides = {"sft.save_every=3"};
+  resumed.resume = true;
+  Outcome second = RunFuse(resumed);
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_NE(second.err.find("resuming from its last checkpoint"), std::string::npos) << second.err;
+  EXPECT_EQ(ReadFile(dir / "parts/export/po/model.safetensors"), ReadFile(dir / "whole/export/po/model.safetensors"));
+  // The resumed stage's metrics are whole: steps 1..20 once each.
+  auto sft = Metrics(dir / "parts/metrics.jsonl", "smoke/sft");
+  ASSERT_EQ(sft.size(), 20U);
+  for (size_t i = 0; i < sft.size(); ++i) EXPECT_EQ(sft[i]["step"], static_cast<int>(i + 1));
+}
+
+TEST(Run, AProcessKilledMidStageResumesToTheSameWeights) {
+  ScratchDir dir("run_kill");
+  const std::vector<std::string> longer = {"--set", "sft.epochs=30", "--set", "sft.save_every=5"};
+  auto command = [&](const std::string& cache, const std::string& out, bool resume) {
+    std::vector<std::string> args = {std::string(FUSEC_BINARY_DIR) + "/fusec", "run", kSmoke, "--cache", cache, "--out", out,
+                                     "--stdlib", FUSEC_SOURCE_STDLIB};
+    args.insert(args.end(), longer.begin(), longer.end());
+    if (resume) args.push_back("--resume");
+    return args;
+  };
+  auto spawn = [](const std::vector<std::string>& args, const std::string& log) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      FILE* sink = std::freopen(log.c_str(), "w", stderr);
+      (void)sink;
+      std::freopen("/dev/null", "w", stdout);
+      std::vector<char*> argv;
+      for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return pid;
+  };
+  auto wait = [](pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+  };
+  // Uninterrupted.
+  ASSERT_EQ(wait(spawn(command(dir / "cache_a", dir / "a", false), dir / "a.log")), 0) << ReadFile(dir / "a.log");
+  // Killed with SIGKILL once FuseSFT is well under way (past a checkpoint, between two), then resumed.
+  pid_t pid = spawn(command(dir / "cache_b", dir / "b", false), dir / "b.log");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string log = ReadFile(dir / "b.log");
+    if (log.find("[smoke/sft] step 6/") != std::string::npos || log.find("step 12/") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  kill(pid, SIGKILL);
+  int killed = wait(pid);
+  ASSERT_TRUE(WIFSIGNALED(killed)) << "the run finished before it could be killed: " << ReadFile(dir / "b.log");
+  ASSERT_EQ(wait(spawn(command(dir / "cache_b", dir / "b", true), dir / "b2.log")), 0) << ReadFile(dir / "b2.log");
+  EXPECT_NE(ReadFile(dir / "b2.log").find("resuming from its last checkpoint"), std::string::npos) << ReadFile(dir / "b2.log");
+  EXPECT_EQ(ReadFile(dir / "b/export/po/model.safetensors"), ReadFile(dir / "a/export/po/model.safetensors"));
+}
+
+TEST(Run, ANanLossStopsWithTheStageAndStepAndKeepsFinishedStages) {
+  ScratchDir dir("run_nan");
+  std::string text = ReadFile(kSmoke);
+  text.replace(text.find("import std.objectives.{dpo}"), std::string("import std.objectives.{dpo}").size(),
+               "objective broken() {\n  loss = log(logp(rejected) - logp(chosen) - 1e9)\n}");
+  text.replace(text.find("objective = dpo(beta: 0.1)"), std::string("objective = dpo(beta: 0.1)").size(),
+               "objective = broken()");
+  std::filesystem::create_directories(dir / "experiments/data");
+  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "experiments/data/smoke.jsonl");
+  WriteFile(dir / "experiments/nan.fuse", text);
+  RunOptions options = Smoke(dir);
+  options.file = dir / "experiments/nan.fuse";
+  Outcome outcome = RunFuse(options);
+  EXPECT_EQ(outcome.status, 1);
+  EXPECT_NE(outcome.err.find("stage `smoke/po`, step 1: the loss is NaN (objective `broken()`)"), std::string::npos)
+      << outcome.err;
+  EXPECT_NE(outcome.err.find("nan.fuse:"), std::string::npos) << "the error points at the stage: " << outcome.err;
+  // FuseSFT finished and is cached: a fixed objective reruns FusePO only.
+  options.overrides = {};
+  Outcome again = RunFuse(options);
+  EXPECT_NE(again.err.find("[smoke/sft] cached"), std::string::npos) << again.err;
+}
+
+TEST(Run, ABadDataLineNamesTheFileAndLine) {
+  ScratchDir dir("run_bad_data");
+  std::string text = ReadFile(kSmoke);
+  std::filesystem::create_directories(dir / "data");
+  std::string data = ReadFile(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl");
+  data.insert(data.find('\n') + 1, "{\"id\": \"broken\", \"prompt\": 3}\n");
+  WriteFile(dir / "data/smoke.jsonl", data);
+  WriteFile(dir / "smoke.fuse", text);
+  RunOptions options = Smoke(dir);
+  options.file = dir / "smoke.fuse";
+  Outcome outcome = RunFuse(options);
+  EXPECT_EQ(outcome.status, 1);
+  EXPECT_NE(outcome.err.find("smoke.jsonl:2: `prompt` is a number, not a string"), std::string::npos) << outcome.err;
+  // The experiment decides: bad_lines = skip goes on and says how many were skipped.
+  text.replace(text.find("jsonl(\"data/smoke.jsonl\")"), std::string("jsonl(\"data/smoke.jsonl\")").size(),
+               "jsonl(\"data/smoke.jsonl\", bad_lines: skip)");
+  WriteFile(dir / "smoke.fuse", text);
+  Outcome skipped = RunFuse(options);
+  EXPECT_EQ(skipped.status, 0) << skipped.err;
+  EXPECT_NE(skipped.err.find("1 bad lines skipped"), std::string::npos) << skipped.err;
+}
+
+}  // namespace
+}  // namespace fusec::rt
