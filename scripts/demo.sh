@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: what fusec can do today. Training (`fusec run`) is not built yet (see README.md, "Status"), so
-# the demo checks every shipped experiment, explains the paper's FuseRL-DPO configuration (its two stages with
+# `make demo`: what fusec can do today (the synthetic fusion benchmark is the next piece, README.md "Status").
+# It checks every shipped experiment, explains the paper's FuseRL-DPO configuration (its two stages with
 # every default filled in and every loss spelled out), shows how a tau sweep plans to one graph that shares
-# its FuseSFT stage, shows how a mistake is reported, and runs the runtime's model stack on a tiny
-# Llama-shaped model: initialise, tokenize, score responses, generate.
+# its FuseSFT stage, shows how a mistake is reported, runs the smoke experiment (FuseSFT then FusePO on a tiny
+# model) twice, the second time from the stage cache, and uses the model stack on a tiny model directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fusec=build/release/bin/fusec
@@ -34,7 +34,15 @@ sed -e 's/objective = dpo(beta: 10, length_norm: true)/objective = dpo(beta: 10)
     -e 's/epochs = 3;/epochs = 3.5;/' experiments/paper/fuserl_dpo.fuse > "$mistake"
 "$fusec" check "$mistake" || true
 echo
-echo "== the runtime: a tiny Llama-shaped model (2 layers, byte tokenizer, chatml), scored and sampled"
+echo "== fusec run experiments/smoke.fuse: FuseSFT then FusePO on a tiny model it creates"
+rm -rf build/demo-run build/demo-run-cache
+"$fusec" run experiments/smoke.fuse --out build/demo-run --cache build/demo-run-cache
+echo
+echo "== again: every stage comes from the stage cache"
+"$fusec" run experiments/smoke.fuse --out build/demo-run --cache build/demo-run-cache 2>&1 | grep -E "cached|smoke:"
+echo "metrics: build/demo-run/metrics.jsonl ($(wc -l < build/demo-run/metrics.jsonl) steps), models: build/demo-run/export/"
+echo
+echo "== the model stack: a tiny Llama-shaped model (2 layers, byte tokenizer, chatml), scored and sampled"
 cat >"$work/config.json" <<'JSON'
 {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
  "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 260, "max_position_embeddings": 512,

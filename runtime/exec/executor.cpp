@@ -315,7 +315,7 @@ class Executor {
     if (!SaveModel(*model, staging + "/model", save, &error)) throw RunError(current_ + ": " + error);
     fs::remove_all(tokenizer_dir);
     std::string entry = Commit(node, staging);
-    err_ << "  created " << Label(node) << ": " << parsed->architecture << ", " << parsed->num_layers << " layers, hidden "
+    err_ << "  created a new model: " << parsed->architecture << ", " << parsed->num_layers << " layers, hidden "
          << parsed->hidden_size << "\n";
     return Value{ModelHandle{entry + "/model", chat}};
   }
@@ -464,12 +464,12 @@ class Executor {
       }
     }
     std::string precision = p.at("precision").get<std::string>();
-    if ((precision == "bf16" || precision == "fp16") && device_.is_cpu() && !warned_precision_) {
-      err_ << "  note: precision " << precision << " asks for a GPU; on the CPU, stages train in fp32\n";
+    if ((precision == "bf16" || precision == "fp16") && !warned_precision_) {
+      err_ << "  note: precision " << precision << " is not implemented yet (mixed-precision autocast); stages train in "
+           << "fp32 on " << device_.str() << "\n";
       warned_precision_ = true;
     }
     TrainSettings settings = TrainSettings::FromParams(p);
-    settings.deterministic = options_.deterministic;
     fs::path checkpoints = fs::path(cache_.dir()) / "checkpoints" / node.hash;
     if (!options_.resume) fs::remove_all(checkpoints);  // a fresh start: old checkpoints would be resumed by mistake
     bool resuming = options_.resume && fs::exists(checkpoints / "LATEST");
@@ -509,8 +509,8 @@ class Executor {
         double eta = seconds / static_cast<double>(m.step - first_step + 1) * static_cast<double>(m.total_steps - m.step);
         err_ << "[" << label << "] step " << m.step << "/" << m.total_steps << "  loss " << std::fixed
              << std::setprecision(4) << m.loss << std::defaultfloat << "  lr " << std::setprecision(2) << std::scientific
-             << m.lr << std::defaultfloat << std::setprecision(6) << "  |g| " << std::setprecision(3) << m.grad_norm
-             << std::setprecision(6) << "  " << static_cast<int64_t>(m.tokens_per_s) << " tok/s  ETA "
+             << m.lr << std::defaultfloat << std::setprecision(6) << "  |g| " << std::fixed << std::setprecision(3) << m.grad_norm
+             << std::defaultfloat << std::setprecision(6) << "  " << static_cast<int64_t>(m.tokens_per_s) << " tok/s  ETA "
              << FormatDuration(eta) << "\n";
       }
     };
@@ -789,11 +789,16 @@ class Executor {
 
   // --- small helpers ---
 
+  /// --device, else the experiment's `device`; `auto` is CUDA when there is one.
   torch::Device ResolveDevice() const {
-    if (options_.device == "cpu") return torch::kCPU;
-    if (options_.device == "cuda" && !torch::cuda::is_available()) {
-      throw RunError("--device cuda: no CUDA device is available");
+    std::string device = options_.device;
+    std::string where = "--device " + device;
+    if (device == "auto" && !plan_.program.experiments.empty()) {
+      device = plan_.program.experiments.front().device;
+      where = "the experiment's `device = " + device + "`";
     }
+    if (device == "cpu") return torch::kCPU;
+    if (device == "cuda" && !torch::cuda::is_available()) throw RunError(where + ": no CUDA device is available");
     return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   }
 
@@ -838,7 +843,9 @@ int RunExperiments(const RunOptions& options, std::ostream& out, std::ostream& e
     err << "error: " << options.file << " has no experiment to run\n";
     return 1;
   }
-  if (options.deterministic) torch::manual_seed(0);
+  // On the CPU, reruns are bit-identical anyway (same machine and thread count); --deterministic also makes
+  // LibTorch refuse kernels without a deterministic implementation (some CUDA ones).
+  if (options.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
   return Executor(*plan, options, out, err).Run();
 }
 

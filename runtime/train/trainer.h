@@ -38,7 +38,6 @@ struct TrainSettings {
   std::optional<double> grad_clip = 1.0;
   int64_t seed = 42;
   std::optional<int64_t> save_every;
-  bool deterministic = false;
 
   /// From a train node's parameters (the compiler's resolved stage).
   static TrainSettings FromParams(const nlohmann::ordered_json& params);

@@ -193,6 +193,10 @@ TEST_F(RuntimeCli, FusecHandsRuntimeCommandsToFusecRt) {
                                    (dir_ / "ids.txt") + " 2> " + (dir_ / "err.txt"));
   EXPECT_EQ(status, 0) << testing::ReadFile(dir_ / "err.txt");
   EXPECT_EQ(testing::ReadFile(dir_ / "ids.txt"), "256 72 105\n");
+  // `fusec FILE.fuse` is `fusec run FILE.fuse`.
+  status = testing::RunCommand(fusec + " " + (dir_ / "missing.fuse") + " 2> " + (dir_ / "err.txt"));
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(testing::ReadFile(dir_ / "err.txt").find("missing.fuse"), std::string::npos) << testing::ReadFile(dir_ / "err.txt");
   status = testing::RunCommand(fusec + " score --model " + model_ + " 2> " + (dir_ / "err.txt"));
   EXPECT_EQ(status, 2);
   EXPECT_NE(testing::ReadFile(dir_ / "err.txt").find("--data is required"), std::string::npos)
