@@ -1,6 +1,7 @@
 #include "compiler/ir/ir.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
@@ -298,6 +299,39 @@ std::vector<std::string> Verify(const Graph& graph) {
     if (experiment.evaluation) check(*experiment.evaluation, NodeKind::Evaluate, "the evaluation");
   }
   return problems;
+}
+
+std::optional<double> EvalMath(const std::string& name, const std::vector<double>& x) {
+  if (name == "log") return x[0] > 0 ? std::optional<double>(std::log(x[0])) : std::nullopt;
+  if (name == "exp") return std::exp(x[0]);
+  if (name == "sigmoid") return 1.0 / (1.0 + std::exp(-x[0]));
+  if (name == "log_sigmoid") return x[0] >= 0 ? -std::log1p(std::exp(-x[0])) : x[0] - std::log1p(std::exp(x[0]));
+  if (name == "softplus") return x[0] > 0 ? x[0] + std::log1p(std::exp(-x[0])) : std::log1p(std::exp(x[0]));
+  if (name == "relu") return std::max(0.0, x[0]);
+  if (name == "abs") return std::abs(x[0]);
+  if (name == "sqrt") return x[0] >= 0 ? std::optional<double>(std::sqrt(x[0])) : std::nullopt;
+  if (name == "detach") return x[0];
+  if (name == "min") return std::min(x[0], x[1]);
+  if (name == "max") return std::max(x[0], x[1]);
+  if (name == "clamp") return std::clamp(x[0], x[1], std::max(x[1], x[2]));
+  return std::nullopt;
+}
+
+std::optional<double> EvalBinary(const std::string& name, double a, double b) {
+  if (name == "+") return a + b;
+  if (name == "-") return a - b;
+  if (name == "*") return a * b;
+  if (name == "/") return b != 0 ? std::optional<double>(a / b) : std::nullopt;
+  if (name == "^") return std::pow(a, b);
+  if (name == "==") return a == b;
+  if (name == "!=") return a != b;
+  if (name == "<") return a < b;
+  if (name == "<=") return a <= b;
+  if (name == ">") return a > b;
+  if (name == ">=") return a >= b;
+  if (name == "and") return (a != 0) && (b != 0);
+  if (name == "or") return (a != 0) || (b != 0);
+  return std::nullopt;
 }
 
 std::string SpanText(const SourceManager& sources, SourceSpan span) {

@@ -184,4 +184,10 @@ std::string ToDot(const Graph& graph);
 /// `file:line:col`, or "" for an invalid span.
 std::string SpanText(const SourceManager& sources, SourceSpan span);
 
+/// The scalar meaning of Math and Binary operations (`log`, `clamp`, `^`, `==`, ...), shared by constant
+/// folding and the runtime's data rules. nullopt outside an operation's domain (`log` of a non-positive
+/// number, division by zero) or for an unknown name.
+std::optional<double> EvalMath(const std::string& name, const std::vector<double>& x);
+std::optional<double> EvalBinary(const std::string& name, double a, double b);
+
 }  // namespace fusec::ir

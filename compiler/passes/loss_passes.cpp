@@ -27,39 +27,6 @@ LossOp Constant(const LossOp& like, double value) {
   return op;
 }
 
-std::optional<double> EvalMath(const std::string& name, const std::vector<double>& x) {
-  if (name == "log") return x[0] > 0 ? std::optional<double>(std::log(x[0])) : std::nullopt;
-  if (name == "exp") return std::exp(x[0]);
-  if (name == "sigmoid") return 1.0 / (1.0 + std::exp(-x[0]));
-  if (name == "log_sigmoid") return x[0] >= 0 ? -std::log1p(std::exp(-x[0])) : x[0] - std::log1p(std::exp(x[0]));
-  if (name == "softplus") return x[0] > 0 ? x[0] + std::log1p(std::exp(-x[0])) : std::log1p(std::exp(x[0]));
-  if (name == "relu") return std::max(0.0, x[0]);
-  if (name == "abs") return std::abs(x[0]);
-  if (name == "sqrt") return x[0] >= 0 ? std::optional<double>(std::sqrt(x[0])) : std::nullopt;
-  if (name == "detach") return x[0];
-  if (name == "min") return std::min(x[0], x[1]);
-  if (name == "max") return std::max(x[0], x[1]);
-  if (name == "clamp") return std::clamp(x[0], x[1], std::max(x[1], x[2]));
-  return std::nullopt;
-}
-
-std::optional<double> EvalBinary(const std::string& name, double a, double b) {
-  if (name == "+") return a + b;
-  if (name == "-") return a - b;
-  if (name == "*") return a * b;
-  if (name == "/") return b != 0 ? std::optional<double>(a / b) : std::nullopt;
-  if (name == "^") return std::pow(a, b);
-  if (name == "==") return a == b;
-  if (name == "!=") return a != b;
-  if (name == "<") return a < b;
-  if (name == "<=") return a <= b;
-  if (name == ">") return a > b;
-  if (name == ">=") return a >= b;
-  if (name == "and") return (a != 0) && (b != 0);
-  if (name == "or") return (a != 0) || (b != 0);
-  return std::nullopt;
-}
-
 /// The result of folding one operation: keep it, replace it by a constant, or use an earlier operation.
 struct Alias {
   int index;
@@ -80,7 +47,7 @@ Folded Fold(const LossOp& op, const std::vector<LossOp>& ops) {
     case LossOpKind::Binary: {
       const LossOp& a = arg(0);
       const LossOp& b = arg(1);
-      if (IsConst(a) && IsConst(b)) return finite(EvalBinary(op.name, a.value, b.value));
+      if (IsConst(a) && IsConst(b)) return finite(ir::EvalBinary(op.name, a.value, b.value));
       if ((op.name == "*" || op.name == "/" || op.name == "^") && IsConstValue(b, 1)) return Alias{op.args[0]};
       if (op.name == "*" && IsConstValue(a, 1)) return Alias{op.args[1]};
       if ((op.name == "+" || op.name == "-") && IsConstValue(b, 0)) return Alias{op.args[0]};
@@ -93,7 +60,7 @@ Folded Fold(const LossOp& op, const std::vector<LossOp>& ops) {
         if (!IsConst(arg(i))) return std::monostate{};
         values.push_back(arg(i).value);
       }
-      return finite(EvalMath(op.name, values));
+      return finite(ir::EvalMath(op.name, values));
     }
     case LossOpKind::Select:
       if (IsConst(arg(0))) return Alias{op.args[arg(0).value != 0 ? 1 : 2]};

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <set>
 
+#include "compiler/ir/ir.h"
 #include "compiler/support/sha256.h"
 
 namespace fusec::rt {
@@ -110,20 +111,10 @@ Scalar Aggregate(const Term& term, const Context& ctx) {
   Fail(ctx, "unknown aggregate `" + term.name + "`");
 }
 
-double Math(const std::string& name, const std::vector<double>& x, const Context& ctx) {
-  if (name == "log") return std::log(x[0]);
-  if (name == "exp") return std::exp(x[0]);
-  if (name == "sigmoid") return 1.0 / (1.0 + std::exp(-x[0]));
-  if (name == "log_sigmoid") return x[0] >= 0 ? -std::log1p(std::exp(-x[0])) : x[0] - std::log1p(std::exp(x[0]));
-  if (name == "softplus") return x[0] > 0 ? x[0] + std::log1p(std::exp(-x[0])) : std::log1p(std::exp(x[0]));
-  if (name == "relu") return std::max(0.0, x[0]);
-  if (name == "abs") return std::abs(x[0]);
-  if (name == "sqrt") return std::sqrt(x[0]);
-  if (name == "detach") return x[0];
-  if (name == "min") return std::min(x[0], x[1]);
-  if (name == "max") return std::max(x[0], x[1]);
-  if (name == "clamp") return std::clamp(x[0], x[1], std::max(x[1], x[2]));
-  Fail(ctx, "unknown function `" + name + "`");
+/// A Math or Binary operation's value, with the compiler's constant folder's meaning (ir::EvalMath).
+Scalar Defined(std::optional<double> value, const Term& term, const Context& ctx) {
+  if (!value) Fail(ctx, "`" + sema::ToString(term) + "` is undefined here (outside its function's domain)");
+  return Num(*value);
 }
 
 Scalar Eval(const Term& term, const Context& ctx) {
@@ -154,27 +145,12 @@ Scalar Eval(const Term& term, const Context& ctx) {
         if (a.is_text != b.is_text || (n != "==" && n != "!=")) Fail(ctx, "`" + sema::ToString(term) + "` mixes a string in");
         return Num((a.text == b.text) == (n == "=="));
       }
-      double x = a.number;
-      double y = b.number;
-      if (n == "+") return Num(x + y);
-      if (n == "-") return Num(x - y);
-      if (n == "*") return Num(x * y);
-      if (n == "/") return Num(x / y);
-      if (n == "^") return Num(std::pow(x, y));
-      if (n == "==") return Num(x == y);
-      if (n == "!=") return Num(x != y);
-      if (n == "<") return Num(x < y);
-      if (n == "<=") return Num(x <= y);
-      if (n == ">") return Num(x > y);
-      if (n == ">=") return Num(x >= y);
-      if (n == "and") return Num((x != 0) && (y != 0));
-      if (n == "or") return Num((x != 0) || (y != 0));
-      Fail(ctx, "unknown operator `" + n + "`");
+      return Defined(ir::EvalBinary(n, a.number, b.number), term, ctx);
     }
     case TermOp::Math: {
       std::vector<double> x;
       for (const sema::TermRef& arg : term.args) x.push_back(Number(*arg, ctx));
-      return Num(Math(term.name, x, ctx));
+      return Defined(ir::EvalMath(term.name, x), term, ctx);
     }
     case TermOp::Select:
       return Number(*term.args[0], ctx) != 0 ? Eval(*term.args[1], ctx) : Eval(*term.args[2], ctx);

@@ -7,8 +7,7 @@
 #include <cmath>
 #include <set>
 
-#include "compiler/lower/lower.h"
-#include "compiler/sema/check.h"
+#include "tests/runtime/compiled_loss.h"
 
 namespace fusec::rt {
 namespace {
@@ -24,14 +23,7 @@ StageRules Compile(const std::string& stage) {
       "import std.objectives.{dpo, rloo}\nimport std.pairing.{wrpo_triples, gap, best_vs_worst_within_source}\n"
       "experiment e {\n  target = hf_model(\"m\")\n  data = jsonl(\"d.jsonl\")\n  stage s = " +
       stage + "\n}\n";
-  SourceManager sources;
-  Diagnostics diagnostics;
-  CheckOptions options;
-  options.texts.emplace_back("rules_test.fuse", text);
-  options.stdlib_dir = FUSEC_SOURCE_STDLIB;
-  sema::CheckedProgram program = Check(options, sources, diagnostics);
-  EXPECT_FALSE(diagnostics.has_errors()) << RenderAll(diagnostics, sources);
-  ir::Graph graph = Lower(program);
+  ir::Graph graph = CompileFuse(text, /*optimise=*/false);
   StageRules out;
   for (const ir::Node& node : graph.nodes) {
     if (node.kind == ir::NodeKind::Select || node.kind == ir::NodeKind::Pairs || node.kind == ir::NodeKind::Groups) {
