@@ -38,6 +38,7 @@ struct CommonOptions {
 /// Settings from fusec.toml (the `--config` file, or ./fusec.toml when it exists).
 struct Config {
   std::string cache_dir = kDefaultCacheDir;
+  std::string device = "auto";  // [run] device: where `fusec run` trains unless --device says
 };
 
 void AddStdlibOption(CLI::App& command, CommonOptions& options) {
@@ -86,33 +87,45 @@ std::optional<Config> LoadConfig(const CommonOptions& common, SourceManager& sou
       auto builder = diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(key.source()),
                                         "unknown setting `" + std::string(key.str()) + "`" + where);
       std::string hint = DidYouMean(key.str(), known);
-      builder.Help(hint.empty() ? "fusec.toml knows `[cache] dir`" : hint);
+      builder.Help(hint.empty() ? "fusec.toml knows `[cache] dir` and `[run] device`" : hint);
       ok = false;
     };
     for (const auto& [key, node] : table) {
-      if (key.str() != "cache") {
-        unknown(key, {"cache"}, "");
+      if (key.str() != "cache" && key.str() != "run") {
+        unknown(key, {"cache", "run"}, "");
         continue;
       }
-      const toml::table* cache = node.as_table();
-      if (cache == nullptr) {
-        diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(node.source()), "`cache` must be a table");
+      const toml::table* section = node.as_table();
+      if (section == nullptr) {
+        diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(node.source()),
+                           "`" + std::string(key.str()) + "` must be a table");
         ok = false;
         continue;
       }
-      for (const auto& [cache_key, value] : *cache) {
-        if (cache_key.str() != "dir") {
-          unknown(cache_key, {"dir"}, " in [cache]");
+      const std::string setting = key.str() == "cache" ? "dir" : "device";
+      for (const auto& [section_key, value] : *section) {
+        if (section_key.str() != setting) {
+          unknown(section_key, {setting}, " in [" + std::string(key.str()) + "]");
           continue;
         }
-        auto dir = value.value<std::string>();
-        if (!dir) {
-          diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(value.source()), "`dir` must be a string");
+        auto text = value.value<std::string>();
+        if (!text) {
+          diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(value.source()), "`" + setting + "` must be a string");
           ok = false;
           continue;
         }
+        if (setting == "device") {
+          if (*text != "auto" && *text != "cpu" && *text != "cuda") {
+            diagnostics.Report(DiagnosticKind::InvalidConfig, span_of(value.source()),
+                               "`device` is `" + *text + "`; it must be auto, cpu or cuda");
+            ok = false;
+            continue;
+          }
+          config.device = *text;
+          continue;
+        }
         // Relative to fusec.toml, like every path written in a file.
-        fs::path resolved = fs::path(*dir).is_absolute() ? fs::path(*dir) : fs::path(path).parent_path() / *dir;
+        fs::path resolved = fs::path(*text).is_absolute() ? fs::path(*text) : fs::path(path).parent_path() / *text;
         config.cache_dir = resolved.lexically_normal().string();
       }
     }
@@ -364,6 +377,7 @@ std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostr
     return nullptr;
   }
   planned->cache_dir = config->cache_dir;
+  planned->device = config->device;
   StageCache cache(config->cache_dir);
   PipelineOptions pipeline;
   pipeline.sources = &planned->sources;

@@ -44,6 +44,7 @@ struct PlannedProgram {
   sema::CheckedProgram program;
   ir::Graph graph;
   std::string cache_dir;
+  std::string device = "auto";  // fusec.toml's `[run] device`
   RunManifest manifest;
 };
 

@@ -463,13 +463,18 @@ class Executor {
         tokenized.data.ref_logp.push_back(row);
       }
     }
+    // Precision: `auto` is bf16 autocast on a GPU and fp32 on the CPU; weights and AdamW stay fp32.
     std::string precision = p.at("precision").get<std::string>();
-    if ((precision == "bf16" || precision == "fp16") && !warned_precision_) {
-      err_ << "  note: precision " << precision << " is not implemented yet (mixed-precision autocast); stages train in "
-           << "fp32 on " << device_.str() << "\n";
+    if (precision == "fp16") {
+      throw RunError(current_ + ": precision fp16 needs loss scaling, which fusec does not do; use bf16 or fp32");
+    }
+    bool bf16 = precision == "bf16" || (precision == "auto" && device_.is_cuda());
+    if (bf16 && device_.is_cpu() && !warned_precision_) {
+      err_ << "  note: bf16 autocast on the CPU is slow in LibTorch 1.13; `precision = fp32` trains faster here\n";
       warned_precision_ = true;
     }
     TrainSettings settings = TrainSettings::FromParams(p);
+    settings.bf16_autocast = bf16;
     fs::path checkpoints = fs::path(cache_.dir()) / "checkpoints" / node.hash;
     if (!options_.resume) fs::remove_all(checkpoints);  // a fresh start: old checkpoints would be resumed by mistake
     bool resuming = options_.resume && fs::exists(checkpoints / "LATEST");
@@ -516,7 +521,8 @@ class Executor {
     };
     err_ << "[" << label << "] training on " << tokenized.data.items.items.size() << " items"
          << (tokenized.too_long > 0 ? " (" + std::to_string(tokenized.too_long) + " over max_len dropped)" : "")
-         << (resuming ? ", resuming from its last checkpoint" : "") << " on " << device_.str() << "\n";
+         << (resuming ? ", resuming from its last checkpoint" : "") << " on " << device_.str()
+         << (bf16 ? " (bf16 autocast)" : "") << "\n";
     if (tokenized.data.items.items.empty()) throw RunError(current_ + ": no items to train on");
     try {
       Train(**model, tokenized.data, *node.loss, *node.requirements, settings, train);
@@ -789,10 +795,14 @@ class Executor {
 
   // --- small helpers ---
 
-  /// --device, else the experiment's `device`; `auto` is CUDA when there is one.
+  /// --device, else fusec.toml's `[run] device`, else the experiment's `device`; `auto` is CUDA when present.
   torch::Device ResolveDevice() const {
     std::string device = options_.device;
     std::string where = "--device " + device;
+    if (device == "auto" && plan_.device != "auto") {
+      device = plan_.device;
+      where = "fusec.toml's `[run] device = \"" + device + "\"`";
+    }
     if (device == "auto" && !plan_.program.experiments.empty()) {
       device = plan_.program.experiments.front().device;
       where = "the experiment's `device = " + device + "`";

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 #include <cmath>
@@ -35,5 +36,42 @@ inline at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::
   return at::matmul(weights, v);
 #endif
 }
+
+/// Mixed precision for a scope: matmuls and friends run in `dtype` (bf16) while the weights, and everything
+/// autocast keeps in float32 (softmax, log-softmax, norms), stay fp32. Backward runs outside the scope, as
+/// PyTorch recommends. LibTorch 2.4 replaced the per-device setters with ones that take the device type.
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, at::DeviceType device, at::ScalarType dtype) : enabled_(enabled), device_(device) {
+    if (!enabled_) return;
+    Set(true, dtype);
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    Set(false, at::kFloat);
+    at::autocast::clear_cache();
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  void Set(bool on, at::ScalarType dtype) const {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    if (on) at::autocast::set_autocast_dtype(device_, dtype);
+    at::autocast::set_autocast_enabled(device_, on);
+#else
+    if (device_ == at::kCUDA) {
+      if (on) at::autocast::set_autocast_gpu_dtype(dtype);
+      at::autocast::set_enabled(on);
+    } else {
+      if (on) at::autocast::set_autocast_cpu_dtype(dtype);
+      at::autocast::set_cpu_enabled(on);
+    }
+#endif
+  }
+
+  bool enabled_;
+  at::DeviceType device_;
+};
 
 }  // namespace fusec::rt::compat

@@ -16,6 +16,7 @@
 #include "runtime/model/safetensors.h"
 #include "runtime/objectives/loss.h"
 #include "runtime/support/text.h"
+#include "runtime/support/torch_compat.h"
 
 namespace fusec::rt {
 namespace {
@@ -249,7 +250,11 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
           sequences.push_back({data.prompt_ids[item.prompt].size(), std::move(ids)});
         }
       }
-      torch::Tensor sequence_logp = sequences.empty() ? torch::Tensor() : SequenceLogProbs(model, sequences);
+      // The forward pass and the loss under autocast when asked; backward (below) outside it.
+      std::optional<compat::AutocastScope> autocast;
+      autocast.emplace(settings.bf16_autocast, device.type(), at::kBFloat16);
+      torch::Tensor sequence_logp =
+          sequences.empty() ? torch::Tensor() : SequenceLogProbs(model, sequences).to(torch::kFloat);
 
       LossBatch batch;
       batch.progress = progress;
@@ -298,6 +303,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
         unit_losses = unit_losses * unit_weights;
       }
       torch::Tensor micro_loss = unit_losses.sum() / step_prompts;
+      autocast.reset();
       double value = micro_loss.item<double>();
       if (!std::isfinite(value)) {
         throw TrainError("stage `" + options.stage + "`, step " + std::to_string(step + 1) + ": the loss is " +

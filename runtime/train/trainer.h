@@ -38,6 +38,8 @@ struct TrainSettings {
   std::optional<double> grad_clip = 1.0;
   int64_t seed = 42;
   std::optional<int64_t> save_every;
+  /// Mixed precision: forward passes under bf16 autocast, fp32 master weights and optimizer (none: fp32).
+  bool bf16_autocast = false;
 
   /// From a train node's parameters (the compiler's resolved stage).
   static TrainSettings FromParams(const nlohmann::ordered_json& params);

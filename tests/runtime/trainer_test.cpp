@@ -81,6 +81,25 @@ TEST(Trainer, SftLossFalls) {
   EXPECT_LT(losses.back(), 0.5 * losses.front()) << "first " << losses.front() << ", last " << losses.back();
 }
 
+TEST(Trainer, Bf16AutocastTrainsWithFp32MasterWeights) {
+  ir::LossGraph loss = CompiledLoss("", "    objective = dpo(beta: 0.1)", "fuse_po", "sft");
+  TrainSettings settings = Settings();
+  settings.bf16_autocast = true;
+  LlamaForCausalLM model = TinyModel();
+  LlamaForCausalLM fp32 = TinyModel();
+  std::vector<double> losses;
+  TrainOptions options;
+  options.stage = "e/sft";
+  options.on_step = [&](const StepMetrics& m) { losses.push_back(m.loss); };
+  Train(*model, SftData(), loss, CompiledNeeds(loss), settings, options);
+  for (const auto& parameter : model->parameters()) EXPECT_EQ(parameter.scalar_type(), torch::kFloat);
+  EXPECT_LT(losses.back(), 0.5 * losses.front());
+  // The bf16 forward rounds: the weights differ from an fp32 run's, though both learn.
+  settings.bf16_autocast = false;
+  Train(*fp32, SftData(), loss, CompiledNeeds(loss), settings, {"e/sft"});
+  EXPECT_FALSE(SameWeights(*model, *fp32));
+}
+
 TEST(Trainer, DpoTrainsWithReferenceLogProbsAndReportsRewards) {
   ir::LossGraph loss = CompiledLoss("", "    objective = dpo(beta: 0.5)");
   TrainData data = SftData(2);
