@@ -376,12 +376,10 @@ class Executor {
     }
     const ModelHandle reference = *Eval(node.FindInput("model")->node.value).model;
     auto start = std::chrono::steady_clock::now();
-    std::string error;
-    auto model = LoadModel(reference.dir, torch::kFloat, device_, &error);
-    if (!model) throw RunError(current_ + ": " + error);
-    auto tokenizer = Tokenizer::Load(reference.dir, &error);
-    if (!tokenizer) throw RunError(current_ + ": " + error);
-    ChatTemplate chat = ResolveChat(reference.chat, *tokenizer, current_);
+    OpenedModel opened = Open(reference);
+    LlamaForCausalLM& model = opened.model;
+    const Tokenizer* tokenizer = &*opened.tokenizer;
+    const ChatTemplate& chat = opened.chat;
     std::optional<int64_t> max_prompt_len;
     if (!node.params.at("max_prompt_len").is_null()) max_prompt_len = node.params.at("max_prompt_len").get<int64_t>();
     TokenizedItems tokenized = TokenizeItems(*items.data, *items.items, *tokenizer, chat,
@@ -394,7 +392,7 @@ class Executor {
     std::vector<ScoredSequence> sequences;
     auto flush = [&]() {
       if (sequences.empty()) return;
-      torch::Tensor logp = SequenceLogProbs(**model, sequences).to(torch::kDouble).cpu();
+      torch::Tensor logp = SequenceLogProbs(*model, sequences).to(torch::kDouble).cpu();
       for (size_t k = 0; k < slots.size(); ++k) (*values)[slots[k].first][slots[k].second] = logp[static_cast<int64_t>(k)].item<double>();
       slots.clear();
       sequences.clear();
@@ -443,12 +441,11 @@ class Executor {
       throw RunError(current_ + ": a reference model must be hoisted into ref_logprobs before training");
     }
 
+    OpenedModel opened = Open(init);
+    LlamaForCausalLM& model = opened.model;
+    const Tokenizer* tokenizer = &*opened.tokenizer;
+    const ChatTemplate& chat = opened.chat;
     std::string error;
-    auto model = LoadModel(init.dir, torch::kFloat, device_, &error);
-    if (!model) throw RunError(current_ + ": " + error);
-    auto tokenizer = Tokenizer::Load(init.dir, &error);
-    if (!tokenizer) throw RunError(current_ + ": " + error);
-    ChatTemplate chat = ResolveChat(init.chat, *tokenizer, current_);
     const Json& p = node.params;
     std::optional<int64_t> max_prompt_len;
     if (!p.at("max_prompt_len").is_null()) max_prompt_len = p.at("max_prompt_len").get<int64_t>();
@@ -525,7 +522,7 @@ class Executor {
          << (bf16 ? " (bf16 autocast)" : "") << "\n";
     if (tokenized.data.items.items.empty()) throw RunError(current_ + ": no items to train on");
     try {
-      Train(**model, tokenized.data, *node.loss, *node.requirements, settings, train);
+      Train(*model, tokenized.data, *node.loss, *node.requirements, settings, train);
     } catch (const c10::Error& torch_error) {  // out of memory, a shape LibTorch refuses
       throw RunError(current_ + ": " + torch_error.what_without_backtrace());
     }
@@ -536,7 +533,7 @@ class Executor {
     std::string staging = cache_.BeginEntry(node.hash);
     SaveOptions save;
     save.tokenizer_dir = init.dir;
-    if (!SaveModel(**model, staging + "/model", save, &error)) throw RunError(current_ + ": " + error);
+    if (!SaveModel(*model, staging + "/model", save, &error)) throw RunError(current_ + ": " + error);
     fs::copy_file(stage_metrics, fs::path(staging) / "metrics.jsonl");
     std::string entry = Commit(node, staging);
     fs::remove_all(checkpoints);
@@ -601,12 +598,11 @@ class Executor {
   /// Greedy completions of every prompt, and the mean per-token NLL of each prompt's best response.
   EvalResult EvaluateModel(const std::string& name, const ModelHandle& handle, const Dataset& data,
                            int64_t max_new_tokens, int64_t batch, const fs::path& completions) {
+    OpenedModel opened = Open(handle);
+    LlamaForCausalLM& model = opened.model;
+    const Tokenizer* tokenizer = &*opened.tokenizer;
+    const ChatTemplate& chat = opened.chat;
     std::string error;
-    auto model = LoadModel(handle.dir, torch::kFloat, device_, &error);
-    if (!model) throw RunError(current_ + ": " + error);
-    auto tokenizer = Tokenizer::Load(handle.dir, &error);
-    if (!tokenizer) throw RunError(current_ + ": " + error);
-    ChatTemplate chat = ResolveChat(handle.chat, *tokenizer, current_);
     SamplingOptions sampling;
     sampling.max_new_tokens = max_new_tokens;
     for (const std::string& token : {chat.EndOfTurn(), tokenizer->eos_token()}) {
@@ -638,7 +634,7 @@ class Executor {
           if (response) best.push_back({record.id, record.line, *ids, {{record.responses[static_cast<size_t>(top)].source, top, std::nullopt, *response}}});
         }
       }
-      std::vector<Generation> generations = Generate(**model, prompts, sampling);
+      std::vector<Generation> generations = Generate(*model, prompts, sampling);
       for (size_t k = 0; k < generations.size(); ++k) {
         std::vector<int32_t> ids = generations[k].ids;
         if (generations[k].stopped) ids.pop_back();
@@ -650,7 +646,7 @@ class Executor {
     result.prompts = static_cast<int64_t>(data.size());
     result.mean_generated_tokens = data.empty() ? 0 : static_cast<double>(generated_tokens) / static_cast<double>(data.size());
     if (!best.empty()) {
-      auto scores = ScoreResponses(**model, best, 4096);
+      auto scores = ScoreResponses(*model, best, 4096);
       double nll = 0;
       int64_t tokens = 0;
       for (const auto& s : scores) {
@@ -662,6 +658,28 @@ class Executor {
     err_ << "  evaluated " << name << ": " << result.prompts << " prompts, held-out NLL of the best response "
          << std::fixed << std::setprecision(4) << result.best_response_nll << std::defaultfloat << " per token\n";
     return result;
+  }
+
+  /// A model directory loaded for use: the model on the run's device, its tokenizer and chat template,
+  /// checked against each other (a tokenizer with more tokens than the embedding has rows would index out of
+  /// range in the middle of training).
+  struct OpenedModel {
+    LlamaForCausalLM model{nullptr};
+    std::optional<Tokenizer> tokenizer;
+    ChatTemplate chat;
+  };
+  OpenedModel Open(const ModelHandle& handle) {
+    std::string error;
+    auto model = LoadModel(handle.dir, torch::kFloat, device_, &error);
+    if (!model) throw RunError(current_ + ": " + error);
+    auto tokenizer = Tokenizer::Load(handle.dir, &error);
+    if (!tokenizer) throw RunError(current_ + ": " + error);
+    if (tokenizer->vocab_size() > (*model)->config().vocab_size) {
+      throw RunError(current_ + ": the tokenizer of " + handle.dir + " has " + std::to_string(tokenizer->vocab_size()) +
+                     " tokens, more than the model's vocab_size " + std::to_string((*model)->config().vocab_size));
+    }
+    ChatTemplate chat = ResolveChat(handle.chat, *tokenizer, current_);
+    return OpenedModel{*model, std::move(tokenizer), chat};
   }
 
   // --- the cache ---

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "runtime/model/checkpoint.h"
+#include "runtime/tokenizer/tokenizer.h"
 #include "tests/runtime/test_support.h"
 
 namespace fusec::rt {
@@ -224,6 +225,36 @@ TEST(Run, ABadDataLineNamesTheFileAndLine) {
   Outcome skipped = RunFuse(options);
   EXPECT_EQ(skipped.status, 0) << skipped.err;
   EXPECT_NE(skipped.err.find("1 bad lines skipped"), std::string::npos) << skipped.err;
+}
+
+TEST(Run, AModelThatDoesNotFitItsTokenizerIsRefusedWithTheStageAndSpan) {
+  ScratchDir dir("run_vocab");
+  std::string error;
+  auto config = ParseModelConfig(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "intermediate_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 260})",
+                                 &error);
+  ASSERT_TRUE(config) << error;
+  LlamaForCausalLM model(*config);
+  // The byte tokenizer with one more special token than the model has embeddings for.
+  auto [tokenizer_json, tokenizer_config] = ByteTokenizerFiles();
+  auto json = nlohmann::json::parse(tokenizer_json);
+  json["added_tokens"].push_back({{"id", 260}, {"content", "<extra>"}, {"special", true}});
+  std::filesystem::create_directories(dir / "tokenizer");
+  WriteFile(dir / "tokenizer/tokenizer.json", json.dump());
+  WriteFile(dir / "tokenizer/tokenizer_config.json", tokenizer_config);
+  SaveOptions save;
+  save.tokenizer_dir = dir / "tokenizer";
+  ASSERT_TRUE(SaveModel(*model, dir / "model", save, &error)) << error;
+  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "smoke.jsonl");
+  WriteFile(dir / "exp.fuse", "experiment e {\n  target = hf_model(\"model\")\n  data = jsonl(\"smoke.jsonl\")\n"
+                              "  stage sft = fuse_sft { init = target; batch = 4 }\n}\n");
+  RunOptions options = Smoke(dir);
+  options.file = dir / "exp.fuse";
+  Outcome outcome = RunFuse(options);
+  EXPECT_EQ(outcome.status, 1);
+  EXPECT_NE(outcome.err.find("e/sft (train at "), std::string::npos) << outcome.err;
+  EXPECT_NE(outcome.err.find("exp.fuse:4:"), std::string::npos) << outcome.err;
+  EXPECT_NE(outcome.err.find("has 261 tokens, more than the model's vocab_size 260"), std::string::npos) << outcome.err;
 }
 
 }  // namespace
