@@ -13,7 +13,7 @@ namespace {
 
 // Commands that need LibTorch are run by `fusec-rt`, installed next to `fusec` (the compiler links no
 // LibTorch, so checking and planning start in milliseconds). runtime/cli/commands.h lists the same names.
-constexpr std::string_view kRuntimeCommands[] = {"run", "init-model", "score", "generate", "tokenize"};
+constexpr std::string_view kRuntimeCommands[] = {"run", "init-model", "score", "generate", "tokenize", "synth"};
 
 int RunRuntime(char** argv) {
   std::error_code ec;

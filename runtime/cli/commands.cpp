@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "runtime/data/examples.h"
+#include "runtime/data/synth.h"
 #ifdef FUSEC_HAVE_EXECUTOR
 #include "runtime/exec/executor.h"
 #endif
@@ -434,7 +435,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   generate->add_option("--temperature", generate_options.sampling.temperature, "0 for greedy decoding")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
   generate->add_option("--top-p", generate_options.sampling.top_p, "Nucleus sampling mass")
       ->check(CLI::Range(0.0, 1.0))
@@ -447,6 +448,24 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   generate->add_option("--stop", generate_options.stop, "More stop tokens (the template's end of turn and EOS stop)");
+
+  SynthOptions synth_options;
+  std::string synth_out;
+  CLI::App* synth = app.add_subcommand("synth", "Generate a synthetic benchmark");
+  CLI::App* fusion_mini = synth->add_subcommand(
+      "fusion-mini", "Six checkable task families, four sources with complementary skills, noisy rewards");
+  synth->require_subcommand(1);
+  fusion_mini->add_option("--out", synth_out, "The directory to write")->required();
+  fusion_mini->add_option("--seed", synth_options.seed)->capture_default_str();
+  fusion_mini->add_option("--prompts", synth_options.prompts, "Prompts in all (40% SFT, 40% PO, 20% evaluation)")
+      ->check(CLI::Range(int64_t{5}, int64_t{10'000'000}))
+      ->capture_default_str();
+  fusion_mini->add_option("--noise", synth_options.noise, "Standard deviation of the reward noise")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
+  fusion_mini->add_option("--samples", synth_options.samples, "Samples per source per prompt")
+      ->check(CLI::Range(int64_t{1}, int64_t{100}))
+      ->capture_default_str();
 
   std::string tokenizer_path;
   std::string tokenize_template;
@@ -498,6 +517,12 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     if (score->parsed()) return RunScore(score_model, score_data, score_fields, score_skip, batch_tokens, out, err);
     if (generate->parsed()) return RunGenerate(generate_model, generate_options, out, err);
     if (tokenize->parsed()) return RunTokenize(tokenizer_path, tokenize_template, no_special, in, out);
+    if (fusion_mini->parsed()) {
+      std::string error;
+      if (!WriteFusionMini(synth_options, synth_out, &error)) Fail(error);
+      out << "wrote " << synth_out << ": " << synth_options.prompts << " prompts (sft.jsonl, po.jsonl, eval.jsonl)\n";
+      return kExitOk;
+    }
 #ifdef FUSEC_HAVE_EXECUTOR
     if (run->parsed()) {
       if (stop_after > 0) run_options.stop_after_steps = stop_after;

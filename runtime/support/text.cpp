@@ -1,7 +1,9 @@
 #include "runtime/support/text.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace fusec::rt {
 
@@ -97,6 +99,29 @@ bool WriteWholeFile(const std::string& path, std::string_view text) {
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
   out.close();
   return !out.fail();
+}
+
+double EditSimilarity(std::string_view a, std::string_view b) {
+  auto code_points = [](std::string_view text) {
+    std::vector<uint32_t> out;
+    for (size_t i = 0; i < text.size();) out.push_back(DecodeUtf8(text, i));
+    return out;
+  };
+  const std::vector<uint32_t> x = code_points(a);
+  const std::vector<uint32_t> y = code_points(b);
+  std::vector<size_t> row(y.size() + 1);  // one row of the edit-distance table
+  for (size_t j = 0; j <= y.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= x.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= y.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (x[i - 1] != y[j - 1] ? 1 : 0)});
+      diagonal = above;
+    }
+  }
+  size_t longest = std::max<size_t>({x.size(), y.size(), 1});
+  return 1.0 - static_cast<double>(row[y.size()]) / static_cast<double>(longest);
 }
 
 }  // namespace fusec::rt

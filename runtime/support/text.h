@@ -22,6 +22,10 @@ bool IsValidUtf8(std::string_view text);
 /// `bytes` with each invalid sequence replaced by U+FFFD (Rust's from_utf8_lossy, as Hugging Face decodes).
 std::string LossyUtf8(std::string_view bytes);
 
+/// 1 - Levenshtein(a, b) / max(length of a, length of b, 1), over code points: 1 for equal texts, 0 for texts
+/// with nothing in common. fusion-mini's true score, and evaluation's score against gold answers.
+double EditSimilarity(std::string_view a, std::string_view b);
+
 /// The contents of a file, or nullopt when it cannot be read.
 std::optional<std::string> ReadWholeFile(const std::string& path);
 /// Writes `text` as the whole file; false when it cannot (a full disk, a missing directory).

@@ -1,0 +1,56 @@
+// fusion-mini: a synthetic fusion benchmark whose truth is known.
+//
+// Real models and data sets cannot be downloaded where fusec is developed and tested, so fusec generates a
+// benchmark with the shape of FuseRL's data: prompts from several task families with exactly checkable
+// answers, K simulated source models with complementary skills (each family has its own best source, none is
+// best everywhere), N samples per source per prompt with realistic partial errors, and a reward that behaves
+// like a reward model's: the true quality (one minus the normalised edit distance to the gold answer) plus
+// Gaussian noise. Training files carry rewards only; the gold answers are kept in the evaluation split.
+// Everything is a pure function of the seed, with its own random number generation (no std::
+// distributions, whose output differs between standard libraries).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fusec::rt {
+
+struct SynthOptions {
+  uint64_t seed = 0;
+  int64_t prompts = 20000;    // in all; split 40% SFT, 40% preference optimisation, 20% evaluation
+  double noise = 0.1;         // standard deviation of the reward noise
+  int64_t samples = 5;        // N, per source per prompt
+};
+
+/// The task families, in order: reverse, sort, add, upper, count, replace.
+const std::vector<std::string>& SynthFamilies();
+/// The simulated sources, in order: four names.
+const std::vector<std::string>& SynthSources();
+
+/// One generated prompt: its task, gold answer and every sampled response with true quality and reward.
+struct SynthResponse {
+  std::string source;
+  std::string text;
+  double quality = 0;  // the true score, 1 - normalised edit distance to the gold answer
+  double reward = 0;   // quality + noise, what training sees
+};
+struct SynthPrompt {
+  std::string id;
+  std::string family;
+  std::string prompt;
+  std::string gold;
+  std::vector<SynthResponse> responses;
+};
+
+std::vector<SynthPrompt> GenerateFusionMini(const SynthOptions& options);
+
+/// The true score of a response: 1 - Levenshtein(response, gold) / max(length, 1), in [0, 1].
+double TrueScore(const std::string& response, const std::string& gold);
+
+/// Writes the benchmark under `dir`: sft.jsonl, po.jsonl (prompts with responses and rewards), eval.jsonl
+/// (prompts with `family` and `gold`, no responses) and README.md (what it is and how it was made). Returns
+/// false with `error` set when a file cannot be written.
+bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::string* error);
+
+}  // namespace fusec::rt

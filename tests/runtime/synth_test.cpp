@@ -1,0 +1,129 @@
+// fusion-mini: deterministic, complementary skills, realistic partial errors, rewards with the asked noise.
+#include "runtime/data/synth.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "runtime/data/jsonl.h"
+#include "tests/runtime/test_support.h"
+
+namespace fusec::rt {
+namespace {
+
+std::string Serialize(const std::vector<SynthPrompt>& prompts) {
+  std::string out;
+  for (const SynthPrompt& p : prompts) {
+    out += p.id + "|" + p.prompt + "|" + p.gold + "\n";
+    for (const SynthResponse& r : p.responses) out += r.source + "|" + r.text + "|" + std::to_string(r.reward) + "\n";
+  }
+  return out;
+}
+
+TEST(FusionMini, IsAPureFunctionOfTheSeed) {
+  SynthOptions options;
+  options.prompts = 60;
+  options.seed = 1;
+  std::string a = Serialize(GenerateFusionMini(options));
+  EXPECT_EQ(Serialize(GenerateFusionMini(options)), a);
+  options.seed = 2;
+  EXPECT_NE(Serialize(GenerateFusionMini(options)), a);
+}
+
+TEST(FusionMini, EachFamilyHasItsOwnBestSourceAndNoneIsBestEverywhere) {
+  SynthOptions options;
+  options.prompts = 600;
+  std::vector<SynthPrompt> prompts = GenerateFusionMini(options);
+  std::map<std::string, std::map<std::string, std::pair<double, int>>> quality;  // family -> source -> (sum, n)
+  int wrong = 0;
+  int partial = 0;
+  for (const SynthPrompt& p : prompts) {
+    EXPECT_EQ(p.responses.size(), 20U);  // 4 sources x 5 samples
+    for (const SynthResponse& r : p.responses) {
+      auto& [sum, n] = quality[p.family][r.source];
+      sum += r.quality;
+      ++n;
+      if (r.quality < 1) {
+        ++wrong;
+        partial += r.quality > 0.3;
+      }
+    }
+  }
+  std::map<std::string, std::string> best;
+  for (const auto& [family, by_source] : quality) {
+    double top = -1;
+    for (const auto& [source, stats] : by_source) {
+      double mean = stats.first / stats.second;
+      if (mean > top) {
+        top = mean;
+        best[family] = source;
+      }
+    }
+  }
+  std::map<std::string, std::string> expected = {{"reverse", "alpha"}, {"sort", "beta"},  {"add", "gamma"},
+                                                 {"upper", "delta"},   {"count", "beta"}, {"replace", "gamma"}};
+  EXPECT_EQ(best, expected);
+  std::set<std::string> bests;
+  for (const auto& [family, source] : best) bests.insert(source);
+  EXPECT_EQ(bests.size(), 4U) << "every source is best at something, none everywhere";
+  // Wrong answers are mostly near misses, not garbage.
+  EXPECT_GT(static_cast<double>(partial) / wrong, 0.6) << partial << " of " << wrong;
+}
+
+TEST(FusionMini, RewardsAreTheTrueScorePlusTheAskedNoise) {
+  for (double noise : {0.0, 0.1, 0.3}) {
+    SynthOptions options;
+    options.prompts = 300;
+    options.noise = noise;
+    double sum = 0;
+    double squares = 0;
+    int n = 0;
+    for (const SynthPrompt& p : GenerateFusionMini(options)) {
+      for (const SynthResponse& r : p.responses) {
+        EXPECT_NEAR(r.quality, TrueScore(r.text, p.gold), 1e-12);
+        double e = r.reward - r.quality;
+        sum += e;
+        squares += e * e;
+        ++n;
+      }
+    }
+    double mean = sum / n;
+    double sd = std::sqrt(squares / n - mean * mean);
+    // Within four standard errors (rounding rewards to 4 decimals adds at most 5e-5).
+    EXPECT_NEAR(mean, 0.0, 4 * noise / std::sqrt(n) + 1e-4) << "noise " << noise;
+    EXPECT_NEAR(sd, noise, 4 * noise / std::sqrt(2.0 * n) + 1e-4) << "noise " << noise;
+  }
+  EXPECT_DOUBLE_EQ(TrueScore("abc", "abc"), 1.0);
+  EXPECT_DOUBLE_EQ(TrueScore("abd", "abc"), 1.0 - 1.0 / 3);
+  EXPECT_DOUBLE_EQ(TrueScore("", "ab"), 0.0);
+}
+
+TEST(FusionMini, WritesSplitsThatTheReaderReads) {
+  testing::ScratchDir dir("synth");
+  SynthOptions options;
+  options.prompts = 50;
+  std::string error;
+  ASSERT_TRUE(WriteFusionMini(options, dir.path().string(), &error)) << error;
+  auto count = [&](const std::string& file, JsonlOptions reader_options) {
+    auto reader = JsonlReader::Open(dir / file, reader_options, &error);
+    PromptRecord record;
+    int n = 0;
+    while (reader->Next(&record)) ++n;
+    EXPECT_EQ(reader->error(), "") << file;
+    return n;
+  };
+  JsonlOptions training;
+  training.require_reward = true;
+  EXPECT_EQ(count("sft.jsonl", training), 20);
+  EXPECT_EQ(count("po.jsonl", training), 20);
+  JsonlOptions prompts;
+  prompts.require_responses = false;
+  EXPECT_EQ(count("eval.jsonl", prompts), 10);
+  EXPECT_EQ(testing::ReadFile(dir / "sft.jsonl").find("gold"), std::string::npos) << "training never sees the truth";
+  EXPECT_NE(testing::ReadFile(dir / "eval.jsonl").find("\"gold\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fusec::rt
