@@ -925,6 +925,7 @@ std::vector<Builtin> MakeBuiltins() {
       {Param("path", str), Param("id", str, Str("id")), Param("prompt", str, Str("prompt")),
        Param("messages", str, Str("messages")), Param("responses", str, Str("responses")),
        Param("source", str, Str("source")), Param("text", str, Str("text")), Param("reward", str, Str("reward")),
+       Param("gold", str, Str("gold")), Param("family", str, Str("family")),
        Param("bad_lines", types::Enum(EnumKind::BadLines), EnumV(EnumKind::BadLines, "stop")),
        OptionalParam("limit", integer, AtLeast(1))},
       Jsonl);

@@ -130,6 +130,10 @@ std::optional<PromptRecord> JsonlReader::ParseLine(const std::string& text, cons
     *error = "has neither " + Quoted(fields.prompt) + " nor " + Quoted(fields.messages);
     return std::nullopt;
   }
+  if (!StringField(object, fields.gold, "", false, &record.gold, error) ||
+      !StringField(object, fields.family, "", false, &record.family, error)) {
+    return std::nullopt;
+  }
   if (has_messages) {
     simdjson::dom::array list;
     if (messages.get(list) != simdjson::SUCCESS) {

@@ -27,6 +27,8 @@ struct JsonlFields {
   std::string source = "source";
   std::string text = "text";
   std::string reward = "reward";
+  std::string gold = "gold";      // optional: the prompt's correct answer, for evaluation only
+  std::string family = "family";  // optional: the prompt's task family, for per-family evaluation
 };
 
 enum class BadLines : uint8_t { Stop, Skip };
@@ -53,6 +55,8 @@ struct PromptRecord {
   std::optional<std::string> prompt;  // exactly one of prompt and messages is set
   std::vector<ChatMessage> messages;
   std::vector<ResponseRecord> responses;
+  std::optional<std::string> gold;    // the correct answer, when the file gives one (evaluation splits)
+  std::optional<std::string> family;  // the task family, when the file gives one
 };
 
 class JsonlReader {

@@ -51,13 +51,75 @@ struct Value {
   std::shared_ptr<const std::vector<std::vector<double>>> ref_logp;  // [item][role]; NaN for dropped items
 };
 
+/// Scores of greedy completions against gold answers, over some prompts.
+struct GoldTally {
+  int64_t prompts = 0;
+  double score_sum = 0;  // EditSimilarity(completion, gold)
+  int64_t exact = 0;     // completions equal to the gold answer (surrounding whitespace ignored)
+
+  void Add(double score, bool is_exact) {
+    ++prompts;
+    score_sum += score;
+    exact += is_exact ? 1 : 0;
+  }
+  double score() const { return prompts > 0 ? score_sum / static_cast<double>(prompts) : 0; }
+  double exact_match() const { return prompts > 0 ? static_cast<double>(exact) / static_cast<double>(prompts) : 0; }
+};
+
 /// One evaluated model, for the summary.
 struct EvalResult {
   std::string model;
   int64_t prompts = 0;
-  double best_response_nll = 0;  // mean per-token NLL of each prompt's best response
+  std::optional<double> best_response_nll;  // mean per-token NLL of each prompt's best response, when there are responses
   double mean_generated_tokens = 0;
+  GoldTally gold;                            // over the prompts with a gold answer
+  std::map<std::string, GoldTally> families;  // the same, per task family (prompts with a `family`)
+
+  Json ToJson() const {
+    Json json = {{"model", model},
+                 {"prompts", prompts},
+                 {"best_response_nll", best_response_nll ? Json(*best_response_nll) : Json(nullptr)},
+                 {"mean_generated_tokens", mean_generated_tokens}};
+    if (gold.prompts > 0) {
+      json["gold_prompts"] = gold.prompts;
+      json["score"] = gold.score();
+      json["exact_match"] = gold.exact_match();
+      Json per_family = Json::object();
+      for (const auto& [family, tally] : families) {
+        per_family[family] = {{"prompts", tally.prompts}, {"score", tally.score()}, {"exact_match", tally.exact_match()}};
+      }
+      json["families"] = per_family;
+    }
+    return json;
+  }
+  /// Reads what ToJson wrote (a cached evaluation); sums are rebuilt from the means.
+  static EvalResult FromJson(const Json& json) {
+    EvalResult r;
+    r.model = json.at("model").get<std::string>();
+    r.prompts = json.at("prompts").get<int64_t>();
+    if (!json.at("best_response_nll").is_null()) r.best_response_nll = json.at("best_response_nll").get<double>();
+    r.mean_generated_tokens = json.at("mean_generated_tokens").get<double>();
+    auto tally = [](const Json& j, int64_t prompts) {
+      GoldTally t;
+      t.prompts = prompts;
+      t.score_sum = j.at("score").get<double>() * static_cast<double>(prompts);
+      t.exact = std::llround(j.at("exact_match").get<double>() * static_cast<double>(prompts));
+      return t;
+    };
+    if (json.contains("gold_prompts")) {
+      r.gold = tally(json, json.at("gold_prompts").get<int64_t>());
+      for (const auto& [family, j] : json.at("families").items()) r.families[family] = tally(j, j.at("prompts").get<int64_t>());
+    }
+    return r;
+  }
 };
+
+std::string_view TrimSpaces(std::string_view text) {
+  const char* spaces = " \t\r\n";
+  size_t begin = text.find_first_not_of(spaces);
+  if (begin == std::string_view::npos) return {};
+  return text.substr(begin, text.find_last_not_of(spaces) - begin + 1);
+}
 
 ChatTemplate ResolveChat(const std::string& name, const Tokenizer& tokenizer, const std::string& where) {
   std::string error;
@@ -331,6 +393,8 @@ class Executor {
     options.fields.source = p.at("source").get<std::string>();
     options.fields.text = p.at("text").get<std::string>();
     options.fields.reward = p.at("reward").get<std::string>();
+    options.fields.gold = p.at("gold").get<std::string>();
+    options.fields.family = p.at("family").get<std::string>();
     options.bad_lines = p.at("bad_lines").get<std::string>() == "skip" ? BadLines::Skip : BadLines::Stop;
     options.require_responses = false;  // evaluation prompts may have none; rules see empty response lists
     if (!p.at("limit").is_null()) options.limit = p.at("limit").get<int64_t>();
@@ -556,8 +620,10 @@ class Executor {
     if (auto cached = CachedEntry(node)) {
       Json json = Json::parse(ReadWholeFile(*cached + "/results.json").value_or(""), nullptr, false);
       if (json.is_discarded()) throw RunError(current_ + ": its cache entry is unreadable");
-      for (const Json& r : json) {
-        results.push_back({r.at("model"), r.at("prompts"), r.at("best_response_nll"), r.at("mean_generated_tokens")});
+      try {
+        for (const Json& r : json) results.push_back(EvalResult::FromJson(r));
+      } catch (const Json::exception& error) {
+        throw RunError(current_ + ": its cache entry is unreadable (" + error.what() + ")");
       }
       CopyEvaluation(*cached, output);
       evaluations_[ExperimentOf(node)] = results;
@@ -576,12 +642,7 @@ class Executor {
                                       p.at("batch").get<int64_t>(), fs::path(staging) / (name + ".jsonl")));
     }
     Json json = Json::array();
-    for (const EvalResult& r : results) {
-      json.push_back({{"model", r.model},
-                      {"prompts", r.prompts},
-                      {"best_response_nll", r.best_response_nll},
-                      {"mean_generated_tokens", r.mean_generated_tokens}});
-    }
+    for (const EvalResult& r : results) json.push_back(r.ToJson());
     WriteOrFail(fs::path(staging) / "results.json", json.dump(2) + "\n");
     std::string entry = Commit(node, staging);
     CopyEvaluation(entry, output);
@@ -636,11 +697,26 @@ class Executor {
       }
       std::vector<Generation> generations = Generate(*model, prompts, sampling);
       for (size_t k = 0; k < generations.size(); ++k) {
+        const PromptRecord& record = data[begin + k];
         std::vector<int32_t> ids = generations[k].ids;
         if (generations[k].stopped) ids.pop_back();
         generated_tokens += static_cast<int64_t>(generations[k].ids.size());
-        out << Json{{"id", data[begin + k].id}, {"text", tokenizer->Decode(ids, true)}, {"tokens", generations[k].ids.size()}}.dump()
-            << "\n";
+        std::string text = tokenizer->Decode(ids, true);
+        Json line = {{"id", record.id}, {"text", text}, {"tokens", generations[k].ids.size()}};
+        if (record.gold) {
+          // The true score: the completion against the gold answer, surrounding whitespace ignored.
+          std::string_view answer = TrimSpaces(text);
+          std::string_view gold = TrimSpaces(*record.gold);
+          double score = EditSimilarity(answer, gold);
+          bool exact = answer == gold;
+          result.gold.Add(score, exact);
+          if (record.family) result.families[*record.family].Add(score, exact);
+          line["gold"] = *record.gold;
+          if (record.family) line["family"] = *record.family;
+          line["score"] = score;
+          line["exact"] = exact;
+        }
+        out << line.dump() << "\n";
       }
     }
     result.prompts = static_cast<int64_t>(data.size());
@@ -653,10 +729,15 @@ class Executor {
         nll -= s[0].logp;
         tokens += s[0].tokens;
       }
-      result.best_response_nll = tokens > 0 ? nll / static_cast<double>(tokens) : 0;
+      if (tokens > 0) result.best_response_nll = nll / static_cast<double>(tokens);
     }
-    err_ << "  evaluated " << name << ": " << result.prompts << " prompts, held-out NLL of the best response "
-         << std::fixed << std::setprecision(4) << result.best_response_nll << std::defaultfloat << " per token\n";
+    err_ << "  evaluated " << name << ": " << result.prompts << " prompts" << std::fixed << std::setprecision(4);
+    if (result.gold.prompts > 0) {
+      err_ << ", score " << result.gold.score() << ", exact match " << std::setprecision(3) << result.gold.exact_match()
+           << std::setprecision(4);
+    }
+    if (result.best_response_nll) err_ << ", held-out NLL of the best response " << *result.best_response_nll << " per token";
+    err_ << std::defaultfloat << "\n";
     return result;
   }
 
@@ -796,18 +877,63 @@ class Executor {
       }
       Json evaluation = Json::array();
       if (auto it = evaluations_.find(experiment.name); it != evaluations_.end()) {
-        out_ << "  evaluation (held-out NLL per token of the best response; lower is better):\n";
-        for (const EvalResult& r : it->second) {
-          out_ << "    " << std::left << std::setw(12) << r.model << std::right << std::fixed << std::setprecision(4)
-               << r.best_response_nll << std::defaultfloat << "  (" << r.prompts << " prompts)\n";
-          evaluation.push_back({{"model", r.model}, {"best_response_nll", r.best_response_nll}, {"prompts", r.prompts}});
-        }
+        PrintEvaluation(it->second);
+        for (const EvalResult& r : it->second) evaluation.push_back(r.ToJson());
       }
       Json experiment_summary = {{"run_dir", experiment_dirs_[experiment.name].string()},
                                  {"stages", stages},
                                  {"evaluation", evaluation}};
       WriteOrFail(experiment_dirs_[experiment.name] / "summary.json", experiment_summary.dump(2) + "\n");
       summary[experiment.name] = experiment_summary;
+    }
+    PrintResultLines();
+  }
+
+  /// The evaluation table: true score and exact match where the data has gold answers, the held-out NLL of
+  /// the best response where it has responses; per family when the prompts name one.
+  void PrintEvaluation(const std::vector<EvalResult>& results) {
+    if (results.empty()) return;
+    const bool gold = results.front().gold.prompts > 0;
+    const bool nll = results.front().best_response_nll.has_value();
+    out_ << "  evaluation on " << results.front().prompts << " held-out prompts"
+         << (gold ? " (score: 1 - normalised edit distance of the greedy completion to the gold answer)" : "") << ":\n";
+    out_ << "    " << std::left << std::setw(12) << "model" << std::right;
+    if (gold) out_ << std::setw(8) << "score" << std::setw(8) << "exact";
+    if (nll) out_ << std::setw(14) << "NLL of best";
+    out_ << "\n" << std::fixed;
+    for (const EvalResult& r : results) {
+      out_ << "    " << std::left << std::setw(12) << r.model << std::right;
+      if (gold) out_ << std::setprecision(4) << std::setw(8) << r.gold.score() << std::setprecision(3) << std::setw(8) << r.gold.exact_match();
+      if (nll) out_ << std::setprecision(4) << std::setw(14) << r.best_response_nll.value_or(std::nan(""));
+      out_ << "\n";
+    }
+    if (gold && !results.front().families.empty()) {
+      out_ << "  score per family:\n    " << std::left << std::setw(12) << "family" << std::right;
+      for (const EvalResult& r : results) out_ << std::setw(std::max<int>(10, static_cast<int>(r.model.size()) + 2)) << r.model;
+      out_ << "\n";
+      for (const auto& [family, tally] : results.front().families) {
+        out_ << "    " << std::left << std::setw(12) << family << std::right << std::setprecision(4);
+        for (const EvalResult& r : results) {
+          auto it = r.families.find(family);
+          out_ << std::setw(std::max<int>(10, static_cast<int>(r.model.size()) + 2))
+               << (it == r.families.end() ? std::nan("") : it->second.score());
+        }
+        out_ << "\n";
+      }
+    }
+    out_ << std::defaultfloat << std::setprecision(6);
+  }
+
+  /// The machine-readable last line: `RESULT <model>=<score> ...` (held-out mean true score of each evaluated
+  /// model), with `experiment=<name>` first when the run has several experiments.
+  void PrintResultLines() {
+    for (const ir::ExperimentOutputs& experiment : plan_.graph.experiments) {
+      auto it = evaluations_.find(experiment.name);
+      if (it == evaluations_.end() || it->second.empty() || it->second.front().gold.prompts == 0) continue;
+      out_ << "RESULT";
+      if (plan_.graph.experiments.size() > 1) out_ << " experiment=" << experiment.name;
+      for (const EvalResult& r : it->second) out_ << " " << r.model << "=" << std::fixed << std::setprecision(4) << r.gold.score();
+      out_ << std::defaultfloat << std::setprecision(6) << "\n";
     }
   }
 
