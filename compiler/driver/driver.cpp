@@ -1,6 +1,7 @@
 #include "compiler/driver/driver.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -15,6 +16,7 @@
 #include "compiler/lower/lower.h"
 #include "compiler/passes/passes.h"
 #include "compiler/sema/check.h"
+#include "compiler/support/sha256.h"
 
 #ifndef FUSEC_VERSION
 #define FUSEC_VERSION "0.0.0"
@@ -24,6 +26,44 @@ namespace fusec {
 namespace {
 
 namespace fs = std::filesystem;
+
+/// Lowers a checked program and fingerprints the files it reads, so that the content hashes (and the stage
+/// cache) see a changed file: a data file by the SHA-256 of its contents, a model directory by the names,
+/// sizes and modification times of its files (hashing many gigabytes of weights on every plan would be too
+/// slow). A missing file is fingerprinted as `missing`; `fusec run` reports it when it reads it. Paths are
+/// relative to the directory of `main_file`, as the runtime resolves them.
+ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::string& main_file) {
+  ir::Graph graph = Lower(program);
+  const fs::path base = fs::absolute(main_file).parent_path();
+  auto resolve = [&](const std::string& path) { return fs::path(path).is_absolute() ? fs::path(path) : base / path; };
+  for (ir::Node& node : graph.nodes) {
+    std::error_code ec;
+    if (node.kind == ir::NodeKind::LoadData && node.params.contains("path")) {
+      fs::path path = resolve(node.params["path"].get<std::string>());
+      std::string digest = fs::is_regular_file(path, ec) ? Sha256File(path.string()) : "";
+      node.params["fingerprint"] = digest.empty() ? "missing" : "sha256:" + digest;
+    } else if (node.kind == ir::NodeKind::LoadModel && node.params.value("constructor", "") == "hf_model") {
+      fs::path dir = resolve(node.params["path"].get<std::string>());
+      if (!fs::is_directory(dir, ec)) {
+        node.params["fingerprint"] = "missing";
+        continue;
+      }
+      std::vector<std::string> entries;
+      for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        if (!entry.is_regular_file(ec)) continue;
+        auto size = entry.file_size(ec);
+        auto time = entry.last_write_time(ec).time_since_epoch().count();
+        entries.push_back(entry.path().filename().string() + " " + std::to_string(size) + " " + std::to_string(time));
+      }
+      std::sort(entries.begin(), entries.end());
+      Sha256 hash;
+      for (const std::string& entry : entries) hash.Update(entry).Update("\n");
+      node.params["fingerprint"] = "files:" + hash.HexDigest();
+    }
+  }
+  return graph;
+}
+
 
 /// Where the stage cache is when neither `--cache` nor fusec.toml says: beside the run directories.
 constexpr const char* kDefaultCacheDir = "runs/cache";
@@ -222,7 +262,7 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
   options.diagnostics = &checked->diagnostics;
   ir::Graph graph;
   try {
-    graph = RunPipeline(Lower(checked->program), options);
+    graph = RunPipeline(LowerWithFingerprints(checked->program, plan.file), options);
   } catch (const std::logic_error& bug) {
     Report(checked->diagnostics, checked->sources, err);
     err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
@@ -338,7 +378,7 @@ int RunCacheGc(const std::vector<std::string>& keep_files, bool dry_run, const C
         return kExitErrors;
       }
       PipelineOptions options;
-      ir::Graph graph = RunPipeline(Lower(checked->program), options);
+      ir::Graph graph = RunPipeline(LowerWithFingerprints(checked->program, file), options);
       for (const ir::Node& node : graph.nodes) keep.insert(node.hash);
     }
   }
@@ -384,7 +424,7 @@ std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostr
   pipeline.cache = &cache;
   pipeline.diagnostics = &planned->diagnostics;
   try {
-    planned->graph = RunPipeline(Lower(planned->program), pipeline);
+    planned->graph = RunPipeline(LowerWithFingerprints(planned->program, request.file), pipeline);
   } catch (const std::logic_error& bug) {
     Report(planned->diagnostics, planned->sources, err);
     err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
@@ -407,7 +447,8 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
              "  init-model  write a randomly initialised model directory\n"
              "  score       log-probabilities of responses given their prompts\n"
              "  generate    completions of prompts (greedy or sampled)\n"
-             "  tokenize    token ids of text or of a chat\n\n"
+             "  tokenize    token ids of text or of a chat\n"
+             "  synth       write a synthetic benchmark (fusion-mini)\n\n"
              "Exit status: 0 when clean (warnings allowed), 1 when the input has errors, 2 for usage errors.\n"
              "Documentation: docs/language.md, runtime/README.md\n");
 
