@@ -1,7 +1,9 @@
 # The front door. Every target installs missing Debian packages first (scripts/install-deps.sh does nothing
 # when all are present), then configures and builds with CMake presets (CMakePresets.json).
 #
-#   make demo     build, then check and explain the paper's FuseRL-DPO experiment
+#   make demo     build, generate the fusion-mini benchmark, run experiments/demo.fuse (FuseSFT, FusePO, held-out
+#                 scores); its last line is RESULT initial=... fusesft=... fusepo=...
+#   make tour     build, then check and explain the shipped experiments and run the smoke experiment
 #   make test     build, then run every test: release build, and the compiler's and the runtime's LibTorch-free
 #                 tests under ASan + UBSan (the parity tests' JavaScript references are installed first)
 #   make build    build the release preset only
@@ -14,7 +16,7 @@ FUZZ_SECONDS ?= 60
 FUSEC := build/release/bin/fusec
 export OMP_NUM_THREADS ?= $(shell nproc)
 
-.PHONY: demo test build deps js-deps configure dev-test golden fuzz format tidy clean
+.PHONY: demo tour test build deps js-deps configure dev-test golden fuzz format tidy clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -30,6 +32,9 @@ build: configure
 
 demo: build
 	@./scripts/demo.sh
+
+tour: build
+	@./scripts/tour.sh
 
 test: build js-deps
 	@ctest --preset release -j $(JOBS)

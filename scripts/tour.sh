@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: what fusec can do today (the synthetic fusion benchmark is the next piece, README.md "Status").
-# It checks every shipped experiment, explains the paper's FuseRL-DPO configuration (its two stages with
-# every default filled in and every loss spelled out), shows how a tau sweep plans to one graph that shares
-# its FuseSFT stage, shows how a mistake is reported, runs the smoke experiment (FuseSFT then FusePO on a tiny
-# model) twice, the second time from the stage cache, and uses the model stack on a tiny model directly.
+# `make tour`: a walk through what fusec does besides the demo. It checks every shipped experiment, explains
+# the paper's FuseRL-DPO configuration (its two stages with every default filled in and every loss spelled
+# out), shows how a tau sweep plans to one graph that shares its FuseSFT stage, shows how a mistake is
+# reported, runs the smoke experiment (FuseSFT then FusePO on a tiny model) twice, the second time from the
+# stage cache, and uses the model stack on a tiny model directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fusec=build/release/bin/fusec
@@ -18,7 +18,7 @@ echo "== fusec plan --emit=ast experiments/paper/fuserl_dpo.fuse"
 "$fusec" plan --emit=ast experiments/paper/fuserl_dpo.fuse
 echo
 echo "== fusec plan experiments/sweeps/tau.fuse: six tau points, one shared FuseSFT stage"
-"$fusec" plan --emit=json experiments/sweeps/tau.fuse --cache build/demo-cache |
+"$fusec" plan --emit=json experiments/sweeps/tau.fuse --cache build/tour-cache |
   /usr/bin/python3 -c 'import json, sys, collections
 nodes = json.load(sys.stdin)["nodes"]
 print("  ", dict(collections.Counter(n["kind"] for n in nodes)))
@@ -35,12 +35,12 @@ sed -e 's/objective = dpo(beta: 10, length_norm: true)/objective = dpo(beta: 10)
 "$fusec" check "$mistake" || true
 echo
 echo "== fusec run experiments/smoke.fuse: FuseSFT then FusePO on a tiny model it creates"
-rm -rf build/demo-run build/demo-run-cache
-"$fusec" run experiments/smoke.fuse --out build/demo-run --cache build/demo-run-cache
+rm -rf build/tour-run build/tour-run-cache
+"$fusec" run experiments/smoke.fuse --out build/tour-run --cache build/tour-run-cache
 echo
 echo "== again: every stage comes from the stage cache"
-"$fusec" run experiments/smoke.fuse --out build/demo-run --cache build/demo-run-cache 2>&1 | grep -E "cached|smoke:"
-echo "metrics: build/demo-run/metrics.jsonl ($(wc -l < build/demo-run/metrics.jsonl) steps), models: build/demo-run/export/"
+"$fusec" run experiments/smoke.fuse --out build/tour-run --cache build/tour-run-cache 2>&1 | grep -E "cached|smoke:"
+echo "metrics: build/tour-run/metrics.jsonl ($(wc -l < build/tour-run/metrics.jsonl) steps), models: build/tour-run/export/"
 echo
 echo "== the model stack: a tiny Llama-shaped model (2 layers, byte tokenizer, chatml), scored and sampled"
 cat >"$work/config.json" <<'JSON'

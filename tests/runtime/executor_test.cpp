@@ -10,6 +10,7 @@
 #include <chrono>
 #include <thread>
 
+#include "runtime/data/synth.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tests/runtime/test_support.h"
@@ -91,6 +92,72 @@ TEST(Run, SmokeTrainsFuseSftThenFusePoAndReusesTheCache) {
   EXPECT_EQ(second.err.find("training on"), std::string::npos) << second.err;
   EXPECT_EQ(ReadFile(dir / "run/export/po/model.safetensors"), weights);
   EXPECT_EQ(Metrics(dir / "run/metrics.jsonl", "smoke/sft").size(), 20U);
+}
+
+/// experiments/demo.fuse beside a small fusion-mini (200 prompts: 80 SFT, 80 PO, 40 held out).
+RunOptions SmallDemo(const ScratchDir& dir, uint64_t seed) {
+  std::filesystem::create_directories(dir / "data");
+  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/demo.fuse", dir / "demo.fuse",
+                             std::filesystem::copy_options::overwrite_existing);
+  SynthOptions synth;
+  synth.seed = seed;
+  synth.prompts = 200;
+  std::string error;
+  EXPECT_TRUE(WriteFusionMini(synth, dir / "data/fusion-mini", &error)) << error;
+  RunOptions options;
+  options.file = dir / "demo.fuse";
+  options.cache = dir / "cache";
+  options.out = dir / "run";
+  return options;
+}
+
+TEST(Run, DemoAtReducedSizeScoresAgainstTheGoldAnswers) {
+  ScratchDir dir("run_demo");
+  Outcome first = RunFuse(SmallDemo(dir, 1));
+  ASSERT_EQ(first.status, 0) << first.err;
+  // The summary table and the machine-readable last line: the held-out true score of each model.
+  EXPECT_NE(first.out.find("score per family"), std::string::npos) << first.out;
+  std::string last = first.out.substr(first.out.rfind("RESULT"));
+  EXPECT_EQ(last.rfind("RESULT initial=", 0), 0U) << first.out;
+  EXPECT_NE(last.find(" fusesft="), std::string::npos);
+  EXPECT_NE(last.find(" fusepo="), std::string::npos);
+  EXPECT_EQ(last.back(), '\n');
+  EXPECT_EQ(last.find('\n'), last.size() - 1) << "RESULT is the last line";
+
+  auto results = nlohmann::json::parse(ReadFile(dir / "run/eval/results.json"));
+  ASSERT_EQ(results.size(), 3U);
+  std::vector<std::string> models;
+  for (const auto& r : results) {
+    models.push_back(r["model"]);
+    EXPECT_EQ(r["gold_prompts"], 40);
+    EXPECT_GE(r["score"].get<double>(), 0.0);
+    EXPECT_LE(r["score"].get<double>(), 1.0);
+    EXPECT_EQ(r["families"].size(), 6U) << r.dump();
+    EXPECT_TRUE(r["best_response_nll"].is_null()) << "the held-out split has no responses";
+  }
+  EXPECT_EQ(models, (std::vector<std::string>{"initial", "fusesft", "fusepo"}));
+  // Each completion is scored: the mean of the lines is the model's score.
+  std::istringstream lines(ReadFile(dir / "run/eval/fusepo.jsonl"));
+  double sum = 0;
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    auto json = nlohmann::json::parse(line);
+    ASSERT_TRUE(json.contains("gold") && json.contains("family") && json.contains("score")) << line;
+    EXPECT_EQ(json["exact"].get<bool>(), json["score"].get<double>() == 1.0) << line;
+    sum += json["score"].get<double>();
+  }
+  ASSERT_EQ(count, 40);
+  EXPECT_NEAR(sum / count, results[2]["score"].get<double>(), 1e-12);
+
+  // Again: all cached, the same line. Then other data at the same path: nothing stale is reused.
+  Outcome second = RunFuse(SmallDemo(dir, 1));
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_EQ(second.err.find("training on"), std::string::npos) << second.err;
+  EXPECT_EQ(second.out.substr(second.out.rfind("RESULT")), last);
+  Outcome regenerated = RunFuse(SmallDemo(dir, 2));
+  ASSERT_EQ(regenerated.status, 0) << regenerated.err;
+  EXPECT_NE(regenerated.out.find("stage initial: trained"), std::string::npos) << regenerated.out;
+  EXPECT_NE(regenerated.out.find("stage fusepo: trained"), std::string::npos) << regenerated.out;
 }
 
 TEST(Run, RerunsWithoutTheCacheAreBitIdentical) {
