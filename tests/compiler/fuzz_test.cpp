@@ -23,12 +23,20 @@ namespace fs = std::filesystem;
 
 std::vector<std::string> Corpus() {
   std::vector<std::string> corpus;
-  for (const char* root : {FUSEC_FUZZ_CORPUS_DIR, FUSEC_TESTDATA_DIR, FUSEC_REPO_DIR "/experiments",
-                           FUSEC_REPO_DIR "/stdlib"}) {
+  // From the experiments and the stdlib, only .fuse and .toml files: experiments/data/ holds JSONL, some of
+  // it generated and megabytes long (fusion-mini), which is no seed for a .fuse fuzzer.
+  const std::pair<const char*, bool> roots[] = {{FUSEC_FUZZ_CORPUS_DIR, false},
+                                                {FUSEC_TESTDATA_DIR, false},
+                                                {FUSEC_REPO_DIR "/experiments", true},
+                                                {FUSEC_REPO_DIR "/stdlib", true}};
+  for (const auto& [root, fuse_only] : roots) {
     if (!fs::is_directory(root)) continue;
     std::vector<fs::path> paths;
     for (const auto& entry : fs::recursive_directory_iterator(root)) {
-      if (entry.is_regular_file()) paths.push_back(entry.path());
+      const auto extension = entry.path().extension();
+      if (entry.is_regular_file() && (!fuse_only || extension == ".fuse" || extension == ".toml")) {
+        paths.push_back(entry.path());
+      }
     }
     std::sort(paths.begin(), paths.end());
     for (const fs::path& path : paths) {
