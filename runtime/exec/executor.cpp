@@ -114,13 +114,6 @@ struct EvalResult {
   }
 };
 
-std::string_view TrimSpaces(std::string_view text) {
-  const char* spaces = " \t\r\n";
-  size_t begin = text.find_first_not_of(spaces);
-  if (begin == std::string_view::npos) return {};
-  return text.substr(begin, text.find_last_not_of(spaces) - begin + 1);
-}
-
 ChatTemplate ResolveChat(const std::string& name, const Tokenizer& tokenizer, const std::string& where) {
   std::string error;
   std::optional<ChatTemplateKind> kind = name == "auto" ? DetectChatTemplate(tokenizer, &error) : ChatTemplateByName(name);
@@ -705,8 +698,8 @@ class Executor {
         Json line = {{"id", record.id}, {"text", text}, {"tokens", generations[k].ids.size()}};
         if (record.gold) {
           // The true score: the completion against the gold answer, surrounding whitespace ignored.
-          std::string_view answer = TrimSpaces(text);
-          std::string_view gold = TrimSpaces(*record.gold);
+          std::string answer = TrimPythonSpace(text);
+          std::string gold = TrimPythonSpace(*record.gold);
           double score = EditSimilarity(answer, gold);
           bool exact = answer == gold;
           result.gold.Add(score, exact);
@@ -908,15 +901,15 @@ class Executor {
       out_ << "\n";
     }
     if (gold && !results.front().families.empty()) {
+      auto width = [](const EvalResult& r) { return std::max<int>(10, static_cast<int>(r.model.size()) + 2); };
       out_ << "  score per family:\n    " << std::left << std::setw(12) << "family" << std::right;
-      for (const EvalResult& r : results) out_ << std::setw(std::max<int>(10, static_cast<int>(r.model.size()) + 2)) << r.model;
+      for (const EvalResult& r : results) out_ << std::setw(width(r)) << r.model;
       out_ << "\n";
       for (const auto& [family, tally] : results.front().families) {
         out_ << "    " << std::left << std::setw(12) << family << std::right << std::setprecision(4);
         for (const EvalResult& r : results) {
           auto it = r.families.find(family);
-          out_ << std::setw(std::max<int>(10, static_cast<int>(r.model.size()) + 2))
-               << (it == r.families.end() ? std::nan("") : it->second.score());
+          out_ << std::setw(width(r)) << (it == r.families.end() ? std::nan("") : it->second.score());
         }
         out_ << "\n";
       }

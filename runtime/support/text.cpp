@@ -101,6 +101,29 @@ bool WriteWholeFile(const std::string& path, std::string_view text) {
   return !out.fail();
 }
 
+namespace {
+
+bool IsPythonSpace(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+}  // namespace
+
+std::string TrimPythonSpace(std::string_view text) {
+  size_t begin = text.size();
+  size_t end = 0;
+  for (size_t i = 0; i < text.size();) {
+    size_t start = i;
+    if (!IsPythonSpace(DecodeUtf8(text, i))) {
+      begin = std::min(begin, start);
+      end = i;
+    }
+  }
+  return begin < end ? std::string(text.substr(begin, end - begin)) : std::string();
+}
+
 double EditSimilarity(std::string_view a, std::string_view b) {
   auto code_points = [](std::string_view text) {
     std::vector<uint32_t> out;

@@ -22,6 +22,10 @@ bool IsValidUtf8(std::string_view text);
 /// `bytes` with each invalid sequence replaced by U+FFFD (Rust's from_utf8_lossy, as Hugging Face decodes).
 std::string LossyUtf8(std::string_view bytes);
 
+/// Python's str.strip() over UTF-8 text: without the white space Python recognises at either end. Jinja's
+/// `trim` filter in Hugging Face chat templates runs on Python strings; evaluation compares answers trimmed.
+std::string TrimPythonSpace(std::string_view text);
+
 /// 1 - Levenshtein(a, b) / max(length of a, length of b, 1), over code points: 1 for equal texts, 0 for texts
 /// with nothing in common. fusion-mini's true score, and evaluation's score against gold answers.
 double EditSimilarity(std::string_view a, std::string_view b);

@@ -8,27 +8,6 @@
 namespace fusec::rt {
 namespace {
 
-/// Python's str.strip(): Jinja's `trim` filter in the Hugging Face templates runs on Python strings.
-bool IsPythonSpace(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
-}
-
-/// Python's str.strip() over UTF-8 text.
-std::string Trim(std::string_view text) {
-  size_t begin = text.size();
-  size_t end = 0;
-  for (size_t i = 0; i < text.size();) {
-    size_t start = i;
-    if (!IsPythonSpace(DecodeUtf8(text, i))) {
-      begin = std::min(begin, start);
-      end = i;
-    }
-  }
-  return begin < end ? std::string(text.substr(begin, end - begin)) : std::string();
-}
-
 constexpr const char* kQwen2DefaultSystem = "You are a helpful assistant.";
 
 }  // namespace
@@ -152,10 +131,10 @@ std::optional<RenderedChat> ChatTemplate::Render(const std::vector<ChatMessage>&
     case ChatTemplateKind::Llama3:
       out.prompt = bos_token;
       for (const ChatMessage& message : messages) {
-        out.prompt += "<|start_header_id|>" + message.role + "<|end_header_id|>\n\n" + Trim(message.content) + "<|eot_id|>";
+        out.prompt += "<|start_header_id|>" + message.role + "<|end_header_id|>\n\n" + TrimPythonSpace(message.content) + "<|eot_id|>";
       }
       out.prompt += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-      if (response) out.response = Trim(*response) + "<|eot_id|>";
+      if (response) out.response = TrimPythonSpace(*response) + "<|eot_id|>";
       return out;
     case ChatTemplateKind::ChatMl:
       if (messages[0].role != "system") {
@@ -181,10 +160,10 @@ std::optional<RenderedChat> ChatTemplate::Render(const std::vector<ChatMessage>&
           return std::nullopt;
         }
         std::string role = message.role == "assistant" ? "model" : message.role;
-        out.prompt += "<start_of_turn>" + role + "\n" + Trim(message.content) + "<end_of_turn>\n";
+        out.prompt += "<start_of_turn>" + role + "\n" + TrimPythonSpace(message.content) + "<end_of_turn>\n";
       }
       out.prompt += "<start_of_turn>model\n";
-      if (response) out.response = Trim(*response) + "<end_of_turn>\n";
+      if (response) out.response = TrimPythonSpace(*response) + "<end_of_turn>\n";
       return out;
   }
   return std::nullopt;
