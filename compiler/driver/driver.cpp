@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
@@ -16,6 +17,7 @@
 #include "compiler/lower/lower.h"
 #include "compiler/passes/passes.h"
 #include "compiler/sema/check.h"
+#include "compiler/source/toml_span.h"
 #include "compiler/support/sha256.h"
 
 #ifndef FUSEC_VERSION
@@ -27,39 +29,46 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// Lowers a checked program and fingerprints the files it reads, so that the content hashes (and the stage
-/// cache) see a changed file: a data file by the SHA-256 of its contents, a model directory by the names,
-/// sizes and modification times of its files (hashing many gigabytes of weights on every plan would be too
-/// slow). A missing file is fingerprinted as `missing`; `fusec run` reports it when it reads it. Paths are
-/// relative to the directory of `main_file`, as the runtime resolves them.
+/// What identifies the contents of a file an experiment reads: a data file by the SHA-256 of its bytes, a
+/// model directory by the names, sizes and modification times of its files (hashing many gigabytes of weights
+/// on every plan would be too slow); `missing` when there is none (`fusec run` reports it when it reads it).
+std::string Fingerprint(const fs::path& path, bool is_model_dir) {
+  std::error_code ec;
+  if (!is_model_dir) {
+    std::string digest = fs::is_regular_file(path, ec) ? Sha256File(path.string()) : "";
+    return digest.empty() ? "missing" : "sha256:" + digest;
+  }
+  if (!fs::is_directory(path, ec)) return "missing";
+  std::vector<std::string> entries;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    if (!entry.is_regular_file(ec)) continue;
+    auto size = entry.file_size(ec);
+    auto time = entry.last_write_time(ec).time_since_epoch().count();
+    entries.push_back(entry.path().filename().string() + " " + std::to_string(size) + " " + std::to_string(time));
+  }
+  std::sort(entries.begin(), entries.end());
+  Sha256 hash;
+  for (const std::string& entry : entries) hash.Update(entry).Update("\n");
+  return "files:" + hash.HexDigest();
+}
+
+/// Lowers a checked program and adds each file's Fingerprint to the node that reads it, so that the content
+/// hashes (and the stage cache) see a changed file. Each file is read once, however many nodes (sweep points)
+/// read it. Paths are relative to the directory of `main_file`, as the runtime resolves them.
 ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::string& main_file) {
   ir::Graph graph = Lower(program);
   const fs::path base = fs::absolute(main_file).parent_path();
-  auto resolve = [&](const std::string& path) { return fs::path(path).is_absolute() ? fs::path(path) : base / path; };
+  std::map<fs::path, std::string> fingerprints;
   for (ir::Node& node : graph.nodes) {
-    std::error_code ec;
-    if (node.kind == ir::NodeKind::LoadData && node.params.contains("path")) {
-      fs::path path = resolve(node.params["path"].get<std::string>());
-      std::string digest = fs::is_regular_file(path, ec) ? Sha256File(path.string()) : "";
-      node.params["fingerprint"] = digest.empty() ? "missing" : "sha256:" + digest;
-    } else if (node.kind == ir::NodeKind::LoadModel && node.params.value("constructor", "") == "hf_model") {
-      fs::path dir = resolve(node.params["path"].get<std::string>());
-      if (!fs::is_directory(dir, ec)) {
-        node.params["fingerprint"] = "missing";
-        continue;
-      }
-      std::vector<std::string> entries;
-      for (const auto& entry : fs::directory_iterator(dir, ec)) {
-        if (!entry.is_regular_file(ec)) continue;
-        auto size = entry.file_size(ec);
-        auto time = entry.last_write_time(ec).time_since_epoch().count();
-        entries.push_back(entry.path().filename().string() + " " + std::to_string(size) + " " + std::to_string(time));
-      }
-      std::sort(entries.begin(), entries.end());
-      Sha256 hash;
-      for (const std::string& entry : entries) hash.Update(entry).Update("\n");
-      node.params["fingerprint"] = "files:" + hash.HexDigest();
-    }
+    const bool is_data = node.kind == ir::NodeKind::LoadData && node.params.contains("path");
+    const bool is_model =
+        node.kind == ir::NodeKind::LoadModel && node.params.value("constructor", "") == "hf_model";
+    if (!is_data && !is_model) continue;
+    fs::path path = node.params["path"].get<std::string>();
+    if (path.is_relative()) path = base / path;
+    auto [it, inserted] = fingerprints.try_emplace(path);
+    if (inserted) it->second = Fingerprint(path, is_model);
+    node.params["fingerprint"] = it->second;
   }
   return graph;
 }
@@ -109,11 +118,7 @@ std::optional<Config> LoadConfig(const CommonOptions& common, SourceManager& sou
       return std::nullopt;
     }
     const SourceFile& source = sources.file(*file);
-    auto span_of = [&](const toml::source_region& region) {
-      uint32_t begin = source.OffsetOf(region.begin.line, region.begin.column);
-      uint32_t end = region.end.line > 0 ? source.OffsetOf(region.end.line, region.end.column) : begin + 1;
-      return SourceSpan{*file, begin, std::max(end, begin + 1)};
-    };
+    auto span_of = [&](const toml::source_region& region) { return TomlSpan(source, *file, region); };
     toml::table table;
     try {
       table = toml::parse(source.text(), path);
@@ -318,15 +323,22 @@ std::string HumanSize(uint64_t bytes) {
   return out.str();
 }
 
-int RunCacheList(const CommonOptions& common, std::ostream& out, std::ostream& err) {
+/// The stage cache fusec.toml (or --cache) names, for the `fusec cache` commands; nullopt after reporting a
+/// bad configuration.
+std::optional<StageCache> OpenConfiguredCache(const CommonOptions& common, std::ostream& err) {
   SourceManager sources;
   Diagnostics diagnostics;
   auto config = LoadConfig(common, sources, diagnostics);
   Report(diagnostics, sources, err);
-  if (!config) return kExitErrors;
-  StageCache cache(config->cache_dir);
-  auto entries = cache.List(CacheCheck::Quick);
-  out << "cache " << cache.dir() << ": " << Plural(entries.size(), "entry") << "\n";
+  if (!config) return std::nullopt;
+  return StageCache(config->cache_dir);
+}
+
+int RunCacheList(const CommonOptions& common, std::ostream& out, std::ostream& err) {
+  std::optional<StageCache> cache = OpenConfiguredCache(common, err);
+  if (!cache) return kExitErrors;
+  auto entries = cache->List(CacheCheck::Quick);
+  out << "cache " << cache->dir() << ": " << Plural(entries.size(), "entry") << "\n";
   for (const CacheLookup& entry : entries) {
     std::string hash = fs::path(entry.path).filename().string();
     if (entry.status != CacheStatus::Complete) {
@@ -344,14 +356,10 @@ int RunCacheList(const CommonOptions& common, std::ostream& out, std::ostream& e
 }
 
 int RunCacheVerify(const CommonOptions& common, bool remove, std::ostream& out, std::ostream& err) {
-  SourceManager sources;
-  Diagnostics diagnostics;
-  auto config = LoadConfig(common, sources, diagnostics);
-  Report(diagnostics, sources, err);
-  if (!config) return kExitErrors;
-  StageCache cache(config->cache_dir);
+  std::optional<StageCache> cache = OpenConfiguredCache(common, err);
+  if (!cache) return kExitErrors;
   size_t bad = 0;
-  auto entries = cache.List(CacheCheck::Full);
+  auto entries = cache->List(CacheCheck::Full);
   for (const CacheLookup& entry : entries) {
     if (entry.status == CacheStatus::Complete) continue;
     ++bad;
@@ -382,13 +390,9 @@ int RunCacheGc(const std::vector<std::string>& keep_files, bool dry_run, const C
       for (const ir::Node& node : graph.nodes) keep.insert(node.hash);
     }
   }
-  SourceManager sources;
-  Diagnostics diagnostics;
-  auto config = LoadConfig(common, sources, diagnostics);
-  Report(diagnostics, sources, err);
-  if (!config) return kExitErrors;
-  StageCache cache(config->cache_dir);
-  CacheGcReport report = cache.Collect(keep, /*keep_all_complete=*/keep_files.empty(), dry_run);
+  std::optional<StageCache> cache = OpenConfiguredCache(common, err);
+  if (!cache) return kExitErrors;
+  CacheGcReport report = cache->Collect(keep, /*keep_all_complete=*/keep_files.empty(), dry_run);
   for (const std::string& removed : report.removed) out << (dry_run ? "would remove " : "removed ") << removed << "\n";
   out << (dry_run ? "would free " : "freed ") << HumanSize(report.bytes) << " in "
       << Plural(report.removed.size(), "directory") << "\n";

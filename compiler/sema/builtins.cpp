@@ -13,6 +13,7 @@
 
 #include "compiler/diag/suggest.h"
 #include "compiler/sema/sema.h"
+#include "compiler/source/toml_span.h"
 
 namespace fusec::sema {
 namespace {
@@ -362,11 +363,7 @@ ValueRef Grid(Sema& sema, const CallSite& site) {
     return values::Error(site.span);
   }
   const SourceFile& source = sema.sources().file(*file);
-  auto span_of = [&](const toml::source_region& region) {
-    uint32_t begin = source.OffsetOf(region.begin.line, region.begin.column);
-    uint32_t end = region.end.line > 0 ? source.OffsetOf(region.end.line, region.end.column) : begin + 1;
-    return SourceSpan{*file, begin, std::max(end, begin + 1)};
-  };
+  auto span_of = [&](const toml::source_region& region) { return TomlSpan(source, *file, region); };
   toml::table table;
   try {
     table = toml::parse(source.text(), source.display_name());
