@@ -61,8 +61,7 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
   std::map<fs::path, std::string> fingerprints;
   for (ir::Node& node : graph.nodes) {
     const bool is_data = node.kind == ir::NodeKind::LoadData && node.params.contains("path");
-    const bool is_model =
-        node.kind == ir::NodeKind::LoadModel && node.params.value("constructor", "") == "hf_model";
+    const bool is_model = node.kind == ir::NodeKind::LoadModel && node.params.value("constructor", "") == "hf_model";
     if (!is_data && !is_model) continue;
     fs::path path = node.params["path"].get<std::string>();
     if (path.is_relative()) path = base / path;
@@ -72,7 +71,6 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
   }
   return graph;
 }
-
 
 /// Where the stage cache is when neither `--cache` nor fusec.toml says: beside the run directories.
 constexpr const char* kDefaultCacheDir = "runs/cache";

@@ -19,7 +19,9 @@ class Random {
   explicit Random(uint64_t seed) : engine_(seed) {}
   uint64_t Next() { return engine_(); }
   double Uniform() { return static_cast<double>(engine_() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
-  int64_t Int(int64_t low, int64_t high) { return low + static_cast<int64_t>(engine_() % static_cast<uint64_t>(high - low + 1)); }
+  int64_t Int(int64_t low, int64_t high) {
+    return low + static_cast<int64_t>(engine_() % static_cast<uint64_t>(high - low + 1));
+  }
   double Normal() {  // Box-Muller
     double u = std::max(Uniform(), 1e-300);
     double v = Uniform();
@@ -105,7 +107,8 @@ Task MakeTask(const std::string& family, Random& rng) {
     std::string word = Word(rng, 4, 6, 6);
     char letter = word[static_cast<size_t>(rng.Int(0, static_cast<int64_t>(word.size()) - 1))];
     auto count = std::count(word.begin(), word.end(), letter);
-    task = {"count " + std::string(1, letter) + ": " + word + " =", std::to_string(count), std::to_string(word.size()), true};
+    task = {"count " + std::string(1, letter) + ": " + word + " =", std::to_string(count), std::to_string(word.size()),
+            true};
   } else {  // replace
     std::string word = Word(rng, 3, 5, 8);
     char from = word[static_cast<size_t>(rng.Int(0, static_cast<int64_t>(word.size()) - 1))];
@@ -144,9 +147,7 @@ const std::vector<std::string>& SynthSources() {
   return sources;
 }
 
-double TrueScore(const std::string& response, const std::string& gold) {
-  return EditSimilarity(response, gold);
-}
+double TrueScore(const std::string& response, const std::string& gold) { return EditSimilarity(response, gold); }
 
 std::vector<SynthPrompt> GenerateFusionMini(const SynthOptions& options) {
   Random rng(options.seed * 0x9E3779B97F4A7C15ULL + 1);
@@ -187,7 +188,9 @@ bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::s
   for (size_t k = 0; k < prompts.size(); ++k) {
     const SynthPrompt& p = prompts[k];
     if (k >= po_end) {
-      eval += nlohmann::ordered_json{{"id", p.id}, {"prompt", p.prompt}, {"family", p.family}, {"gold", p.gold}}.dump() + "\n";
+      eval +=
+          nlohmann::ordered_json{{"id", p.id}, {"prompt", p.prompt}, {"family", p.family}, {"gold", p.gold}}.dump() +
+          "\n";
       continue;
     }
     nlohmann::ordered_json responses = nlohmann::ordered_json::array();
@@ -195,7 +198,9 @@ bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::s
       responses.push_back({{"source", r.source}, {"text", r.text}, {"reward", r.reward}});
     }
     (k < sft_end ? sft : po) +=
-        nlohmann::ordered_json{{"id", p.id}, {"prompt", p.prompt}, {"family", p.family}, {"responses", responses}}.dump() + "\n";
+        nlohmann::ordered_json{{"id", p.id}, {"prompt", p.prompt}, {"family", p.family}, {"responses", responses}}
+            .dump() +
+        "\n";
   }
   std::ostringstream readme;
   readme << "# fusion-mini (seed " << options.seed << ")\n\n"
@@ -209,8 +214,10 @@ bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::s
          << "True score: 1 - Levenshtein(response, gold) / max(length).\n";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  for (const auto& [name, text] : {std::pair<std::string, std::string>{"sft.jsonl", sft}, {"po.jsonl", po},
-                                   {"eval.jsonl", eval}, {"README.md", readme.str()}}) {
+  for (const auto& [name, text] : {std::pair<std::string, std::string>{"sft.jsonl", sft},
+                                   {"po.jsonl", po},
+                                   {"eval.jsonl", eval},
+                                   {"README.md", readme.str()}}) {
     if (!WriteWholeFile((fs::path(dir) / name).string(), text)) {
       *error = (fs::path(dir) / name).string() + ": cannot write";
       return false;

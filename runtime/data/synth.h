@@ -18,9 +18,9 @@ namespace fusec::rt {
 
 struct SynthOptions {
   uint64_t seed = 0;
-  int64_t prompts = 20000;    // in all; split 40% SFT, 40% preference optimisation, 20% evaluation
-  double noise = 0.1;         // standard deviation of the reward noise
-  int64_t samples = 5;        // N, per source per prompt
+  int64_t prompts = 20000;  // in all; split 40% SFT, 40% preference optimisation, 20% evaluation
+  double noise = 0.1;       // standard deviation of the reward noise
+  int64_t samples = 5;      // N, per source per prompt
 };
 
 /// The task families, in order: reverse, sort, add, upper, count, replace.

@@ -70,9 +70,10 @@ struct GoldTally {
 struct EvalResult {
   std::string model;
   int64_t prompts = 0;
-  std::optional<double> best_response_nll;  // mean per-token NLL of each prompt's best response, when there are responses
+  std::optional<double>
+      best_response_nll;  // mean per-token NLL of each prompt's best response, when there are responses
   double mean_generated_tokens = 0;
-  GoldTally gold;                            // over the prompts with a gold answer
+  GoldTally gold;                             // over the prompts with a gold answer
   std::map<std::string, GoldTally> families;  // the same, per task family (prompts with a `family`)
 
   Json ToJson() const {
@@ -86,7 +87,8 @@ struct EvalResult {
       json["exact_match"] = gold.exact_match();
       Json per_family = Json::object();
       for (const auto& [family, tally] : families) {
-        per_family[family] = {{"prompts", tally.prompts}, {"score", tally.score()}, {"exact_match", tally.exact_match()}};
+        per_family[family] = {
+            {"prompts", tally.prompts}, {"score", tally.score()}, {"exact_match", tally.exact_match()}};
       }
       json["families"] = per_family;
     }
@@ -108,7 +110,8 @@ struct EvalResult {
     };
     if (json.contains("gold_prompts")) {
       r.gold = tally(json, json.at("gold_prompts").get<int64_t>());
-      for (const auto& [family, j] : json.at("families").items()) r.families[family] = tally(j, j.at("prompts").get<int64_t>());
+      for (const auto& [family, j] : json.at("families").items())
+        r.families[family] = tally(j, j.at("prompts").get<int64_t>());
     }
     return r;
   }
@@ -729,7 +732,8 @@ class Executor {
       err_ << ", score " << result.gold.score() << ", exact match " << std::setprecision(3) << result.gold.exact_match()
            << std::setprecision(4);
     }
-    if (result.best_response_nll) err_ << ", held-out NLL of the best response " << *result.best_response_nll << " per token";
+    if (result.best_response_nll)
+      err_ << ", held-out NLL of the best response " << *result.best_response_nll << " per token";
     err_ << std::defaultfloat << "\n";
     return result;
   }
@@ -896,7 +900,9 @@ class Executor {
     out_ << "\n" << std::fixed;
     for (const EvalResult& r : results) {
       out_ << "    " << std::left << std::setw(12) << r.model << std::right;
-      if (gold) out_ << std::setprecision(4) << std::setw(8) << r.gold.score() << std::setprecision(3) << std::setw(8) << r.gold.exact_match();
+      if (gold)
+        out_ << std::setprecision(4) << std::setw(8) << r.gold.score() << std::setprecision(3) << std::setw(8)
+             << r.gold.exact_match();
       if (nll) out_ << std::setprecision(4) << std::setw(14) << r.best_response_nll.value_or(std::nan(""));
       out_ << "\n";
     }
@@ -925,7 +931,8 @@ class Executor {
       if (it == evaluations_.end() || it->second.empty() || it->second.front().gold.prompts == 0) continue;
       out_ << "RESULT";
       if (plan_.graph.experiments.size() > 1) out_ << " experiment=" << experiment.name;
-      for (const EvalResult& r : it->second) out_ << " " << r.model << "=" << std::fixed << std::setprecision(4) << r.gold.score();
+      for (const EvalResult& r : it->second)
+        out_ << " " << r.model << "=" << std::fixed << std::setprecision(4) << r.gold.score();
       out_ << std::defaultfloat << std::setprecision(6) << "\n";
     }
   }

@@ -131,7 +131,8 @@ std::optional<RenderedChat> ChatTemplate::Render(const std::vector<ChatMessage>&
     case ChatTemplateKind::Llama3:
       out.prompt = bos_token;
       for (const ChatMessage& message : messages) {
-        out.prompt += "<|start_header_id|>" + message.role + "<|end_header_id|>\n\n" + TrimPythonSpace(message.content) + "<|eot_id|>";
+        out.prompt += "<|start_header_id|>" + message.role + "<|end_header_id|>\n\n" +
+                      TrimPythonSpace(message.content) + "<|eot_id|>";
       }
       out.prompt += "<|start_header_id|>assistant<|end_header_id|>\n\n";
       if (response) out.response = TrimPythonSpace(*response) + "<|eot_id|>";
