@@ -17,7 +17,7 @@ if [[ ! -f "$data/README.md" ]] || ! grep -q -- "--seed 1 --prompts 20000 --nois
 else
   echo "fusion-mini: $data (seed 1, 20000 prompts) is already there"
 fi
-echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about 3 minutes on 2 cores the first time"
+echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about 2 minutes on 2 cores the first time"
 start=$SECONDS
 mkdir -p build
 "$fusec" run experiments/demo.fuse --out "$run_dir" --cache "$cache" | tee "$run_dir.out" | grep -v '^RESULT'
