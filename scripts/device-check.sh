@@ -17,9 +17,10 @@
 #                                      logs under $OUT (or .device/out).
 #
 # The run half took 2.5 minutes on an H200 machine (16 cores), build included; give the device tool a
-# timeout of 420 s. Environment overrides, for trying the run half elsewhere: DEVICE_CHECK_TORCH_PREFIX (a CMake prefix holding
-# TorchConfig.cmake), DEVICE_CHECK_TEST_DEVICE (cuda), DEVICE_CHECK_PYTHON (the Python with torch for the
-# reference model), DEVICE_CHECK_BUILD (the build directory).
+# timeout of 420 s. Environment overrides, for trying the run half elsewhere: DEVICE_CHECK_TORCH_PREFIX (a
+# CMake prefix holding TorchConfig.cmake), DEVICE_CHECK_TEST_DEVICE (cuda), DEVICE_CHECK_PYTHON (the Python
+# with torch for the reference model), DEVICE_CHECK_BUILD (the build directory), DEVICE_CHECK_DEMO_TIMEOUT
+# (seconds for the demo, 200).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 device_dir="$root/.device"
