@@ -4,6 +4,7 @@
 #   make demo     build, generate the fusion-mini benchmark, run experiments/demo.fuse (FuseSFT, FusePO, held-out
 #                 scores); its last line is RESULT initial=... fusesft=... fusepo=...
 #   make tour     build, then check and explain the shipped experiments and run the smoke experiment
+#   make results  build, run experiments/bench/fusion_mini.fuse (about an hour on 2 cores), write docs/results.md
 #   make test     build, then run every test: release build, and the compiler's and the runtime's LibTorch-free
 #                 tests under ASan + UBSan (the parity tests' JavaScript references are installed first)
 #   make build    build the release preset only
@@ -16,7 +17,7 @@ FUZZ_SECONDS ?= 60
 FUSEC := build/release/bin/fusec
 export OMP_NUM_THREADS ?= $(shell nproc)
 
-.PHONY: demo tour test build deps js-deps configure dev-test golden fuzz format tidy clean
+.PHONY: demo tour results test build deps js-deps configure dev-test golden fuzz format tidy clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -35,6 +36,9 @@ demo: build
 
 tour: build
 	@./scripts/tour.sh
+
+results: build
+	@./scripts/results.sh
 
 test: build js-deps
 	@ctest --preset release -j $(JOBS)

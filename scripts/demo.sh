@@ -7,16 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fusec=build/release/bin/fusec
-data=experiments/data/fusion-mini
 run_dir=build/demo
 cache=build/demo-cache
 
 "$fusec" check experiments/demo.fuse
-if [[ ! -f "$data/README.md" ]] || ! grep -q -- "--seed 1 --prompts 20000 --noise 0.1" "$data/README.md"; then
-  "$fusec" synth fusion-mini --out "$data" --seed 1 --prompts 20000 --noise 0.1
-else
-  echo "fusion-mini: $data (seed 1, 20000 prompts) is already there"
-fi
+./scripts/fusion-mini-data.sh
 echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about 2 minutes on 2 cores the first time"
 start=$SECONDS
 mkdir -p build
