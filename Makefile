@@ -5,6 +5,8 @@
 #                 scores); its last line is RESULT initial=... fusesft=... fusepo=...
 #   make tour     build, then check and explain the shipped experiments and run the smoke experiment
 #   make results  build, run experiments/bench/fusion_mini.fuse (about an hour on 2 cores), write docs/results.md
+#   make bench    build, run fusec-bench: fusec's FusePO-DPO step against TRL's way (bench/baseline_trl_dpo.py
+#                 under /usr/bin/python3), then the loss head alone; last line RESULT speedup=... (BENCH_CONFIG=cpu)
 #   make test     build, then run every test: release build, and the compiler's and the runtime's LibTorch-free
 #                 tests under ASan + UBSan (the parity tests' JavaScript references are installed first)
 #   make build    build the release preset only
@@ -17,7 +19,9 @@ FUZZ_SECONDS ?= 60
 FUSEC := build/release/bin/fusec
 export OMP_NUM_THREADS ?= $(shell nproc)
 
-.PHONY: demo tour results test build deps js-deps configure dev-test golden fuzz format tidy clean
+BENCH_CONFIG ?= cpu
+
+.PHONY: demo tour results bench test build deps js-deps configure dev-test golden fuzz format tidy clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -39,6 +43,9 @@ tour: build
 
 results: build
 	@./scripts/results.sh
+
+bench: build
+	@./build/release/bin/fusec-bench --config $(BENCH_CONFIG)
 
 test: build js-deps
 	@ctest --preset release -j $(JOBS)

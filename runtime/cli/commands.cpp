@@ -418,7 +418,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       ->check(CLI::ExistingFile);
   score->add_option("--field", score_fields, "Key names of the data, e.g. --field text=completion");
   score->add_flag("--skip-bad-lines", score_skip, "Skip and count malformed lines instead of stopping");
-  score->add_option("--batch-tokens", batch_tokens, "Tokens a batch holds (padded)")
+  score->add_option("--batch-tokens", batch_tokens, "Tokens a batch computes (packed, each prompt once)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 
@@ -488,6 +488,8 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   run->add_flag("--deterministic", run_options.deterministic, "Bit-identical reruns (same machine and threads)");
+  run->add_flag("--unoptimized", run_options.unoptimized,
+                "Padded rows, repeated prompts, whole logits (the usual way; same results, slower)");
   run->add_option("--stdlib", run_options.stdlib, "The stdlib directory (default: found next to fusec)")
       ->check(CLI::ExistingDirectory);
   run->add_option("--config", run_options.config, "A fusec.toml file (default: ./fusec.toml if it exists)")

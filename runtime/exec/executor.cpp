@@ -31,6 +31,14 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
+/// Tokens a scoring batch computes (reference log-probs, evaluation's best-response NLL).
+constexpr int64_t kScoreBatchTokens = 8192;
+
+/// How log-probabilities are computed: every optimisation on, unless `fusec run --unoptimized`.
+LogProbOptions LogProbOptionsOf(const RunOptions& options) {
+  return options.unoptimized ? LogProbOptions::Naive() : LogProbOptions{};
+}
+
 /// A stage or node that cannot run; the message is complete (it names the node and what is wrong).
 class RunError : public std::runtime_error {
  public:
@@ -446,29 +454,30 @@ class Executor {
                                              node.params.at("max_len").get<int64_t>(), max_prompt_len);
     const std::vector<std::string>& roles = items.items->roles;
     values->assign(items.items->items.size(), std::vector<double>(roles.size(), std::nan("")));
-    // Distinct sequences, a batch of 32 at a time.
-    torch::NoGradGuard no_grad;
-    std::vector<std::pair<size_t, size_t>> slots;  // (item, role)
-    std::vector<ScoredSequence> sequences;
-    auto flush = [&]() {
-      if (sequences.empty()) return;
-      torch::Tensor logp = SequenceLogProbs(*model, sequences).to(torch::kDouble).cpu();
-      for (size_t k = 0; k < slots.size(); ++k) (*values)[slots[k].first][slots[k].second] = logp[static_cast<int64_t>(k)].item<double>();
-      slots.clear();
-      sequences.clear();
-    };
+    // The distinct responses of each prompt, scored packed behind one copy of the prompt.
+    std::map<uint32_t, size_t> group_of_prompt;
+    std::vector<PromptResponses> groups;
+    std::vector<std::map<int32_t, size_t>> response_slot;  // [group] response -> its place in the group
     for (size_t k = 0; k < tokenized.kept.size(); ++k) {
       const Item& item = tokenized.data.items.items[k];
-      for (size_t role = 0; role < roles.size(); ++role) {
-        std::vector<int32_t> ids = tokenized.data.prompt_ids[item.prompt];
-        const auto& response = tokenized.data.response_ids[item.prompt][static_cast<size_t>(item.responses[role])];
-        ids.insert(ids.end(), response.begin(), response.end());
-        slots.emplace_back(tokenized.kept[k], role);
-        sequences.push_back({tokenized.data.prompt_ids[item.prompt].size(), std::move(ids)});
-        if (sequences.size() >= 32) flush();
+      auto [it, added] = group_of_prompt.emplace(item.prompt, groups.size());
+      if (added) {
+        groups.push_back({tokenized.data.prompt_ids[item.prompt], {}});
+        response_slot.emplace_back();
+      }
+      for (int32_t r : item.responses) {
+        auto [slot, fresh] = response_slot[it->second].emplace(r, groups[it->second].responses.size());
+        if (fresh) groups[it->second].responses.emplace_back(tokenized.data.response_ids[item.prompt][static_cast<size_t>(r)]);
       }
     }
-    flush();
+    auto scores = ScoreResponses(*model, groups, kScoreBatchTokens, LogProbOptionsOf(options_));
+    for (size_t k = 0; k < tokenized.kept.size(); ++k) {
+      const Item& item = tokenized.data.items.items[k];
+      const size_t g = group_of_prompt.at(item.prompt);
+      for (size_t role = 0; role < roles.size(); ++role) {
+        (*values)[tokenized.kept[k]][role] = scores[g][response_slot[g].at(item.responses[role])].logp;
+      }
+    }
     std::string staging = cache_.BeginEntry(node.hash);
     Json rows = Json::array();
     for (const auto& row : *values) {
@@ -532,6 +541,7 @@ class Executor {
     }
     TrainSettings settings = TrainSettings::FromParams(p);
     settings.bf16_autocast = bf16;
+    if (options_.unoptimized) settings.DisableOptimizations();
     fs::path checkpoints = fs::path(cache_.dir()) / "checkpoints" / node.hash;
     if (!options_.resume) fs::remove_all(checkpoints);  // a fresh start: old checkpoints would be resumed by mistake
     bool resuming = options_.resume && fs::exists(checkpoints / "LATEST");
@@ -718,7 +728,7 @@ class Executor {
     result.prompts = static_cast<int64_t>(data.size());
     result.mean_generated_tokens = data.empty() ? 0 : static_cast<double>(generated_tokens) / static_cast<double>(data.size());
     if (!best.empty()) {
-      auto scores = ScoreResponses(*model, best, 4096);
+      auto scores = ScoreResponses(*model, best, kScoreBatchTokens);
       double nll = 0;
       int64_t tokens = 0;
       for (const auto& s : scores) {

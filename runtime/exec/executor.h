@@ -30,6 +30,9 @@ struct RunOptions {
   bool resume = false;
   std::string device = "auto";  // auto | cpu | cuda
   bool deterministic = false;
+  /// Train and score the usual way: padded rows, each response repeating its prompt, whole-vocabulary logits,
+  /// micro-batches by prompt count. Same results to rounding, slower; for comparisons.
+  bool unoptimized = false;
   /// Stop each training stage after this many optimizer steps of this run, as if killed (tests of --resume).
   std::optional<int64_t> stop_after_steps;
 };

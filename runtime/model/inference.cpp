@@ -1,98 +1,286 @@
 #include "runtime/model/inference.h"
 
+#include <torch/autograd.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 
+#include "runtime/support/torch_compat.h"
+
 namespace fusec::rt {
 
-torch::Tensor TokenLogProbs(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& targets,
-                            int64_t chunk) {
-  std::vector<torch::Tensor> pieces;
-  for (int64_t start = 0; start < hidden.size(0); start += chunk) {
-    int64_t length = std::min(chunk, hidden.size(0) - start);
-    torch::Tensor logits = model.Logits(hidden.narrow(0, start, length));  // [length, vocab] float32
-    torch::Tensor log_probs = torch::log_softmax(logits, -1);
-    pieces.push_back(log_probs.gather(1, targets.narrow(0, start, length).unsqueeze(1)).squeeze(1));
+namespace {
+
+/// The chunked head (ChunkedTokenLogProbs). Forward keeps only the per-token log-normaliser [N]; backward
+/// recomputes each chunk's logits, turns them into d(logp)/d(logits) = grad * (onehot(target) - softmax) in
+/// place, and multiplies back into the hidden states' and the weight's gradients.
+class ChunkedHeadFunction : public torch::autograd::Function<ChunkedHeadFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
+                               const torch::Tensor& weight, const torch::Tensor& targets, int64_t chunk) {
+    // Autocast's choice, made by hand so that backward (outside the autocast scope) repeats it exactly.
+    const torch::ScalarType compute = compat::AutocastDtype(hidden.device().type()).value_or(hidden.scalar_type());
+    const torch::Tensor compute_weight = weight.to(compute);
+    const int64_t tokens = hidden.size(0);
+    torch::Tensor logp = torch::empty({tokens}, hidden.options().dtype(torch::kFloat));
+    torch::Tensor normaliser = torch::empty({tokens}, hidden.options().dtype(torch::kFloat));
+    for (int64_t start = 0; start < tokens; start += chunk) {
+      const int64_t length = std::min(chunk, tokens - start);
+      torch::Tensor logits = ChunkLogits(hidden.narrow(0, start, length), compute_weight, compute);  // [length, V]
+      torch::Tensor lse = torch::logsumexp(logits, -1);
+      normaliser.narrow(0, start, length).copy_(lse);
+      logp.narrow(0, start, length).copy_(logits.gather(1, targets.narrow(0, start, length).unsqueeze(1)).squeeze(1) - lse);
+    }
+    ctx->save_for_backward({hidden, weight, targets, normaliser});
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["compute"] = static_cast<int64_t>(compute);
+    return logp;
   }
-  if (pieces.empty()) return torch::zeros({0}, hidden.options().dtype(torch::kFloat));
-  return torch::cat(pieces);
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& hidden = saved[0];
+    const torch::Tensor& weight = saved[1];
+    const torch::Tensor& targets = saved[2];
+    const torch::Tensor& normaliser = saved[3];
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const auto compute = static_cast<torch::ScalarType>(ctx->saved_data["compute"].toInt());
+    const torch::Tensor grad_logp = grads[0].to(torch::kFloat);  // [N]
+    const torch::Tensor compute_weight = weight.to(compute);
+    const int64_t tokens = hidden.size(0);
+    torch::Tensor grad_hidden = torch::empty_like(hidden);
+    torch::Tensor grad_weight = torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat));
+    for (int64_t start = 0; start < tokens; start += chunk) {
+      const int64_t length = std::min(chunk, tokens - start);
+      torch::Tensor hidden_chunk = hidden.narrow(0, start, length).to(compute);
+      torch::Tensor grad_chunk = grad_logp.narrow(0, start, length).unsqueeze(1);  // [length, 1]
+      // softmax = exp(logits - lse); d(logp)/d(logits) = onehot - softmax, scaled by the incoming gradient.
+      torch::Tensor grad_logits = ChunkLogits(hidden_chunk, compute_weight, compute);
+      grad_logits.sub_(normaliser.narrow(0, start, length).unsqueeze(1)).exp_().mul_(-grad_chunk);
+      grad_logits.scatter_add_(1, targets.narrow(0, start, length).unsqueeze(1), grad_chunk);
+      torch::Tensor grad_compute = grad_logits.to(compute);
+      grad_hidden.narrow(0, start, length).copy_(torch::matmul(grad_compute, compute_weight));
+      if (compute == torch::kFloat) {
+        grad_weight.addmm_(grad_compute.t(), hidden_chunk);  // in place: no [V, H] temporary a chunk
+      } else {
+        grad_weight.add_(torch::matmul(grad_compute.t(), hidden_chunk).to(torch::kFloat));
+      }
+    }
+    return {grad_hidden, grad_weight.to(weight.scalar_type()), torch::Tensor(), torch::Tensor()};
+  }
+
+ private:
+  /// Logits [length, V] in float32 of hidden states [length, H], the matmul in `compute` (fp32 accumulation).
+  static torch::Tensor ChunkLogits(const torch::Tensor& hidden, const torch::Tensor& compute_weight,
+                                   torch::ScalarType compute) {
+    return torch::matmul(hidden.to(compute), compute_weight.t()).to(torch::kFloat);
+  }
+};
+
+}  // namespace
+
+int64_t LogProbOptions::ChunkTokens(int64_t vocab) const {
+  if (head_chunk > 0) return head_chunk;
+  return std::max<int64_t>(16, kHeadChunkValues / std::max<int64_t>(vocab, 1));
 }
 
+torch::Tensor ChunkedTokenLogProbs(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
+                                   int64_t chunk) {
+  TORCH_CHECK(chunk > 0, "the head's chunk must be positive");
+  return ChunkedHeadFunction::apply(hidden, weight, targets, chunk);
+}
+
+torch::Tensor TokenLogProbs(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& targets,
+                            const LogProbOptions& options) {
+  if (hidden.size(0) == 0) return torch::zeros({0}, hidden.options().dtype(torch::kFloat));
+  if (options.chunked_head) {
+    return ChunkedTokenLogProbs(hidden, model.OutputWeight(), targets, options.ChunkTokens(model.config().vocab_size));
+  }
+  torch::Tensor log_probs = torch::log_softmax(model.Logits(hidden), -1);  // [N, vocab], the naive way
+  return log_probs.gather(1, targets.unsqueeze(1)).squeeze(1);
+}
+
+namespace {
+
+/// Scored positions of a batch: the flattened row of each scored token's predecessor, the token, and the
+/// response it belongs to.
+struct ScoredRows {
+  std::vector<int64_t> rows, targets, owner;
+
+  void Add(int64_t row, int32_t target, int64_t response) {
+    rows.push_back(row);
+    targets.push_back(target);
+    owner.push_back(response);
+  }
+};
+
+torch::Tensor LongTensor(const std::vector<int64_t>& values, torch::Device device) {
+  return torch::tensor(values, torch::kLong).to(device);
+}
+
+/// Sums the head's log-probabilities of `scored` over their responses: [responses] float32.
+torch::Tensor SumByResponse(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const ScoredRows& scored,
+                            int64_t responses, const LogProbOptions& options) {
+  const torch::Device device = hidden.device();
+  torch::Tensor logp = TokenLogProbs(model, hidden.index_select(0, LongTensor(scored.rows, device)),
+                                     LongTensor(scored.targets, device), options);
+  return torch::zeros({responses}, logp.options()).index_add(0, LongTensor(scored.owner, device), logp);
+}
+
+}  // namespace
+
 torch::Tensor SequenceLogProbs(LlamaForCausalLMImpl& model, const std::vector<ScoredSequence>& sequences,
-                              std::vector<int64_t>* scored_tokens) {
+                              std::vector<int64_t>* scored_tokens, const LogProbOptions& options) {
   const torch::Device device = model.OutputWeight().device();
   const auto batch = static_cast<int64_t>(sequences.size());
   int64_t width = 1;
   for (const ScoredSequence& sequence : sequences) width = std::max<int64_t>(width, static_cast<int64_t>(sequence.ids.size()));
   // Right-padded, so causal attention alone keeps pads out of every real position.
   std::vector<int64_t> ids(static_cast<size_t>(batch * width), 0);
-  std::vector<int64_t> rows;     // flattened index of each scored position's predecessor
-  std::vector<int64_t> targets;  // the response token it predicts
-  std::vector<int64_t> owner;    // which sequence
+  ScoredRows scored;
   if (scored_tokens != nullptr) scored_tokens->assign(static_cast<size_t>(batch), 0);
   for (int64_t b = 0; b < batch; ++b) {
     const ScoredSequence& sequence = sequences[static_cast<size_t>(b)];
     std::copy(sequence.ids.begin(), sequence.ids.end(), ids.begin() + b * width);
     // A response token at position 0 has nothing before it to be predicted from.
     for (size_t t = std::max<size_t>(sequence.prompt_length, 1); t < sequence.ids.size(); ++t) {
-      rows.push_back(b * width + static_cast<int64_t>(t) - 1);
-      targets.push_back(sequence.ids[t]);
-      owner.push_back(b);
+      scored.Add(b * width + static_cast<int64_t>(t) - 1, sequence.ids[t], b);
       if (scored_tokens != nullptr) ++(*scored_tokens)[static_cast<size_t>(b)];
     }
   }
-  auto long_tensor = [&](const std::vector<int64_t>& values) { return torch::tensor(values, torch::kLong).to(device); };
-  torch::Tensor input = long_tensor(ids).view({batch, width});
+  torch::Tensor input = LongTensor(ids, device).view({batch, width});
   torch::Tensor positions = torch::arange(width, torch::TensorOptions().dtype(torch::kLong).device(device))
                                 .unsqueeze(0)
                                 .expand({batch, width});
   torch::Tensor hidden = model.Hidden(input, positions, /*allowed=*/{}).reshape({batch * width, -1});
-  torch::Tensor logp = TokenLogProbs(model, hidden.index_select(0, long_tensor(rows)), long_tensor(targets));
-  return torch::zeros({batch}, logp.options()).index_add(0, long_tensor(owner), logp);
+  return SumByResponse(model, hidden, scored, batch, options);
+}
+
+int64_t ComputedTokens(const PromptResponses& group, const LogProbOptions& options) {
+  int64_t tokens = 0;
+  for (std::span<const int32_t> response : group.responses) tokens += static_cast<int64_t>(response.size());
+  const auto prompt = static_cast<int64_t>(group.prompt.size());
+  return tokens + (options.pack && options.share_prompts ? prompt : prompt * static_cast<int64_t>(group.responses.size()));
+}
+
+torch::Tensor ResponseLogProbs(LlamaForCausalLMImpl& model, const std::vector<PromptResponses>& groups,
+                               const LogProbOptions& options, std::vector<int64_t>* scored_tokens) {
+  if (!options.pack) {  // the usual way: one right-padded row per response, its prompt repeated
+    std::vector<ScoredSequence> sequences;
+    for (const PromptResponses& group : groups) {
+      for (std::span<const int32_t> response : group.responses) {
+        std::vector<int32_t> ids(group.prompt.begin(), group.prompt.end());
+        ids.insert(ids.end(), response.begin(), response.end());
+        sequences.push_back({group.prompt.size(), std::move(ids)});
+      }
+    }
+    return SequenceLogProbs(model, sequences, scored_tokens, options);
+  }
+  // One flat row. Shared: [prompt][response 1][response 2]... per group, each response a segment whose
+  // context is the prompt and whose positions continue the prompt's. Not shared: [prompt + response] each.
+  const torch::Device device = model.OutputWeight().device();
+  PackedLayout layout;
+  std::vector<int64_t> ids, positions;
+  ScoredRows scored;
+  int64_t response_index = 0;
+  auto add_segment = [&](std::span<const int32_t> tokens, int64_t first_position, int64_t context) {
+    layout.segments.push_back({static_cast<int64_t>(ids.size()), static_cast<int64_t>(tokens.size()), context});
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      ids.push_back(tokens[t]);
+      positions.push_back(first_position + static_cast<int64_t>(t));
+    }
+  };
+  for (const PromptResponses& group : groups) {
+    const auto prompt_length = static_cast<int64_t>(group.prompt.size());
+    const bool shared = options.share_prompts && prompt_length > 0;
+    const int64_t prompt_begin = static_cast<int64_t>(ids.size());
+    const auto prompt_segment = static_cast<int64_t>(layout.segments.size());
+    if (shared) add_segment(group.prompt, 0, -1);
+    for (std::span<const int32_t> response : group.responses) {
+      const auto length = static_cast<int64_t>(response.size());
+      if (length > 0) {
+        if (shared) {
+          add_segment(response, prompt_length, prompt_segment);
+        } else {
+          std::vector<int32_t> sequence(group.prompt.begin(), group.prompt.end());
+          sequence.insert(sequence.end(), response.begin(), response.end());
+          add_segment(sequence, 0, -1);
+        }
+        const int64_t first_row = static_cast<int64_t>(ids.size()) - length;  // response token 0's row
+        // The row that predicts response token 0: the prompt's last token, shared or just before.
+        const int64_t before_first = shared ? prompt_begin + prompt_length - 1 : first_row - 1;
+        for (int64_t t = prompt_length == 0 ? 1 : 0; t < length; ++t) {  // token 0 of no prompt: unpredictable
+          scored.Add(t == 0 ? before_first : first_row + t - 1, response[static_cast<size_t>(t)], response_index);
+        }
+      }
+      ++response_index;
+    }
+  }
+  if (scored_tokens != nullptr) {
+    scored_tokens->assign(static_cast<size_t>(response_index), 0);
+    for (int64_t owner : scored.owner) ++(*scored_tokens)[static_cast<size_t>(owner)];
+  }
+  if (ids.empty()) {
+    return torch::zeros({response_index}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+  }
+  layout.tokens = static_cast<int64_t>(ids.size());
+  torch::Tensor hidden = model.HiddenPacked(LongTensor(ids, device).view({1, -1}), LongTensor(positions, device).view({1, -1}),
+                                            layout)
+                             .squeeze(0);
+  return SumByResponse(model, hidden, scored, response_index, options);
+}
+
+std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& model,
+                                                       const std::vector<PromptResponses>& groups,
+                                                       int64_t max_batch_tokens, const LogProbOptions& options,
+                                                       const std::function<void(int64_t, int64_t)>& progress) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::vector<ResponseScore>> scores(groups.size());
+  int64_t total = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    scores[g].resize(groups[g].responses.size());
+    total += static_cast<int64_t>(groups[g].responses.size());
+  }
+  int64_t done = 0;
+  for (size_t begin = 0; begin < groups.size();) {
+    int64_t tokens = ComputedTokens(groups[begin], options);
+    size_t end = begin + 1;
+    while (end < groups.size() && tokens + ComputedTokens(groups[end], options) <= max_batch_tokens) {
+      tokens += ComputedTokens(groups[end], options);
+      ++end;
+    }
+    std::vector<PromptResponses> batch(groups.begin() + static_cast<std::ptrdiff_t>(begin),
+                                       groups.begin() + static_cast<std::ptrdiff_t>(end));
+    std::vector<int64_t> counts;
+    torch::Tensor sums = ResponseLogProbs(model, batch, options, &counts).to(torch::kDouble).cpu();
+    size_t k = 0;
+    for (size_t g = begin; g < end; ++g) {
+      for (ResponseScore& score : scores[g]) {
+        score = {sums[static_cast<int64_t>(k)].item<double>(), counts[k]};
+        ++k;
+      }
+    }
+    done += static_cast<int64_t>(k);
+    if (progress) progress(done, total);
+    begin = end;
+  }
+  return scores;
 }
 
 std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& model,
                                                        const std::vector<TokenizedPrompt>& prompts,
                                                        int64_t max_batch_tokens,
                                                        const std::function<void(int64_t, int64_t)>& progress) {
-  torch::NoGradGuard no_grad;
-  std::vector<std::vector<ResponseScore>> scores(prompts.size());
-  struct Item {
-    size_t prompt;
-    size_t response;
-    int64_t length;
-  };
-  std::vector<Item> items;
-  for (size_t p = 0; p < prompts.size(); ++p) {
-    scores[p].resize(prompts[p].responses.size());
-    for (size_t r = 0; r < prompts[p].responses.size(); ++r) {
-      items.push_back({p, r, static_cast<int64_t>(prompts[p].prompt_ids.size() + prompts[p].responses[r].ids.size())});
-    }
+  std::vector<PromptResponses> groups;
+  for (const TokenizedPrompt& prompt : prompts) {
+    PromptResponses& group = groups.emplace_back();
+    group.prompt = prompt.prompt_ids;
+    for (const TokenizedResponse& response : prompt.responses) group.responses.emplace_back(response.ids);
   }
-  // Longest first, so a batch holds sequences of similar length and padding stays small.
-  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.length > b.length; });
-  int64_t done = 0;
-  for (size_t begin = 0; begin < items.size();) {
-    const int64_t width = std::max<int64_t>(items[begin].length, 1);
-    size_t end = begin + 1;
-    while (end < items.size() && static_cast<int64_t>(end - begin + 1) * width <= max_batch_tokens) ++end;
-    std::vector<ScoredSequence> sequences;
-    for (size_t i = begin; i < end; ++i) {
-      const TokenizedPrompt& prompt = prompts[items[i].prompt];
-      sequences.push_back({prompt.prompt_ids.size(), prompt.Sequence(items[i].response)});
-    }
-    std::vector<int64_t> counts;
-    torch::Tensor sums = SequenceLogProbs(model, sequences, &counts).to(torch::kDouble).cpu();
-    for (size_t i = begin; i < end; ++i) {
-      scores[items[i].prompt][items[i].response] = {sums[static_cast<int64_t>(i - begin)].item<double>(), counts[i - begin]};
-    }
-    done += static_cast<int64_t>(end - begin);
-    if (progress) progress(done, static_cast<int64_t>(items.size()));
-    begin = end;
-  }
-  return scores;
+  return ScoreResponses(model, groups, max_batch_tokens, LogProbOptions{}, progress);
 }
 
 namespace {

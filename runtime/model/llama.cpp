@@ -52,6 +52,33 @@ torch::Tensor InverseFrequencies(const ModelConfig& config) {
   return inv_freq;
 }
 
+/// Attention of a packed sequence, segment by segment, so no masked-out score is computed: q, k, v
+/// [1, H, N, D] -> [1, H, N, D]. A segment with a context attends to [context keys, own keys] under a mask
+/// that is all true over the context and causal over its own part.
+torch::Tensor PackedAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const PackedLayout& layout) {
+  std::vector<torch::Tensor> outputs;
+  outputs.reserve(layout.segments.size());
+  const auto bool_options = torch::TensorOptions().dtype(torch::kBool).device(q.device());
+  for (const PackedLayout::Segment& segment : layout.segments) {
+    torch::Tensor q_s = q.narrow(2, segment.begin, segment.length);
+    torch::Tensor k_s = k.narrow(2, segment.begin, segment.length);
+    torch::Tensor v_s = v.narrow(2, segment.begin, segment.length);
+    if (segment.context < 0) {
+      outputs.push_back(compat::Attention(q_s, k_s, v_s, /*allowed=*/{}));
+      continue;
+    }
+    const PackedLayout::Segment& context = layout.segments[static_cast<size_t>(segment.context)];
+    torch::Tensor keys = torch::cat({k.narrow(2, context.begin, context.length), k_s}, 2);
+    torch::Tensor values = torch::cat({v.narrow(2, context.begin, context.length), v_s}, 2);
+    torch::Tensor allowed = torch::cat({torch::ones({segment.length, context.length}, bool_options),
+                                        torch::ones({segment.length, segment.length}, bool_options).tril()},
+                                       1);
+    outputs.push_back(compat::Attention(q_s, keys, values, allowed));
+  }
+  return torch::cat(outputs, 2);
+}
+
 }  // namespace
 
 KvCache KvCache::Allocate(const ModelConfig& config, int64_t batch, int64_t capacity, const torch::TensorOptions& options) {
@@ -95,7 +122,8 @@ AttentionImpl::AttentionImpl(const ModelConfig& config)
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                     const torch::Tensor& allowed, KvCache* cache, size_t layer) {
+                                     const torch::Tensor& allowed, KvCache* cache, size_t layer,
+                                     const PackedLayout* packed) {
   const int64_t batch = x.size(0);
   const int64_t length = x.size(1);
   torch::Tensor q = q_proj(x).view({batch, length, num_heads_, head_dim_}).transpose(1, 2);
@@ -117,8 +145,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  torch::Tensor mask = allowed.defined() ? allowed.unsqueeze(1) : allowed;
-  torch::Tensor out = compat::Attention(q, k, v, mask);
+  torch::Tensor out = packed != nullptr ? PackedAttention(q, k, v, *packed)
+                                        : compat::Attention(q, k, v, allowed.defined() ? allowed.unsqueeze(1) : allowed);
   return o_proj(out.transpose(1, 2).reshape({batch, length, num_heads_ * head_dim_}));
 }
 
@@ -138,8 +166,9 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) {
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                        const torch::Tensor& allowed, KvCache* cache, size_t layer) {
-  torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, allowed, cache, layer);
+                                        const torch::Tensor& allowed, KvCache* cache, size_t layer,
+                                        const PackedLayout* packed) {
+  torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, allowed, cache, layer, packed);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -166,9 +195,20 @@ torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids, const
   torch::Tensor h = model->embed_tokens(input_ids);
   auto [cos, sin] = model->rotary_emb(positions);
   for (size_t i = 0; i < model->layers->size(); ++i) {
-    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, allowed, cache, i);
+    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, allowed, cache, i, /*packed=*/nullptr);
   }
   if (cache != nullptr) cache->length += input_ids.size(1);
+  return model->norm(h);
+}
+
+torch::Tensor LlamaForCausalLMImpl::HiddenPacked(const torch::Tensor& input_ids, const torch::Tensor& positions,
+                                                 const PackedLayout& layout) {
+  TORCH_CHECK(input_ids.size(0) == 1 && input_ids.size(1) == layout.tokens, "a packed sequence is one row of its layout's tokens");
+  torch::Tensor h = model->embed_tokens(input_ids);
+  auto [cos, sin] = model->rotary_emb(positions);
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, /*allowed=*/{}, /*cache=*/nullptr, i, &layout);
+  }
   return model->norm(h);
 }
 

@@ -4,7 +4,7 @@
 // of a safetensors checkpoint (`model.layers.0.self_attn.q_proj.weight`) and loading is a name lookup. The
 // numerics follow the reference where they matter: RMSNorm computed in float32 and cast back before the
 // weight, rotary frequencies in float32, attention softmax in float32. One forward serves training (packed
-// sequences: positions and a block mask come from the caller), scoring and generation (a KV cache).
+// sequences: positions and segments come from the caller), scoring and generation (a KV cache).
 #pragma once
 
 #include <torch/nn/module.h>
@@ -28,6 +28,20 @@ struct KvCache {
   int64_t capacity = 0;
 
   static KvCache Allocate(const ModelConfig& config, int64_t batch, int64_t capacity, const torch::TensorOptions& options);
+};
+
+/// How the tokens of one packed (padding-free) sequence attend to each other: a block-diagonal causal mask,
+/// described by its blocks rather than materialised. Segment s holds tokens [begin, begin + length); its
+/// queries attend causally to its own keys and, before them, to every key of its context segment (the
+/// shared prompt a response continues), if it has one. Prompts are segments without a context.
+struct PackedLayout {
+  struct Segment {
+    int64_t begin = 0;
+    int64_t length = 0;
+    int64_t context = -1;  // index of the segment this one continues, or -1
+  };
+  std::vector<Segment> segments;
+  int64_t tokens = 0;  // sum of the lengths
 };
 
 class RmsNormImpl : public torch::nn::Module {
@@ -55,9 +69,10 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
   /// x [B, T, hidden]; cos, sin [B, T, head_dim]; allowed: bool [B, T, S] or undefined for causal; with a
-  /// cache, this layer's keys and values for the T positions are written at cache->length.
+  /// cache, this layer's keys and values for the T positions are written at cache->length. With `packed`
+  /// (B = 1, no cache, no mask), attention follows its segments instead.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& allowed, KvCache* cache, size_t layer);
+                        const torch::Tensor& allowed, KvCache* cache, size_t layer, const PackedLayout* packed);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -77,7 +92,7 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& allowed, KvCache* cache, size_t layer);
+                        const torch::Tensor& allowed, KvCache* cache, size_t layer, const PackedLayout* packed);
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -103,6 +118,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   /// or an empty one). With a cache, the T positions are appended to it.
   torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& positions, const torch::Tensor& allowed,
                        KvCache* cache = nullptr);
+  /// Final hidden states [1, N, hidden] of one packed sequence: input_ids, positions [1, N] int64 (positions
+  /// restart or continue per segment, as the caller lays them out), attention as `layout` says.
+  torch::Tensor HiddenPacked(const torch::Tensor& input_ids, const torch::Tensor& positions, const PackedLayout& layout);
   /// Logits [..., vocab] in float32 for hidden states [..., hidden].
   torch::Tensor Logits(const torch::Tensor& hidden);
   /// Causal logits [B, T, vocab] of whole sequences starting at position 0.

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 namespace fusec::rt::compat {
 
@@ -73,5 +74,21 @@ class AutocastScope {
   bool enabled_;
   at::DeviceType device_;
 };
+
+/// The dtype autocast runs matmuls in on `device`, or nullopt where autocast is off: for code that does by
+/// hand what autocast would do (a custom autograd function's backward runs outside the autocast scope).
+inline std::optional<at::ScalarType> AutocastDtype(at::DeviceType device) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  if (!at::autocast::is_autocast_enabled(device)) return std::nullopt;
+  return at::autocast::get_autocast_dtype(device);
+#else
+  if (device == at::kCUDA) {
+    if (!at::autocast::is_enabled()) return std::nullopt;
+    return at::autocast::get_autocast_gpu_dtype();
+  }
+  if (!at::autocast::is_cpu_enabled()) return std::nullopt;
+  return at::autocast::get_autocast_cpu_dtype();
+#endif
+}
 
 }  // namespace fusec::rt::compat

@@ -11,6 +11,7 @@
 #include <map>
 #include <numbers>
 #include <random>
+#include <set>
 
 #include "runtime/model/inference.h"
 #include "runtime/model/safetensors.h"
@@ -47,13 +48,81 @@ std::vector<PromptUnits> ByPrompt(const ItemSet& items) {
 }
 
 /// The visiting order of epoch `epoch`: a permutation drawn from the seed alone, so a resumed run (or a
-/// rerun) visits prompts in the same order.
+/// rerun) visits prompts in the same order. Epoch -1: data order.
 std::vector<size_t> EpochOrder(size_t count, int64_t seed, int64_t epoch) {
   std::vector<size_t> order(count);
   for (size_t i = 0; i < count; ++i) order[i] = i;
+  if (epoch < 0) return order;
   std::mt19937_64 rng(static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(epoch));
   for (size_t i = count; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
   return order;
+}
+
+/// Tokens the policy forward computes for each prompt of `prompts`: its responses the loss reads, and the
+/// prompt once or once a response, as `options` pack them.
+std::vector<int64_t> ComputedTokensByPrompt(const TrainData& data, const std::vector<PromptUnits>& prompts,
+                                            const ir::Requirements& needs, const LogProbOptions& options) {
+  std::vector<int64_t> tokens;
+  for (const PromptUnits& units : prompts) {
+    std::set<int32_t> responses;
+    for (size_t i : units.items) {
+      const Item& item = data.items.items[i];
+      for (const std::string& role : needs.policy_logp) {
+        auto at = std::find(data.items.roles.begin(), data.items.roles.end(), role) - data.items.roles.begin();
+        responses.insert(item.responses.at(static_cast<size_t>(at)));
+      }
+    }
+    PromptResponses group;
+    group.prompt = data.prompt_ids[units.prompt];
+    for (int32_t r : responses) group.responses.emplace_back(data.response_ids[units.prompt][static_cast<size_t>(r)]);
+    tokens.push_back(ComputedTokens(group, options));
+  }
+  return tokens;
+}
+
+/// The token budget of a length-aware micro-batch: `micro_batch` prompts at the data's mean.
+int64_t MicroBatchTokenBudget(const std::vector<int64_t>& prompt_tokens, int64_t micro_batch) {
+  int64_t sum = 0;
+  for (int64_t t : prompt_tokens) sum += t;
+  const int64_t mean = prompt_tokens.empty() ? 1 : (sum + static_cast<int64_t>(prompt_tokens.size()) - 1) /
+                                                       static_cast<int64_t>(prompt_tokens.size());
+  return std::max<int64_t>(1, mean * micro_batch);
+}
+
+struct BatchPlan {
+  const std::vector<int64_t>& prompt_tokens;  // [prompt position] computed tokens
+  int64_t token_budget;
+};
+
+/// The micro-batches of the step made of visiting positions [first, last): lists of prompt positions.
+/// Length-aware: first fit, longest first, into bins of the token budget (a prompt over the budget is a
+/// micro-batch of its own). Otherwise `micro_batch` prompts at a time in visiting order.
+std::vector<std::vector<size_t>> MicroBatches(const BatchPlan& plan, const std::vector<size_t>& order, int64_t first,
+                                              int64_t last, const TrainSettings& settings) {
+  std::vector<std::vector<size_t>> batches;
+  if (!settings.length_aware_batches) {
+    for (int64_t begin = first; begin < last; begin += settings.micro_batch) {
+      std::vector<size_t>& batch = batches.emplace_back();
+      for (int64_t k = begin; k < std::min(last, begin + settings.micro_batch); ++k) batch.push_back(order[static_cast<size_t>(k)]);
+    }
+    return batches;
+  }
+  std::vector<size_t> step_prompts(order.begin() + first, order.begin() + last);
+  std::stable_sort(step_prompts.begin(), step_prompts.end(),
+                   [&](size_t a, size_t b) { return plan.prompt_tokens[a] > plan.prompt_tokens[b]; });
+  std::vector<int64_t> filled;
+  for (size_t prompt : step_prompts) {
+    const int64_t tokens = plan.prompt_tokens[prompt];
+    size_t bin = 0;
+    while (bin < batches.size() && filled[bin] + tokens > plan.token_budget) ++bin;
+    if (bin == batches.size()) {
+      batches.emplace_back();
+      filled.push_back(0);
+    }
+    batches[bin].push_back(prompt);
+    filled[bin] += tokens;
+  }
+  return batches;
 }
 
 bool IsGrouped(sema::ObjectiveUnit unit) {
@@ -201,11 +270,13 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
   auto tensor = [&](const std::vector<double>& values) {
     return torch::tensor(values, torch::kDouble).to(device, torch::kFloat);
   };
+  const std::vector<int64_t> prompt_tokens = ComputedTokensByPrompt(data, prompts, needs, settings.logprobs);
+  const BatchPlan plan{prompt_tokens, MicroBatchTokenBudget(prompt_tokens, settings.micro_batch)};
   int64_t steps_this_run = 0;
   while (step < total_steps) {
     const int64_t epoch = step / steps_per_epoch;
     const int64_t step_in_epoch = step % steps_per_epoch;
-    const std::vector<size_t> order = EpochOrder(prompts.size(), settings.seed, epoch);
+    const std::vector<size_t> order = EpochOrder(prompts.size(), settings.seed, settings.shuffle ? epoch : -1);
     const int64_t first = step_in_epoch * settings.batch;
     const int64_t last = std::min(prompt_count, first + settings.batch);
     const double step_prompts = static_cast<double>(last - first);
@@ -218,43 +289,41 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
     int64_t tokens = 0;
     std::vector<double> chosen_rewards, rejected_rewards, weights;
     optimizer.zero_grad();
-    for (int64_t begin = first; begin < last; begin += settings.micro_batch) {
-      const int64_t end = std::min(last, begin + settings.micro_batch);
-      // The items of these prompts, and the distinct (prompt, response) sequences the loss reads.
+    for (const std::vector<size_t>& micro_prompts : MicroBatches(plan, order, first, last, settings)) {
+      // The items of these prompts, and the distinct (prompt, response) sequences the loss reads, grouped
+      // by prompt so that the responses of a prompt share one copy of it.
       std::vector<size_t> items;
       std::vector<int64_t> local_group;
       std::map<int64_t, int64_t> group_ids;
-      for (int64_t k = begin; k < end; ++k) {
-        const PromptUnits& units = prompts[order[static_cast<size_t>(k)]];
+      std::map<std::pair<uint32_t, int32_t>, size_t> sequence_index;
+      std::vector<PromptResponses> groups;
+      for (size_t prompt_position : micro_prompts) {
+        const PromptUnits& units = prompts[prompt_position];
+        PromptResponses& group = groups.emplace_back();
+        group.prompt = data.prompt_ids[units.prompt];
         for (size_t i : units.items) {
           items.push_back(i);
           int64_t key = loss.unit == sema::ObjectiveUnit::GroupOfPairs ? static_cast<int64_t>(units.prompt)
                                                                         : data.items.items[i].group;
           auto [it, inserted] = group_ids.emplace(key, static_cast<int64_t>(group_ids.size()));
           local_group.push_back(it->second);
-        }
-      }
-      std::map<std::pair<uint32_t, int32_t>, size_t> sequence_index;
-      std::vector<ScoredSequence> sequences;
-      for (size_t i : items) {
-        const Item& item = data.items.items[i];
-        for (const std::string& role : needs.policy_logp) {
-          auto at = std::find(roles.begin(), roles.end(), role) - roles.begin();
-          int32_t r = item.responses.at(static_cast<size_t>(at));
-          auto [it, inserted] = sequence_index.emplace(std::make_pair(item.prompt, r), sequences.size());
-          if (!inserted) continue;
-          std::vector<int32_t> ids = data.prompt_ids[item.prompt];
-          const std::vector<int32_t>& response = data.response_ids[item.prompt][static_cast<size_t>(r)];
-          ids.insert(ids.end(), response.begin(), response.end());
-          tokens += static_cast<int64_t>(ids.size());
-          sequences.push_back({data.prompt_ids[item.prompt].size(), std::move(ids)});
+          const Item& item = data.items.items[i];
+          for (const std::string& role : needs.policy_logp) {
+            auto at = std::find(roles.begin(), roles.end(), role) - roles.begin();
+            int32_t r = item.responses.at(static_cast<size_t>(at));
+            auto [entry, added] = sequence_index.emplace(std::make_pair(item.prompt, r), sequence_index.size());
+            if (!added) continue;
+            const std::vector<int32_t>& response = data.response_ids[item.prompt][static_cast<size_t>(r)];
+            group.responses.emplace_back(response);
+            tokens += static_cast<int64_t>(group.prompt.size() + response.size());
+          }
         }
       }
       // The forward pass and the loss under autocast when asked; backward (below) outside it.
       std::optional<compat::AutocastScope> autocast;
       autocast.emplace(settings.bf16_autocast, device.type(), at::kBFloat16);
       torch::Tensor sequence_logp =
-          sequences.empty() ? torch::Tensor() : SequenceLogProbs(model, sequences).to(torch::kFloat);
+          sequence_index.empty() ? torch::Tensor() : ResponseLogProbs(model, groups, settings.logprobs).to(torch::kFloat);
 
       LossBatch batch;
       batch.progress = progress;

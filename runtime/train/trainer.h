@@ -1,7 +1,7 @@
 // The trainer: one stage's optimisation of a model on weighted items with a loss graph.
 //
-// A step takes `batch` prompts (in `batch / micro_batch` micro-batches whose gradients accumulate), computes
-// the policy log-probabilities of the responses the loss reads, evaluates the loss graph per unit, weights
+// A step takes `batch` prompts (in micro-batches whose gradients accumulate), computes the policy
+// log-probabilities of the responses the loss reads (packed, each prompt once, through the chunked head), evaluates the loss graph per unit, weights
 // each unit (unless the loss places the weight itself), sums within a prompt and averages over the step's
 // prompts, as docs/language.md says. Then: gradient clipping, AdamW at the scheduled learning rate, one
 // metrics line. Prompts are visited in an order drawn from the stage's seed, so a run is reproducible; the
@@ -18,6 +18,7 @@
 
 #include "compiler/ir/ir.h"
 #include "runtime/exec/rules.h"
+#include "runtime/model/inference.h"
 #include "runtime/model/llama.h"
 
 namespace fusec::rt {
@@ -37,9 +38,26 @@ struct TrainSettings {
   int64_t micro_batch = 128;  // prompts per forward and backward
   std::optional<double> grad_clip = 1.0;
   int64_t seed = 42;
+  /// Visit prompts in an order drawn from `seed` each epoch; off: in data order (benchmarks comparing steps
+  /// with another implementation).
+  bool shuffle = true;
   std::optional<int64_t> save_every;
   /// Mixed precision: forward passes under bf16 autocast, fp32 master weights and optimizer (none: fp32).
   bool bf16_autocast = false;
+  /// How policy log-probabilities are computed (packing, shared prompts, the chunked head); the losses do
+  /// not depend on it beyond rounding.
+  LogProbOptions logprobs;
+  /// Length-aware micro-batches: a step's prompts go into micro-batches by computed tokens (first fit,
+  /// longest first), each holding up to `micro_batch` prompts' worth of tokens at the data's mean, so every
+  /// packed forward is full. Off: `micro_batch` prompts at a time in visiting order. Which prompts make a
+  /// step is the same either way, and so is the loss.
+  bool length_aware_batches = true;
+
+  /// Every optimisation of the log-prob computation and batching off (the usual way), for comparisons.
+  void DisableOptimizations() {
+    logprobs = LogProbOptions::Naive();
+    length_aware_batches = false;
+  }
 
   /// From a train node's parameters (the compiler's resolved stage).
   static TrainSettings FromParams(const nlohmann::ordered_json& params);

@@ -1,15 +1,18 @@
 // The model stack on LibTorch: forward against an independent Python reference, the KV cache against full
 // recomputation, batching against single prompts, checkpoints written and read back (sharded, bf16), and
-// checkpoint errors. Models run on the CPU, or on CUDA with FUSEC_TEST_DEVICE=cuda (scripts/device-check.sh).
+// checkpoint errors; packing, shared prompts and the chunked head against the usual computation. Models run
+// on the CPU, or on CUDA with FUSEC_TEST_DEVICE=cuda (scripts/device-check.sh).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
 #include <random>
 
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/safetensors.h"
+#include "runtime/support/torch_compat.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tests/runtime/test_support.h"
 
@@ -264,10 +267,125 @@ TEST(Score, SumsResponseLogProbsGivenThePrompt) {
       EXPECT_EQ(scores[p][r].tokens, static_cast<int64_t>(prompts[p].responses[r].ids.size()));
     }
   }
-  // Chunking changes nothing.
+  // The head's chunking changes nothing.
   torch::Tensor hidden = torch::randn({10, config.hidden_size}).to(TestDevice());
   torch::Tensor targets = torch::randint(config.vocab_size, {10}, torch::kLong).to(TestDevice());
-  EXPECT_LE(MaxDiff(TokenLogProbs(*model, hidden, targets, 3), TokenLogProbs(*model, hidden, targets, 1000)), 1e-6);
+  LogProbOptions chunked;
+  chunked.head_chunk = 3;
+  EXPECT_LE(MaxDiff(TokenLogProbs(*model, hidden, targets, chunked), TokenLogProbs(*model, hidden, targets, LogProbOptions::Naive())),
+            1e-5);
+}
+
+// --- packing, shared prompts and the chunked head: the same numbers as the usual way ---
+
+/// Log-probs [responses] and every parameter's gradient of sum(logp * coefficient) under `options`.
+struct LogProbsAndGradients {
+  torch::Tensor logp;
+  std::map<std::string, torch::Tensor> gradients;
+  std::vector<int64_t> scored;
+};
+
+LogProbsAndGradients Differentiate(LlamaForCausalLMImpl& model, const std::vector<PromptResponses>& groups,
+                                   const LogProbOptions& options) {
+  model.zero_grad();
+  LogProbsAndGradients out;
+  out.logp = ResponseLogProbs(model, groups, options, &out.scored);
+  torch::Tensor coefficients = torch::linspace(-1.0, 2.0, out.logp.size(0)).to(out.logp.device());
+  (out.logp * coefficients).sum().backward();
+  for (const auto& item : model.named_parameters()) out.gradients[item.key()] = item.value().grad().detach().cpu().clone();
+  return out;
+}
+
+TEST(Packing, SameLogProbsAndGradientsAsUnpacked) {
+  for (auto make_config : {LlamaGqaConfig, Qwen2Config}) {
+    ModelConfig config = make_config();
+    LlamaForCausalLM model = RandomModel(config, 21);
+    // Prompts of several lengths (one empty), several responses each (one empty, one of a single token).
+    std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {9}, {}, {7, 7, 8, 9, 10, 11, 12, 13}};
+    std::vector<std::vector<std::vector<int32_t>>> responses = {
+        {{20, 21, 22}, {23}, {24, 25, 26, 27, 28, 29, 30}},
+        {{31, 32}, {}, {33, 34, 35, 36}},
+        {{40, 41, 42}, {43, 44}},
+        {{50}, {51, 52, 53, 54, 55, 56, 57, 58, 59}},
+    };
+    std::vector<PromptResponses> groups;
+    for (size_t g = 0; g < prompts.size(); ++g) {
+      PromptResponses& group = groups.emplace_back();
+      group.prompt = prompts[g];
+      for (const auto& response : responses[g]) group.responses.emplace_back(response);
+    }
+    LogProbsAndGradients naive = Differentiate(*model, groups, LogProbOptions::Naive());
+    LogProbOptions packed = LogProbOptions::Naive();
+    packed.pack = true;
+    LogProbOptions shared = packed;
+    shared.share_prompts = true;
+    LogProbOptions all;
+    all.head_chunk = 4;  // several chunks
+    for (const LogProbOptions& options : {packed, shared, all}) {
+      SCOPED_TRACE(std::string("pack ") + (options.share_prompts ? "+share " : "") + (options.chunked_head ? "+chunked" : ""));
+      LogProbsAndGradients fast = Differentiate(*model, groups, options);
+      EXPECT_EQ(fast.scored, naive.scored);
+      EXPECT_LE(MaxDiff(fast.logp, naive.logp), 1e-4) << fast.logp << naive.logp;
+      for (const auto& [name, gradient] : naive.gradients) {
+        double scale = gradient.abs().max().item<double>() + 1e-6;
+        EXPECT_LE(MaxDiff(fast.gradients.at(name), gradient) / scale, 1e-4) << name;
+      }
+    }
+    // Scored token counts: an empty prompt leaves the first response token unscored.
+    EXPECT_EQ(naive.scored, (std::vector<int64_t>{3, 1, 7, 2, 0, 4, 2, 1, 1, 9}));
+  }
+}
+
+TEST(ChunkedHead, EqualsTheNaiveHeadAndItsGradients) {
+  torch::manual_seed(5);
+  const torch::Device device = TestDevice();
+  const int64_t tokens = 37, hidden_size = 24, vocab = 301;
+  torch::Tensor hidden = (torch::randn({tokens, hidden_size}) * 2).to(device).requires_grad_();
+  torch::Tensor weight = torch::randn({vocab, hidden_size}).to(device).requires_grad_();
+  torch::Tensor targets = torch::randint(vocab, {tokens}, torch::kLong).to(device);
+  torch::Tensor upstream = torch::randn({tokens}).to(device);
+
+  torch::Tensor naive = torch::log_softmax(torch::matmul(hidden, weight.t()), -1).gather(1, targets.unsqueeze(1)).squeeze(1);
+  (naive * upstream).sum().backward();
+  torch::Tensor naive_hidden_grad = hidden.grad().clone(), naive_weight_grad = weight.grad().clone();
+  for (int64_t chunk : {1, 5, 37, 1000}) {
+    hidden.mutable_grad().reset();
+    weight.mutable_grad().reset();
+    torch::Tensor chunked = ChunkedTokenLogProbs(hidden, weight, targets, chunk);
+    (chunked * upstream).sum().backward();
+    EXPECT_LE(MaxDiff(chunked, naive), 1e-5) << chunk;
+    EXPECT_LE(MaxDiff(hidden.grad(), naive_hidden_grad) / naive_hidden_grad.abs().max().item<double>(), 1e-5) << chunk;
+    EXPECT_LE(MaxDiff(weight.grad(), naive_weight_grad) / naive_weight_grad.abs().max().item<double>(), 1e-5) << chunk;
+  }
+}
+
+// The CUDA path of the chunked head (bf16 matmuls under autocast, float32 accumulation and softmax) against
+// the CPU's float32. Stated tolerance: log-probs within 0.05 absolute (bf16 keeps 8 bits of mantissa; the
+// logits here are of order 10), gradients within 2% of their largest entry.
+TEST(ChunkedHead, CudaBf16MatchesTheCpu) {
+  if (!TestDevice().is_cuda()) GTEST_SKIP() << "needs FUSEC_TEST_DEVICE=cuda";
+  torch::manual_seed(6);
+  const int64_t tokens = 300, hidden_size = 64, vocab = 5000;
+  torch::Tensor hidden_cpu = torch::randn({tokens, hidden_size}).requires_grad_();
+  torch::Tensor weight_cpu = (torch::randn({vocab, hidden_size}) * 0.3).requires_grad_();
+  torch::Tensor targets = torch::randint(vocab, {tokens}, torch::kLong);
+  torch::Tensor upstream = torch::randn({tokens});
+  torch::Tensor cpu = ChunkedTokenLogProbs(hidden_cpu, weight_cpu, targets, 64);
+  (cpu * upstream).sum().backward();
+
+  torch::Tensor hidden_cuda = hidden_cpu.detach().cuda().requires_grad_();
+  torch::Tensor weight_cuda = weight_cpu.detach().cuda().requires_grad_();
+  torch::Tensor cuda;
+  {
+    compat::AutocastScope autocast(true, torch::kCUDA, torch::kBFloat16);
+    cuda = ChunkedTokenLogProbs(hidden_cuda, weight_cuda, targets.cuda(), 64);
+  }
+  EXPECT_EQ(cuda.scalar_type(), torch::kFloat);
+  (cuda * upstream.cuda()).sum().backward();
+  EXPECT_EQ(weight_cuda.grad().scalar_type(), torch::kFloat);
+  EXPECT_LE(MaxDiff(cuda, cpu), 0.05);
+  EXPECT_LE(MaxDiff(hidden_cuda.grad(), hidden_cpu.grad()) / hidden_cpu.grad().abs().max().item<double>(), 0.02);
+  EXPECT_LE(MaxDiff(weight_cuda.grad(), weight_cpu.grad()) / weight_cpu.grad().abs().max().item<double>(), 0.02);
 }
 
 TEST(Checkpoint, ShardedRoundTripIsExact) {
