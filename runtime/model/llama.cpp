@@ -52,29 +52,120 @@ torch::Tensor InverseFrequencies(const ModelConfig& config) {
   return inv_freq;
 }
 
-/// Attention of a packed sequence, segment by segment, so no masked-out score is computed: q, k, v
-/// [1, H, N, D] -> [1, H, N, D]. A segment with a context attends to [context keys, own keys] under a mask
-/// that is all true over the context and causal over its own part.
-torch::Tensor PackedAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                              const PackedLayout& layout) {
-  std::vector<torch::Tensor> outputs;
-  outputs.reserve(layout.segments.size());
-  const auto bool_options = torch::TensorOptions().dtype(torch::kBool).device(q.device());
-  for (const PackedLayout::Segment& segment : layout.segments) {
-    torch::Tensor q_s = q.narrow(2, segment.begin, segment.length);
-    torch::Tensor k_s = k.narrow(2, segment.begin, segment.length);
-    torch::Tensor v_s = v.narrow(2, segment.begin, segment.length);
-    if (segment.context < 0) {
-      outputs.push_back(compat::Attention(q_s, k_s, v_s, /*allowed=*/{}));
-      continue;
+}  // namespace
+
+/// A packed sequence's attention in blocks. Short groups (a prompt segment and the segments that continue it,
+/// or a lone segment) are gathered into tiles of up to kTileTokens tokens, each one attention call under a
+/// dense mask: one call for many tiny sequences rather than one each. Longer groups go segment by segment,
+/// so no masked-out score of a long sequence is computed. Masks are built once a forward, not once a layer.
+struct PackedAttentionPlan {
+  static constexpr int64_t kTileTokens = 256;
+
+  struct Block {
+    int64_t begin = 0, length = 0;  // the queries (and, for a tile, the keys)
+    torch::Tensor allowed;         // tile: bool [length, length]; segment with a context: [length, context + length]
+    int64_t context_begin = 0, context_length = 0;  // segment blocks: the keys before its own
+  };
+  std::vector<Block> blocks;
+
+  PackedAttentionPlan(const PackedLayout& layout, const torch::Device& device) {
+    // Groups: a segment without a context starts one; segments continuing it follow it in the layout.
+    std::vector<std::pair<size_t, size_t>> groups;  // [first segment, end segment)
+    for (size_t s = 0; s < layout.segments.size(); ++s) {
+      const int64_t context = layout.segments[s].context;
+      TORCH_CHECK(context < static_cast<int64_t>(s), "a packed segment's context must come before it");
+      if (context < 0 || groups.empty() || static_cast<size_t>(context) < groups.back().first) {
+        groups.emplace_back(s, s + 1);
+      } else {
+        groups.back().second = s + 1;
+      }
     }
-    const PackedLayout::Segment& context = layout.segments[static_cast<size_t>(segment.context)];
-    torch::Tensor keys = torch::cat({k.narrow(2, context.begin, context.length), k_s}, 2);
-    torch::Tensor values = torch::cat({v.narrow(2, context.begin, context.length), v_s}, 2);
-    torch::Tensor allowed = torch::cat({torch::ones({segment.length, context.length}, bool_options),
-                                        torch::ones({segment.length, segment.length}, bool_options).tril()},
-                                       1);
-    outputs.push_back(compat::Attention(q_s, keys, values, allowed));
+    std::vector<std::pair<size_t, size_t>> tile;  // groups of the tile being gathered
+    auto close_tile = [&]() {
+      if (tile.empty()) return;
+      AddTile(layout, tile, device);
+      tile.clear();
+    };
+    int64_t tile_tokens = 0;
+    for (const auto& group : groups) {
+      int64_t tokens = 0;
+      for (size_t s = group.first; s < group.second; ++s) tokens += layout.segments[s].length;
+      if (tokens > kTileTokens) {
+        close_tile();
+        tile_tokens = 0;
+        for (size_t s = group.first; s < group.second; ++s) AddSegment(layout, s, device);
+        continue;
+      }
+      if (tile_tokens + tokens > kTileTokens) {
+        close_tile();
+        tile_tokens = 0;
+      }
+      tile.push_back(group);
+      tile_tokens += tokens;
+    }
+    close_tile();
+  }
+
+ private:
+  void AddTile(const PackedLayout& layout, const std::vector<std::pair<size_t, size_t>>& groups, const torch::Device& device) {
+    const int64_t begin = layout.segments[groups.front().first].begin;
+    const PackedLayout::Segment& last = layout.segments[groups.back().second - 1];
+    const int64_t length = last.begin + last.length - begin;
+    std::vector<uint8_t> allowed(static_cast<size_t>(length * length), 0);
+    for (const auto& group : groups) {
+      for (size_t s = group.first; s < group.second; ++s) {
+        const PackedLayout::Segment& segment = layout.segments[s];
+        for (int64_t i = 0; i < segment.length; ++i) {
+          uint8_t* row = allowed.data() + (segment.begin - begin + i) * length;
+          if (segment.context >= 0) {
+            const PackedLayout::Segment& context = layout.segments[static_cast<size_t>(segment.context)];
+            std::fill_n(row + (context.begin - begin), context.length, 1);
+          }
+          std::fill_n(row + (segment.begin - begin), i + 1, 1);
+        }
+      }
+    }
+    Block block;
+    block.begin = begin;
+    block.length = length;
+    block.allowed = torch::from_blob(allowed.data(), {length, length}, torch::kUInt8).to(device, torch::kBool);
+    blocks.push_back(std::move(block));
+  }
+
+  void AddSegment(const PackedLayout& layout, size_t s, const torch::Device& device) {
+    const PackedLayout::Segment& segment = layout.segments[s];
+    Block block;
+    block.begin = segment.begin;
+    block.length = segment.length;
+    if (segment.context >= 0) {
+      const PackedLayout::Segment& context = layout.segments[static_cast<size_t>(segment.context)];
+      block.context_begin = context.begin;
+      block.context_length = context.length;
+      const auto options = torch::TensorOptions().dtype(torch::kBool).device(device);
+      block.allowed = torch::cat({torch::ones({segment.length, context.length}, options),
+                                  torch::ones({segment.length, segment.length}, options).tril()},
+                                 1);
+    }
+    blocks.push_back(std::move(block));
+  }
+};
+
+namespace {
+
+/// Attention of a packed sequence as its plan says: q, k, v [1, H, N, D] -> [1, H, N, D].
+torch::Tensor PackedAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const PackedAttentionPlan& plan) {
+  std::vector<torch::Tensor> outputs;
+  outputs.reserve(plan.blocks.size());
+  for (const PackedAttentionPlan::Block& block : plan.blocks) {
+    torch::Tensor q_b = q.narrow(2, block.begin, block.length);
+    torch::Tensor k_b = k.narrow(2, block.begin, block.length);
+    torch::Tensor v_b = v.narrow(2, block.begin, block.length);
+    if (block.context_length > 0) {  // a segment after its context: [context keys, own keys]
+      k_b = torch::cat({k.narrow(2, block.context_begin, block.context_length), k_b}, 2);
+      v_b = torch::cat({v.narrow(2, block.context_begin, block.context_length), v_b}, 2);
+    }
+    outputs.push_back(compat::Attention(q_b, k_b, v_b, block.allowed));  // undefined mask: causal
   }
   return torch::cat(outputs, 2);
 }
@@ -123,7 +214,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& config)
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      const torch::Tensor& allowed, KvCache* cache, size_t layer,
-                                     const PackedLayout* packed) {
+                                     const PackedAttentionPlan* packed) {
   const int64_t batch = x.size(0);
   const int64_t length = x.size(1);
   torch::Tensor q = q_proj(x).view({batch, length, num_heads_, head_dim_}).transpose(1, 2);
@@ -167,7 +258,7 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) {
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                         const torch::Tensor& allowed, KvCache* cache, size_t layer,
-                                        const PackedLayout* packed) {
+                                        const PackedAttentionPlan* packed) {
   torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, allowed, cache, layer, packed);
   return h + mlp(post_attention_layernorm(h));
 }
@@ -204,10 +295,11 @@ torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids, const
 torch::Tensor LlamaForCausalLMImpl::HiddenPacked(const torch::Tensor& input_ids, const torch::Tensor& positions,
                                                  const PackedLayout& layout) {
   TORCH_CHECK(input_ids.size(0) == 1 && input_ids.size(1) == layout.tokens, "a packed sequence is one row of its layout's tokens");
+  const PackedAttentionPlan plan(layout, input_ids.device());
   torch::Tensor h = model->embed_tokens(input_ids);
   auto [cos, sin] = model->rotary_emb(positions);
   for (size_t i = 0; i < model->layers->size(); ++i) {
-    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, /*allowed=*/{}, /*cache=*/nullptr, i, &layout);
+    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, /*allowed=*/{}, /*cache=*/nullptr, i, &plan);
   }
   return model->norm(h);
 }

@@ -44,6 +44,9 @@ struct PackedLayout {
   int64_t tokens = 0;  // sum of the lengths
 };
 
+/// How a packed sequence's attention is computed, planned once a forward from its layout (llama.cpp).
+struct PackedAttentionPlan;
+
 class RmsNormImpl : public torch::nn::Module {
  public:
   RmsNormImpl(int64_t size, double eps);
@@ -72,7 +75,7 @@ class AttentionImpl : public torch::nn::Module {
   /// cache, this layer's keys and values for the T positions are written at cache->length. With `packed`
   /// (B = 1, no cache, no mask), attention follows its segments instead.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& allowed, KvCache* cache, size_t layer, const PackedLayout* packed);
+                        const torch::Tensor& allowed, KvCache* cache, size_t layer, const PackedAttentionPlan* packed);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -92,7 +95,7 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& allowed, KvCache* cache, size_t layer, const PackedLayout* packed);
+                        const torch::Tensor& allowed, KvCache* cache, size_t layer, const PackedAttentionPlan* packed);
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
