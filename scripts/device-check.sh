@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds fusec against the device machine's CUDA LibTorch 2.x and runs on its GPU: the model tests in fp32 and
 # bf16 (tests/runtime/model_test.cpp with FUSEC_TEST_DEVICE=cuda), then `fusec run` of experiments/smoke.fuse
-# on CUDA and on the CPU (their held-out figures side by side) and of experiments/demo.fuse on CUDA.
+# on CUDA and on the CPU (their held-out figures side by side) and of experiments/demo.fuse on CUDA, then
+# `fusec-bench --config gpu` (bench/README.md) against bench/baseline_trl_dpo.py under the machine's PyTorch.
 #
 # The device machine reaches no package registry and has no Java for the ANTLR tool, so the check has two
 # halves:
@@ -20,7 +21,7 @@
 # timeout of 420 s. Environment overrides, for trying the run half elsewhere: DEVICE_CHECK_TORCH_PREFIX (a
 # CMake prefix holding TorchConfig.cmake), DEVICE_CHECK_TEST_DEVICE (cuda), DEVICE_CHECK_PYTHON (the Python
 # with torch for the reference model), DEVICE_CHECK_BUILD (the build directory), DEVICE_CHECK_DEMO_TIMEOUT
-# (seconds for the demo, 200).
+# (seconds for the demo, 200), DEVICE_CHECK_BENCH_TIMEOUT (seconds for the benchmark, 240; 0 skips it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 device_dir="$root/.device"
@@ -78,7 +79,7 @@ run() {
     exit 1
   }
   echo "device-check: configured in $((SECONDS - start)) s"
-  cmake --build "$build" --target runtime_model_tests fusec fusec-rt -j "$(nproc)" >"$logs/build.log" 2>&1 || true
+  cmake --build "$build" --target runtime_model_tests fusec fusec-rt fusec-bench -j "$(nproc)" >"$logs/build.log" 2>&1 || true
   grep -E "error|FAILED" "$logs/build.log" | head -40 || true
   [[ -x "$build/tests/runtime/runtime_model_tests" && -x "$build/bin/fusec-rt" ]] || {
     echo "device-check: error: the build failed (log: $logs/build.log)" >&2
@@ -127,6 +128,19 @@ run() {
       status=1
       echo "device-check: error: demo on $test_device failed:"
       tail -20 "$logs/demo.err"
+    fi
+  fi
+  local bench_timeout="${DEVICE_CHECK_BENCH_TIMEOUT:-240}"
+  if [[ "$bench_timeout" != 0 && -x "$build/bin/fusec-bench" ]]; then
+    local t=$SECONDS
+    if timeout "$bench_timeout" "$build/bin/fusec-bench" --config gpu --python "$python" --dir "$build/bench-gpu" \
+        >"$logs/bench.out" 2>"$logs/bench.err"; then
+      echo "device-check: bench (gpu) in $((SECONDS - t)) s:"
+      cat "$logs/bench.out"
+    else
+      status=1
+      echo "device-check: error: bench (gpu) failed or ran out of time:"
+      tail -20 "$logs/bench.err"
     fi
   fi
   echo "device-check: finished with status $status after $((SECONDS - start)) s"

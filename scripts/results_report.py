@@ -74,6 +74,8 @@ def collect(points):
                 add("FuseRL-DPO, tau = 1.0", seed, r["fusepo"])
                 add("FuseRL-DPO, 4 sources", seed, r["fusepo"])
                 add("FuseSFT, 4 sources", seed, r["fusesft"])
+        elif p["sweep"] == "wrpo_baseline":
+            add("WRPO (SFT + WRPO, simulated target samples)", seed, r["po"])
         elif p["sweep"] == "rloo_methods":
             add("FuseRL (FuseSFT + FusePO-RLOO)", seed, r["fusepo"])
         elif p["sweep"] == "tau":
@@ -97,7 +99,8 @@ def fmt(values, digits=3):
 
 
 MAIN = ["initial target (warm-up)", "SFT (best response)", "SFT + DPO", "SFT + SimPO", "FuseSFT",
-        "FuseRL (FuseSFT + FusePO-DPO)", "FuseRL (FuseSFT + FusePO-SimPO)", "FuseRL (FuseSFT + FusePO-RLOO)"]
+        "WRPO (SFT + WRPO, simulated target samples)", "FuseRL (FuseSFT + FusePO-DPO)",
+        "FuseRL (FuseSFT + FusePO-SimPO)", "FuseRL (FuseSFT + FusePO-RLOO)"]
 
 
 def sort_key(name):

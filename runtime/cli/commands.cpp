@@ -522,7 +522,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     if (fusion_mini->parsed()) {
       std::string error;
       if (!WriteFusionMini(synth_options, synth_out, &error)) Fail(error);
-      out << "wrote " << synth_out << ": " << synth_options.prompts << " prompts (sft.jsonl, po.jsonl, eval.jsonl)\n";
+      out << "wrote " << synth_out << ": " << synth_options.prompts << " prompts (sft.jsonl, po.jsonl, po_target.jsonl, eval.jsonl)\n";
       return kExitOk;
     }
 #ifdef FUSEC_HAVE_EXECUTOR

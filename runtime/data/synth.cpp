@@ -151,6 +151,7 @@ double TrueScore(const std::string& response, const std::string& gold) { return 
 
 std::vector<SynthPrompt> GenerateFusionMini(const SynthOptions& options) {
   Random rng(options.seed * 0x9E3779B97F4A7C15ULL + 1);
+  Random target_rng(options.seed * 0x9E3779B97F4A7C15ULL + 2);
   const auto& families = SynthFamilies();
   const auto& sources = SynthSources();
   std::vector<SynthPrompt> prompts;
@@ -174,6 +175,14 @@ std::vector<SynthPrompt> GenerateFusionMini(const SynthOptions& options) {
         prompt.responses.push_back(std::move(response));
       }
     }
+    for (int64_t n = 0; n < options.samples; ++n) {
+      SynthResponse response;
+      response.source = "target";
+      response.text = Sample(task, kSynthTargetSkill, target_rng);
+      response.quality = TrueScore(response.text, task.gold);
+      response.reward = Round4(response.quality + options.noise * target_rng.Normal());
+      prompt.target_samples.push_back(std::move(response));
+    }
     prompts.push_back(std::move(prompt));
   }
   return prompts;
@@ -184,7 +193,14 @@ bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::s
   std::vector<SynthPrompt> prompts = GenerateFusionMini(options);
   const size_t sft_end = prompts.size() * 2 / 5;
   const size_t po_end = prompts.size() * 4 / 5;
-  std::string sft, po, eval;
+  std::string sft, po, po_target, eval;
+  auto responses_json = [](const std::vector<SynthResponse>& responses, nlohmann::ordered_json& out) {
+    for (const SynthResponse& r : responses) out.push_back({{"source", r.source}, {"text", r.text}, {"reward", r.reward}});
+  };
+  auto line = [](const SynthPrompt& p, const nlohmann::ordered_json& responses) {
+    return nlohmann::ordered_json{{"id", p.id}, {"prompt", p.prompt}, {"family", p.family}, {"responses", responses}}.dump() +
+           "\n";
+  };
   for (size_t k = 0; k < prompts.size(); ++k) {
     const SynthPrompt& p = prompts[k];
     if (k >= po_end) {
@@ -194,13 +210,12 @@ bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::s
       continue;
     }
     nlohmann::ordered_json responses = nlohmann::ordered_json::array();
-    for (const SynthResponse& r : p.responses) {
-      responses.push_back({{"source", r.source}, {"text", r.text}, {"reward", r.reward}});
+    responses_json(p.responses, responses);
+    (k < sft_end ? sft : po) += line(p, responses);
+    if (k >= sft_end) {
+      responses_json(p.target_samples, responses);
+      po_target += line(p, responses);
     }
-    (k < sft_end ? sft : po) +=
-        nlohmann::ordered_json{{"id", p.id}, {"prompt", p.prompt}, {"family", p.family}, {"responses", responses}}
-            .dump() +
-        "\n";
   }
   std::ostringstream readme;
   readme << "# fusion-mini (seed " << options.seed << ")\n\n"
@@ -210,12 +225,17 @@ bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::s
          << "delta) with " << options.samples << " samples each. Each family has its own best source.\n\n"
          << "- `sft.jsonl` (" << sft_end << " prompts), `po.jsonl` (" << po_end - sft_end << "): responses with "
          << "rewards = true score + N(0, " << options.noise << ") noise; the true score is not in these files.\n"
+         << "- `po_target.jsonl`: the prompts of `po.jsonl` with " << options.samples << " samples of the target "
+         << "itself added (source `target`), for WRPO. They are simulated: a fifth model, right with probability "
+         << kSynthTargetSkill << " on every family (about the SFT-trained target's rate), not the target's own "
+         << "generations.\n"
          << "- `eval.jsonl` (" << prompts.size() - po_end << "): held-out prompts with their `gold` answer.\n\n"
          << "True score: 1 - Levenshtein(response, gold) / max(length).\n";
   std::error_code ec;
   fs::create_directories(dir, ec);
   for (const auto& [name, text] : {std::pair<std::string, std::string>{"sft.jsonl", sft},
                                    {"po.jsonl", po},
+                                   {"po_target.jsonl", po_target},
                                    {"eval.jsonl", eval},
                                    {"README.md", readme.str()}}) {
     if (!WriteWholeFile((fs::path(dir) / name).string(), text)) {

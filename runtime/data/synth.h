@@ -41,15 +41,23 @@ struct SynthPrompt {
   std::string prompt;
   std::string gold;
   std::vector<SynthResponse> responses;
+  /// The target's own samples, for WRPO: simulated (source "target"), from a random stream of their own so
+  /// that every other file is the same with or without them.
+  std::vector<SynthResponse> target_samples;
 };
+
+/// The simulated target's skill at every family (the probability of an exactly right sample): about the
+/// SFT-trained target's on fusion-mini's held-out prompts, below every source's.
+inline constexpr double kSynthTargetSkill = 0.1;
 
 std::vector<SynthPrompt> GenerateFusionMini(const SynthOptions& options);
 
 /// The true score of a response: 1 - Levenshtein(response, gold) / max(length, 1), in [0, 1].
 double TrueScore(const std::string& response, const std::string& gold);
 
-/// Writes the benchmark under `dir`: sft.jsonl, po.jsonl (prompts with responses and rewards), eval.jsonl
-/// (prompts with `family` and `gold`, no responses) and README.md (what it is and how it was made). Returns
+/// Writes the benchmark under `dir`: sft.jsonl, po.jsonl (prompts with responses and rewards), po_target.jsonl
+/// (po.jsonl's prompts with the simulated target's own samples added, for WRPO), eval.jsonl (prompts with
+/// `family` and `gold`, no responses) and README.md (what it is and how it was made). Returns
 /// false with `error` set when a file cannot be written.
 bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::string* error);
 

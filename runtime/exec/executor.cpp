@@ -728,7 +728,7 @@ class Executor {
     result.prompts = static_cast<int64_t>(data.size());
     result.mean_generated_tokens = data.empty() ? 0 : static_cast<double>(generated_tokens) / static_cast<double>(data.size());
     if (!best.empty()) {
-      auto scores = ScoreResponses(*model, best, kScoreBatchTokens);
+      auto scores = ScoreResponses(*model, best, kScoreBatchTokens, nullptr, LogProbOptionsOf(options_));
       double nll = 0;
       int64_t tokens = 0;
       for (const auto& s : scores) {

@@ -273,14 +273,15 @@ std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& mod
 std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& model,
                                                        const std::vector<TokenizedPrompt>& prompts,
                                                        int64_t max_batch_tokens,
-                                                       const std::function<void(int64_t, int64_t)>& progress) {
+                                                       const std::function<void(int64_t, int64_t)>& progress,
+                                                       const LogProbOptions& options) {
   std::vector<PromptResponses> groups;
   for (const TokenizedPrompt& prompt : prompts) {
     PromptResponses& group = groups.emplace_back();
     group.prompt = prompt.prompt_ids;
     for (const TokenizedResponse& response : prompt.responses) group.responses.emplace_back(response.ids);
   }
-  return ScoreResponses(model, groups, max_batch_tokens, LogProbOptions{}, progress);
+  return ScoreResponses(model, groups, max_batch_tokens, options, progress);
 }
 
 namespace {

@@ -98,7 +98,7 @@ std::vector<std::vector<ResponseScore>> ScoreResponses(
 /// The same for tokenized prompts of a data set.
 std::vector<std::vector<ResponseScore>> ScoreResponses(
     LlamaForCausalLMImpl& model, const std::vector<TokenizedPrompt>& prompts, int64_t max_batch_tokens,
-    const std::function<void(int64_t, int64_t)>& progress = nullptr);
+    const std::function<void(int64_t, int64_t)>& progress = nullptr, const LogProbOptions& options = {});
 
 struct SamplingOptions {
   int64_t max_new_tokens = 256;

@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "runtime/data/jsonl.h"
 #include "tests/runtime/test_support.h"
@@ -18,6 +20,7 @@ std::string Serialize(const std::vector<SynthPrompt>& prompts) {
   for (const SynthPrompt& p : prompts) {
     out += p.id + "|" + p.prompt + "|" + p.gold + "\n";
     for (const SynthResponse& r : p.responses) out += r.source + "|" + r.text + "|" + std::to_string(r.reward) + "\n";
+    for (const SynthResponse& r : p.target_samples) out += r.source + "|" + r.text + "|" + std::to_string(r.reward) + "\n";
   }
   return out;
 }
@@ -100,6 +103,30 @@ TEST(FusionMini, RewardsAreTheTrueScorePlusTheAskedNoise) {
   EXPECT_DOUBLE_EQ(TrueScore("", "ab"), 0.0);
 }
 
+// WRPO's target samples: N a prompt, as often exactly right as kSynthTargetSkill says, weaker than every
+// source.
+TEST(FusionMini, TargetSamplesAreWeakAndLeaveTheSourcesUnchanged) {
+  SynthOptions options;
+  options.prompts = 1200;
+  std::vector<SynthPrompt> prompts = GenerateFusionMini(options);
+  std::map<std::string, std::pair<double, double>> exact;  // source -> (exactly right, samples)
+  for (const SynthPrompt& p : prompts) {
+    ASSERT_EQ(p.target_samples.size(), static_cast<size_t>(options.samples));
+    for (const auto* list : {&p.responses, &p.target_samples}) {
+      for (const SynthResponse& r : *list) {
+        exact[r.source].first += r.text == p.gold;
+        exact[r.source].second += 1;
+      }
+    }
+  }
+  const double target_rate = exact["target"].first / exact["target"].second;
+  // A little above the skill: a misreading or an edit sometimes lands on the gold answer.
+  EXPECT_GT(target_rate, kSynthTargetSkill - 0.02);
+  EXPECT_LT(target_rate, kSynthTargetSkill + 0.08);
+  for (const std::string& source : SynthSources()) EXPECT_GT(exact[source].first / exact[source].second, target_rate + 0.1);
+  EXPECT_EQ(prompts[0].responses.size(), SynthSources().size() * static_cast<size_t>(options.samples));
+}
+
 TEST(FusionMini, WritesSplitsThatTheReaderReads) {
   testing::ScratchDir dir("synth");
   SynthOptions options;
@@ -121,6 +148,15 @@ TEST(FusionMini, WritesSplitsThatTheReaderReads) {
   JsonlOptions prompts;
   prompts.require_responses = false;
   EXPECT_EQ(count("eval.jsonl", prompts), 10);
+  EXPECT_EQ(count("po_target.jsonl", training), 20);
+  // po_target.jsonl is po.jsonl with the target's samples appended to each line's responses.
+  std::istringstream po(testing::ReadFile(dir / "po.jsonl")), po_target(testing::ReadFile(dir / "po_target.jsonl"));
+  for (std::string a, b; std::getline(po, a) && std::getline(po_target, b);) {
+    nlohmann::json with = nlohmann::json::parse(b), without = nlohmann::json::parse(a);
+    ASSERT_EQ(with["responses"].size(), without["responses"].size() + static_cast<size_t>(options.samples));
+    for (size_t r = 0; r < without["responses"].size(); ++r) EXPECT_EQ(with["responses"][r], without["responses"][r]);
+    EXPECT_EQ(with["responses"].back()["source"], "target");
+  }
   EXPECT_EQ(testing::ReadFile(dir / "sft.jsonl").find("gold"), std::string::npos) << "training never sees the truth";
   EXPECT_NE(testing::ReadFile(dir / "eval.jsonl").find("\"gold\""), std::string::npos);
 }
