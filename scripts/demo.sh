@@ -13,7 +13,7 @@ cache=build/demo-cache
 
 "$fusec" check experiments/demo.fuse
 ./scripts/fusion-mini-data.sh
-echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about 2 minutes on 2 cores the first time"
+echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about a minute on 2 cores the first time"
 start=$SECONDS
 mkdir -p build
 "$fusec" run experiments/demo.fuse --out "$run_dir" --cache "$cache" | tee "$run_dir.out" | grep -v '^RESULT'

@@ -239,7 +239,10 @@ score (1 - normalised edit distance of the greedy completion to the gold answer,
 deviation over seeds. SFT is on each prompt's best response; SFT + DPO/SimPO then pairs its best and worst
 response over all sources; FuseSFT is the top 2 responses by reward with softmax weights; FusePO is one
 best-vs-worst pair per source (RLOO: the 5 samples of each source as a group) with softmax-over-sources
-weights (tau 1 unless stated). WRPO is not run: it needs the target's own samples, which fusion-mini lacks.
+weights (tau 1 unless stated). WRPO starts from the SFT model and prefers the target's best own sample and
+the sources' best response to the target's worst sample (beta 0.1, alpha rising to 0.1); the target's samples
+are simulated by fusion-mini (`po_target.jsonl`: a fifth model, right about one time in ten), not generated
+by the SFT model itself as in the paper, so this WRPO row is an approximation.
 
 {table(rows, MAIN)}
 
