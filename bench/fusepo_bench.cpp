@@ -108,7 +108,8 @@ std::optional<BenchConfig> NamedConfig(const std::string& name) {
 
 /// Settings both sides use: AdamW, a constant learning rate, gradient clipping at 1, DPO's beta.
 Json OptimizerSettings() {
-  return {{"lr", 1e-5}, {"betas", {0.9, 0.999}}, {"eps", 1e-8}, {"weight_decay", 0.0}, {"grad_clip", 1.0}, {"beta", 0.1}};
+  return {{"lr", 1e-5},          {"betas", {0.9, 0.999}}, {"eps", 1e-8},
+          {"weight_decay", 0.0}, {"grad_clip", 1.0},      {"beta", 0.1}};
 }
 
 /// Random token ids in [1, vocab) (0 is the baseline's pad id).
@@ -141,7 +142,8 @@ Json MakeSteps(const BenchConfig& config, uint64_t seed) {
       for (int64_t k = 0; k < config.sources; ++k) total += rewards.emplace_back(std::exp(reward(rng)));
       Json pairs = Json::array();
       for (int64_t k = 0; k < config.sources; ++k) {
-        pairs.push_back({{"chosen", response()}, {"rejected", response()}, {"weight", rewards[static_cast<size_t>(k)] / total}});
+        pairs.push_back(
+            {{"chosen", response()}, {"rejected", response()}, {"weight", rewards[static_cast<size_t>(k)] / total}});
       }
       step.push_back({{"prompt", RandomTokens(rng, prompt_length(rng), vocab)}, {"pairs", pairs}});
     }
@@ -190,7 +192,8 @@ int64_t CurrentResidentBytes() {
 Json MemoryInUse(const torch::Device& device, bool peak) {
   if (!device.is_cuda()) return peak ? PeakResidentBytes() : CurrentResidentBytes();
 #ifdef FUSEC_BENCH_CUDA_STATS
-  const auto& stat = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0).allocated_bytes[0];
+  const auto& stat =
+      c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0).allocated_bytes[0];
   return static_cast<int64_t>(peak ? stat.peak : stat.current);
 #else
   return nullptr;
@@ -233,7 +236,8 @@ struct FlopModel {
     layers = model["num_hidden_layers"].get<double>();
     const double head_dim = hidden / model["num_attention_heads"].get<double>();
     const double kv = model["num_key_value_heads"].get<double>() * head_dim;
-    const double per_layer = hidden * hidden * 2 + hidden * kv * 2 + 3 * hidden * model["intermediate_size"].get<double>();
+    const double per_layer =
+        hidden * hidden * 2 + hidden * kv * 2 + 3 * hidden * model["intermediate_size"].get<double>();
     matmul_params = layers * per_layer + hidden * model["vocab_size"].get<double>();
   }
   double Tokens(double tokens) const { return 4 * 2 * matmul_params * tokens; }
@@ -280,7 +284,8 @@ int64_t StepTokens(const Json& step) {
   int64_t tokens = 0;
   for (const Json& prompt : step) {
     for (const Json& pair : prompt["pairs"]) {
-      tokens += 2 * static_cast<int64_t>(prompt["prompt"].size()) + static_cast<int64_t>(pair["chosen"].size() + pair["rejected"].size());
+      tokens += 2 * static_cast<int64_t>(prompt["prompt"].size()) +
+                static_cast<int64_t>(pair["chosen"].size() + pair["rejected"].size());
     }
   }
   return tokens;
@@ -387,12 +392,15 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
     Synchronize(device);
     step_seconds.push_back(Seconds(start));
     losses.push_back(metrics.loss);
-    std::cerr << "  fusec step " << metrics.step << "/" << metrics.total_steps << ": " << std::fixed << std::setprecision(2)
-              << step_seconds.back() << " s, loss " << std::setprecision(6) << metrics.loss << std::defaultfloat << "\n";
+    std::cerr << "  fusec step " << metrics.step << "/" << metrics.total_steps << ": " << std::fixed
+              << std::setprecision(2) << step_seconds.back() << " s, loss " << std::setprecision(6) << metrics.loss
+              << std::defaultfloat << "\n";
     start = std::chrono::steady_clock::now();
   };
   rt::Train(**policy, data, loss, needs, settings, options);
-  Json out = {{"ref_seconds", ref_seconds}, {"step_seconds", step_seconds}, {"losses", losses},
+  Json out = {{"ref_seconds", ref_seconds},
+              {"step_seconds", step_seconds},
+              {"losses", losses},
               {"peak_bytes", MemoryInUse(device, /*peak=*/true)}};
   std::cout << out.dump() << std::endl;
   return 0;
@@ -402,11 +410,13 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
 
 /// Forward and backward of the loss head on random hidden states, naive or chunked, in a fresh process:
 /// prints the best time of two runs and the peak memory above what the inputs and the weight hold.
-int RunHead(const std::string& mode, int64_t vocab, int64_t hidden_size, int64_t tokens, const std::string& device_name) {
+int RunHead(const std::string& mode, int64_t vocab, int64_t hidden_size, int64_t tokens,
+            const std::string& device_name) {
   const torch::Device device(device_name);
   torch::manual_seed(0);
   torch::Tensor hidden = torch::randn({tokens, hidden_size}, torch::TensorOptions().device(device)).requires_grad_();
-  torch::Tensor weight = (torch::randn({vocab, hidden_size}, torch::TensorOptions().device(device)) * 0.02).requires_grad_();
+  torch::Tensor weight =
+      (torch::randn({vocab, hidden_size}, torch::TensorOptions().device(device)) * 0.02).requires_grad_();
   torch::Tensor targets = torch::randint(vocab, {tokens}, torch::TensorOptions().device(device).dtype(torch::kLong));
   Synchronize(device);
   const Json before = MemoryInUse(device, /*peak=*/false);
@@ -428,7 +438,9 @@ int RunHead(const std::string& mode, int64_t vocab, int64_t hidden_size, int64_t
     value = total.item<double>();
   }
   const Json peak = MemoryInUse(device, /*peak=*/true);
-  Json out = {{"mode", mode}, {"seconds", best}, {"sum_logp", value},
+  Json out = {{"mode", mode},
+              {"seconds", best},
+              {"sum_logp", value},
               {"peak_bytes", before.is_null() ? Json(nullptr) : Json(peak.get<int64_t>() - before.get<int64_t>())}};
   std::cout << out.dump() << std::endl;
   return 0;
@@ -454,7 +466,8 @@ Json RunChild(const std::string& command, const std::string& what) {
   last = last.substr(last.find_last_of('\n') == std::string::npos ? 0 : last.find_last_of('\n') + 1);
   Json json = Json::parse(last, nullptr, false);
   if (status != 0 || json.is_discarded()) {
-    throw std::runtime_error(what + " failed (exit status " + std::to_string(WEXITSTATUS(status)) + "); its output:\n" + output);
+    throw std::runtime_error(what + " failed (exit status " + std::to_string(WEXITSTATUS(status)) + "); its output:\n" +
+                             output);
   }
   return json;
 }
@@ -510,12 +523,12 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
 
   std::string device_flags = " --device " + config->device + (config->bf16 ? " --bf16" : "");
   std::cerr << "fusec-bench: the baseline (TRL's way) ...\n";
-  Json baseline = RunChild(Quote(options.python) + " " + Quote(options.baseline) + " " + Quote(dir.string()) + device_flags,
-                           "the baseline");
+  Json baseline = RunChild(
+      Quote(options.python) + " " + Quote(options.baseline) + " " + Quote(dir.string()) + device_flags, "the baseline");
   std::cerr << "fusec-bench: fusec ...\n";
-  Json fusec = RunChild(Quote(self) + " workload --dir " + Quote(dir.string()) + device_flags + " --stdlib " +
-                            Quote(options.stdlib),
-                        "fusec's workload");
+  Json fusec = RunChild(
+      Quote(self) + " workload --dir " + Quote(dir.string()) + device_flags + " --stdlib " + Quote(options.stdlib),
+      "fusec's workload");
 
   // fusec's step time includes its share of the precomputed reference pass.
   const double baseline_step = Mean(baseline["step_seconds"]);
@@ -538,13 +551,14 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
             << tokens_per_step / fusec_step << " |\n";
   std::cout << "| peak memory | " << Mib(baseline["peak_bytes"]) << " | " << Mib(fusec["peak_bytes"]) << " |\n";
   std::cout << std::setprecision(6) << "| first-step loss | " << baseline_loss << " | " << fusec_loss << " |\n";
-  std::cout << std::setprecision(1) << "| model FLOP/s, % of the matmul peak | " << 100 * flops_step / baseline_step / peak
-            << " % | " << 100 * flops_step / fusec_step / peak << " % |\n";
+  std::cout << std::setprecision(1) << "| model FLOP/s, % of the matmul peak | "
+            << 100 * flops_step / baseline_step / peak << " % | " << 100 * flops_step / fusec_step / peak << " % |\n";
   std::cout << "| executed FLOP/s, % of the matmul peak | " << 100 * baseline_executed / steps / baseline_step / peak
             << " % | " << 100 * fusec_executed / steps / fusec_step / peak << " % |\n";
   std::cout << std::setprecision(2) << "| executed GFLOP a step | " << baseline_executed / steps / 1e9 << " | "
             << fusec_executed / steps / 1e9 << " |\n";
-  std::cout << std::setprecision(1) << "\nModel FLOPs count every pair side's prompt + response once (the work the step "
+  std::cout << std::setprecision(1)
+            << "\nModel FLOPs count every pair side's prompt + response once (the work the step "
             << "needs, " << flops_step / 1e9 << " GFLOP); executed FLOPs count what each side computes (the baseline's "
             << "padding and repeated prompts, fusec's single prompt copies). Matrix-multiply peak: " << peak / 1e9
             << " GFLOP/s, measured in this run.\n";
@@ -554,16 +568,18 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
 
   double head_ratio = std::nan("");
   if (!options.skip_head) {
-    std::string head_args = " --vocab " + std::to_string(config->head_vocab) + " --hidden " + std::to_string(config->head_hidden) +
-                            " --tokens " + std::to_string(config->head_tokens) + " --device " + config->device;
+    std::string head_args = " --vocab " + std::to_string(config->head_vocab) + " --hidden " +
+                            std::to_string(config->head_hidden) + " --tokens " + std::to_string(config->head_tokens) +
+                            " --device " + config->device;
     std::cerr << "fusec-bench: the loss head alone ...\n";
     Json naive = RunChild(Quote(self) + " head --mode naive" + head_args, "the naive head");
     Json chunked = RunChild(Quote(self) + " head --mode chunked" + head_args, "the chunked head");
     if (!naive["peak_bytes"].is_null() && !chunked["peak_bytes"].is_null()) {
       head_ratio = naive["peak_bytes"].get<double>() / std::max(chunked["peak_bytes"].get<double>(), 1.0);
     }
-    std::cout << "\nLoss head alone, forward and backward: vocab " << config->head_vocab << ", hidden " << config->head_hidden
-              << ", " << config->head_tokens << " tokens (peak memory above the inputs and the weight)\n\n";
+    std::cout << "\nLoss head alone, forward and backward: vocab " << config->head_vocab << ", hidden "
+              << config->head_hidden << ", " << config->head_tokens
+              << " tokens (peak memory above the inputs and the weight)\n\n";
     std::cout << "| | naive (whole logits) | chunked (" << LogProbOptions{}.ChunkTokens(config->head_vocab)
               << " tokens a chunk) |\n|---|---:|---:|\n";
     std::cout << "| peak memory | " << Mib(naive["peak_bytes"]) << " | " << Mib(chunked["peak_bytes"]) << " |\n";
@@ -578,7 +594,8 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
             << " head_memory_ratio=" << head_ratio << std::scientific << std::setprecision(2)
             << " loss_rel_diff=" << loss_rel_diff << std::endl;
   if (loss_rel_diff > 1e-4) {
-    std::cerr << "fusec-bench: the first-step losses differ by more than 1e-4 relative: the two sides do not compute the same step\n";
+    std::cerr << "fusec-bench: the first-step losses differ by more than 1e-4 relative: the two sides do not compute "
+                 "the same step\n";
     return 1;
   }
   return 0;
