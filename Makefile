@@ -6,7 +6,8 @@
 #   make tour     build, then check and explain the shipped experiments and run the smoke experiment
 #   make results  build, run experiments/bench/fusion_mini.fuse (about 25 minutes on 2 cores), write docs/results.md
 #   make bench    build, run fusec-bench: fusec's FusePO-DPO step against TRL's way (bench/baseline_trl_dpo.py
-#                 under /usr/bin/python3), then the loss head alone; last line RESULT speedup=... (BENCH_CONFIG=cpu)
+#                 under /usr/bin/python3), then the loss head alone; last line RESULT speedup=... (BENCH_CONFIG=cpu;
+#                 BENCH_FLAGS=--ablate adds fusec with each optimisation off)
 #   make test     build, then run every test: release build, and the compiler's and the runtime's LibTorch-free
 #                 tests under ASan + UBSan (the parity tests' JavaScript references are installed first)
 #   make build    build the release preset only
@@ -20,6 +21,7 @@ FUSEC := build/release/bin/fusec
 export OMP_NUM_THREADS ?= $(shell nproc)
 
 BENCH_CONFIG ?= cpu
+BENCH_FLAGS ?=
 
 .PHONY: demo tour results bench test build deps js-deps configure dev-test golden fuzz format tidy clean
 
@@ -45,7 +47,7 @@ results: build
 	@./scripts/results.sh
 
 bench: build
-	@./build/release/bin/fusec-bench --config $(BENCH_CONFIG)
+	@./build/release/bin/fusec-bench --config $(BENCH_CONFIG) $(BENCH_FLAGS)
 
 test: build js-deps
 	@ctest --preset release -j $(JOBS)

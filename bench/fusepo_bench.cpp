@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -315,8 +316,8 @@ std::pair<ir::LossGraph, ir::Requirements> CompiledDpo(double beta, const std::s
 
 /// Runs fusec's FusePO-DPO on the workload and prints one JSON line: the reference pass's time, each step's
 /// time and loss, the peak resident memory.
-int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool bf16, bool unoptimized,
-                     const std::string& stdlib) {
+int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool bf16,
+                     const std::vector<std::string>& off, const std::string& stdlib) {
   const torch::Device device(device_name);
   std::ifstream in(dir / "workload.json");
   const Json workload = Json::parse(in);
@@ -345,7 +346,14 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
       }
     }
   }
-  const LogProbOptions logprobs = unoptimized ? LogProbOptions::Naive() : LogProbOptions{};
+  auto is_off = [&](const std::string& name) {
+    return std::find(off.begin(), off.end(), name) != off.end() ||
+           std::find(off.begin(), off.end(), "all") != off.end();
+  };
+  LogProbOptions logprobs;
+  logprobs.pack = !is_off("pack");
+  logprobs.share_prompts = logprobs.pack && !is_off("share");  // sharing lives inside a packed row
+  logprobs.chunked_head = !is_off("chunk");
 
   // The reference log-probabilities, precomputed once for every step (the graph's hoisted ref_logprobs).
   Synchronize(device);
@@ -382,7 +390,8 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
   settings.micro_batch = settings.batch;
   settings.shuffle = false;  // step k holds the baseline's step k prompts
   settings.bf16_autocast = bf16;
-  if (unoptimized) settings.DisableOptimizations();
+  settings.logprobs = logprobs;
+  settings.length_aware_batches = !is_off("length");
   std::vector<double> step_seconds, losses;
   rt::TrainOptions options;
   options.stage = "bench/po";
@@ -492,6 +501,7 @@ struct OrchestratorOptions {
   std::string baseline;
   std::string stdlib;
   bool skip_head = false;
+  bool ablate = false;
 };
 
 int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
@@ -502,6 +512,10 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
   }
   const fs::path dir = options.dir.empty() ? fs::path("build/bench") / config->name : fs::path(options.dir);
   const torch::Device device(config->device);
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    std::cerr << "fusec-bench: --config " << config->name << " needs CUDA, and this LibTorch or machine has none\n";
+    return 2;
+  }
   std::cerr << "fusec-bench: workload `" << config->name << "` in " << dir.string() << "\n";
   WriteWorkload(*config, dir);
   std::ifstream in(dir / "workload.json");
@@ -566,6 +580,28 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
             << std::scientific << std::setprecision(2) << " first-step loss relative difference " << loss_rel_diff
             << std::fixed << " (at most 1e-4)\n";
 
+  if (options.ablate) {
+    std::cout << "\nfusec with optimisations turned off (the same workload; time includes the reference pass):\n\n"
+              << "| fusec | time per step (s) | peak memory | first-step loss |\n|---|---:|---:|---:|\n";
+    std::cout << std::setprecision(3) << "| everything on | " << fusec_step << " | " << Mib(fusec["peak_bytes"])
+              << " | " << std::setprecision(6) << fusec_loss << " |\n";
+    const std::vector<std::pair<std::string, std::string>> ablations = {
+        {"pack", "no packing (padded rows, so no shared prompts either)"},
+        {"share", "packing without shared prompts"},
+        {"chunk", "whole-vocabulary logits instead of the chunked head"},
+        {"length", "micro-batches in visiting order instead of length-aware"},
+        {"all", "everything off (the usual way)"}};
+    for (const auto& [name, label] : ablations) {
+      std::cerr << "fusec-bench: fusec with `" << name << "` off ...\n";
+      Json run = RunChild(Quote(self) + " workload --dir " + Quote(dir.string()) + device_flags + " --stdlib " +
+                              Quote(options.stdlib) + " --off " + name,
+                          "fusec's workload with " + name + " off");
+      const double step = Mean(run["step_seconds"]) + run["ref_seconds"].get<double>() / steps;
+      std::cout << std::setprecision(3) << "| " << label << " | " << step << " | " << Mib(run["peak_bytes"]) << " | "
+                << std::setprecision(6) << run["losses"][0].get<double>() << " |\n";
+    }
+  }
+
   double head_ratio = std::nan("");
   if (!options.skip_head) {
     std::string head_args = " --vocab " + std::to_string(config->head_vocab) + " --hidden " +
@@ -617,15 +653,18 @@ int main(int argc, char** argv) {
   app.add_option("--baseline", options.baseline, "The baseline script")->capture_default_str();
   app.add_option("--stdlib", options.stdlib, "fusec's stdlib directory")->capture_default_str();
   app.add_flag("--skip-head", options.skip_head, "Leave out the loss-head table");
+  app.add_flag("--ablate", options.ablate, "Also run fusec with each optimisation off in turn, and with all off");
 
   std::string dir, device = "cpu", mode;
-  bool bf16 = false, unoptimized = false;
+  bool bf16 = false;
+  std::vector<std::string> off;
   int64_t vocab = 0, hidden = 0, tokens = 0;
   CLI::App* workload = app.add_subcommand("workload", "(internal) run fusec's side on a workload directory");
   workload->add_option("--dir", dir)->required();
   workload->add_option("--device", device);
   workload->add_flag("--bf16", bf16);
-  workload->add_flag("--unoptimized", unoptimized, "Every optimisation off");
+  workload->add_option("--off", off, "Optimisations to turn off: pack, share, chunk, length, all")
+      ->check(CLI::IsMember({"pack", "share", "chunk", "length", "all"}));
   workload->add_option("--stdlib", options.stdlib);
   CLI::App* head = app.add_subcommand("head", "(internal) measure the loss head alone");
   head->add_option("--mode", mode)->required()->check(CLI::IsMember({"naive", "chunked"}));
@@ -635,7 +674,7 @@ int main(int argc, char** argv) {
   head->add_option("--device", device);
   CLI11_PARSE(app, argc, argv);
   try {
-    if (*workload) return RunFusecWorkload(dir, device, bf16, unoptimized, options.stdlib);
+    if (*workload) return RunFusecWorkload(dir, device, bf16, off, options.stdlib);
     if (*head) return RunHead(mode, vocab, hidden, tokens, device);
     std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
     return Orchestrate(options, self);
