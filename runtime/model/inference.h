@@ -20,7 +20,8 @@
 namespace fusec::rt {
 
 /// How response log-probabilities are computed. Every switch keeps the result (to rounding) and changes only
-/// the work and memory; all on is the default, all off is the usual way (TRL's), kept for benchmarks and tests.
+/// the work and memory; all on is the default, all off is the usual padded computation (logits still only at
+/// response positions), kept for comparisons and tests.
 struct LogProbOptions {
   /// Padding-free packing: the sequences of a call are one flat row with position ids and segment-wise
   /// (block-diagonal causal) attention, so no pad token is computed. Off: right-padded rows.
