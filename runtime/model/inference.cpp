@@ -130,8 +130,14 @@ torch::Tensor SumByResponse(LlamaForCausalLMImpl& model, const torch::Tensor& hi
   return torch::zeros({responses}, logp.options()).index_add(0, LongTensor(scored.owner, device), logp);
 }
 
-}  // namespace
+/// A sequence whose response part is scored: the tokens after the first `prompt_length`.
+struct ScoredSequence {
+  size_t prompt_length = 0;
+  std::vector<int32_t> ids;
+};
 
+/// Summed log-probability of the response part of each sequence, in one right-padded batch (the unpacked
+/// path): [N] float32 on the model's device; `scored_tokens` receives how many tokens of each were scored.
 torch::Tensor SequenceLogProbs(LlamaForCausalLMImpl& model, const std::vector<ScoredSequence>& sequences,
                               std::vector<int64_t>* scored_tokens, const LogProbOptions& options) {
   const torch::Device device = model.OutputWeight().device();
@@ -158,6 +164,8 @@ torch::Tensor SequenceLogProbs(LlamaForCausalLMImpl& model, const std::vector<Sc
   torch::Tensor hidden = model.Hidden(input, positions, /*allowed=*/{}).reshape({batch * width, -1});
   return SumByResponse(model, hidden, scored, batch, options);
 }
+
+}  // namespace
 
 int64_t ComputedTokens(const PromptResponses& group, const LogProbOptions& options) {
   int64_t tokens = 0;
@@ -226,7 +234,6 @@ torch::Tensor ResponseLogProbs(LlamaForCausalLMImpl& model, const std::vector<Pr
   if (ids.empty()) {
     return torch::zeros({response_index}, torch::TensorOptions().dtype(torch::kFloat).device(device));
   }
-  layout.tokens = static_cast<int64_t>(ids.size());
   torch::Tensor hidden = model.HiddenPacked(LongTensor(ids, device).view({1, -1}), LongTensor(positions, device).view({1, -1}),
                                             layout)
                              .squeeze(0);
@@ -245,13 +252,12 @@ std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& mod
     total += static_cast<int64_t>(groups[g].responses.size());
   }
   int64_t done = 0;
+  std::vector<int64_t> group_tokens;
+  for (const PromptResponses& group : groups) group_tokens.push_back(ComputedTokens(group, options));
   for (size_t begin = 0; begin < groups.size();) {
-    int64_t tokens = ComputedTokens(groups[begin], options);
+    int64_t tokens = group_tokens[begin];
     size_t end = begin + 1;
-    while (end < groups.size() && tokens + ComputedTokens(groups[end], options) <= max_batch_tokens) {
-      tokens += ComputedTokens(groups[end], options);
-      ++end;
-    }
+    while (end < groups.size() && tokens + group_tokens[end] <= max_batch_tokens) tokens += group_tokens[end++];
     std::vector<PromptResponses> batch(groups.begin() + static_cast<std::ptrdiff_t>(begin),
                                        groups.begin() + static_cast<std::ptrdiff_t>(end));
     std::vector<int64_t> counts;

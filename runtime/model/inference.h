@@ -55,18 +55,6 @@ torch::Tensor TokenLogProbs(LlamaForCausalLMImpl& model, const torch::Tensor& hi
 torch::Tensor ChunkedTokenLogProbs(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
                                    int64_t chunk);
 
-/// A sequence whose response part is scored: the tokens after the first `prompt_length`.
-struct ScoredSequence {
-  size_t prompt_length = 0;
-  std::vector<int32_t> ids;
-};
-
-/// Summed log-probability of the response part of each sequence, in one right-padded batch: [N] float32 on
-/// the model's device, with gradients when grad mode is on (training). `scored_tokens`, if given, receives
-/// how many tokens of each were scored.
-torch::Tensor SequenceLogProbs(LlamaForCausalLMImpl& model, const std::vector<ScoredSequence>& sequences,
-                              std::vector<int64_t>* scored_tokens = nullptr, const LogProbOptions& options = {});
-
 /// A prompt and responses that continue it.
 struct PromptResponses {
   std::span<const int32_t> prompt;

@@ -294,7 +294,7 @@ torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids, const
 
 torch::Tensor LlamaForCausalLMImpl::HiddenPacked(const torch::Tensor& input_ids, const torch::Tensor& positions,
                                                  const PackedLayout& layout) {
-  TORCH_CHECK(input_ids.size(0) == 1 && input_ids.size(1) == layout.tokens, "a packed sequence is one row of its layout's tokens");
+  TORCH_CHECK(input_ids.size(0) == 1 && input_ids.size(1) == layout.Tokens(), "a packed sequence is one row of its layout's tokens");
   const PackedAttentionPlan plan(layout, input_ids.device());
   torch::Tensor h = model->embed_tokens(input_ids);
   auto [cos, sin] = model->rotary_emb(positions);

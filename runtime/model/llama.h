@@ -40,8 +40,9 @@ struct PackedLayout {
     int64_t length = 0;
     int64_t context = -1;  // index of the segment this one continues, or -1
   };
-  std::vector<Segment> segments;
-  int64_t tokens = 0;  // sum of the lengths
+  std::vector<Segment> segments;  // contiguous, in token order
+
+  int64_t Tokens() const { return segments.empty() ? 0 : segments.back().begin + segments.back().length; }
 };
 
 /// How a packed sequence's attention is computed, planned once a forward from its layout (llama.cpp).

@@ -11,7 +11,6 @@
 #include <map>
 #include <numbers>
 #include <random>
-#include <set>
 
 #include "runtime/model/inference.h"
 #include "runtime/model/safetensors.h"
@@ -33,18 +32,43 @@ void Fsync(const fs::path& path) {
   }
 }
 
-/// The prompts that have items, each with its items, in dataset order.
+/// The prompts that have items, each with its items and the distinct responses whose policy log-probabilities
+/// the loss reads (in order of first use), in dataset order.
 struct PromptUnits {
   uint32_t prompt;
   std::vector<size_t> items;
+  std::vector<int32_t> policy_responses;
 };
 
-std::vector<PromptUnits> ByPrompt(const ItemSet& items) {
-  std::map<uint32_t, std::vector<size_t>> by_prompt;
-  for (size_t i = 0; i < items.items.size(); ++i) by_prompt[items.items[i].prompt].push_back(i);
+std::vector<PromptUnits> ByPrompt(const TrainData& data, const ir::Requirements& needs) {
+  const std::vector<std::string>& roles = data.items.roles;
+  std::vector<size_t> policy_roles;  // the item columns the loss reads log-probabilities of
+  for (const std::string& role : needs.policy_logp) {
+    policy_roles.push_back(static_cast<size_t>(std::find(roles.begin(), roles.end(), role) - roles.begin()));
+  }
+  std::map<uint32_t, PromptUnits> by_prompt;
+  for (size_t i = 0; i < data.items.items.size(); ++i) {
+    const Item& item = data.items.items[i];
+    PromptUnits& units = by_prompt.try_emplace(item.prompt, PromptUnits{item.prompt, {}, {}}).first->second;
+    units.items.push_back(i);
+    for (size_t column : policy_roles) {
+      int32_t r = item.responses.at(column);
+      if (std::find(units.policy_responses.begin(), units.policy_responses.end(), r) == units.policy_responses.end()) {
+        units.policy_responses.push_back(r);
+      }
+    }
+  }
   std::vector<PromptUnits> out;
-  for (auto& [prompt, members] : by_prompt) out.push_back({prompt, std::move(members)});
+  for (auto& [prompt, units] : by_prompt) out.push_back(std::move(units));
   return out;
+}
+
+/// The prompt of `units` and the responses whose log-probabilities the loss reads, as one packed group.
+PromptResponses PolicyGroup(const TrainData& data, const PromptUnits& units) {
+  PromptResponses group;
+  group.prompt = data.prompt_ids[units.prompt];
+  for (int32_t r : units.policy_responses) group.responses.emplace_back(data.response_ids[units.prompt][static_cast<size_t>(r)]);
+  return group;
 }
 
 /// The visiting order of epoch `epoch`: a permutation drawn from the seed alone, so a resumed run (or a
@@ -58,25 +82,11 @@ std::vector<size_t> EpochOrder(size_t count, int64_t seed, int64_t epoch) {
   return order;
 }
 
-/// Tokens the policy forward computes for each prompt of `prompts`: its responses the loss reads, and the
-/// prompt once or once a response, as `options` pack them.
+/// Tokens the policy forward computes for each prompt of `prompts`, as `options` pack them.
 std::vector<int64_t> ComputedTokensByPrompt(const TrainData& data, const std::vector<PromptUnits>& prompts,
-                                            const ir::Requirements& needs, const LogProbOptions& options) {
+                                            const LogProbOptions& options) {
   std::vector<int64_t> tokens;
-  for (const PromptUnits& units : prompts) {
-    std::set<int32_t> responses;
-    for (size_t i : units.items) {
-      const Item& item = data.items.items[i];
-      for (const std::string& role : needs.policy_logp) {
-        auto at = std::find(data.items.roles.begin(), data.items.roles.end(), role) - data.items.roles.begin();
-        responses.insert(item.responses.at(static_cast<size_t>(at)));
-      }
-    }
-    PromptResponses group;
-    group.prompt = data.prompt_ids[units.prompt];
-    for (int32_t r : responses) group.responses.emplace_back(data.response_ids[units.prompt][static_cast<size_t>(r)]);
-    tokens.push_back(ComputedTokens(group, options));
-  }
+  for (const PromptUnits& units : prompts) tokens.push_back(ComputedTokens(PolicyGroup(data, units), options));
   return tokens;
 }
 
@@ -247,7 +257,7 @@ double ScheduledLr(const TrainSettings& settings, int64_t step, int64_t total) {
 int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::LossGraph& loss,
               const ir::Requirements& needs, const TrainSettings& settings, const TrainOptions& options) {
   const torch::Device device = model.OutputWeight().device();
-  const std::vector<PromptUnits> prompts = ByPrompt(data.items);
+  const std::vector<PromptUnits> prompts = ByPrompt(data, needs);
   if (prompts.empty()) throw TrainError("stage `" + options.stage + "` has no items to train on");
   const auto prompt_count = static_cast<int64_t>(prompts.size());
   const int64_t steps_per_epoch = (prompt_count + settings.batch - 1) / settings.batch;
@@ -270,7 +280,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
   auto tensor = [&](const std::vector<double>& values) {
     return torch::tensor(values, torch::kDouble).to(device, torch::kFloat);
   };
-  const std::vector<int64_t> prompt_tokens = ComputedTokensByPrompt(data, prompts, needs, settings.logprobs);
+  const std::vector<int64_t> prompt_tokens = ComputedTokensByPrompt(data, prompts, settings.logprobs);
   const BatchPlan plan{prompt_tokens, MicroBatchTokenBudget(prompt_tokens, settings.micro_batch)};
   int64_t steps_this_run = 0;
   while (step < total_steps) {
@@ -295,28 +305,21 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
       std::vector<size_t> items;
       std::vector<int64_t> local_group;
       std::map<int64_t, int64_t> group_ids;
-      std::map<std::pair<uint32_t, int32_t>, size_t> sequence_index;
+      std::map<std::pair<uint32_t, int32_t>, size_t> sequence_index;  // (prompt, response) -> row of the result
       std::vector<PromptResponses> groups;
       for (size_t prompt_position : micro_prompts) {
         const PromptUnits& units = prompts[prompt_position];
-        PromptResponses& group = groups.emplace_back();
-        group.prompt = data.prompt_ids[units.prompt];
         for (size_t i : units.items) {
           items.push_back(i);
           int64_t key = loss.unit == sema::ObjectiveUnit::GroupOfPairs ? static_cast<int64_t>(units.prompt)
                                                                         : data.items.items[i].group;
           auto [it, inserted] = group_ids.emplace(key, static_cast<int64_t>(group_ids.size()));
           local_group.push_back(it->second);
-          const Item& item = data.items.items[i];
-          for (const std::string& role : needs.policy_logp) {
-            auto at = std::find(roles.begin(), roles.end(), role) - roles.begin();
-            int32_t r = item.responses.at(static_cast<size_t>(at));
-            auto [entry, added] = sequence_index.emplace(std::make_pair(item.prompt, r), sequence_index.size());
-            if (!added) continue;
-            const std::vector<int32_t>& response = data.response_ids[item.prompt][static_cast<size_t>(r)];
-            group.responses.emplace_back(response);
-            tokens += static_cast<int64_t>(group.prompt.size() + response.size());
-          }
+        }
+        const PromptResponses& group = groups.emplace_back(PolicyGroup(data, units));
+        for (size_t k = 0; k < group.responses.size(); ++k) {
+          sequence_index.emplace(std::make_pair(units.prompt, units.policy_responses[k]), sequence_index.size());
+          tokens += static_cast<int64_t>(group.prompt.size() + group.responses[k].size());
         }
       }
       // The forward pass and the loss under autocast when asked; backward (below) outside it.
