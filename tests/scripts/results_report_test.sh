@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# scripts/results_report.py on a hand-made run tree: two seeds of the `methods` sweep (DPO), known scores. The
-# comparison table must show their mean and standard deviation, the section must replace the old one and
-# keep what precedes it, and both SVG files must be well-formed XML.
+# scripts/results_report.py on a hand-made run tree: two seeds of the `methods` sweep (DPO) and one of the
+# WRPO baseline, known scores. The comparison table must show their mean and standard deviation, the section
+# must replace the old one and keep what precedes it, and both SVG files must be well-formed XML.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work=$(mktemp -d)
@@ -20,6 +20,12 @@ JSON
     '{"stage": "methods[x]/fusepo", "step": 1, "loss": 0.7}' >"$point/metrics.jsonl"
   echo "manifest" >"$point/manifest.toml"
 done
+# One point of the WRPO baseline: its evaluation scores the `po` model alone.
+wrpo="$work/results/runs/wrpo_baseline/seed=1"
+mkdir -p "$wrpo/eval"
+echo '[{"model": "po", "prompts": 2, "score": 0.25, "exact_match": 0.5, "families": {}}]' >"$wrpo/eval/results.json"
+: >"$wrpo/metrics.jsonl"
+echo "manifest" >"$wrpo/manifest.toml"
 mkdir -p "$work/docs"
 printf '# Results\n\nThe demo.\n\n## The comparison\n\nold text\n' >"$work/docs/results.md"
 /usr/bin/python3 "$root/scripts/results_report.py" "$work/results" "$work/docs" >/dev/null
@@ -29,6 +35,7 @@ check() { grep -qF -- "$1" "$doc" || { echo "FAIL: results.md lacks: $1"; fail=1
 check "The demo."
 check "| FuseRL (FuseSFT + FusePO-DPO) | 2 | 0.350 ± 0.071 | 0.500 ± 0.000 |"
 check "| FuseSFT | 2 | 0.200 ± 0.000 | 0.500 ± 0.000 |"
+check "| WRPO (SFT + WRPO, simulated target samples) | 1 | 0.250 ± 0.000 | 0.500 ± 0.000 |"
 if grep -q "old text" "$doc"; then echo "FAIL: the old comparison section is still there"; fail=1; fi
 for svg in results_methods.svg results_training_curves.svg; do
   /usr/bin/python3 -c 'import sys, xml.etree.ElementTree as et; et.parse(sys.argv[1])' "$work/docs/$svg" ||
