@@ -17,9 +17,10 @@ eager attention; transformers and TRL themselves are not installed here, so thei
   and in the rejected row); labels are -100 over the prompt (`label_pad_token_id`).
 - `concatenated_inputs`: chosen and rejected rows are right-padded (pad id 0, label -100) to the longest row
   of the batch and concatenated into one batch of 2B rows; `concatenated_forward` runs the model once on it.
-- The model: transformers' LlamaForCausalLM, eager attention: an additive 4-D mask from the causal mask and
-  the padding mask, scores in the activation dtype, softmax in float32, logits cast to float32
-  (`logits = logits.float()`).
+- The model: transformers' LlamaForCausalLM with its default attention: "sdpa" (torch's
+  scaled_dot_product_attention with the additive 4-D mask) where torch has it (PyTorch 2, the device
+  machine), "eager" otherwise (Debian's torch 1.13): the additive 4-D mask from the causal mask and the padding
+  mask, scores in the activation dtype, softmax in float32. Logits cast to float32 (`logits = logits.float()`).
 - `get_batch_logps`: logits[:, :-1] against labels[:, 1:], full-vocabulary `log_softmax` then `gather`,
   summed over the label mask.
 - The reference model runs on every step under no_grad (`precompute_ref_log_probs=False`, the default).
@@ -42,6 +43,8 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
 
 
 def load_safetensors(path):
@@ -93,9 +96,13 @@ class Attention(nn.Module):
         groups = self.heads // self.kv_heads
         k = k.repeat_interleave(groups, dim=1)  # transformers' repeat_kv
         v = v.repeat_interleave(groups, dim=1)
-        scores = q @ k.transpose(2, 3) / math.sqrt(self.head_dim) + mask
-        weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        return self.o_proj((weights @ v).transpose(1, 2).reshape(b, t, -1))
+        if HAS_SDPA:  # LlamaSdpaAttention: the mask given, so is_causal is False
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
+        else:  # LlamaAttention (eager)
+            scores = q @ k.transpose(2, 3) / math.sqrt(self.head_dim) + mask
+            weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            out = weights @ v
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
 
 def rotate_half(x):
@@ -217,6 +224,10 @@ def main():
                                   eps=settings["eps"], weight_decay=settings["weight_decay"])
     beta = settings["beta"]
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    if device.type == "cuda":  # CUDA's one-time costs (context, cuBLAS handle) before anything is timed
+        square = torch.ones(256, 256, device=device, dtype=torch.bfloat16 if args.bf16 else torch.float32)
+        _ = square @ square
+        torch.cuda.synchronize()
 
     step_seconds, losses = [], []
     for step in workload["steps"]:
@@ -251,7 +262,7 @@ def main():
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     print(json.dumps({"step_seconds": step_seconds, "losses": losses, "peak_bytes": peak,
-                      "torch": torch.__version__}))
+                      "torch": torch.__version__, "attention": "sdpa" if HAS_SDPA else "eager"}))
 
 
 if __name__ == "__main__":
