@@ -100,9 +100,9 @@ std::optional<BenchConfig> NamedConfig(const std::string& name) {
   } else if (name == "gpu") {  // scaled up for the device machine: hidden 2048, 16 layers, vocab 128256
     config.model = LlamaConfig(2048, 16, 16, 8, 5632, 128256);
     config.model["torch_dtype"] = "bfloat16";
-    // One prompt a step: the baseline's 8 padded rows of up to 2k tokens keep about 25 GB of float32 logits
-    // and their gradients and 20 GB of activations beside 20 GB of weights and AdamW moments; two prompts
-    // would not fit an 80 GB H100.
+    // One prompt a step: by our estimate the baseline's 8 padded rows of up to 1872 tokens (`--shape`) keep
+    // about 45 GB of activations and 25 GB of float32 logits and their gradients beside 26 GB of weights,
+    // gradients and AdamW moments (policy and reference): about 100 GB, an H200's. Two prompts would not fit.
     config.prompts_per_step = 1;
     config.steps = 4;
     config.warmup_steps = 1;
@@ -175,13 +175,15 @@ void WriteModel(const Json& config_json, uint64_t seed, const fs::path& dir) {
   if (!rt::SaveModel(*model, dir.string(), {}, &error)) throw std::runtime_error(error);
 }
 
+inline constexpr uint64_t kStepsSeed = 7;
+
 /// Writes the workload directory: policy/ and reference/ (different seeds, so the first step's loss is not
 /// the trivial log 2), workload.json.
 void WriteWorkload(const BenchConfig& config, const fs::path& dir) {
   fs::create_directories(dir);
   WriteModel(config.model, 1, dir / "policy");
   WriteModel(config.model, 2, dir / "reference");
-  Json workload = {{"config", config.name}, {"settings", OptimizerSettings()}, {"steps", MakeSteps(config, 7)}};
+  Json workload = {{"config", config.name}, {"settings", OptimizerSettings()}, {"steps", MakeSteps(config, kStepsSeed)}};
   std::ofstream(dir / "workload.json") << workload.dump() << "\n";
 }
 
@@ -527,8 +529,46 @@ struct OrchestratorOptions {
   std::string stdlib;
   bool skip_head = false;
   bool ablate = false;
+  bool shape = false;
   double nominal_peak_tflops = 0;  // a datasheet figure; 0: report against the measured peak only
 };
+
+/// `--shape`: what each step of a configuration holds and what the two sides would compute, without running
+/// anything (no model is written, no device needed): for sizing a run before spending device time on it.
+int PrintShape(const BenchConfig& config) {
+  const Json steps = MakeSteps(config, kStepsSeed);
+  const FlopModel flop_model(config.model);
+  const auto vocab = config.model["vocab_size"].get<double>();
+  std::cout << std::fixed << std::setprecision(1);
+  std::cout << "Workload `" << config.name << "`: " << config.model["hidden_size"] << " hidden, "
+            << config.model["num_hidden_layers"] << " layers, vocab " << config.model["vocab_size"] << ", "
+            << flop_model.matmul_params / 1e6 << " M matmul parameters\n\n"
+            << "| step | pair-side tokens | baseline rows x width | baseline float32 logits | fusec tokens | "
+               "model GFLOP | executed GFLOP, baseline / fusec |\n|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const Json& step = steps[s];
+    int64_t rows = 0, width = 0, fusec_tokens = 0;
+    for (const Json& prompt : step) {
+      const auto prompt_length = static_cast<int64_t>(prompt["prompt"].size());
+      fusec_tokens += prompt_length;
+      for (const Json& pair : prompt["pairs"]) {
+        for (const char* side : {"chosen", "rejected"}) {
+          const auto length = static_cast<int64_t>(pair[side].size());
+          width = std::max(width, prompt_length + length);
+          fusec_tokens += length;
+          ++rows;
+        }
+      }
+    }
+    auto [baseline_executed, fusec_executed] = ExecutedFlops(flop_model, step);
+    std::cout << "| " << s + 1 << (static_cast<int64_t>(s) < config.warmup_steps ? " (warm-up)" : "") << " | "
+              << StepTokens(step) << " | " << rows << " x " << width << " | "
+              << static_cast<double>(rows * width) * vocab * 4 / (1 << 30) << " GiB | " << fusec_tokens << " | "
+              << StepFlops(flop_model, step) / 1e9 << " | " << baseline_executed / 1e9 << " / " << fusec_executed / 1e9
+              << " |\n";
+  }
+  return 0;
+}
 
 int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
   auto config = NamedConfig(options.config);
@@ -536,6 +576,7 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
     std::cerr << "fusec-bench: unknown --config `" << options.config << "` (cpu, small, small-bf16 or gpu)\n";
     return 2;
   }
+  if (options.shape) return PrintShape(*config);
   const fs::path dir = options.dir.empty() ? fs::path("build/bench") / config->name : fs::path(options.dir);
   const torch::Device device(config->device);
   if (device.is_cuda() && !torch::cuda::is_available()) {
@@ -696,6 +737,8 @@ int main(int argc, char** argv) {
   app.add_option("--stdlib", options.stdlib, "fusec's stdlib directory")->capture_default_str();
   app.add_flag("--skip-head", options.skip_head, "Leave out the loss-head table");
   app.add_flag("--ablate", options.ablate, "Also run fusec with each optimisation off in turn, and with all off");
+  app.add_flag("--shape", options.shape,
+               "Print what each step holds and what each side would compute, and run nothing (no device needed)");
   app.add_option("--nominal-peak", options.nominal_peak_tflops,
                  "The accelerator's nominal matrix-multiply peak in TFLOP/s (a datasheet figure: 989 for an H100 SXM "
                  "or H200 in bf16), to report model FLOP/s against it too")

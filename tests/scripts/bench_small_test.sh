@@ -2,7 +2,7 @@
 # `fusec-bench --config small` and `--config small-bf16`: the benchmark of `make bench` at miniature size,
 # baseline and all, in float32 and the way the gpu configuration runs (bf16 autocast, a warm-up step), on the
 # CPU. Each must finish, find equal first-step losses on both sides (fusec-bench fails otherwise), print both
-# tables, and end with a well-formed RESULT line.
+# tables, and end with a well-formed RESULT line. Then `--config gpu --shape`, which needs no GPU.
 set -euo pipefail
 bench="$1"
 work=$(mktemp -d)
@@ -22,5 +22,10 @@ for config in small small-bf16; do
     fail=1
   fi
   [[ $fail == 0 ]] && echo "ok ($config): $last"
+done
+# --shape sizes the gpu configuration without a GPU: its four steps, the first a warm-up.
+shape=$("$bench" --config gpu --shape)
+for row in "| 1 (warm-up) |" "| 4 |" "baseline float32 logits"; do
+  grep -qF -- "$row" <<<"$shape" || { echo "FAIL (--shape): the output lacks: $row"; fail=1; }
 done
 exit $fail
