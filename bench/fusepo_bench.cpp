@@ -101,8 +101,9 @@ std::optional<BenchConfig> NamedConfig(const std::string& name) {
     config.model = LlamaConfig(2048, 16, 16, 8, 5632, 128256);
     config.model["torch_dtype"] = "bfloat16";
     // One prompt a step: by our estimate the baseline's 8 padded rows of up to 1872 tokens (`--shape`) keep
-    // about 45 GB of activations and 25 GB of float32 logits and their gradients beside 26 GB of weights,
-    // gradients and AdamW moments (policy and reference): about 100 GB, an H200's. Two prompts would not fit.
+    // about 55 GB of activations (235 KiB a token a layer, measured on the CPU under bf16 autocast) and 30 GB
+    // of float32 logits and their gradients beside 26 GB of weights, gradients and AdamW moments (policy and
+    // reference): about 110 GB, an H200's. Two prompts would not fit.
     config.prompts_per_step = 1;
     config.steps = 4;
     config.warmup_steps = 1;

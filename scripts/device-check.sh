@@ -19,10 +19,11 @@
 #
 # The run half took 2.5 minutes on an H200 machine (16 cores), build included, before the benchmark was added
 # (up to 300 s more); give the device tool a timeout of 560 s and the kind nvidia-h200: the benchmark's
-# baseline needs about 100 GB, and on a smaller GPU the check skips the benchmark. Environment overrides, for trying the run half elsewhere: DEVICE_CHECK_TORCH_PREFIX (a
-# CMake prefix holding TorchConfig.cmake), DEVICE_CHECK_TEST_DEVICE (cuda), DEVICE_CHECK_PYTHON (the Python
-# with torch for the reference model), DEVICE_CHECK_BUILD (the build directory), DEVICE_CHECK_DEMO_TIMEOUT
-# (seconds for the demo, 200), DEVICE_CHECK_BENCH_TIMEOUT (seconds for the benchmark, 300; 0 skips it).
+# baseline needs about 110 GB, and on a smaller GPU the check skips the benchmark. Environment overrides, for
+# trying the run half elsewhere: DEVICE_CHECK_TORCH_PREFIX (a CMake prefix holding TorchConfig.cmake),
+# DEVICE_CHECK_TEST_DEVICE (cuda), DEVICE_CHECK_PYTHON (the Python with torch for the reference model),
+# DEVICE_CHECK_BUILD (the build directory), DEVICE_CHECK_DEMO_TIMEOUT (seconds for the demo, 200),
+# DEVICE_CHECK_BENCH_TIMEOUT (seconds for the benchmark, 300; 0 skips it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 device_dir="$root/.device"
@@ -135,7 +136,7 @@ run() {
   local gpu_mib
   gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1 | tr -d ' ')
   if [[ "$bench_timeout" != 0 && "${gpu_mib:-0}" =~ ^[0-9]+$ && "${gpu_mib:-0}" -lt 120000 ]]; then
-    echo "device-check: bench (gpu) skipped: its baseline needs about 100 GB by our estimate and this GPU has" \
+    echo "device-check: bench (gpu) skipped: its baseline needs about 110 GB by our estimate and this GPU has" \
          "${gpu_mib} MiB; run the check on an H200 (the device tool's kind nvidia-h200)"
     bench_timeout=0
   fi
