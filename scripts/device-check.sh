@@ -135,7 +135,7 @@ run() {
   local bench_timeout="${DEVICE_CHECK_BENCH_TIMEOUT:-300}"
   local gpu_mib
   gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1 | tr -d ' ')
-  if [[ "$bench_timeout" != 0 && "${gpu_mib:-0}" =~ ^[0-9]+$ && "${gpu_mib:-0}" -lt 120000 ]]; then
+  if [[ "$bench_timeout" != 0 && "$gpu_mib" =~ ^[0-9]+$ && "$gpu_mib" -lt 120000 ]]; then
     echo "device-check: bench (gpu) skipped: its baseline needs about 110 GB by our estimate and this GPU has" \
          "${gpu_mib} MiB; run the check on an H200 (the device tool's kind nvidia-h200)"
     bench_timeout=0
