@@ -91,7 +91,8 @@ std::optional<BenchConfig> NamedConfig(const std::string& name) {
     config.prompt_min = 8, config.prompt_max = 32;
     config.response_min = 4, config.response_max = 64, config.response_median = 12;
     config.head_vocab = 32000, config.head_hidden = 64, config.head_tokens = 2048;
-  } else if (name == "small-bf16") {  // the small one as the gpu one runs it (bf16 autocast, a warm-up step), on the CPU
+  } else if (name == "small-bf16") {
+    // The small one run as the gpu one is (bf16 autocast, a warm-up step), on the CPU: for the test suite.
     config = *NamedConfig("small");
     config.name = name;
     config.steps = 4;
@@ -184,7 +185,8 @@ void WriteWorkload(const BenchConfig& config, const fs::path& dir) {
   fs::create_directories(dir);
   WriteModel(config.model, 1, dir / "policy");
   WriteModel(config.model, 2, dir / "reference");
-  Json workload = {{"config", config.name}, {"settings", OptimizerSettings()}, {"steps", MakeSteps(config, kStepsSeed)}};
+  Json workload = {
+      {"config", config.name}, {"settings", OptimizerSettings()}, {"steps", MakeSteps(config, kStepsSeed)}};
   std::ofstream(dir / "workload.json") << workload.dump() << "\n";
 }
 
@@ -443,8 +445,8 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
 
 /// Forward and backward of the loss head on random hidden states, naive or chunked, in a fresh process:
 /// prints the best time of two runs and the peak memory above what the inputs and the weight hold.
-int RunHead(const std::string& mode, int64_t vocab, int64_t hidden_size, int64_t tokens,
-            const std::string& device_name, bool bf16) {
+int RunHead(const std::string& mode, int64_t vocab, int64_t hidden_size, int64_t tokens, const std::string& device_name,
+            bool bf16) {
   const torch::Device device(device_name);
   torch::manual_seed(0);
   torch::Tensor hidden = torch::randn({tokens, hidden_size}, torch::TensorOptions().device(device)).requires_grad_();
@@ -730,7 +732,9 @@ int main(int argc, char** argv) {
   OrchestratorOptions options;
   options.baseline = FUSEC_BENCH_BASELINE;
   options.stdlib = FUSEC_SOURCE_STDLIB;
-  app.add_option("--config", options.config, "cpu (the issue's workload), small (the test suite's), small-bf16 (the test suite's, run as gpu is) or gpu")
+  app.add_option(
+         "--config", options.config,
+         "cpu (the issue's workload), small (the test suite's), small-bf16 (the test suite's, run as gpu is) or gpu")
       ->capture_default_str();
   app.add_option("--dir", options.dir, "Where the workload is written (default: build/bench/CONFIG)");
   app.add_option("--python", options.python, "The Python that runs the baseline")->capture_default_str();
