@@ -80,9 +80,13 @@ const Signature& SignatureOf(NodeKind kind) {
       {NodeKind::LoadData, {{}, ValueType::Dataset}},
       {NodeKind::FilterSources, {{{"data", ValueType::Dataset}}, ValueType::Dataset}},
       {NodeKind::Split, {{{"data", ValueType::Dataset}}, ValueType::Dataset}},
-      {NodeKind::Select, {{{"data", ValueType::Dataset}}, ValueType::Items}},
-      {NodeKind::Pairs, {{{"data", ValueType::Dataset}}, ValueType::Items}},
-      {NodeKind::Groups, {{{"data", ValueType::Dataset}}, ValueType::Items}},
+      // `tokenizer`: the stage's model, whose tokenizer gives `len` when the rule or the weighting reads it.
+      {NodeKind::Select,
+       {{{"data", ValueType::Dataset}, {"tokenizer", ValueType::Model, /*optional=*/true}}, ValueType::Items}},
+      {NodeKind::Pairs,
+       {{{"data", ValueType::Dataset}, {"tokenizer", ValueType::Model, /*optional=*/true}}, ValueType::Items}},
+      {NodeKind::Groups,
+       {{{"data", ValueType::Dataset}, {"tokenizer", ValueType::Model, /*optional=*/true}}, ValueType::Items}},
       {NodeKind::Weight, {{{"items", ValueType::Items}}, ValueType::Weighted}},
       {NodeKind::RefLogprobs, {{{"model", ValueType::Model}, {"items", ValueType::Items}}, ValueType::RefLogprobs}},
       {NodeKind::Train,
@@ -195,6 +199,29 @@ const Input* Node::FindInput(std::string_view slot) const {
   return nullptr;
 }
 
+bool ReadsResponseLength(const sema::TermRef& term) {
+  bool reads = false;
+  sema::ForEachTerm(term, [&](const sema::Term& t) {
+    reads = reads || (t.op == sema::TermOp::Field && t.name == "len");
+  });
+  return reads;
+}
+
+bool ReadsResponseLength(const Rule& rule) {
+  if (const auto* selection = std::get_if<sema::CheckedSelection>(&rule)) {
+    return ReadsResponseLength(selection->by) || ReadsResponseLength(selection->where);
+  }
+  if (const auto* pairing = std::get_if<sema::CheckedPairing>(&rule)) {
+    bool reads = ReadsResponseLength(pairing->by) || ReadsResponseLength(pairing->where);
+    for (const sema::RoleSelector& role : pairing->roles) {
+      reads = reads || ReadsResponseLength(role.score) || ReadsResponseLength(role.where);
+    }
+    return reads;
+  }
+  if (const auto* grouping = std::get_if<sema::CheckedGrouping>(&rule)) return ReadsResponseLength(grouping->where);
+  return false;
+}
+
 std::string ComputeHash(const Node& node, const Graph& graph) {
   Sha256 hash;
   hash.Update("fusec-node\n");
@@ -275,7 +302,16 @@ std::vector<std::string> Verify(const Graph& graph) {
         std::holds_alternative<std::monostate>(node.rule)) {
       problem(i, "has no rule");
     }
+    if (ReadsResponseLength(node.rule) && node.FindInput("tokenizer") == nullptr) {
+      problem(i, "reads `len` but has no tokenizer input");
+    }
     if (node.kind == NodeKind::Weight && !node.weight) problem(i, "has no weight term");
+    if (node.kind == NodeKind::Weight && ReadsResponseLength(node.weight)) {
+      const Input* items = node.FindInput("items");
+      if (items != nullptr && items->node.value < i && graph.at(items->node).FindInput("tokenizer") == nullptr) {
+        problem(i, "reads `len` but its items come from a rule node without a tokenizer input");
+      }
+    }
     if (!node.hash.empty()) {
       bool inputs_hashed = std::all_of(node.inputs.begin(), node.inputs.end(), [&](const Input& input) {
         return input.node.valid() && input.node.value < i && !graph.at(input.node).hash.empty();

@@ -130,6 +130,11 @@ struct Requirements {
 
 using Rule = std::variant<std::monostate, sema::CheckedSelection, sema::CheckedPairing, sema::CheckedGrouping>;
 
+/// Whether a data rule, or a weighting term, reads `len`: the response's token count, which depends on the
+/// tokenizer of the stage's model, so such a rule node takes that model as its `tokenizer` input.
+bool ReadsResponseLength(const Rule& rule);
+bool ReadsResponseLength(const sema::TermRef& term);
+
 struct Node {
   NodeKind kind = NodeKind::LoadModel;
   std::vector<Input> inputs;

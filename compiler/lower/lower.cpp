@@ -172,6 +172,10 @@ class Lowerer {
       node.params["scope"] = grouping->scope;
       node.params["where"] = TermJson(grouping->where);
     }
+    // `len` counts tokens of the stage's own tokenizer (its init model's), as its objective's `len` does.
+    if (ir::ReadsResponseLength(stage.rule) || ir::ReadsResponseLength(stage.weight.weight)) {
+      node.inputs.push_back({"tokenizer", Model(stage.init)});
+    }
     return Add(std::move(node));
   }
 

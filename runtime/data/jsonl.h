@@ -47,6 +47,9 @@ struct ResponseRecord {
   std::string source;
   std::string text;
   std::optional<double> reward;
+  /// The response's token count (end-of-turn marker included, as training sees it) under a stage's tokenizer:
+  /// set by the executor before a data rule that reads `len`, never by the reader.
+  std::optional<int64_t> tokens;
 };
 
 struct PromptRecord {

@@ -416,15 +416,39 @@ class Executor {
   }
 
   Value RuleNode(const ir::Node& node) {
-    const Value& data = Eval(node.FindInput("data")->node.value);
+    std::shared_ptr<const Dataset> data = Eval(node.FindInput("data")->node.value).data;
+    if (const ir::Input* tokenizer = node.FindInput("tokenizer")) {
+      data = WithTokenCounts(*data, *Eval(tokenizer->node.value).model);
+    }
     ItemSet items;
-    if (const auto* selection = std::get_if<sema::CheckedSelection>(&node.rule)) items = Select(*data.data, *selection);
-    if (const auto* pairing = std::get_if<sema::CheckedPairing>(&node.rule)) items = Pair(*data.data, *pairing);
-    if (const auto* grouping = std::get_if<sema::CheckedGrouping>(&node.rule)) items = Group(*data.data, *grouping);
+    if (const auto* selection = std::get_if<sema::CheckedSelection>(&node.rule)) items = Select(*data, *selection);
+    if (const auto* pairing = std::get_if<sema::CheckedPairing>(&node.rule)) items = Pair(*data, *pairing);
+    if (const auto* grouping = std::get_if<sema::CheckedGrouping>(&node.rule)) items = Group(*data, *grouping);
     err_ << "  " << Label(node) << ": " << items.items.size() << " " << (items.roles.size() > 1 ? "pairs" : "items")
-         << (items.groups > 0 ? " in " + std::to_string(items.groups) + " groups" : "") << " from " << data.data->size()
+         << (items.groups > 0 ? " in " + std::to_string(items.groups) + " groups" : "") << " from " << data->size()
          << " prompts\n";
-    return Value{std::nullopt, data.data, std::make_shared<ItemSet>(std::move(items))};
+    return Value{std::nullopt, data, std::make_shared<ItemSet>(std::move(items))};
+  }
+
+  /// A copy of `data` whose responses carry their token counts under `model`'s tokenizer and chat template
+  /// (what a rule's or a weighting's `len` reads; the same count the objective's `len` sees in training).
+  std::shared_ptr<const Dataset> WithTokenCounts(const Dataset& data, const ModelHandle& model) {
+    std::string error;
+    auto tokenizer = Tokenizer::Load(model.dir, &error);
+    if (!tokenizer) throw RunError(current_ + ": " + error);
+    const ChatTemplate chat = ResolveChat(model.chat, *tokenizer, current_);
+    auto counted = std::make_shared<Dataset>(data);
+    for (PromptRecord& record : *counted) {
+      for (ResponseRecord& response : record.responses) {
+        auto ids = TokenizeResponse(record, response.text, *tokenizer, chat, &error);
+        if (!ids) {
+          throw RunError(current_ + ": prompt `" + record.id + "` (line " + std::to_string(record.line) +
+                         "): " + error);
+        }
+        response.tokens = static_cast<int64_t>(ids->size());
+      }
+    }
+    return counted;
   }
 
   Value RefLogprobsNode(const ir::Node& node) {

@@ -79,8 +79,8 @@ Scalar Field(const Term& term, const Context& ctx) {
   if (term.name == "source") return Scalar{0, response.source, true};
   if (term.name == "index") return Num(SampleIndex(PromptOf(ctx), r));
   if (term.name == "len") {
-    Fail(ctx, "`len` in selection, pairing and weighting rules is not supported by the runtime yet (token counts "
-              "depend on the model's tokenizer, which these rules run before); use it in objectives");
+    if (!response.tokens) Fail(ctx, "internal: `len` is read but the responses were not tokenized for this rule");
+    return Num(static_cast<double>(*response.tokens));
   }
   Fail(ctx, "unknown field `" + term.name + "`");
 }

@@ -143,6 +143,41 @@ TEST(Lower, MakesTheNodesOfEachStage) {
   EXPECT_EQ(g.at(g.experiments[0].exports[1].second).params["path"], "runs/e/export/po");
 }
 
+// A rule or weighting that reads `len` takes the stage's init model as its `tokenizer` input (token counts
+// are the init model's tokenizer's); one that does not has no such input, so its hash is unchanged.
+TEST(Lower, ARuleReadingLenTakesTheStagesModelAsItsTokenizer) {
+  auto c = Compile(std::string(kImports) +
+                   Experiment("e", "  stage sft = fuse_sft { init = target; select = all where len <= 512 }\n"
+                                   "  stage po = fuse_po {\n    init = sft\n    objective = dpo(beta: 0.1)\n"
+                                   "    weight = 1 / len(chosen)\n  }\n"
+                                   "  stage again = sft { init = po }"));
+  const ir::Graph& g = c->graph;
+  ExpectVerified(g);
+  std::map<std::string, const ir::Node*> rule_of;
+  for (const ir::Node& node : g.nodes) {
+    if (node.kind == ir::NodeKind::Select || node.kind == ir::NodeKind::Pairs) rule_of[node.stages.at(0)] = &node;
+  }
+  ASSERT_EQ(rule_of.size(), 3u);
+  const ir::Input* sft_tokenizer = rule_of.at("e/sft")->FindInput("tokenizer");
+  ASSERT_NE(sft_tokenizer, nullptr);
+  EXPECT_EQ(g.at(sft_tokenizer->node).kind, ir::NodeKind::LoadModel);
+  const ir::Input* po_tokenizer = rule_of.at("e/po")->FindInput("tokenizer");  // read by the weighting only
+  ASSERT_NE(po_tokenizer, nullptr);
+  EXPECT_EQ(po_tokenizer->node, OnlyTrain(g, "/po").FindInput("init")->node);
+  EXPECT_EQ(rule_of.at("e/again")->FindInput("tokenizer"), nullptr);
+
+  ir::Graph no_tokenizer = g;
+  for (ir::Node& node : no_tokenizer.nodes) {
+    std::erase_if(node.inputs, [](const ir::Input& input) { return input.slot == "tokenizer"; });
+  }
+  std::vector<std::string> problems = ir::Verify(no_tokenizer);
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_NE(problems[0].find("reads `len` but has no tokenizer input"), std::string::npos) << problems[0];
+  EXPECT_NE(problems[1].find("reads `len` but its items come from a rule node without a tokenizer input"),
+            std::string::npos)
+      << problems[1];
+}
+
 TEST(FoldConstants, RemovesDeadBranchesAndIdentitiesAndKeepsTheValue) {
   auto c = Compile(std::string(kImports) + Experiment("e", "  stage po = po { init = target; objective = dpo(beta: 0.5) }"));
   const ir::LossGraph& before = *OnlyTrain(c->graph, "/po").loss;

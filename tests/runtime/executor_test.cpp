@@ -10,8 +10,10 @@
 #include <chrono>
 #include <thread>
 
+#include "runtime/data/examples.h"
 #include "runtime/data/synth.h"
 #include "runtime/model/checkpoint.h"
+#include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tests/runtime/test_support.h"
 
@@ -322,6 +324,45 @@ TEST(Run, AModelThatDoesNotFitItsTokenizerIsRefusedWithTheStageAndSpan) {
   EXPECT_NE(outcome.err.find("e/sft (train at "), std::string::npos) << outcome.err;
   EXPECT_NE(outcome.err.find("exp.fuse:4:"), std::string::npos) << outcome.err;
   EXPECT_NE(outcome.err.find("has 261 tokens, more than the model's vocab_size 260"), std::string::npos) << outcome.err;
+}
+
+// `len` in a data rule counts the response's tokens under the stage's tokenizer and chat template, as the
+// objective's `len` does: here the byte tokenizer of a new model with the plain template (text, then EOS).
+TEST(Run, LenInADataRuleCountsTheStagesTokens) {
+  ScratchDir dir("run_len_rule");
+  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "smoke.jsonl");
+  WriteFile(dir / "exp.fuse",
+            "experiment e {\n"
+            "  target = new_model(hidden_size: 32, intermediate_size: 64, num_layers: 1, num_heads: 4)\n"
+            "  data = jsonl(\"smoke.jsonl\")\n"
+            "  stage sft = sft { init = target; select = all where len <= 5; batch = 4; max_steps = 1 }\n}\n");
+  RunOptions options = Smoke(dir);
+  options.file = dir / "exp.fuse";
+  Outcome outcome = RunFuse(options);
+  ASSERT_EQ(outcome.status, 0) << outcome.err;
+
+  auto [tokenizer_json, tokenizer_config] = ByteTokenizerFiles();
+  std::string error;
+  auto tokenizer = Tokenizer::FromJson(tokenizer_json, tokenizer_config, &error);
+  ASSERT_TRUE(tokenizer) << error;
+  const ChatTemplate chat = MakeChatTemplate(ChatTemplateKind::Plain, *tokenizer);
+  auto reader = JsonlReader::Open(dir / "smoke.jsonl", {}, &error);
+  ASSERT_TRUE(reader) << error;
+  int64_t prompts = 0, short_responses = 0, responses = 0;
+  for (PromptRecord record; reader->Next(&record);) {
+    ++prompts;
+    for (const ResponseRecord& response : record.responses) {
+      auto ids = TokenizeResponse(record, response.text, *tokenizer, chat, &error);
+      ASSERT_TRUE(ids) << error;
+      short_responses += ids->size() <= 5;
+      ++responses;
+    }
+  }
+  ASSERT_GT(short_responses, 0);
+  ASSERT_LT(short_responses, responses);  // the rule keeps some and drops some
+  const std::string expected =
+      ": " + std::to_string(short_responses) + " items from " + std::to_string(prompts) + " prompts";
+  EXPECT_NE(outcome.err.find(expected), std::string::npos) << expected << "\n" << outcome.err;
 }
 
 }  // namespace

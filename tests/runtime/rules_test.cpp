@@ -194,6 +194,34 @@ TEST(Weightings, FuseSftFusePoAndTheOthers) {
   EXPECT_NEAR(items.items.back().weight, 0.5, 1e-12);  // p2: two sources, one response each
 }
 
+// `len` reads each response's token count, which the executor attaches (ResponseRecord::tokens) from the
+// stage's tokenizer before a rule or weighting that reads it.
+TEST(Rules, LenReadsEachResponsesTokenCount) {
+  Dataset data = Data();
+  const std::vector<std::vector<int64_t>> tokens = {{3, 12, 5, 7, 2}, {9, 4}};
+  for (size_t p = 0; p < data.size(); ++p) {
+    for (size_t r = 0; r < data[p].responses.size(); ++r) data[p].responses[r].tokens = tokens[p][r];
+  }
+  EXPECT_EQ(Describe(RunRule(Compile("sft { init = target; select = all where len <= 5 }"), data)),
+            (std::vector<std::string>{"p1:0", "p1:2", "p1:4", "p2:1"}));
+  // The shortest response of each prompt.
+  EXPECT_EQ(Describe(RunRule(Compile("sft { init = target; select = top_k(1, by: -len) }"), data)),
+            (std::vector<std::string>{"p1:4", "p2:1"}));
+  // FusePO's pairs (p1:0,1 and p1:3,2) where the chosen response is no longer than the rejected one.
+  EXPECT_EQ(Describe(RunRule(Compile("po { init = target; pairs = best_vs_worst_within_source where "
+                                     "len(chosen) <= len(rejected); objective = dpo(beta: 0.1) }"),
+                             data)),
+            (std::vector<std::string>{"p1:0,1"}));
+  StageRules by_length = Compile("sft { init = target; select = all where len <= 5; weight = len / 10 }");
+  ItemSet items = RunRule(by_length, data);
+  Weigh(data, by_length.weight, items);
+  ASSERT_EQ(items.items.size(), 4U);
+  EXPECT_NEAR(items.items[0].weight, 0.3, 1e-12);
+  EXPECT_NEAR(items.items[3].weight, 0.4, 1e-12);
+  // Without the counts (a rule the executor was not told reads `len`) it is an error, never a silent 0.
+  EXPECT_THROW(RunRule(Compile("sft { init = target; select = all where len <= 5 }"), Data()), RuleError);
+}
+
 TEST(Rules, ErrorsNameThePrompt) {
   Dataset data = Data();
   data[1].responses[1].reward.reset();
