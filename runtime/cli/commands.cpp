@@ -18,6 +18,7 @@
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
 #include "runtime/support/text.h"
+#include "runtime/support/torch_errors.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -535,6 +536,10 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     err << "error: " << error.message << "\n";
     return kExitErrors;
   } catch (const c10::Error& error) {
+    if (auto out_of_memory = OutOfMemoryMessage(error)) {
+      err << "error: " << *out_of_memory << " (a smaller model, batch or length needs less)\n";
+      return kExitErrors;
+    }
     // A LibTorch check that our own validation should have caught first: report it, do not crash.
     err << "error: internal: " << error.what_without_backtrace() << "\n";
     return kExitErrors;

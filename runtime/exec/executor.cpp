@@ -21,6 +21,7 @@
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
 #include "runtime/support/text.h"
+#include "runtime/support/torch_errors.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "runtime/train/trainer.h"
@@ -238,7 +239,8 @@ class Executor {
       err_ << "error: " << error.what() << "\n";
       return 1;
     } catch (const c10::Error& error) {
-      err_ << "error: " << current_ << ": " << error.what_without_backtrace() << "\n";
+      err_ << "error: " << current_ << ": " << OutOfMemoryMessage(error).value_or(error.what_without_backtrace())
+           << "\n";
       return 1;
     } catch (const fs::filesystem_error& error) {
       err_ << "error: " << current_ << ": " << error.what() << "\n";
@@ -618,6 +620,10 @@ class Executor {
     try {
       Train(*model, tokenized.data, *node.loss, *node.requirements, settings, train);
     } catch (const c10::Error& torch_error) {  // out of memory, a shape LibTorch refuses
+      if (auto out_of_memory = OutOfMemoryMessage(torch_error)) {
+        throw RunError(current_ + ": " + *out_of_memory + " while training; a smaller `micro_batch` or `max_len`, " +
+                       "or `precision = bf16`, needs less (finished stages and checkpoints are kept)");
+      }
       throw RunError(current_ + ": " + torch_error.what_without_backtrace());
     }
     if (last.step < last.total_steps) {

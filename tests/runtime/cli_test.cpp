@@ -183,6 +183,19 @@ TEST_F(RuntimeCli, UsageAndInputErrors) {
   EXPECT_EQ(RunCli({"--help"}).status, 0);
 }
 
+// A model too large for memory is "out of memory" with its size, not an internal error. Its embedding alone
+// is 1 PiB, beyond any address space, so the allocation fails at once whatever the machine's overcommit.
+TEST(RuntimeCliErrors, AModelLargerThanMemoryIsOutOfMemoryWithItsSize) {
+  ScratchDir dir("runtime_cli_oom");
+  WriteFile(dir / "config.json", R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 4194304,
+    "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 67108864})");
+  Result result = RunCli({"init-model", "--config", dir / "config.json", "--out", dir / "model"});
+  EXPECT_EQ(result.status, 1);
+  EXPECT_NE(result.err.find("error: out of memory: an allocation of 1.0 PiB failed"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("internal"), std::string::npos) << result.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "model"));
+}
+
 TEST_F(RuntimeCli, FusecHandsRuntimeCommandsToFusecRt) {
 #ifndef FUSEC_HAVE_COMPILER
   GTEST_SKIP() << "built with FUSEC_BUILD_COMPILER=OFF: there is no `fusec` binary to test";

@@ -326,6 +326,25 @@ TEST(Run, AModelThatDoesNotFitItsTokenizerIsRefusedWithTheStageAndSpan) {
   EXPECT_NE(outcome.err.find("has 261 tokens, more than the model's vocab_size 260"), std::string::npos) << outcome.err;
 }
 
+// A target too large for memory stops the run with "out of memory", the node and its span, not an internal
+// error (its embedding alone is 1 PiB, beyond any address space).
+TEST(Run, AModelLargerThanMemoryIsOutOfMemoryWithTheNodeAndSpan) {
+  ScratchDir dir("run_oom");
+  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "smoke.jsonl");
+  WriteFile(dir / "exp.fuse",
+            "experiment e {\n"
+            "  target = new_model(hidden_size: 4194304, intermediate_size: 64, num_layers: 1, num_heads: 4,\n"
+            "                     vocab_size: 67108864)\n"
+            "  data = jsonl(\"smoke.jsonl\")\n  stage sft = sft { init = target; batch = 4 }\n}\n");
+  RunOptions options = Smoke(dir);
+  options.file = dir / "exp.fuse";
+  Outcome outcome = RunFuse(options);
+  EXPECT_EQ(outcome.status, 1);
+  EXPECT_NE(outcome.err.find("exp.fuse:2:12): out of memory: an allocation of 1.0 PiB failed"), std::string::npos)
+      << outcome.err;
+  EXPECT_EQ(outcome.err.find("internal"), std::string::npos) << outcome.err;
+}
+
 // `len` in a data rule counts the response's tokens under the stage's tokenizer and chat template, as the
 // objective's `len` does: here the byte tokenizer of a new model with the plain template (text, then EOS).
 TEST(Run, LenInADataRuleCountsTheStagesTokens) {
