@@ -58,6 +58,16 @@ std::vector<nlohmann::json> Metrics(const std::string& path, const std::string& 
   return lines;
 }
 
+/// Runs `fuse_text` as dir/exp.fuse, with experiments/data/smoke.jsonl beside it as smoke.jsonl.
+Outcome RunWithSmokeData(const ScratchDir& dir, const std::string& fuse_text) {
+  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "smoke.jsonl",
+                             std::filesystem::copy_options::overwrite_existing);
+  WriteFile(dir / "exp.fuse", fuse_text);
+  RunOptions options = Smoke(dir);
+  options.file = dir / "exp.fuse";
+  return RunFuse(options);
+}
+
 TEST(Run, SmokeTrainsFuseSftThenFusePoAndReusesTheCache) {
   ScratchDir dir("run_smoke");
   Outcome first = RunFuse(Smoke(dir));
@@ -314,12 +324,9 @@ TEST(Run, AModelThatDoesNotFitItsTokenizerIsRefusedWithTheStageAndSpan) {
   SaveOptions save;
   save.tokenizer_dir = dir / "tokenizer";
   ASSERT_TRUE(SaveModel(*model, dir / "model", save, &error)) << error;
-  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "smoke.jsonl");
-  WriteFile(dir / "exp.fuse", "experiment e {\n  target = hf_model(\"model\")\n  data = jsonl(\"smoke.jsonl\")\n"
-                              "  stage sft = fuse_sft { init = target; batch = 4 }\n}\n");
-  RunOptions options = Smoke(dir);
-  options.file = dir / "exp.fuse";
-  Outcome outcome = RunFuse(options);
+  Outcome outcome =
+      RunWithSmokeData(dir, "experiment e {\n  target = hf_model(\"model\")\n  data = jsonl(\"smoke.jsonl\")\n"
+                            "  stage sft = fuse_sft { init = target; batch = 4 }\n}\n");
   EXPECT_EQ(outcome.status, 1);
   EXPECT_NE(outcome.err.find("e/sft (train at "), std::string::npos) << outcome.err;
   EXPECT_NE(outcome.err.find("exp.fuse:4:"), std::string::npos) << outcome.err;
@@ -330,15 +337,11 @@ TEST(Run, AModelThatDoesNotFitItsTokenizerIsRefusedWithTheStageAndSpan) {
 // error (its embedding alone is 1 PiB, beyond any address space).
 TEST(Run, AModelLargerThanMemoryIsOutOfMemoryWithTheNodeAndSpan) {
   ScratchDir dir("run_oom");
-  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "smoke.jsonl");
-  WriteFile(dir / "exp.fuse",
-            "experiment e {\n"
-            "  target = new_model(hidden_size: 4194304, intermediate_size: 64, num_layers: 1, num_heads: 4,\n"
-            "                     vocab_size: 67108864)\n"
-            "  data = jsonl(\"smoke.jsonl\")\n  stage sft = sft { init = target; batch = 4 }\n}\n");
-  RunOptions options = Smoke(dir);
-  options.file = dir / "exp.fuse";
-  Outcome outcome = RunFuse(options);
+  Outcome outcome = RunWithSmokeData(
+      dir, "experiment e {\n"
+           "  target = new_model(hidden_size: 4194304, intermediate_size: 64, num_layers: 1, num_heads: 4,\n"
+           "                     vocab_size: 67108864)\n"
+           "  data = jsonl(\"smoke.jsonl\")\n  stage sft = sft { init = target; batch = 4 }\n}\n");
   EXPECT_EQ(outcome.status, 1);
   EXPECT_NE(outcome.err.find("exp.fuse:2:12): out of memory: an allocation of 1.0 PiB failed"), std::string::npos)
       << outcome.err;
@@ -349,15 +352,11 @@ TEST(Run, AModelLargerThanMemoryIsOutOfMemoryWithTheNodeAndSpan) {
 // objective's `len` does: here the byte tokenizer of a new model with the plain template (text, then EOS).
 TEST(Run, LenInADataRuleCountsTheStagesTokens) {
   ScratchDir dir("run_len_rule");
-  std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "smoke.jsonl");
-  WriteFile(dir / "exp.fuse",
-            "experiment e {\n"
-            "  target = new_model(hidden_size: 32, intermediate_size: 64, num_layers: 1, num_heads: 4)\n"
-            "  data = jsonl(\"smoke.jsonl\")\n"
-            "  stage sft = sft { init = target; select = all where len <= 5; batch = 4; max_steps = 1 }\n}\n");
-  RunOptions options = Smoke(dir);
-  options.file = dir / "exp.fuse";
-  Outcome outcome = RunFuse(options);
+  Outcome outcome = RunWithSmokeData(
+      dir, "experiment e {\n"
+           "  target = new_model(hidden_size: 32, intermediate_size: 64, num_layers: 1, num_heads: 4)\n"
+           "  data = jsonl(\"smoke.jsonl\")\n"
+           "  stage sft = sft { init = target; select = all where len <= 5; batch = 4; max_steps = 1 }\n}\n");
   ASSERT_EQ(outcome.status, 0) << outcome.err;
 
   auto [tokenizer_json, tokenizer_config] = ByteTokenizerFiles();
