@@ -39,6 +39,7 @@ import resource
 import struct
 import sys
 import time
+import traceback
 
 import torch
 import torch.nn.functional as F
@@ -266,4 +267,10 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception as error:  # the traceback on stderr; its gist on stdout, for fusec-bench's table
+        traceback.print_exc()
+        gist = str(error).strip().splitlines()
+        print(json.dumps({"error": type(error).__name__ + (": " + gist[0] if gist else "")}), flush=True)
+        sys.exit(1)

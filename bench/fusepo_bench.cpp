@@ -503,11 +503,28 @@ Json RunChild(const std::string& command, const std::string& what) {
   std::string last = output.substr(0, output.find_last_not_of("\n") + 1);
   last = last.substr(last.find_last_of('\n') == std::string::npos ? 0 : last.find_last_of('\n') + 1);
   Json json = Json::parse(last, nullptr, false);
+  if (status != 0 && json.is_object() && json.contains("error")) {  // the child said what went wrong
+    throw std::runtime_error(what + " failed: " + json["error"].get<std::string>());
+  }
   if (status != 0 || json.is_discarded()) {
     throw std::runtime_error(what + " failed (exit status " + std::to_string(WEXITSTATUS(status)) + "); its output:\n" +
                              output);
   }
   return json;
+}
+
+/// The last `count` non-empty lines of `text`, joined by " / ": the gist of a failed child's output.
+std::string LastLines(const std::string& text, size_t count) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
+  }
+  std::string gist;
+  for (size_t i = lines.size() > count ? lines.size() - count : 0; i < lines.size(); ++i) {
+    gist += (gist.empty() ? "" : " / ") + lines[i];
+  }
+  return gist;
 }
 
 /// The mean of values[from:], the steps after the warm-up ones.
@@ -611,23 +628,41 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
 
   std::string device_flags = " --device " + config->device + (config->bf16 ? " --bf16" : "");
   std::cerr << "fusec-bench: the baseline (TRL's way) ...\n";
-  Json baseline = RunChild(
-      Quote(options.python) + " " + Quote(options.baseline) + " " + Quote(dir.string()) + device_flags, "the baseline");
+  // A baseline that fails (out of memory, most likely, on a GPU too small for TRL's way) still leaves fusec's
+  // figures worth printing; its column then says so and the run ends with exit status 1.
+  Json baseline;
+  std::optional<std::string> baseline_failure;
+  try {
+    baseline = RunChild(
+        Quote(options.python) + " " + Quote(options.baseline) + " " + Quote(dir.string()) + device_flags, "the baseline");
+  } catch (const std::runtime_error& error) {
+    baseline_failure = LastLines(error.what(), 2);
+    std::cerr << "fusec-bench: " << error.what() << "\n";
+  }
   std::cerr << "fusec-bench: fusec ...\n";
   Json fusec = RunChild(
       Quote(self) + " workload --dir " + Quote(dir.string()) + device_flags + " --stdlib " + Quote(options.stdlib),
       "fusec's workload");
 
   // fusec's step time includes its share of the precomputed reference pass, which serves every step.
-  const double baseline_step = MeanFrom(baseline["step_seconds"], warmup);
+  const double nan = std::nan("");
+  const double baseline_step = baseline_failure ? nan : MeanFrom(baseline["step_seconds"], warmup);
   const double fusec_step = MeanFrom(fusec["step_seconds"], warmup) + fusec["ref_seconds"].get<double>() / all_steps;
-  const double baseline_loss = baseline["losses"][0].get<double>(), fusec_loss = fusec["losses"][0].get<double>();
+  const double baseline_loss = baseline_failure ? nan : baseline["losses"][0].get<double>();
+  const double fusec_loss = fusec["losses"][0].get<double>();
   const double loss_rel_diff = std::abs(fusec_loss - baseline_loss) / std::max(std::abs(baseline_loss), 1e-30);
   // In float32 both sides compute the same sums to rounding; under bf16 autocast each side's matmuls round
   // differently (other shapes, other kernels), and the log-prob sums over hundreds of tokens carry that.
   const double loss_tolerance = config->bf16 ? 2e-2 : 1e-4;
   const double tokens_per_step = static_cast<double>(tokens) / steps;
   const double flops_step = flops / steps;
+  // A table cell: the value with `precision` decimals and `unit`, or "failed" for the failed baseline's NaNs.
+  auto cell = [](double value, int precision, const std::string& unit = "") {
+    if (std::isnan(value)) return std::string("failed");
+    std::ostringstream text;
+    text << std::fixed << std::setprecision(precision) << value << unit;
+    return text.str();
+  };
 
   std::cout << std::fixed;
   std::cout << "\nFusePO-DPO optimizer step, workload `" << config->name << "` on " << device.str() << " ("
@@ -639,32 +674,38 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
                               : ", the first " + std::to_string(warmup) + " warm-ups left out of the timings")
             << "; " << std::setprecision(0) << tokens_per_step << " prompt+response tokens a step)\n\n";
   std::cout << "| | baseline (TRL's way) | fusec |\n|---|---:|---:|\n";
-  std::cout << std::setprecision(3) << "| time per step (s) | " << baseline_step << " | " << fusec_step
-            << " (reference pass " << fusec["ref_seconds"].get<double>() << " s in all) |\n";
-  std::cout << std::setprecision(0) << "| tokens per second | " << tokens_per_step / baseline_step << " | "
-            << tokens_per_step / fusec_step << " |\n";
-  std::cout << "| peak memory | " << Mib(baseline["peak_bytes"]) << " | " << Mib(fusec["peak_bytes"]) << " |\n";
-  std::cout << std::setprecision(6) << "| first-step loss | " << baseline_loss << " | " << fusec_loss << " |\n";
-  std::cout << std::setprecision(1) << "| model FLOP/s, % of the matmul peak | "
-            << 100 * flops_step / baseline_step / peak << " % | " << 100 * flops_step / fusec_step / peak << " % |\n";
+  std::cout << "| time per step (s) | " << cell(baseline_step, 3) << " | " << cell(fusec_step, 3) << " (reference pass "
+            << cell(fusec["ref_seconds"].get<double>(), 3) << " s in all) |\n";
+  std::cout << "| tokens per second | " << cell(tokens_per_step / baseline_step, 0) << " | "
+            << cell(tokens_per_step / fusec_step, 0) << " |\n";
+  std::cout << "| peak memory | " << (baseline_failure ? "failed" : Mib(baseline["peak_bytes"])) << " | "
+            << Mib(fusec["peak_bytes"]) << " |\n";
+  std::cout << "| first-step loss | " << cell(baseline_loss, 6) << " | " << cell(fusec_loss, 6) << " |\n";
+  std::cout << "| model FLOP/s, % of the matmul peak | " << cell(100 * flops_step / baseline_step / peak, 1, " %")
+            << " | " << cell(100 * flops_step / fusec_step / peak, 1, " %") << " |\n";
   if (options.nominal_peak_tflops > 0) {
     const double nominal = options.nominal_peak_tflops * 1e12;
-    std::cout << "| model FLOP/s, % of the nominal peak (" << options.nominal_peak_tflops << " TFLOP/s) | "
-              << 100 * flops_step / baseline_step / nominal << " % | " << 100 * flops_step / fusec_step / nominal
-              << " % |\n";
+    std::cout << "| model FLOP/s, % of the nominal peak (" << cell(options.nominal_peak_tflops, 1) << " TFLOP/s) | "
+              << cell(100 * flops_step / baseline_step / nominal, 1, " %") << " | "
+              << cell(100 * flops_step / fusec_step / nominal, 1, " %") << " |\n";
   }
-  std::cout << "| executed FLOP/s, % of the matmul peak | " << 100 * baseline_executed / steps / baseline_step / peak
-            << " % | " << 100 * fusec_executed / steps / fusec_step / peak << " % |\n";
-  std::cout << std::setprecision(2) << "| executed GFLOP a step | " << baseline_executed / steps / 1e9 << " | "
-            << fusec_executed / steps / 1e9 << " |\n";
+  std::cout << "| executed FLOP/s, % of the matmul peak | "
+            << cell(100 * baseline_executed / steps / baseline_step / peak, 1, " %") << " | "
+            << cell(100 * fusec_executed / steps / fusec_step / peak, 1, " %") << " |\n";
+  std::cout << "| executed GFLOP a step | " << cell(baseline_executed / steps / 1e9, 2) << " | "
+            << cell(fusec_executed / steps / 1e9, 2) << " |\n";
   std::cout << std::setprecision(1)
             << "\nModel FLOPs count every pair side's prompt + response once (the work the step "
             << "needs, " << flops_step / 1e9 << " GFLOP); executed FLOPs count what each side computes (the baseline's "
             << "padding and repeated prompts, fusec's single prompt copies). Matrix-multiply peak: " << peak / 1e9
             << " GFLOP/s, measured in this run.\n";
-  std::cout << std::setprecision(2) << "\nspeedup " << baseline_step / fusec_step << "x (target: at least 2x);"
-            << std::scientific << std::setprecision(2) << " first-step loss relative difference " << loss_rel_diff
-            << " (at most " << loss_tolerance << (config->bf16 ? ", bf16" : "") << ")" << std::fixed << "\n";
+  if (baseline_failure) {
+    std::cout << "\nthe baseline failed, so there is no speedup: " << *baseline_failure << "\n";
+  } else {
+    std::cout << std::setprecision(2) << "\nspeedup " << baseline_step / fusec_step << "x (target: at least 2x);"
+              << std::scientific << std::setprecision(2) << " first-step loss relative difference " << loss_rel_diff
+              << " (at most " << loss_tolerance << (config->bf16 ? ", bf16" : "") << ")" << std::fixed << "\n";
+  }
 
   if (options.ablate) {
     std::cout << "\nfusec with optimisations turned off (the same workload; time includes the reference pass):\n\n"
@@ -715,6 +756,10 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
   std::cout << std::setprecision(3) << "\nRESULT speedup=" << baseline_step / fusec_step
             << " head_memory_ratio=" << head_ratio << std::scientific << std::setprecision(2)
             << " loss_rel_diff=" << loss_rel_diff << std::endl;
+  if (baseline_failure) {
+    std::cerr << "fusec-bench: the baseline failed; fusec's figures are above\n";
+    return 1;
+  }
   if (loss_rel_diff > loss_tolerance) {
     std::cerr << "fusec-bench: the first-step losses differ by more than " << loss_tolerance
               << " relative: the two sides do not compute the same step\n";
