@@ -645,9 +645,12 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
       "fusec's workload");
 
   // fusec's step time includes its share of the precomputed reference pass, which serves every step.
+  auto fusec_step_of = [&](const Json& run) {
+    return MeanFrom(run["step_seconds"], warmup) + run["ref_seconds"].get<double>() / all_steps;
+  };
   const double nan = std::nan("");
   const double baseline_step = baseline_failure ? nan : MeanFrom(baseline["step_seconds"], warmup);
-  const double fusec_step = MeanFrom(fusec["step_seconds"], warmup) + fusec["ref_seconds"].get<double>() / all_steps;
+  const double fusec_step = fusec_step_of(fusec);
   const double baseline_loss = baseline_failure ? nan : baseline["losses"][0].get<double>();
   const double fusec_loss = fusec["losses"][0].get<double>();
   const double loss_rel_diff = std::abs(fusec_loss - baseline_loss) / std::max(std::abs(baseline_loss), 1e-30);
@@ -723,7 +726,7 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
       Json run = RunChild(Quote(self) + " workload --dir " + Quote(dir.string()) + device_flags + " --stdlib " +
                               Quote(options.stdlib) + " --off " + name,
                           "fusec's workload with " + name + " off");
-      const double step = MeanFrom(run["step_seconds"], warmup) + run["ref_seconds"].get<double>() / all_steps;
+      const double step = fusec_step_of(run);
       std::cout << std::setprecision(3) << "| " << label << " | " << step << " | " << Mib(run["peak_bytes"]) << " | "
                 << std::setprecision(6) << run["losses"][0].get<double>() << " |\n";
     }

@@ -1,9 +1,9 @@
 // The trainer: one stage's optimisation of a model on weighted items with a loss graph.
 //
 // A step takes `batch` prompts (in micro-batches whose gradients accumulate), computes the policy
-// log-probabilities of the responses the loss reads (packed, each prompt once, through the chunked head), evaluates the loss graph per unit, weights
-// each unit (unless the loss places the weight itself), sums within a prompt and averages over the step's
-// prompts, as docs/language.md says. Then: gradient clipping, AdamW at the scheduled learning rate, one
+// log-probabilities of the responses the loss reads (packed, each prompt once, through the chunked head),
+// evaluates the loss graph per unit, weights each unit (unless the loss places the weight itself), sums
+// within a prompt and averages over the step's prompts, as docs/language.md says. Then: gradient clipping, AdamW at the scheduled learning rate, one
 // metrics line. Prompts are visited in an order drawn from the stage's seed, so a run is reproducible; the
 // checkpoint holds everything the next step depends on (weights, optimizer moments, step, order), so a
 // resumed run ends with the same weights as an uninterrupted one. A loss that is not finite stops the stage
