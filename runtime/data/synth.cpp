@@ -149,6 +149,20 @@ const std::vector<std::string>& SynthSources() {
 
 double TrueScore(const std::string& response, const std::string& gold) { return EditSimilarity(response, gold); }
 
+namespace {
+
+/// One sampled response of `source` at `skill` on `task`, with its true quality and noisy reward.
+SynthResponse SampleResponse(const Task& task, const std::string& source, double skill, double noise, Random& rng) {
+  SynthResponse response;
+  response.source = source;
+  response.text = Sample(task, skill, rng);
+  response.quality = TrueScore(response.text, task.gold);
+  response.reward = Round4(response.quality + noise * rng.Normal());
+  return response;
+}
+
+}  // namespace
+
 std::vector<SynthPrompt> GenerateFusionMini(const SynthOptions& options) {
   Random rng(options.seed * 0x9E3779B97F4A7C15ULL + 1);
   Random target_rng(options.seed * 0x9E3779B97F4A7C15ULL + 2);
@@ -167,21 +181,11 @@ std::vector<SynthPrompt> GenerateFusionMini(const SynthOptions& options) {
     prompt.gold = task.gold;
     for (size_t s = 0; s < sources.size(); ++s) {
       for (int64_t n = 0; n < options.samples; ++n) {
-        SynthResponse response;
-        response.source = sources[s];
-        response.text = Sample(task, kSkill[s][family], rng);
-        response.quality = TrueScore(response.text, task.gold);
-        response.reward = Round4(response.quality + options.noise * rng.Normal());
-        prompt.responses.push_back(std::move(response));
+        prompt.responses.push_back(SampleResponse(task, sources[s], kSkill[s][family], options.noise, rng));
       }
     }
     for (int64_t n = 0; n < options.samples; ++n) {
-      SynthResponse response;
-      response.source = "target";
-      response.text = Sample(task, kSynthTargetSkill, target_rng);
-      response.quality = TrueScore(response.text, task.gold);
-      response.reward = Round4(response.quality + options.noise * target_rng.Normal());
-      prompt.target_samples.push_back(std::move(response));
+      prompt.target_samples.push_back(SampleResponse(task, "target", kSynthTargetSkill, options.noise, target_rng));
     }
     prompts.push_back(std::move(prompt));
   }
