@@ -30,9 +30,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-#include "compiler/lower/lower.h"
-#include "compiler/passes/passes.h"
-#include "compiler/sema/check.h"
+#include "compiler/driver/driver.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
 #include "runtime/support/torch_compat.h"
@@ -320,22 +318,24 @@ int64_t StepTokens(const Json& step) {
 
 // --- the fusec side (`fusec-bench workload`) ---
 
-/// The DPO loss graph as fusec's compiler produces it from the stdlib objective.
-std::pair<ir::LossGraph, ir::Requirements> CompiledDpo(double beta, const std::string& stdlib) {
+/// The DPO loss graph as fusec's compiler plans it from the stdlib objective (a bench.fuse written into the
+/// workload directory, planned as `fusec run` plans it).
+std::pair<ir::LossGraph, ir::Requirements> CompiledDpo(double beta, const std::string& stdlib, const fs::path& dir) {
   std::ostringstream text;
   text << "import std.objectives.{dpo}\n"
        << "experiment bench {\n  target = hf_model(\"policy\")\n  data = jsonl(\"workload.jsonl\")\n"
        << "  stage po = fuse_po {\n    init = target\n    objective = dpo(beta: " << beta << ")\n  }\n}\n";
-  SourceManager sources;
-  Diagnostics diagnostics;
-  CheckOptions options;
-  options.texts.emplace_back("bench.fuse", text.str());
-  options.stdlib_dir = stdlib;
-  sema::CheckedProgram program = Check(options, sources, diagnostics);
-  if (diagnostics.has_errors()) throw std::runtime_error(RenderAll(diagnostics, sources));
-  ir::Graph graph = RunPipeline(Lower(program), PipelineOptions{});
-  for (const ir::Node& node : graph.nodes) {
-    if (node.kind == ir::NodeKind::Train) return {*node.loss, RequirementsOf(*node.loss)};
+  const fs::path file = dir / "bench.fuse";
+  std::ofstream(file) << text.str();
+  PlanRequest request;
+  request.file = file.string();
+  request.stdlib = stdlib;
+  request.cache = (dir / "cache").string();
+  std::ostringstream diagnostics;
+  std::unique_ptr<PlannedProgram> plan = PlanForRun(request, diagnostics);
+  if (!plan) throw std::runtime_error(diagnostics.str());
+  for (const ir::Node& node : plan->graph.nodes) {
+    if (const auto* train = node.get_if<ir::Train>()) return {train->loss, *train->requirements};
   }
   throw std::runtime_error("the bench experiment has no training stage");
 }
@@ -352,7 +352,7 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
   auto policy = rt::LoadModel((dir / "policy").string(), torch::kFloat, device, &error);
   auto reference = rt::LoadModel((dir / "reference").string(), torch::kFloat, device, &error);
   if (!policy || !reference) throw std::runtime_error(error);
-  auto [loss, needs] = CompiledDpo(settings_json["beta"].get<double>(), stdlib);
+  auto [loss, needs] = CompiledDpo(settings_json["beta"].get<double>(), stdlib, dir);
 
   // One prompt a step position; its 2K responses are the chosen and rejected of each source's pair.
   rt::TrainData data;

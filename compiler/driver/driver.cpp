@@ -60,14 +60,25 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
   const fs::path base = fs::absolute(main_file).parent_path();
   std::map<fs::path, std::string> fingerprints;
   for (ir::Node& node : graph.nodes) {
-    const bool is_data = node.kind == ir::NodeKind::LoadData && node.params.contains("path");
-    const bool is_model = node.kind == ir::NodeKind::LoadModel && node.params.value("constructor", "") == "hf_model";
-    if (!is_data && !is_model) continue;
-    fs::path path = node.params["path"].get<std::string>();
+    std::string* path_text = nullptr;
+    std::string* fingerprint = nullptr;
+    bool is_model = false;
+    if (auto* data = node.get_if<ir::LoadData>()) {
+      path_text = &data->data.path;
+      fingerprint = &data->data.fingerprint;
+    } else if (auto* model = node.get_if<ir::LoadModel>()) {
+      if (auto* hf = std::get_if<ir::HfModelSpec>(&model->model)) {
+        path_text = &hf->path;
+        fingerprint = &hf->fingerprint;
+        is_model = true;
+      }
+    }
+    if (path_text == nullptr) continue;
+    fs::path path = *path_text;
     if (path.is_relative()) path = base / path;
     auto [it, inserted] = fingerprints.try_emplace(path);
     if (inserted) it->second = Fingerprint(path, is_model);
-    node.params["fingerprint"] = it->second;
+    *fingerprint = it->second;
   }
   return graph;
 }

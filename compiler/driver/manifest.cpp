@@ -43,7 +43,7 @@ RunManifest MakeRunManifest(const std::string& root, const std::vector<std::stri
   manifest.resolved = sema::PrintProgram(program, sources);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const ir::Node& node = graph.nodes[i];
-    std::string label = "%" + std::to_string(i) + " " + std::string(ir::Spelling(node.kind));
+    std::string label = "%" + std::to_string(i) + " " + std::string(ir::Spelling(node.kind()));
     for (const std::string& stage : node.stages) label += " " + stage;
     manifest.node_hashes.emplace_back(label, node.hash);
   }

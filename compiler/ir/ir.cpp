@@ -103,95 +103,6 @@ const Signature& SignatureOf(NodeKind kind) {
   return signatures.at(kind);
 }
 
-std::string_view Spelling(LossOpKind kind) {
-  switch (kind) {
-    case LossOpKind::Const:
-      return "const";
-    case LossOpKind::Logp:
-      return "logp";
-    case LossOpKind::RefLogp:
-      return "ref_logp";
-    case LossOpKind::Length:
-      return "len";
-    case LossOpKind::Reward:
-      return "reward";
-    case LossOpKind::Weight:
-      return "weight";
-    case LossOpKind::Progress:
-      return "progress";
-    case LossOpKind::Unary:
-      return "unary";
-    case LossOpKind::Binary:
-      return "binary";
-    case LossOpKind::Math:
-      return "math";
-    case LossOpKind::Select:
-      return "select";
-    case LossOpKind::Reduce:
-      return "reduce";
-    case LossOpKind::LooMean:
-      return "loo_mean";
-  }
-  return "?";
-}
-
-std::string LossGraph::ToString() const {
-  std::ostringstream out;
-  for (size_t i = 0; i < ops.size(); ++i) {
-    const LossOp& op = ops[i];
-    out << "%" << i << " = ";
-    switch (op.kind) {
-      case LossOpKind::Const:
-        if (op.type == sema::ScalarType::Bool) {
-          out << (op.value != 0 ? "true" : "false");
-        } else if (op.type == sema::ScalarType::Int) {
-          out << static_cast<int64_t>(op.value);
-        } else {
-          out << sema::FormatFloat(op.value);
-        }
-        break;
-      case LossOpKind::Logp:
-      case LossOpKind::RefLogp:
-      case LossOpKind::Length:
-      case LossOpKind::Reward:
-        out << Spelling(op.kind) << "(" << op.role << ")";
-        break;
-      case LossOpKind::Weight:
-      case LossOpKind::Progress:
-        out << Spelling(op.kind);
-        break;
-      case LossOpKind::Unary:
-      case LossOpKind::Binary:
-      case LossOpKind::Math:
-      case LossOpKind::Reduce:
-        out << op.name;
-        break;
-      case LossOpKind::Select:
-        out << "select";
-        break;
-      case LossOpKind::LooMean:
-        out << "loo_mean";
-        break;
-    }
-    for (size_t a = 0; a < op.args.size(); ++a) out << (a == 0 ? " %" : ", %") << op.args[a];
-    out << "\n";
-  }
-  out << "result %" << result << "\n";
-  return out.str();
-}
-
-std::string Requirements::ToString() const {
-  std::vector<std::string> parts;
-  for (const std::string& role : policy_logp) parts.push_back("logp(" + role + ")");
-  for (const std::string& role : reference_logp) parts.push_back("ref_logp(" + role + ")");
-  if (lengths) parts.emplace_back("len");
-  if (rewards) parts.emplace_back("reward");
-  if (groups) parts.emplace_back("groups");
-  if (progress) parts.emplace_back("progress");
-  parts.emplace_back(weight_in_loss ? "weight inside the loss" : "weight outside the loss");
-  return Join(parts, ", ");
-}
-
 const Input* Node::FindInput(std::string_view slot) const {
   for (const Input& input : inputs) {
     if (input.slot == slot) return &input;
@@ -199,35 +110,30 @@ const Input* Node::FindInput(std::string_view slot) const {
   return nullptr;
 }
 
-bool ReadsResponseLength(const sema::TermRef& term) {
-  bool reads = false;
-  sema::ForEachTerm(term, [&](const sema::Term& t) {
-    reads = reads || (t.op == sema::TermOp::Field && t.name == "len");
-  });
-  return reads;
+bool ReadsResponseLength(const Payload& payload) {
+  auto reads = [](const ExprRef& expr) { return ReadsField(expr, Field::Len); };
+  if (const auto* select = std::get_if<Select>(&payload)) return reads(select->rule.by) || reads(select->rule.where);
+  if (const auto* pairs = std::get_if<Pairs>(&payload)) {
+    bool any = reads(pairs->rule.by) || reads(pairs->rule.where);
+    for (const RoleRule& role : pairs->rule.roles) any = any || reads(role.score) || reads(role.where);
+    return any;
+  }
+  if (const auto* groups = std::get_if<Groups>(&payload)) return reads(groups->rule.where);
+  if (const auto* weight = std::get_if<Weight>(&payload)) return reads(weight->weight);
+  return false;
 }
 
-bool ReadsResponseLength(const Rule& rule) {
-  if (const auto* selection = std::get_if<sema::CheckedSelection>(&rule)) {
-    return ReadsResponseLength(selection->by) || ReadsResponseLength(selection->where);
-  }
-  if (const auto* pairing = std::get_if<sema::CheckedPairing>(&rule)) {
-    bool reads = ReadsResponseLength(pairing->by) || ReadsResponseLength(pairing->where);
-    for (const sema::RoleSelector& role : pairing->roles) {
-      reads = reads || ReadsResponseLength(role.score) || ReadsResponseLength(role.where);
-    }
-    return reads;
-  }
-  if (const auto* grouping = std::get_if<sema::CheckedGrouping>(&rule)) return ReadsResponseLength(grouping->where);
-  return false;
+const LossGraph* LossOf(const Node& node) {
+  const auto* train = node.get_if<Train>();
+  return train != nullptr ? &train->loss : nullptr;
 }
 
 std::string ComputeHash(const Node& node, const Graph& graph) {
   Sha256 hash;
   hash.Update("fusec-node\n");
-  hash.Update(Spelling(node.kind)).Update("\nversion ").Update(std::to_string(KindVersion(node.kind))).Update("\n");
-  hash.Update(node.params.dump()).Update("\n");
-  if (node.loss) hash.Update(node.loss->ToString());
+  hash.Update(Spelling(node.kind())).Update("\nversion ").Update(std::to_string(KindVersion(node.kind()))).Update("\n");
+  hash.Update(ParamsJson(node).dump()).Update("\n");
+  if (const LossGraph* loss = LossOf(node)) hash.Update(loss->ToString());
   for (const Input& input : node.inputs) {
     hash.Update("input ").Update(input.slot).Update(" ").Update(graph.at(input.node).hash).Update("\n");
   }
@@ -237,12 +143,12 @@ std::string ComputeHash(const Node& node, const Graph& graph) {
 std::vector<std::string> Verify(const Graph& graph) {
   std::vector<std::string> problems;
   auto problem = [&](size_t index, const std::string& what) {
-    problems.push_back("node %" + std::to_string(index) + " (" + std::string(Spelling(graph.nodes[index].kind)) +
+    problems.push_back("node %" + std::to_string(index) + " (" + std::string(Spelling(graph.nodes[index].kind())) +
                        "): " + what);
   };
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& node = graph.nodes[i];
-    const Signature& signature = SignatureOf(node.kind);
+    const Signature& signature = SignatureOf(node.kind());
     std::map<std::string_view, int> counts;
     for (const Input& input : node.inputs) {
       if (!input.node.valid() || input.node.value >= i) {
@@ -256,7 +162,7 @@ std::vector<std::string> Verify(const Graph& graph) {
         continue;
       }
       ++counts[slot->name];
-      ValueType actual = SignatureOf(graph.at(input.node).kind).output;
+      ValueType actual = SignatureOf(graph.at(input.node).kind()).output;
       if (actual != slot->type) {
         problem(i, "input `" + input.slot + "` is " + std::string(Spelling(actual)) + ", expected " +
                        std::string(Spelling(slot->type)));
@@ -267,11 +173,9 @@ std::vector<std::string> Verify(const Graph& graph) {
       if (count == 0 && !slot.optional) problem(i, "misses input `" + std::string(slot.name) + "`");
       if (count > 1 && !slot.repeated) problem(i, "has input `" + std::string(slot.name) + "` twice");
     }
-    if (node.kind == NodeKind::Train) {
-      if (!node.loss) {
-        problem(i, "has no loss graph");
-      } else {
-        const LossGraph& loss = *node.loss;
+    if (const auto* train = node.get_if<Train>()) {
+      {
+        const LossGraph& loss = train->loss;
         for (size_t op = 0; op < loss.ops.size(); ++op) {
           for (int arg : loss.ops[op].args) {
             if (arg < 0 || static_cast<size_t>(arg) >= op) {
@@ -292,21 +196,21 @@ std::vector<std::string> Verify(const Graph& graph) {
       bool has_reference = node.FindInput("reference") != nullptr;
       bool has_ref_logprobs = node.FindInput("ref_logprobs") != nullptr;
       if (has_reference && has_ref_logprobs) problem(i, "has both a reference model and reference log-probabilities");
-      if (node.requirements) {
-        bool needs = !node.requirements->reference_logp.empty();
+      if (train->requirements) {
+        bool needs = !train->requirements->reference_logp.empty();
         if (needs && !has_reference && !has_ref_logprobs) problem(i, "reads ref_logp but has no reference");
         if (!needs && (has_reference || has_ref_logprobs)) problem(i, "has a reference its loss never reads");
       }
     }
-    if ((node.kind == NodeKind::Select || node.kind == NodeKind::Pairs || node.kind == NodeKind::Groups) &&
-        std::holds_alternative<std::monostate>(node.rule)) {
-      problem(i, "has no rule");
-    }
-    if (ReadsResponseLength(node.rule) && node.FindInput("tokenizer") == nullptr) {
+    const bool is_rule = node.kind() == NodeKind::Select || node.kind() == NodeKind::Pairs ||
+                         node.kind() == NodeKind::Groups;
+    if (is_rule && ReadsResponseLength(node.payload) && node.FindInput("tokenizer") == nullptr) {
       problem(i, "reads `len` but has no tokenizer input");
     }
-    if (node.kind == NodeKind::Weight && !node.weight) problem(i, "has no weight term");
-    if (node.kind == NodeKind::Weight && ReadsResponseLength(node.weight)) {
+    if (const auto* weight = node.get_if<Weight>(); weight != nullptr && !weight->weight) {
+      problem(i, "has no weight expression");
+    }
+    if (node.kind() == NodeKind::Weight && ReadsResponseLength(node.payload)) {
       const Input* items = node.FindInput("items");
       if (items != nullptr && items->node.value < i && graph.at(items->node).FindInput("tokenizer") == nullptr) {
         problem(i, "reads `len` but its items come from a rule node without a tokenizer input");
@@ -325,7 +229,7 @@ std::vector<std::string> Verify(const Graph& graph) {
   }
   for (const ExperimentOutputs& experiment : graph.experiments) {
     auto check = [&](NodeId id, NodeKind kind, const std::string& what) {
-      if (!id.valid() || id.value >= graph.nodes.size() || graph.at(id).kind != kind) {
+      if (!id.valid() || id.value >= graph.nodes.size() || graph.at(id).kind() != kind) {
         problems.push_back("experiment `" + experiment.name + "`: " + what + " is not a " +
                            std::string(Spelling(kind)) + " node");
       }
@@ -335,39 +239,6 @@ std::vector<std::string> Verify(const Graph& graph) {
     if (experiment.evaluation) check(*experiment.evaluation, NodeKind::Evaluate, "the evaluation");
   }
   return problems;
-}
-
-std::optional<double> EvalMath(const std::string& name, const std::vector<double>& x) {
-  if (name == "log") return x[0] > 0 ? std::optional<double>(std::log(x[0])) : std::nullopt;
-  if (name == "exp") return std::exp(x[0]);
-  if (name == "sigmoid") return 1.0 / (1.0 + std::exp(-x[0]));
-  if (name == "log_sigmoid") return x[0] >= 0 ? -std::log1p(std::exp(-x[0])) : x[0] - std::log1p(std::exp(x[0]));
-  if (name == "softplus") return x[0] > 0 ? x[0] + std::log1p(std::exp(-x[0])) : std::log1p(std::exp(x[0]));
-  if (name == "relu") return std::max(0.0, x[0]);
-  if (name == "abs") return std::abs(x[0]);
-  if (name == "sqrt") return x[0] >= 0 ? std::optional<double>(std::sqrt(x[0])) : std::nullopt;
-  if (name == "detach") return x[0];
-  if (name == "min") return std::min(x[0], x[1]);
-  if (name == "max") return std::max(x[0], x[1]);
-  if (name == "clamp") return std::clamp(x[0], x[1], std::max(x[1], x[2]));
-  return std::nullopt;
-}
-
-std::optional<double> EvalBinary(const std::string& name, double a, double b) {
-  if (name == "+") return a + b;
-  if (name == "-") return a - b;
-  if (name == "*") return a * b;
-  if (name == "/") return b != 0 ? std::optional<double>(a / b) : std::nullopt;
-  if (name == "^") return std::pow(a, b);
-  if (name == "==") return a == b;
-  if (name == "!=") return a != b;
-  if (name == "<") return a < b;
-  if (name == "<=") return a <= b;
-  if (name == ">") return a > b;
-  if (name == ">=") return a >= b;
-  if (name == "and") return (a != 0) && (b != 0);
-  if (name == "or") return (a != 0) || (b != 0);
-  return std::nullopt;
 }
 
 std::string SpanText(const SourceManager& sources, SourceSpan span) {
@@ -388,23 +259,24 @@ std::string PrintGraph(const Graph& graph, const SourceManager& sources) {
   }
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& node = graph.nodes[i];
-    out << "%" << i << " = " << Spelling(node.kind);
+    out << "%" << i << " = " << Spelling(node.kind());
     std::vector<std::string> inputs;
     for (const Input& input : node.inputs) inputs.push_back(input.slot + ": %" + std::to_string(input.node.value));
     out << "(" << Join(inputs, ", ") << ")";
-    if (!node.params.empty()) out << " " << node.params.dump();
+    const nlohmann::ordered_json params = ParamsJson(node);
+    if (!params.empty()) out << " " << params.dump();
     out << "\n    ; hash " << Short(node.hash) << (node.hash.empty() ? "" : node.cached ? ", cached" : ", to run");
     if (!node.stages.empty()) out << ", for " << Join(node.stages, " ");
     std::string where = SpanText(sources, node.span);
     if (!where.empty()) out << ", at " << where;
     out << "\n";
-    if (node.loss) {
-      out << "    loss " << sema::UnitSyntax(node.loss->unit) << "(" << Join(node.loss->roles, ", ") << ") of "
-          << node.loss->objective << ":\n";
-      std::istringstream lines(node.loss->ToString());
+    if (const auto* train = node.get_if<Train>()) {
+      out << "    loss " << Spelling(train->loss.unit) << "(" << Join(train->loss.roles, ", ") << ") of "
+          << train->loss.objective << ":\n";
+      std::istringstream lines(train->loss.ToString());
       for (std::string line; std::getline(lines, line);) out << "      " << line << "\n";
+      if (train->requirements) out << "    needs " << train->requirements->ToString() << "\n";
     }
-    if (node.requirements) out << "    needs " << node.requirements->ToString() << "\n";
   }
   return out.str();
 }
@@ -415,7 +287,7 @@ std::string ToJson(const Graph& graph, const SourceManager& sources) {
     const Node& node = graph.nodes[i];
     nlohmann::ordered_json entry;
     entry["id"] = i;
-    entry["kind"] = Spelling(node.kind);
+    entry["kind"] = Spelling(node.kind());
     entry["stage"] = node.stages.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(node.stages.front());
     entry["stages"] = node.stages;
     entry["hash"] = node.hash;
@@ -427,9 +299,11 @@ std::string ToJson(const Graph& graph, const SourceManager& sources) {
     entry["input_slots"] = slots;
     entry["span"] = SpanText(sources, node.span);
     entry["cached"] = node.cached;
-    entry["params"] = node.params;
-    if (node.loss) entry["loss"] = node.loss->ToString();
-    if (node.requirements) entry["needs"] = node.requirements->ToString();
+    entry["params"] = ParamsJson(node);
+    if (const auto* train = node.get_if<Train>()) {
+      entry["loss"] = train->loss.ToString();
+      if (train->requirements) entry["needs"] = train->requirements->ToString();
+    }
     nodes.push_back(std::move(entry));
   }
   nlohmann::ordered_json experiments = nlohmann::ordered_json::array();
@@ -458,12 +332,12 @@ std::string ToDot(const Graph& graph) {
   out << "digraph fusec {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n";
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& node = graph.nodes[i];
-    std::string label = std::string(Spelling(node.kind));
+    std::string label = std::string(Spelling(node.kind()));
     if (!node.stages.empty()) label += "\\n" + Join(node.stages, "\\n");
     label += "\\n" + Short(node.hash);
     out << "  n" << i << " [label=\"" << label << "\"";
     if (node.cached) out << ", style=filled, fillcolor=\"#dddddd\"";
-    if (node.kind == NodeKind::Train) out << ", penwidth=2";
+    if (node.kind() == NodeKind::Train) out << ", penwidth=2";
     out << "];\n";
   }
   for (size_t i = 0; i < graph.nodes.size(); ++i) {

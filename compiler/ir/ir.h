@@ -7,8 +7,10 @@
 // kind's code version, its parameters, its loss graph and its inputs' hashes; equal hashes mean equal
 // outputs, which is what merges the shared stages of a sweep and what keys the stage cache.
 //
-// Data rules (which responses, which pairs, what weights) stay as sema's checked structures and terms: the
-// runtime evaluates them per prompt, and the graph only needs their canonical text for hashing.
+// What a node computes is its payload (payloads.h), one struct per kind, held in a variant that
+// node_kind.def keeps in step with NodeKind. The IR includes nothing of sema: the runtime reads this header
+// and payloads.h and nothing upstream of them. JSON is a view printed from the payloads (ParamsJson), read by
+// the content hash, `--emit=json|ir` and cache manifests.
 #pragma once
 
 #include <cstdint>
@@ -16,10 +18,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
-#include "compiler/sema/checked.h"
+#include "compiler/ir/payloads.h"
 #include "compiler/source/source.h"
 
 namespace fusec::ir {
@@ -67,96 +70,82 @@ struct Signature {
 const Signature& SignatureOf(NodeKind kind);
 
 // ---------------------------------------------------------------------------------------------------------
-// Loss graphs
-
-enum class LossOpKind : uint8_t {
-  Const,     // `value`
-  Logp,      // policy log-probability of `role`, summed over its tokens
-  RefLogp,   // reference log-probability of `role`
-  Length,    // token count of `role`
-  Reward,    // reward of `role`
-  Weight,    // the item's weight
-  Progress,  // training progress in [0, 1]
-  Unary,     // `name`: - | not
-  Binary,    // `name`: + - * / ^ == != < <= > >= and or
-  Math,      // `name`: log exp sigmoid log_sigmoid softplus relu abs sqrt detach min max clamp
-  Select,    // args: condition, then, else
-  Reduce,    // `name`: sum | mean | max | min over a group's members
-  LooMean,   // leave-one-out mean over a group's members
-};
-std::string_view Spelling(LossOpKind kind);
-
-/// One operation of a loss graph, in SSA form: `args` index earlier operations.
-struct LossOp {
-  LossOpKind kind = LossOpKind::Const;
-  std::string name;
-  std::string role;
-  double value = 0;
-  sema::ScalarType type = sema::ScalarType::Float;
-  sema::Level level = sema::Level::Const;
-  sema::ItemKind item = sema::ItemKind::Unknown;
-  std::vector<int> args;
-
-  friend bool operator==(const LossOp&, const LossOp&) = default;
-};
-
-/// A loss as a tensor-expression graph. The loss is `ops[result]`, one value per unit.
-struct LossGraph {
-  std::vector<LossOp> ops;
-  int result = -1;
-  sema::ObjectiveUnit unit = sema::ObjectiveUnit::Pair;
-  std::vector<std::string> roles;  // the responses the unit names (`chosen`, `rejected`, or `y`)
-  std::string objective;           // `dpo(beta: 10.0, length_norm: true)`, for messages
-
-  /// `%3 = div %1, %2` lines, then `result %4`: canonical, so it is also what the hash reads.
-  std::string ToString() const;
-};
-
-/// What a train node reads from the data and the models: inferred from its loss graph.
-struct Requirements {
-  std::vector<std::string> policy_logp;     // roles whose policy log-probabilities are read
-  std::vector<std::string> reference_logp;  // roles whose reference log-probabilities are read
-  bool lengths = false;
-  bool rewards = false;
-  bool weight_in_loss = false;  // the loss places the weight; otherwise it multiplies each item's loss
-  bool progress = false;
-  bool groups = false;
-
-  std::string ToString() const;
-};
-
-// ---------------------------------------------------------------------------------------------------------
 // Nodes and graphs
 
-using Rule = std::variant<std::monostate, sema::CheckedSelection, sema::CheckedPairing, sema::CheckedGrouping>;
+namespace detail {
+/// std::variant of the types listed, the last of which is `void` (X-macro lists end with a comma).
+template <typename Done, typename... Rest>
+struct VariantWithoutLastVoid;
+template <typename... Done>
+struct VariantWithoutLastVoid<std::variant<Done...>, void> {
+  using type = std::variant<Done...>;
+};
+template <typename... Done, typename Next, typename... Rest>
+struct VariantWithoutLastVoid<std::variant<Done...>, Next, Rest...> {
+  using type = typename VariantWithoutLastVoid<std::variant<Done..., Next>, Rest...>::type;
+};
+}  // namespace detail
 
-/// Whether a data rule, or a weighting term, reads `len`: the response's token count, which depends on the
-/// tokenizer of the stage's model, so such a rule node takes that model as its `tokenizer` input.
-bool ReadsResponseLength(const Rule& rule);
-bool ReadsResponseLength(const sema::TermRef& term);
+/// A node's payload: alternative i is the struct of NodeKind i (payloads.h), in node_kind.def's order.
+using Payload = detail::VariantWithoutLastVoid<std::variant<>,
+#define FUSEC_NODE_KIND(Name, Spelling, Version) Name,
+#include "compiler/ir/node_kind.def"
+#undef FUSEC_NODE_KIND
+                                               void>::type;
+
+#define FUSEC_NODE_KIND(Name, Spelling, Version)                                                          \
+  static_assert(std::is_same_v<std::variant_alternative_t<static_cast<size_t>(NodeKind::Name), Payload>, \
+                               Name>,                                                                   \
+                "Payload's alternatives follow node_kind.def");
+#include "compiler/ir/node_kind.def"
+#undef FUSEC_NODE_KIND
 
 struct Node {
-  NodeKind kind = NodeKind::LoadModel;
+  Payload payload;
   std::vector<Input> inputs;
-  /// Everything else that determines the output, in a fixed order (hashed as canonical JSON).
-  nlohmann::ordered_json params = nlohmann::ordered_json::object();
-  Rule rule;                       // Select, Pairs, Groups
-  sema::TermRef weight;            // Weight
-  std::optional<LossGraph> loss;   // Train
-  std::optional<Requirements> requirements;  // Train, once inferred
   /// The experiment stages this node computes, as `experiment/stage` (several after merging).
   std::vector<std::string> stages;
   SourceSpan span;
   std::string hash;  // 64 hex digits once hashed
   bool cached = false;
 
+  NodeKind kind() const { return static_cast<NodeKind>(payload.index()); }
+  /// The payload of kind P; the node must be of that kind.
+  template <typename P>
+  const P& as() const {
+    return std::get<P>(payload);
+  }
+  template <typename P>
+  P& as() {
+    return std::get<P>(payload);
+  }
+  template <typename P>
+  const P* get_if() const {
+    return std::get_if<P>(&payload);
+  }
+  template <typename P>
+  P* get_if() {
+    return std::get_if<P>(&payload);
+  }
   const Input* FindInput(std::string_view slot) const;
 };
+
+/// Whether a node's data rule or weighting reads `len`: the response's token count, which depends on the
+/// tokenizer of the stage's model, so such a rule node takes that model as its `tokenizer` input.
+bool ReadsResponseLength(const Payload& payload);
+
+/// The loss graph of a train node; null for other kinds.
+const LossGraph* LossOf(const Node& node);
+
+/// The node's parameters as canonical JSON, printed from its payload (everything that determines its output
+/// besides its inputs and loss graph): what the content hash, `--emit=json|ir` and cache manifests show.
+nlohmann::ordered_json ParamsJson(const Node& node);
 
 /// Where each experiment's results are in the graph.
 struct ExperimentOutputs {
   std::string name;
   std::string output;  // the run directory
+  DeviceName device = DeviceName::Auto;  // the experiment's `device`
   SourceSpan span;
   std::vector<std::pair<std::string, NodeId>> stages;   // stage name -> train node, dependencies first
   std::vector<std::pair<std::string, NodeId>> exports;  // stage name -> export node
@@ -188,11 +177,5 @@ std::string ToDot(const Graph& graph);
 
 /// `file:line:col`, or "" for an invalid span.
 std::string SpanText(const SourceManager& sources, SourceSpan span);
-
-/// The scalar meaning of Math and Binary operations (`log`, `clamp`, `^`, `==`, ...), shared by constant
-/// folding and the runtime's data rules. nullopt outside an operation's domain (`log` of a non-positive
-/// number, division by zero) or for an unknown name.
-std::optional<double> EvalMath(const std::string& name, const std::vector<double>& x);
-std::optional<double> EvalBinary(const std::string& name, double a, double b);
 
 }  // namespace fusec::ir

@@ -1,91 +1,170 @@
 #include "compiler/lower/lower.h"
 
 #include <map>
+#include <stdexcept>
 
 namespace fusec {
 namespace {
 
-using nlohmann::ordered_json;
-
-/// A checked value as JSON parameters: constructors as objects with their arguments, stage models by name.
-ordered_json ValueJson(const sema::ValueRef& value) {
-  if (!value) return nullptr;
-  if (const auto* i = value->As<int64_t>()) return *i;
-  if (const auto* f = value->As<double>()) return *f;
-  if (const auto* b = value->As<bool>()) return *b;
-  if (const auto* s = value->As<std::string>()) return *s;
-  if (value->is_none()) return nullptr;
-  if (value->As<sema::EnumVal>() != nullptr) return sema::ToString(value);
-  if (const auto* list = value->As<sema::ListVal>()) {
-    ordered_json out = ordered_json::array();
-    for (const sema::ValueRef& element : list->elements) out.push_back(ValueJson(element));
-    return out;
-  }
-  if (const auto* record = value->As<sema::RecordVal>()) {
-    ordered_json out = ordered_json::object();
-    for (const auto& [name, field] : record->fields) out[name] = ValueJson(field);
-    return out;
-  }
-  if (const auto* constructed = value->As<sema::ConstructedVal>()) {
-    ordered_json out = ordered_json::object();
-    out["constructor"] = constructed->constructor;
-    for (const auto& [name, arg] : constructed->args) out[name] = ValueJson(arg);
-    return out;
-  }
-  if (const auto* stage = value->As<sema::StageModelVal>()) return ordered_json{{"stage", stage->stage}};
-  return sema::ToString(value);
+[[noreturn]] void Unlowerable(const sema::Term& term, const std::string& why) {
+  throw std::logic_error("cannot lower `" + sema::ToString(term) + "`: " + why);
 }
 
-ordered_json TermJson(const sema::TermRef& term) {
+ir::OpKind OperatorOf(const sema::Term& term) {
+  std::optional<ir::OpKind> op = ir::OpBySpelling(term.name, static_cast<int>(term.args.size()));
+  if (!op) Unlowerable(term, "no operator `" + term.name + "` of " + std::to_string(term.args.size()) + " operands");
+  return *op;
+}
+
+template <typename E>
+E EnumOf(const sema::Term& term, const std::string& spelling) {
+  std::optional<E> value = ir::EnumBySpelling<E>(spelling);
+  if (!value) Unlowerable(term, "unknown " + std::string(ir::EnumTraits<E>::name) + " `" + spelling + "`");
+  return *value;
+}
+
+/// A rule's or weighting's term as an IR expression (null stays null: no filter).
+ir::ExprRef LowerExpr(const sema::TermRef& term) {
   if (!term) return nullptr;
-  return sema::ToString(term);
-}
-
-ir::LossOpKind OpKindOf(const sema::Term& term) {
-  switch (term.op) {
+  auto expr = std::make_shared<ir::Expr>();
+  expr->type = term->type;
+  for (const sema::TermRef& arg : term->args) expr->args.push_back(LowerExpr(arg));
+  switch (term->op) {
     case sema::TermOp::Const:
-      return ir::LossOpKind::Const;
+      expr->kind = ir::ExprKind::Const;
+      expr->number = term->number;
+      expr->boolean = term->boolean;
+      expr->text = term->text;
+      break;
     case sema::TermOp::Field:
-      return term.name == "reward" ? ir::LossOpKind::Reward : ir::LossOpKind::Length;
-    case sema::TermOp::Logp:
-      return ir::LossOpKind::Logp;
-    case sema::TermOp::RefLogp:
-      return ir::LossOpKind::RefLogp;
-    case sema::TermOp::Weight:
-      return ir::LossOpKind::Weight;
-    case sema::TermOp::Progress:
-      return ir::LossOpKind::Progress;
+      expr->kind = ir::ExprKind::Field;
+      expr->field = EnumOf<ir::Field>(*term, term->name);
+      expr->role = term->ref;
+      break;
     case sema::TermOp::Unary:
-      return ir::LossOpKind::Unary;
     case sema::TermOp::Binary:
-      return ir::LossOpKind::Binary;
     case sema::TermOp::Math:
-      return ir::LossOpKind::Math;
+      expr->kind = ir::ExprKind::Op;
+      expr->op = OperatorOf(*term);
+      break;
     case sema::TermOp::Select:
-      return ir::LossOpKind::Select;
-    case sema::TermOp::Reduce:
-      return ir::LossOpKind::Reduce;
-    case sema::TermOp::LooMean:
-      return ir::LossOpKind::LooMean;
+      expr->kind = ir::ExprKind::Select;
+      break;
     case sema::TermOp::Aggregate:
+      expr->kind = ir::ExprKind::Aggregate;
+      expr->reduction = EnumOf<ir::Reduction>(*term, term->name);
+      expr->scope = EnumOf<ir::Scope>(*term, term->scope);
+      break;
     case sema::TermOp::Normalize:
-      break;  // sema refuses these in objectives
+      expr->kind = ir::ExprKind::Normalize;
+      expr->normalization = EnumOf<ir::Normalization>(*term, term->name);
+      expr->scope = EnumOf<ir::Scope>(*term, term->scope);
+      break;
+    case sema::TermOp::Logp:
+    case sema::TermOp::RefLogp:
+    case sema::TermOp::Weight:
+    case sema::TermOp::Progress:
+    case sema::TermOp::Reduce:
+    case sema::TermOp::LooMean:
+      Unlowerable(*term, "it belongs in an objective, which sema checks");
   }
-  return ir::LossOpKind::Const;
+  return expr;
 }
 
-int LowerTerm(const sema::Term& term, ir::LossGraph& graph) {
+/// One loss operation per node of the term tree, nothing shared (the passes share what is equal).
+int LowerLossTerm(const sema::Term& term, ir::LossGraph& graph) {
   ir::LossOp op;
-  op.kind = OpKindOf(term);
-  op.name = term.name;
   op.role = term.ref;
   op.type = term.type;
-  op.level = term.level;
-  op.item = term.item;
-  if (term.op == sema::TermOp::Const) op.value = term.type == sema::ScalarType::Bool ? (term.boolean ? 1 : 0) : term.number;
-  for (const sema::TermRef& arg : term.args) op.args.push_back(LowerTerm(*arg, graph));
+  for (const sema::TermRef& arg : term.args) op.args.push_back(LowerLossTerm(*arg, graph));
+  switch (term.op) {
+    case sema::TermOp::Const:
+      op.kind = ir::LossOpKind::Const;
+      op.value = term.type == sema::ScalarType::Bool ? (term.boolean ? 1 : 0) : term.number;
+      break;
+    case sema::TermOp::Field:
+      if (term.name == "reward") {
+        op.kind = ir::LossOpKind::Reward;
+      } else if (term.name == "len") {
+        op.kind = ir::LossOpKind::Length;
+      } else {
+        Unlowerable(term, "an objective reads `reward` and `len` of a response, nothing else");
+      }
+      break;
+    case sema::TermOp::Logp:
+      op.kind = ir::LossOpKind::Logp;
+      break;
+    case sema::TermOp::RefLogp:
+      op.kind = ir::LossOpKind::RefLogp;
+      break;
+    case sema::TermOp::Weight:
+      op.kind = ir::LossOpKind::Weight;
+      break;
+    case sema::TermOp::Progress:
+      op.kind = ir::LossOpKind::Progress;
+      break;
+    case sema::TermOp::Unary:
+    case sema::TermOp::Binary:
+    case sema::TermOp::Math:
+      op.kind = ir::LossOpKind::Op;
+      op.op = OperatorOf(term);
+      break;
+    case sema::TermOp::Select:
+      op.kind = ir::LossOpKind::Select;
+      break;
+    case sema::TermOp::Reduce:
+      op.kind = ir::LossOpKind::Reduce;
+      op.reduction = EnumOf<ir::Reduction>(term, term.name);
+      break;
+    case sema::TermOp::LooMean:
+      op.kind = ir::LossOpKind::LooMean;
+      break;
+    case sema::TermOp::Aggregate:
+    case sema::TermOp::Normalize:
+      Unlowerable(term, "sema refuses aggregates over the pool in objectives");
+  }
   graph.ops.push_back(std::move(op));
   return static_cast<int>(graph.ops.size()) - 1;
+}
+
+ir::Payload RulePayload(const sema::CheckedStage& stage) {
+  if (const auto* selection = std::get_if<sema::CheckedSelection>(&stage.rule)) {
+    return ir::Select{{*ir::EnumBySpelling<ir::Scope>(selection->scope), selection->k, LowerExpr(selection->by),
+                       LowerExpr(selection->where)}};
+  }
+  if (const auto* pairing = std::get_if<sema::CheckedPairing>(&stage.rule)) {
+    ir::PairingRule rule;
+    rule.kind = pairing->kind;
+    rule.scope = *ir::EnumBySpelling<ir::Scope>(pairing->scope);
+    for (const sema::RoleSelector& role : pairing->roles) {
+      rule.roles.push_back({role.name, role.argmax, LowerExpr(role.score), LowerExpr(role.where)});
+    }
+    rule.by = LowerExpr(pairing->by);
+    rule.min_gap = pairing->min_gap;
+    rule.where = LowerExpr(pairing->where);
+    return ir::Pairs{std::move(rule)};
+  }
+  const auto& grouping = std::get<sema::CheckedGrouping>(stage.rule);
+  return ir::Groups{{*ir::EnumBySpelling<ir::Scope>(grouping.scope), LowerExpr(grouping.where)}};
+}
+
+ir::TrainSpec TrainSpecOf(const sema::CheckedStage& stage, const std::string& objective) {
+  ir::TrainSpec spec;
+  spec.objective = objective;
+  const sema::OptimizerSettings& optim = stage.optim;
+  spec.optim = {optim.name,         optim.lr,     optim.beta1,    optim.beta2,       optim.eps,
+                optim.weight_decay, optim.warmup, optim.schedule, optim.min_lr_ratio};
+  spec.epochs = stage.epochs;
+  spec.max_steps = stage.max_steps;
+  spec.batch = stage.batch;
+  spec.micro_batch = stage.micro_batch;
+  spec.max_len = stage.max_len;
+  spec.max_prompt_len = stage.max_prompt_len;
+  spec.seed = stage.seed;
+  spec.precision = stage.precision;
+  spec.grad_clip = stage.grad_clip;
+  spec.save_every = stage.save_every;
+  return spec;
 }
 
 class Lowerer {
@@ -102,81 +181,88 @@ class Lowerer {
   }
 
   ir::NodeId Model(const sema::ValueRef& value) {
-    if (const auto* stage = value->As<sema::StageModelVal>()) return stage_models_.at(stage->stage);
+    sema::ModelOrigin origin = sema::ModelOriginOf(*value);
+    if (const auto* stage = std::get_if<std::string>(&origin)) return stage_models_.at(*stage);
     if (auto it = memo_.find(value.get()); it != memo_.end()) return it->second;
-    ir::Node node;
-    node.kind = ir::NodeKind::LoadModel;
-    node.params = ValueJson(value);
+    ir::Node node{ir::LoadModel{std::get<ir::ModelSpec>(std::move(origin))}};
     node.span = value->span;
     return memo_[value.get()] = Add(std::move(node));
   }
 
   ir::NodeId Dataset(const sema::ValueRef& value) {
     if (auto it = memo_.find(value.get()); it != memo_.end()) return it->second;
-    const auto* constructed = value->As<sema::ConstructedVal>();
+    sema::DatasetOrigin origin = sema::DatasetOriginOf(*value);
     ir::Node node;
-    node.span = value->span;
-    if (constructed != nullptr && constructed->constructor == "split_part") {
-      const sema::ValueRef split = sema::FindNamed(constructed->args, "split");
-      const auto& split_args = split->As<sema::ConstructedVal>()->args;
-      node.kind = ir::NodeKind::Split;
-      node.inputs.push_back({"data", Dataset(sema::FindNamed(split_args, "data"))});
-      node.params["part"] = ValueJson(sema::FindNamed(constructed->args, "part"));
-      ordered_json fractions = ordered_json::object();
-      for (const auto& [name, arg] : split_args) {
-        if (name != "data" && name != "seed") fractions[name] = ValueJson(arg);
-      }
-      node.params["fractions"] = fractions;
-      node.params["seed"] = ValueJson(sema::FindNamed(split_args, "seed"));
-    } else if (constructed != nullptr && constructed->constructor == "keep_sources") {
-      node.kind = ir::NodeKind::FilterSources;
-      node.inputs.push_back({"data", Dataset(sema::FindNamed(constructed->args, "data"))});
-      node.params["sources"] = ValueJson(sema::FindNamed(constructed->args, "sources"));
+    if (auto* part = std::get_if<sema::SplitPartOf>(&origin)) {
+      node.payload = std::move(part->part);
+      node.inputs.push_back({"data", Dataset(part->data)});
+    } else if (auto* keep = std::get_if<sema::KeepSourcesOf>(&origin)) {
+      node.payload = std::move(keep->filter);
+      node.inputs.push_back({"data", Dataset(keep->data)});
     } else {
-      node.kind = ir::NodeKind::LoadData;
-      node.params = ValueJson(value);
+      node.payload = ir::LoadData{std::get<ir::DatasetSpec>(std::move(origin))};
     }
+    node.span = value->span;
     return memo_[value.get()] = Add(std::move(node));
   }
 
-  ir::NodeId Rule(const sema::CheckedStage& stage, ir::NodeId data, const std::string& label) {
-    ir::Node node;
+  ir::NodeId Rule(const sema::CheckedStage& stage, ir::NodeId data, const std::string& label, const ir::Weight& weight) {
+    ir::Node node{RulePayload(stage)};
     node.inputs.push_back({"data", data});
     node.stages.push_back(label);
     node.span = stage.span;
-    node.rule = stage.rule;
-    if (const auto* selection = std::get_if<sema::CheckedSelection>(&stage.rule)) {
-      node.kind = ir::NodeKind::Select;
-      node.params["scope"] = selection->scope;
-      node.params["k"] = selection->k ? ordered_json(*selection->k) : ordered_json(nullptr);
-      node.params["by"] = TermJson(selection->by);
-      node.params["where"] = TermJson(selection->where);
-    } else if (const auto* pairing = std::get_if<sema::CheckedPairing>(&stage.rule)) {
-      node.kind = ir::NodeKind::Pairs;
-      const char* kinds[] = {"within", "all_pairs", "across_sources"};
-      node.params["rule"] = kinds[static_cast<size_t>(pairing->kind)];
-      node.params["scope"] = pairing->scope;
-      ordered_json roles = ordered_json::array();
-      for (const sema::RoleSelector& role : pairing->roles) {
-        roles.push_back(ordered_json{{"name", role.name},
-                                     {"pick", role.argmax ? "argmax" : "argmin"},
-                                     {"score", TermJson(role.score)},
-                                     {"where", TermJson(role.where)}});
-      }
-      node.params["roles"] = roles;
-      node.params["by"] = TermJson(pairing->by);
-      node.params["min_gap"] = pairing->min_gap;
-      node.params["where"] = TermJson(pairing->where);
-    } else if (const auto* grouping = std::get_if<sema::CheckedGrouping>(&stage.rule)) {
-      node.kind = ir::NodeKind::Groups;
-      node.params["scope"] = grouping->scope;
-      node.params["where"] = TermJson(grouping->where);
-    }
     // `len` counts tokens of the stage's own tokenizer (its init model's), as its objective's `len` does.
-    if (ir::ReadsResponseLength(stage.rule) || ir::ReadsResponseLength(stage.weight.weight)) {
+    if (ir::ReadsResponseLength(node.payload) || ir::ReadsResponseLength(ir::Payload{weight})) {
       node.inputs.push_back({"tokenizer", Model(stage.init)});
     }
     return Add(std::move(node));
+  }
+
+  void LowerStage(const sema::CheckedExperiment& experiment, const sema::CheckedStage& stage,
+                  ir::ExperimentOutputs& outputs) {
+    std::string label = experiment.name + "/" + stage.name;
+    ir::NodeId data = Dataset(stage.data);
+    ir::Weight weight{LowerExpr(stage.weight.weight)};
+    ir::NodeId items = Rule(stage, data, label, weight);
+
+    ir::Node weigh{std::move(weight)};
+    weigh.inputs.push_back({"items", items});
+    weigh.stages.push_back(label);
+    weigh.span = stage.weight.span.valid() ? stage.weight.span : stage.span;
+    ir::NodeId weighted = Add(std::move(weigh));
+
+    ir::LossGraph loss = LowerLoss(*stage.objective);
+    ir::Node train{ir::Train{TrainSpecOf(stage, loss.objective), std::move(loss), std::nullopt}};
+    train.inputs.push_back({"init", Model(stage.init)});
+    train.inputs.push_back({"items", weighted});
+    if (stage.reference) train.inputs.push_back({"reference", Model(stage.reference)});
+    train.stages.push_back(label);
+    train.span = stage.span;
+    ir::NodeId trained = Add(std::move(train));
+    stage_models_[stage.name] = trained;
+    outputs.stages.emplace_back(stage.name, trained);
+
+    ir::Node exported{ir::Export{experiment.output + "/export/" + stage.name}};
+    exported.inputs.push_back({"model", trained});
+    exported.stages.push_back(label);
+    exported.span = stage.span;
+    outputs.exports.emplace_back(stage.name, Add(std::move(exported)));
+  }
+
+  ir::NodeId LowerEvaluation(const sema::CheckedExperiment& experiment, const ir::ExperimentOutputs& outputs) {
+    sema::EvaluationOf evaluation = sema::EvaluationOfValue(*experiment.eval);
+    ir::Node evaluate{ir::Evaluate{evaluation.max_new_tokens, evaluation.batch, experiment.output + "/eval"}};
+    evaluate.inputs.push_back({"data", Dataset(evaluation.data)});
+    if (!evaluation.models.empty()) {
+      for (const sema::ValueRef& model : evaluation.models) evaluate.inputs.push_back({"model", Model(model)});
+    } else {
+      // No models named: the target and every stage.
+      evaluate.inputs.push_back({"model", Model(experiment.target)});
+      for (const auto& [name, id] : outputs.stages) evaluate.inputs.push_back({"model", id});
+    }
+    evaluate.stages.push_back(experiment.name + "/eval");
+    evaluate.span = experiment.eval->span;
+    return Add(std::move(evaluate));
   }
 
   void LowerExperiment(const sema::CheckedExperiment& experiment) {
@@ -185,84 +271,11 @@ class Lowerer {
     ir::ExperimentOutputs outputs;
     outputs.name = experiment.name;
     outputs.output = experiment.output;
+    outputs.device = experiment.device;
     outputs.span = experiment.span;
     Model(experiment.target);
-    for (const sema::CheckedStage& stage : experiment.stages) {
-      std::string label = experiment.name + "/" + stage.name;
-      ir::NodeId data = Dataset(stage.data);
-      ir::NodeId items = Rule(stage, data, label);
-
-      ir::Node weight;
-      weight.kind = ir::NodeKind::Weight;
-      weight.inputs.push_back({"items", items});
-      weight.weight = stage.weight.weight;
-      weight.params["weight"] = TermJson(stage.weight.weight);
-      weight.stages.push_back(label);
-      weight.span = stage.weight.span.valid() ? stage.weight.span : stage.span;
-      ir::NodeId weighted = Add(std::move(weight));
-
-      ir::Node train;
-      train.kind = ir::NodeKind::Train;
-      train.inputs.push_back({"init", Model(stage.init)});
-      train.inputs.push_back({"items", weighted});
-      if (stage.reference) train.inputs.push_back({"reference", Model(stage.reference)});
-      train.loss = LowerLoss(*stage.objective);
-      const sema::OptimizerSettings& optim = stage.optim;
-      train.params["objective"] = train.loss->objective;
-      train.params["optim"] = ordered_json{{"name", optim.name},
-                                           {"lr", optim.lr},
-                                           {"betas", {optim.beta1, optim.beta2}},
-                                           {"eps", optim.eps},
-                                           {"weight_decay", optim.weight_decay},
-                                           {"warmup", optim.warmup},
-                                           {"schedule", optim.schedule},
-                                           {"min_lr_ratio", optim.min_lr_ratio}};
-      train.params["epochs"] = stage.epochs;
-      train.params["max_steps"] = stage.max_steps ? ordered_json(*stage.max_steps) : ordered_json(nullptr);
-      train.params["batch"] = stage.batch;
-      train.params["micro_batch"] = stage.micro_batch;
-      train.params["max_len"] = stage.max_len;
-      train.params["max_prompt_len"] =
-          stage.max_prompt_len ? ordered_json(*stage.max_prompt_len) : ordered_json(nullptr);
-      train.params["seed"] = stage.seed;
-      train.params["precision"] = stage.precision;
-      train.params["grad_clip"] = stage.grad_clip ? ordered_json(*stage.grad_clip) : ordered_json(nullptr);
-      train.params["save_every"] = stage.save_every ? ordered_json(*stage.save_every) : ordered_json(nullptr);
-      train.stages.push_back(label);
-      train.span = stage.span;
-      ir::NodeId trained = Add(std::move(train));
-      stage_models_[stage.name] = trained;
-      outputs.stages.emplace_back(stage.name, trained);
-
-      ir::Node exported;
-      exported.kind = ir::NodeKind::Export;
-      exported.inputs.push_back({"model", trained});
-      exported.params["path"] = experiment.output + "/export/" + stage.name;
-      exported.stages.push_back(label);
-      exported.span = stage.span;
-      outputs.exports.emplace_back(stage.name, Add(std::move(exported)));
-    }
-    if (experiment.eval) {
-      const auto& args = experiment.eval->As<sema::ConstructedVal>()->args;
-      ir::Node evaluate;
-      evaluate.kind = ir::NodeKind::Evaluate;
-      evaluate.inputs.push_back({"data", Dataset(sema::FindNamed(args, "data"))});
-      const sema::ValueRef models = sema::FindNamed(args, "models");
-      const auto* list = models ? models->As<sema::ListVal>() : nullptr;
-      if (list != nullptr && !list->elements.empty()) {
-        for (const sema::ValueRef& model : list->elements) evaluate.inputs.push_back({"model", Model(model)});
-      } else {
-        // No models named: the target and every stage.
-        evaluate.inputs.push_back({"model", Model(experiment.target)});
-        for (const auto& [name, id] : outputs.stages) evaluate.inputs.push_back({"model", id});
-      }
-      evaluate.params["max_new_tokens"] = ValueJson(sema::FindNamed(args, "max_new_tokens"));
-      evaluate.params["batch"] = ValueJson(sema::FindNamed(args, "batch"));
-      evaluate.params["output"] = experiment.output + "/eval";
-      evaluate.stages.push_back(experiment.name + "/eval");
-      evaluate.span = experiment.eval->span;
-      outputs.evaluation = Add(std::move(evaluate));
-    }
+    for (const sema::CheckedStage& stage : experiment.stages) LowerStage(experiment, stage, outputs);
+    if (experiment.eval) outputs.evaluation = LowerEvaluation(experiment, outputs);
     graph_.experiments.push_back(std::move(outputs));
   }
 
@@ -280,7 +293,7 @@ ir::LossGraph LowerLoss(const sema::CheckedObjective& objective) {
   std::string args;
   for (const auto& [name, value] : objective.args) args += (args.empty() ? "" : ", ") + name + ": " + sema::ToString(value);
   graph.objective = objective.name + "(" + args + ")";
-  graph.result = LowerTerm(*objective.loss, graph);
+  graph.result = LowerLossTerm(*objective.loss, graph);
   return graph;
 }
 

@@ -48,7 +48,7 @@ class GraphBuilder {
 template <typename Transform>
 ir::Graph ForEachLoss(ir::Graph graph, Transform transform) {
   for (ir::Node& node : graph.nodes) {
-    if (node.loss) node.loss = transform(*node.loss);
+    if (auto* train = node.get_if<ir::Train>()) train->loss = transform(train->loss);
   }
   return graph;
 }
@@ -65,7 +65,7 @@ ir::Graph EliminateCommonSubexpressions(ir::Graph graph) {
 
 ir::Graph InferRequirements(ir::Graph graph) {
   for (ir::Node& node : graph.nodes) {
-    if (node.loss) node.requirements = RequirementsOf(*node.loss);
+    if (auto* train = node.get_if<ir::Train>()) train->requirements = RequirementsOf(train->loss);
   }
   return graph;
 }
@@ -75,18 +75,15 @@ ir::Graph HoistReferences(ir::Graph graph) {
   for (uint32_t i = 0; i < graph.nodes.size(); ++i) {
     ir::Node node = graph.nodes[i];
     const ir::Input* reference = node.FindInput("reference");
-    bool hoist = node.kind == ir::NodeKind::Train && reference != nullptr && node.requirements &&
-                 !node.requirements->reference_logp.empty();
+    const auto* train = node.get_if<ir::Train>();
+    bool hoist = train != nullptr && reference != nullptr && train->requirements &&
+                 !train->requirements->reference_logp.empty();
     if (hoist) {
       // The reference model runs on the stage's items (not its weights: a tau sweep shares the node).
       const ir::Node& weight = graph.at(node.FindInput("items")->node);
       ir::NodeId items = weight.FindInput("items")->node;
-      ir::Node ref;
-      ref.kind = ir::NodeKind::RefLogprobs;
+      ir::Node ref{ir::RefLogprobs{train->requirements->reference_logp, train->spec.max_len, train->spec.max_prompt_len}};
       ref.inputs = {{"model", builder.Mapped(reference->node)}, {"items", builder.Mapped(items)}};
-      ref.params["roles"] = node.requirements->reference_logp;
-      ref.params["max_len"] = node.params.value("max_len", nlohmann::ordered_json(nullptr));
-      ref.params["max_prompt_len"] = node.params.value("max_prompt_len", nlohmann::ordered_json(nullptr));
       ref.stages = node.stages;
       ref.span = node.span;
       ir::NodeId ref_id = builder.Add(std::move(ref));
@@ -141,7 +138,7 @@ ir::Graph MarkCached(ir::Graph graph, const StageCache& cache, Diagnostics& diag
     if (lookup.status == CacheStatus::Corrupt) {
       diagnostics
           .Report(DiagnosticKind::CacheEntryCorrupt, node.span,
-                  "the cached output of this " + std::string(ir::Spelling(node.kind)) + " node is unusable: " +
+                  "the cached output of this " + std::string(ir::Spelling(node.kind())) + " node is unusable: " +
                       lookup.problem)
           .Note("the entry " + lookup.path + " is ignored; the node will run again");
     }

@@ -23,7 +23,7 @@ LossOp Constant(const LossOp& like, double value) {
   LossOp op;
   op.kind = LossOpKind::Const;
   op.type = like.type;
-  op.value = like.type == sema::ScalarType::Int ? std::trunc(value) : value;
+  op.value = like.type == ir::ScalarType::Int ? std::trunc(value) : value;
   return op;
 }
 
@@ -40,27 +40,26 @@ Folded Fold(const LossOp& op, const std::vector<LossOp>& ops) {
     return std::monostate{};
   };
   switch (op.kind) {
-    case LossOpKind::Unary:
-      if (IsConst(arg(0))) return finite(op.name == "not" ? (arg(0).value == 0 ? 1.0 : 0.0) : -arg(0).value);
-      if (op.name == "-" && arg(0).kind == LossOpKind::Unary && arg(0).name == "-") return Alias{arg(0).args[0]};
-      return std::monostate{};
-    case LossOpKind::Binary: {
-      const LossOp& a = arg(0);
-      const LossOp& b = arg(1);
-      if (IsConst(a) && IsConst(b)) return finite(ir::EvalBinary(op.name, a.value, b.value));
-      if ((op.name == "*" || op.name == "/" || op.name == "^") && IsConstValue(b, 1)) return Alias{op.args[0]};
-      if (op.name == "*" && IsConstValue(a, 1)) return Alias{op.args[1]};
-      if ((op.name == "+" || op.name == "-") && IsConstValue(b, 0)) return Alias{op.args[0]};
-      if (op.name == "+" && IsConstValue(a, 0)) return Alias{op.args[1]};
-      return std::monostate{};
-    }
-    case LossOpKind::Math: {
+    case LossOpKind::Op: {
       std::vector<double> values;
       for (size_t i = 0; i < op.args.size(); ++i) {
-        if (!IsConst(arg(i))) return std::monostate{};
+        if (!IsConst(arg(i))) break;
         values.push_back(arg(i).value);
       }
-      return finite(ir::EvalMath(op.name, values));
+      if (values.size() == op.args.size()) return finite(ir::EvalScalar(op.op, values));
+      // Identities: `- -x`, `x * 1`, `x / 1`, `x ^ 1`, `1 * x`, `x + 0`, `x - 0`, `0 + x`.
+      using ir::OpKind;
+      if (op.op == OpKind::Neg && arg(0).kind == LossOpKind::Op && arg(0).op == OpKind::Neg) return Alias{arg(0).args[0]};
+      if (op.args.size() != 2) return std::monostate{};
+      const LossOp& a = arg(0);
+      const LossOp& b = arg(1);
+      if ((op.op == OpKind::Mul || op.op == OpKind::Div || op.op == OpKind::Pow) && IsConstValue(b, 1)) {
+        return Alias{op.args[0]};
+      }
+      if (op.op == OpKind::Mul && IsConstValue(a, 1)) return Alias{op.args[1]};
+      if ((op.op == OpKind::Add || op.op == OpKind::Sub) && IsConstValue(b, 0)) return Alias{op.args[0]};
+      if (op.op == OpKind::Add && IsConstValue(a, 0)) return Alias{op.args[1]};
+      return std::monostate{};
     }
     case LossOpKind::Select:
       if (IsConst(arg(0))) return Alias{op.args[arg(0).value != 0 ? 1 : 2]};
@@ -72,7 +71,8 @@ Folded Fold(const LossOp& op, const std::vector<LossOp>& ops) {
 
 /// A key that is equal exactly for operations computing the same thing.
 std::string Key(const LossOp& op) {
-  std::string key = std::to_string(static_cast<int>(op.kind)) + "|" + op.name + "|" + op.role + "|" +
+  std::string key = std::to_string(static_cast<int>(op.kind)) + "|" + std::to_string(static_cast<int>(op.op)) + "|" +
+                    std::to_string(static_cast<int>(op.reduction)) + "|" + op.role + "|" +
                     std::to_string(static_cast<int>(op.type)) + "|";
   uint64_t bits = 0;
   std::memcpy(&bits, &op.value, sizeof bits);
@@ -178,9 +178,7 @@ ir::Requirements RequirementsOf(const LossGraph& loss) {
         break;
     }
   }
-  if (loss.unit == sema::ObjectiveUnit::GroupOfResponses || loss.unit == sema::ObjectiveUnit::GroupOfPairs) {
-    requirements.groups = true;
-  }
+  if (ir::IsGroupUnit(loss.unit)) requirements.groups = true;
   return requirements;
 }
 

@@ -634,29 +634,16 @@ ValueRef ProgressPrimitive(Sema& sema, const CallSite& site) {
 // ---------------------------------------------------------------------------------------------------------
 // Math
 
+/// A math function of a constant, with ir::EvalScalar's meaning (the runtime's); the error says why when the
+/// argument is outside the function's domain.
 std::optional<double> ApplyMath(const std::string& name, double x, std::string* error) {
-  if (name == "log") {
-    if (x <= 0) {
-      *error = "`log` of a number that is not positive";
-      return std::nullopt;
-    }
-    return std::log(x);
-  }
-  if (name == "exp") return std::exp(x);
-  if (name == "sigmoid") return 1.0 / (1.0 + std::exp(-x));
-  if (name == "log_sigmoid") return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x));
-  if (name == "softplus") return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
-  if (name == "relu") return std::max(0.0, x);
-  if (name == "abs") return std::abs(x);
-  if (name == "sqrt") {
-    if (x < 0) {
-      *error = "`sqrt` of a negative number";
-      return std::nullopt;
-    }
-    return std::sqrt(x);
-  }
-  if (name == "detach") return x;
-  return std::nullopt;
+  std::optional<ir::OpKind> op = ir::OpBySpelling(name, 1);
+  if (!op) return std::nullopt;
+  const double args[] = {x};
+  std::optional<double> result = ir::EvalScalar(*op, args);
+  if (!result && *op == ir::OpKind::Log) *error = "`log` of a number that is not positive";
+  if (!result && *op == ir::OpKind::Sqrt) *error = "`sqrt` of a negative number";
+  return result;
 }
 
 ValueRef MathUnary(Sema& sema, const CallSite& site) {
@@ -695,8 +682,8 @@ ValueRef Clamp(Sema& sema, const CallSite& site) {
                           site.span);
   }
   if (!x->is_known() || !low->is_known() || !high->is_known()) return values::Unknown(types::Float(), site.span);
-  return values::Float(std::clamp(*x->AsNumber(), *low->AsNumber(), std::max(*low->AsNumber(), *high->AsNumber())),
-                       site.span);
+  const double clamp_args[] = {*x->AsNumber(), *low->AsNumber(), *high->AsNumber()};
+  return values::Float(*ir::EvalScalar(ir::OpKind::Clamp, clamp_args), site.span);
 }
 
 /// min, max, sum, mean, count: elementwise (two numbers), over a list, over a group (objectives), or over
@@ -734,9 +721,8 @@ ValueRef Reduction(Sema& sema, const CallSite& site) {
                             site.span);
     }
     if (!operands[0]->is_known() || !operands[1]->is_known()) return values::Unknown(types::Float(), site.span);
-    double a = *operands[0]->AsNumber();
-    double b = *operands[1]->AsNumber();
-    return values::Float(site.name == "min" ? std::min(a, b) : std::max(a, b), site.span);
+    const double pair[] = {*operands[0]->AsNumber(), *operands[1]->AsNumber()};
+    return values::Float(*ir::EvalScalar(site.name == "min" ? ir::OpKind::Min : ir::OpKind::Max, pair), site.span);
   }
   ValueRef x = args->empty() ? values::Float(1.0, site.span) : (*args)[0];
   SourceSpan x_span = args->empty() ? site.span : site.call->args[0].value->span;

@@ -13,13 +13,14 @@
 #include <variant>
 #include <vector>
 
+#include "compiler/ir/payloads.h"
 #include "compiler/sema/term.h"
 #include "compiler/sema/value.h"
 
 namespace fusec::sema {
 
 /// What an objective's loss is one value of.
-enum class ObjectiveUnit : uint8_t { Response, Pair, GroupOfResponses, GroupOfPairs };
+using ObjectiveUnit = ir::Unit;
 /// `per pair`, `per group of pairs`: for messages.
 const char* UnitName(ObjectiveUnit unit);
 /// `per pair`, `per group of pair`: as written in .fuse.
@@ -69,11 +70,10 @@ struct RoleSelector {
 
 /// How a preference stage builds its pairs.
 struct CheckedPairing {
-  enum class Kind : uint8_t {
-    Within,        // `within source|prompt {roles}`: one tuple of roles per source or per prompt
-    AllPairs,      // every (better, worse) pair of the scope by `by`, gap at least min_gap
-    AcrossSources  // every pair of two sources' best responses, better one chosen
-  };
+  // Within: `within source|prompt {roles}`, one tuple of roles per source or per prompt; AllPairs: every
+  // (better, worse) pair of the scope by `by`, gap at least min_gap; AcrossSources: every pair of two sources'
+  // best responses, the better one chosen.
+  using Kind = ir::PairingKind;
   Kind kind = Kind::Within;
   std::string scope = "source";
   std::vector<RoleSelector> roles;  // Within; AllPairs and AcrossSources have chosen and rejected
@@ -106,7 +106,7 @@ struct OptimizerSettings {
   double eps = 1e-8;
   double weight_decay = 0.0;
   double warmup = 0.1;  // fraction of the stage's optimizer steps
-  std::string schedule = "cosine";
+  ir::Schedule schedule = ir::Schedule::Cosine;
   double min_lr_ratio = 0.0;
 };
 
@@ -129,7 +129,7 @@ struct CheckedStage {
   int64_t max_len = 2048;
   std::optional<int64_t> max_prompt_len;
   int64_t seed = 42;
-  std::string precision = "auto";
+  ir::Precision precision = ir::Precision::Auto;
   std::optional<double> grad_clip = 1.0;
   std::optional<int64_t> save_every;
   std::vector<std::string> depends_on;  // stages whose model this one reads (init, reference)
@@ -145,7 +145,7 @@ struct CheckedExperiment {
   ValueRef target;
   int64_t seed = 42;
   std::string output;
-  std::string device = "auto";
+  ir::DeviceName device = ir::DeviceName::Auto;
   ValueRef eval;  // Evaluation, or null
   std::vector<CheckedStage> stages;  // dependencies first
 };
@@ -153,6 +153,34 @@ struct CheckedExperiment {
 struct CheckedProgram {
   std::vector<CheckedExperiment> experiments;
 };
+
+// Typed views of the checked values lowering turns into nodes (specs.cpp). The builtin table bound every
+// argument, defaults included, so these only read what is there; lowering never looks at constructor names.
+
+/// A dataset value: a file, one part of a split, or a source filter of another dataset.
+struct SplitPartOf {
+  ValueRef data;
+  ir::Split part;
+};
+struct KeepSourcesOf {
+  ValueRef data;
+  ir::FilterSources filter;
+};
+using DatasetOrigin = std::variant<ir::DatasetSpec, SplitPartOf, KeepSourcesOf>;
+DatasetOrigin DatasetOriginOf(const Value& dataset);
+
+/// A model value: the model a stage trains (by the stage's name), or one to load or create.
+using ModelOrigin = std::variant<std::string, ir::ModelSpec>;
+ModelOrigin ModelOriginOf(const Value& model);
+
+/// `evaluate(data, models, max_new_tokens, batch)`; no models named: the target and every stage.
+struct EvaluationOf {
+  ValueRef data;
+  std::vector<ValueRef> models;
+  int64_t max_new_tokens = 0;
+  int64_t batch = 0;
+};
+EvaluationOf EvaluationOfValue(const Value& evaluation);
 
 /// The checked AST as stable text (`fusec plan --emit=ast`): experiments in declaration order, fields in a
 /// fixed order, numbers in shortest round-trip form, spans as `file:line:col`.

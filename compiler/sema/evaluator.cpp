@@ -1264,44 +1264,16 @@ class ExpressionEvaluator {
       }
       return values::Int(out, span);
     }
-    double a = *lhs->AsNumber();
-    double b = *rhs->AsNumber();
-    double out = 0;
-    switch (binary.op) {
-      case Op::Add:
-        out = a + b;
-        break;
-      case Op::Sub:
-        out = a - b;
-        break;
-      case Op::Mul:
-        out = a * b;
-        break;
-      case Op::Div:
-        if (b == 0) {
-          sema_.Report(DiagnosticKind::ArithmeticError, binary.rhs->span, "division by zero");
-          return values::Error(span);
-        }
-        out = a / b;
-        break;
-      case Op::Pow:
-        out = std::pow(a, b);
-        break;
-      case Op::Eq:
-        return values::Bool(a == b, span);
-      case Op::Ne:
-        return values::Bool(a != b, span);
-      case Op::Lt:
-        return values::Bool(a < b, span);
-      case Op::Le:
-        return values::Bool(a <= b, span);
-      case Op::Gt:
-        return values::Bool(a > b, span);
-      case Op::Ge:
-        return values::Bool(a >= b, span);
-      default:
-        break;
+    // Floats: the operator's meaning is ir::EvalScalar's, the runtime's own.
+    const ir::OpKind op = *ir::OpBySpelling(ast::Spelling(binary.op), 2);
+    const double operands[] = {*lhs->AsNumber(), *rhs->AsNumber()};
+    std::optional<double> value = ir::EvalScalar(op, operands);
+    if (!value && op == ir::OpKind::Div) {
+      sema_.Report(DiagnosticKind::ArithmeticError, binary.rhs->span, "division by zero");
+      return values::Error(span);
     }
+    if (IsComparison(binary.op)) return values::Bool(*value != 0, span);
+    const double out = value.value_or(std::nan(""));
     if (!std::isfinite(out)) {
       sema_.Report(DiagnosticKind::ArithmeticError, span,
                    std::string("`") + ast::Spelling(binary.op) + "` gives a result that is not a finite number");

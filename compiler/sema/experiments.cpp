@@ -171,7 +171,9 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
   if (ValueRef output = field_value("output"); output && output->As<std::string>()) {
     experiment.output = *output->As<std::string>();
   }
-  if (ValueRef device = field_value("device"); device && device->As<EnumVal>()) experiment.device = ToString(device);
+  if (ValueRef device = field_value("device"); device && device->As<EnumVal>()) {
+    experiment.device = *ir::EnumAt<ir::DeviceName>(device->As<EnumVal>()->index);
+  }
   experiment.eval = field_value("eval");
   ValueRef default_data = field_value("data");
   if (experiment.eval && experiment.eval->is_error()) experiment.eval = nullptr;

@@ -98,7 +98,7 @@ void PrintStage(std::ostringstream& out, const CheckedStage& stage, const Source
   const OptimizerSettings& o = stage.optim;
   out << "    optim = " << o.name << "(lr: " << FormatFloat(o.lr) << ", betas: [" << FormatFloat(o.beta1) << ", "
       << FormatFloat(o.beta2) << "], eps: " << FormatFloat(o.eps) << ", weight_decay: " << FormatFloat(o.weight_decay)
-      << ", warmup: " << FormatFloat(o.warmup) << ", schedule: " << o.schedule
+      << ", warmup: " << FormatFloat(o.warmup) << ", schedule: " << ir::Spelling(o.schedule)
       << ", min_lr_ratio: " << FormatFloat(o.min_lr_ratio) << ")\n";
   out << "    epochs = " << stage.epochs << "\n";
   if (stage.max_steps) out << "    max_steps = " << *stage.max_steps << "\n";
@@ -107,7 +107,7 @@ void PrintStage(std::ostringstream& out, const CheckedStage& stage, const Source
   out << "    max_len = " << stage.max_len << "\n";
   if (stage.max_prompt_len) out << "    max_prompt_len = " << *stage.max_prompt_len << "\n";
   out << "    seed = " << stage.seed << "\n";
-  out << "    precision = " << stage.precision << "\n";
+  out << "    precision = " << ir::Spelling(stage.precision) << "\n";
   out << "    grad_clip = " << (stage.grad_clip ? FormatFloat(*stage.grad_clip) : std::string("none")) << "\n";
   if (stage.save_every) out << "    save_every = " << *stage.save_every << "\n";
   if (!stage.depends_on.empty()) {
@@ -132,7 +132,7 @@ std::string PrintProgram(const CheckedProgram& program, const SourceManager& sou
     out << "  target = " << ToString(experiment.target) << "\n";
     out << "  seed = " << experiment.seed << "\n";
     out << "  output = \"" << experiment.output << "\"\n";
-    out << "  device = " << experiment.device << "\n";
+    out << "  device = " << ir::Spelling(experiment.device) << "\n";
     if (experiment.eval) out << "  eval = " << ToString(experiment.eval) << "\n";
     for (const CheckedStage& stage : experiment.stages) PrintStage(out, stage, sources);
   }

@@ -442,7 +442,7 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
       }
     }
     if (ValueRef schedule = FindNamed(args, "schedule"); schedule && schedule->As<EnumVal>()) {
-      stage.optim.schedule = ToString(schedule);
+      stage.optim.schedule = *ir::EnumAt<ir::Schedule>(schedule->As<EnumVal>()->index);
     }
   }
   if (auto v = IntOf(eval_field("epochs"))) stage.epochs = *v;
@@ -453,7 +453,15 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
   if (auto v = IntOf(eval_field("max_len"))) stage.max_len = *v;
   if (ValueRef v = eval_field("max_prompt_len"); IntOf(v)) stage.max_prompt_len = IntOf(v);
   if (auto v = IntOf(eval_field("seed"))) stage.seed = *v;
-  if (ValueRef v = eval_field("precision"); v && v->As<EnumVal>()) stage.precision = ToString(v);
+  if (ValueRef v = eval_field("precision"); v && v->As<EnumVal>()) {
+    stage.precision = *ir::EnumAt<ir::Precision>(v->As<EnumVal>()->index);
+    if (stage.precision == ir::Precision::Fp16) {  // the runtime would refuse it only when the stage starts
+      Report(DiagnosticKind::OutOfRange, stage.field_spans["precision"],
+             "`precision = fp16` needs loss scaling, which fusec's trainer does not do")
+          .Help("use `bf16` (the same memory, fp32's range) or `fp32`");
+      ok = false;
+    }
+  }
   if (ValueRef v = eval_field("grad_clip")) {
     if (v->is_none()) {
       stage.grad_clip.reset();

@@ -136,16 +136,6 @@ const char* LevelName(Level level, ItemKind item) {
 
 std::string ToString(const Term& term) { return Print(term); }
 
-std::string FormatFloat(double value) {
-  if (std::isnan(value)) return "nan";
-  if (std::isinf(value)) return value < 0 ? "-inf" : "inf";
-  char buffer[64];
-  auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  std::string text(buffer, result.ptr);
-  if (text.find_first_of(".eE") == std::string::npos) text += ".0";
-  return text;
-}
-
 size_t TermSize(const TermRef& term) {
   size_t size = 0;
   ForEachTerm(term, [&](const Term&) { ++size; });

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "compiler/ir/enums.h"
+#include "compiler/ir/expr.h"
 #include "compiler/source/source.h"
 
 namespace fusec::sema {
@@ -34,7 +36,7 @@ enum class TermOp : uint8_t {
 enum class Level : uint8_t { Const, Step, Group, Pool, Item };
 enum class ItemKind : uint8_t { Unknown, Response, Pair };
 /// The value type of a term. Terms hold scalars only; a response is never a term, its fields are.
-enum class ScalarType : uint8_t { Float, Int, Bool, String };
+using ScalarType = ir::ScalarType;
 
 const char* LevelName(Level level, ItemKind item);
 const char* ItemKindName(ItemKind item);
@@ -69,8 +71,7 @@ void ForEachTerm(const TermRef& term, Visit&& visit) {
   for (const TermRef& arg : term->args) ForEachTerm(arg, visit);
 }
 
-/// Shortest text that reads back as the same double, always with a `.` or exponent: `1.0`, `5e-06`.
-std::string FormatFloat(double value);
+using ir::FormatFloat;
 
 /// Number of nodes in the tree, counting shared subtrees each time they occur.
 size_t TermSize(const TermRef& term);

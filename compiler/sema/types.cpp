@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <span>
+
+#include "compiler/ir/enums.h"
 
 namespace fusec::sema {
 namespace {
@@ -26,15 +29,23 @@ constexpr TypeKind kNamedKinds[] = {
     TypeKind::Objective,
 };
 
+/// An enum type of the language with the values of the IR's enumeration E (compiler/ir/enums.def), so a
+/// value's index is also its ir::E.
+template <typename E>
+EnumInfo Info(EnumKind kind) {
+  std::span<const std::string_view> spellings = ir::EnumTraits<E>::Spellings();
+  return EnumInfo{kind, ir::EnumTraits<E>::name, std::vector<std::string_view>(spellings.begin(), spellings.end())};
+}
+
 }  // namespace
 
 const std::vector<EnumInfo>& AllEnums() {
   static const std::vector<EnumInfo> enums = {
-      {EnumKind::Schedule, "schedule", {"constant", "linear", "cosine"}},
-      {EnumKind::Precision, "precision", {"auto", "fp32", "bf16", "fp16"}},
-      {EnumKind::ChatTemplate, "chat_template", {"auto", "llama3", "chatml", "gemma", "plain"}},
-      {EnumKind::BadLines, "bad_lines", {"stop", "skip"}},
-      {EnumKind::Device, "device", {"auto", "cpu", "cuda"}},
+      Info<ir::Schedule>(EnumKind::Schedule),
+      Info<ir::Precision>(EnumKind::Precision),
+      Info<ir::ChatTemplateName>(EnumKind::ChatTemplate),
+      Info<ir::BadLines>(EnumKind::BadLines),
+      Info<ir::DeviceName>(EnumKind::Device),
   };
   return enums;
 }

@@ -13,7 +13,7 @@
 #include "runtime/data/examples.h"
 #include "runtime/data/synth.h"
 #ifdef FUSEC_HAVE_EXECUTOR
-#include "runtime/exec/executor.h"
+#include "runtime/cli/run_experiments.h"
 #endif
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"

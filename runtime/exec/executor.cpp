@@ -15,7 +15,6 @@
 #include <sstream>
 
 #include "compiler/cache/cache.h"
-#include "compiler/driver/driver.h"
 #include "runtime/data/examples.h"
 #include "runtime/exec/rules.h"
 #include "runtime/model/checkpoint.h"
@@ -49,7 +48,7 @@ class RunError : public std::runtime_error {
 /// A model as nodes pass it on: a Hugging Face model directory and the chat template to use with it.
 struct ModelHandle {
   std::string dir;
-  std::string chat = "auto";
+  ir::ChatTemplateName chat;
 };
 
 /// The output of a node.
@@ -126,10 +125,27 @@ struct EvalResult {
   }
 };
 
-ChatTemplate ResolveChat(const std::string& name, const Tokenizer& tokenizer, const std::string& where) {
+ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer, const std::string& where) {
   std::string error;
-  std::optional<ChatTemplateKind> kind = name == "auto" ? DetectChatTemplate(tokenizer, &error) : ChatTemplateByName(name);
-  if (!kind) throw RunError(where + ": " + (name == "auto" ? error : "unknown chat template `" + name + "`"));
+  std::optional<ChatTemplateKind> kind;
+  switch (name) {
+    case ir::ChatTemplateName::Auto:
+      kind = DetectChatTemplate(tokenizer, &error);
+      break;
+    case ir::ChatTemplateName::Llama3:
+      kind = ChatTemplateKind::Llama3;
+      break;
+    case ir::ChatTemplateName::Chatml:
+      kind = ChatTemplateKind::ChatMl;
+      break;
+    case ir::ChatTemplateName::Gemma:
+      kind = ChatTemplateKind::Gemma;
+      break;
+    case ir::ChatTemplateName::Plain:
+      kind = ChatTemplateKind::Plain;
+      break;
+  }
+  if (!kind) throw RunError(where + ": " + error);
   return MakeChatTemplate(*kind, tokenizer);
 }
 
@@ -209,7 +225,7 @@ void CopyDirectory(const fs::path& from, const fs::path& to) {
 
 class Executor {
  public:
-  Executor(PlannedProgram& plan, const RunOptions& options, std::ostream& out, std::ostream& err)
+  Executor(const PlannedRun& plan, const RunOptions& options, std::ostream& out, std::ostream& err)
       : plan_(plan), options_(options), out_(out), err_(err), cache_(plan.cache_dir) {
     base_dir_ = fs::absolute(options.file).parent_path();
   }
@@ -226,7 +242,7 @@ class Executor {
       for (const ir::ExperimentOutputs& experiment : graph.experiments) {
         fs::path dir = RunDir(experiment);
         fs::create_directories(dir);
-        WriteOrFail(dir / "manifest.toml", RunManifestToToml(plan_.manifest));
+        WriteOrFail(dir / "manifest.toml", plan_.manifest_toml);
         WriteOrFail(dir / "metrics.jsonl", "");
         experiment_dirs_[experiment.name] = dir;
         err_ << "run " << experiment.name << " -> " << dir.string() << "\n";
@@ -260,7 +276,7 @@ class Executor {
       if (input.node.value >= id) throw RunError("internal: the graph is not in dependency order at %" + std::to_string(id));
     }
     std::string previous = current_;
-    current_ = Label(node) + " (" + std::string(ir::Spelling(node.kind)) + (Where(node).empty() ? "" : " at " + Where(node)) + ")";
+    current_ = Label(node) + " (" + std::string(ir::Spelling(node.kind())) + (Where(node).empty() ? "" : " at " + Where(node)) + ")";
     Value value;
     try {
       value = Compute(node);
@@ -274,25 +290,20 @@ class Executor {
   }
 
   Value Compute(const ir::Node& node) {
-    switch (node.kind) {
+    switch (node.kind()) {
       case ir::NodeKind::LoadModel:
         return LoadModelNode(node);
       case ir::NodeKind::LoadData:
         return LoadDataNode(node);
       case ir::NodeKind::FilterSources: {
         const Value& data = Eval(node.FindInput("data")->node.value);
-        std::vector<std::string> sources = node.params.at("sources").get<std::vector<std::string>>();
-        return Value{std::nullopt, std::make_shared<Dataset>(KeepSources(*data.data, sources))};
+        return Value{std::nullopt,
+                     std::make_shared<Dataset>(KeepSources(*data.data, node.as<ir::FilterSources>().sources))};
       }
       case ir::NodeKind::Split: {
         const Value& data = Eval(node.FindInput("data")->node.value);
-        std::vector<std::pair<std::string, double>> fractions;
-        for (const auto& [name, fraction] : node.params.at("fractions").items()) {
-          fractions.emplace_back(name, fraction.get<double>());
-        }
-        return Value{std::nullopt,
-                     std::make_shared<Dataset>(SplitPart(*data.data, fractions, node.params.at("part").get<std::string>(),
-                                                         node.params.at("seed").get<int64_t>()))};
+        const ir::Split& split = node.as<ir::Split>();
+        return Value{std::nullopt, std::make_shared<Dataset>(SplitPart(*data.data, split.fractions, split.part, split.seed))};
       }
       case ir::NodeKind::Select:
       case ir::NodeKind::Pairs:
@@ -301,7 +312,7 @@ class Executor {
       case ir::NodeKind::Weight: {
         const Value& items = Eval(node.FindInput("items")->node.value);
         auto weighted = std::make_shared<ItemSet>(*items.items);
-        Weigh(*items.data, node.weight, *weighted);
+        Weigh(*items.data, node.as<ir::Weight>().weight, *weighted);
         return Value{std::nullopt, items.data, weighted};
       }
       case ir::NodeKind::RefLogprobs:
@@ -319,29 +330,33 @@ class Executor {
   // --- nodes ---
 
   Value LoadModelNode(const ir::Node& node) {
-    const Json& p = node.params;
-    std::string constructor = p.value("constructor", "");
-    if (constructor == "hf_model") {
-      std::string dir = Resolve(p.at("path").get<std::string>());
+    const ir::ModelSpec& spec = node.as<ir::LoadModel>().model;
+    if (const auto* hf = std::get_if<ir::HfModelSpec>(&spec)) {
+      std::string dir = Resolve(hf->path);
       std::string error;
       if (!ReadModelConfig(dir, &error)) throw RunError(current_ + ": " + error);
-      return Value{ModelHandle{dir, p.value("chat", std::string("auto"))}};
+      return Value{ModelHandle{dir, hf->chat}};
     }
-    if (constructor != "new_model") throw RunError(current_ + ": unknown model constructor `" + constructor + "`");
-    std::string chat = p.value("chat", std::string("plain"));
-    if (auto cached = CachedEntry(node)) return Value{ModelHandle{*cached + "/model", chat}};
+    const ir::NewModelSpec& p = std::get<ir::NewModelSpec>(spec);
+    if (auto cached = CachedEntry(node)) return Value{ModelHandle{*cached + "/model", p.chat}};
 
     // A new model: a config from the parameters, the byte tokenizer (or the one named), seeded weights.
-    std::string architecture = p.at("architecture").get<std::string>();
-    const std::map<std::string, std::string> architectures = {
-        {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"mistral", "MistralForCausalLM"}};
-    if (architectures.count(architecture) == 0) {
-      throw RunError(current_ + ": architecture `" + architecture + "` is not one of llama, qwen2, mistral");
+    const char* architecture = "LlamaForCausalLM";
+    switch (p.architecture) {
+      case ir::Architecture::Llama:
+        architecture = "LlamaForCausalLM";
+        break;
+      case ir::Architecture::Qwen2:
+        architecture = "Qwen2ForCausalLM";
+        break;
+      case ir::Architecture::Mistral:
+        architecture = "MistralForCausalLM";
+        break;
     }
     std::string staging = cache_.BeginEntry(node.hash);
     fs::path tokenizer_dir = fs::path(staging) / "tokenizer";
     fs::create_directories(tokenizer_dir);
-    std::string tokenizer_name = p.at("tokenizer").get<std::string>();
+    const std::string& tokenizer_name = p.tokenizer;
     if (tokenizer_name == "byte") {
       auto [tokenizer_json, tokenizer_config] = ByteTokenizerFiles();
       WriteOrFail(tokenizer_dir / "tokenizer.json", tokenizer_json);
@@ -356,17 +371,17 @@ class Executor {
     std::string error;
     auto tokenizer = Tokenizer::Load(tokenizer_dir.string(), &error);
     if (!tokenizer) throw RunError(current_ + ": " + error);
-    Json config = {{"architectures", {architectures.at(architecture)}},
-                   {"hidden_size", p.at("hidden_size")},
-                   {"intermediate_size", p.at("intermediate_size")},
-                   {"num_hidden_layers", p.at("num_layers")},
-                   {"num_attention_heads", p.at("num_heads")},
-                   {"num_key_value_heads", p.at("num_kv_heads").is_null() ? p.at("num_heads") : p.at("num_kv_heads")},
-                   {"vocab_size", p.at("vocab_size").is_null() ? Json(tokenizer->vocab_size()) : p.at("vocab_size")},
-                   {"max_position_embeddings", p.at("max_position")},
-                   {"rope_theta", p.at("rope_theta")},
-                   {"rms_norm_eps", p.at("rms_norm_eps")},
-                   {"tie_word_embeddings", p.at("tie_embeddings")},
+    Json config = {{"architectures", {architecture}},
+                   {"hidden_size", p.hidden_size},
+                   {"intermediate_size", p.intermediate_size},
+                   {"num_hidden_layers", p.num_layers},
+                   {"num_attention_heads", p.num_heads},
+                   {"num_key_value_heads", p.num_kv_heads.value_or(p.num_heads)},
+                   {"vocab_size", p.vocab_size.value_or(static_cast<int64_t>(tokenizer->vocab_size()))},
+                   {"max_position_embeddings", p.max_position},
+                   {"rope_theta", p.rope_theta},
+                   {"rms_norm_eps", p.rms_norm_eps},
+                   {"tie_word_embeddings", p.tie_embeddings},
                    {"torch_dtype", "float32"}};
     if (auto bos = tokenizer->bos_id()) config["bos_token_id"] = *bos;
     if (auto eos = tokenizer->eos_id()) config["eos_token_id"] = *eos;
@@ -377,7 +392,7 @@ class Executor {
                      std::to_string(tokenizer->vocab_size()) + " tokens");
     }
     LlamaForCausalLM model(*parsed);
-    InitializeWeights(*model, p.at("seed").get<uint64_t>());
+    InitializeWeights(*model, static_cast<uint64_t>(p.seed));
     SaveOptions save;
     save.tokenizer_dir = tokenizer_dir.string();
     if (!SaveModel(*model, staging + "/model", save, &error)) throw RunError(current_ + ": " + error);
@@ -385,25 +400,18 @@ class Executor {
     std::string entry = Commit(node, staging);
     err_ << "  created a new model: " << parsed->architecture << ", " << parsed->num_layers << " layers, hidden "
          << parsed->hidden_size << "\n";
-    return Value{ModelHandle{entry + "/model", chat}};
+    return Value{ModelHandle{entry + "/model", p.chat}};
   }
 
   Value LoadDataNode(const ir::Node& node) {
-    const Json& p = node.params;
-    std::string path = Resolve(p.at("path").get<std::string>());
+    const ir::DatasetSpec& spec = node.as<ir::LoadData>().data;
+    std::string path = Resolve(spec.path);
     JsonlOptions options;
-    options.fields.id = p.at("id").get<std::string>();
-    options.fields.prompt = p.at("prompt").get<std::string>();
-    options.fields.messages = p.at("messages").get<std::string>();
-    options.fields.responses = p.at("responses").get<std::string>();
-    options.fields.source = p.at("source").get<std::string>();
-    options.fields.text = p.at("text").get<std::string>();
-    options.fields.reward = p.at("reward").get<std::string>();
-    options.fields.gold = p.at("gold").get<std::string>();
-    options.fields.family = p.at("family").get<std::string>();
-    options.bad_lines = p.at("bad_lines").get<std::string>() == "skip" ? BadLines::Skip : BadLines::Stop;
+    const ir::JsonlFields& f = spec.fields;
+    options.fields = {f.id, f.prompt, f.messages, f.responses, f.source, f.text, f.reward, f.gold, f.family};
+    options.bad_lines = spec.bad_lines == ir::BadLines::Skip ? BadLines::Skip : BadLines::Stop;
     options.require_responses = false;  // evaluation prompts may have none; rules see empty response lists
-    if (!p.at("limit").is_null()) options.limit = p.at("limit").get<int64_t>();
+    options.limit = spec.limit;
     std::string error;
     auto reader = JsonlReader::Open(path, options, &error);
     if (!reader) throw RunError(current_ + ": " + error);
@@ -423,9 +431,9 @@ class Executor {
       data = WithTokenCounts(*data, *Eval(tokenizer->node.value).model);
     }
     ItemSet items;
-    if (const auto* selection = std::get_if<sema::CheckedSelection>(&node.rule)) items = Select(*data, *selection);
-    if (const auto* pairing = std::get_if<sema::CheckedPairing>(&node.rule)) items = Pair(*data, *pairing);
-    if (const auto* grouping = std::get_if<sema::CheckedGrouping>(&node.rule)) items = Group(*data, *grouping);
+    if (const auto* select = node.get_if<ir::Select>()) items = Select(*data, select->rule);
+    if (const auto* pairs = node.get_if<ir::Pairs>()) items = Pair(*data, pairs->rule);
+    if (const auto* groups = node.get_if<ir::Groups>()) items = Group(*data, groups->rule);
     err_ << "  " << Label(node) << ": " << items.items.size() << " " << (items.roles.size() > 1 ? "pairs" : "items")
          << (items.groups > 0 ? " in " + std::to_string(items.groups) + " groups" : "") << " from " << data->size()
          << " prompts\n";
@@ -474,10 +482,9 @@ class Executor {
     LlamaForCausalLM& model = opened.model;
     const Tokenizer* tokenizer = &*opened.tokenizer;
     const ChatTemplate& chat = opened.chat;
-    std::optional<int64_t> max_prompt_len;
-    if (!node.params.at("max_prompt_len").is_null()) max_prompt_len = node.params.at("max_prompt_len").get<int64_t>();
-    TokenizedItems tokenized = TokenizeItems(*items.data, *items.items, *tokenizer, chat,
-                                             node.params.at("max_len").get<int64_t>(), max_prompt_len);
+    const ir::RefLogprobs& spec = node.as<ir::RefLogprobs>();
+    TokenizedItems tokenized =
+        TokenizeItems(*items.data, *items.items, *tokenizer, chat, spec.max_len, spec.max_prompt_len);
     const std::vector<std::string>& roles = items.items->roles;
     values->assign(items.items->items.size(), std::vector<double>(roles.size(), std::nan("")));
     // The distinct responses of each prompt, scored packed behind one copy of the prompt.
@@ -541,11 +548,10 @@ class Executor {
     const Tokenizer* tokenizer = &*opened.tokenizer;
     const ChatTemplate& chat = opened.chat;
     std::string error;
-    const Json& p = node.params;
-    std::optional<int64_t> max_prompt_len;
-    if (!p.at("max_prompt_len").is_null()) max_prompt_len = p.at("max_prompt_len").get<int64_t>();
+    const ir::Train& train_node = node.as<ir::Train>();
+    const ir::TrainSpec& spec = train_node.spec;
     TokenizedItems tokenized =
-        TokenizeItems(*items.data, *items.items, *tokenizer, chat, p.at("max_len").get<int64_t>(), max_prompt_len);
+        TokenizeItems(*items.data, *items.items, *tokenizer, chat, spec.max_len, spec.max_prompt_len);
     if (ref != nullptr) {
       for (size_t i : tokenized.kept) {
         const std::vector<double>& row = (*ref->ref_logp)[i];
@@ -556,16 +562,15 @@ class Executor {
       }
     }
     // Precision: `auto` is bf16 autocast on a GPU and fp32 on the CPU; weights and AdamW stay fp32.
-    std::string precision = p.at("precision").get<std::string>();
-    if (precision == "fp16") {
+    if (spec.precision == ir::Precision::Fp16) {  // the checker refuses it; a graph from elsewhere may not
       throw RunError(current_ + ": precision fp16 needs loss scaling, which fusec does not do; use bf16 or fp32");
     }
-    bool bf16 = precision == "bf16" || (precision == "auto" && device_.is_cuda());
+    bool bf16 = spec.precision == ir::Precision::Bf16 || (spec.precision == ir::Precision::Auto && device_.is_cuda());
     if (bf16 && device_.is_cpu() && !warned_precision_) {
       err_ << "  note: bf16 autocast on the CPU is slow in LibTorch 1.13; `precision = fp32` trains faster here\n";
       warned_precision_ = true;
     }
-    TrainSettings settings = TrainSettings::FromParams(p);
+    TrainSettings settings = TrainSettings::FromSpec(spec);
     settings.bf16_autocast = bf16;
     if (options_.unoptimized) settings.DisableOptimizations();
     fs::path checkpoints = fs::path(cache_.dir()) / "checkpoints" / node.hash;
@@ -618,7 +623,7 @@ class Executor {
          << (bf16 ? " (bf16 autocast)" : "") << "\n";
     if (tokenized.data.items.items.empty()) throw RunError(current_ + ": no items to train on");
     try {
-      Train(*model, tokenized.data, *node.loss, *node.requirements, settings, train);
+      Train(*model, tokenized.data, train_node.loss, *train_node.requirements, settings, train);
     } catch (const c10::Error& torch_error) {  // out of memory, a shape LibTorch refuses
       if (auto out_of_memory = OutOfMemoryMessage(torch_error)) {
         throw RunError(current_ + ": " + *out_of_memory + " while training; a smaller `micro_batch` or `max_len`, " +
@@ -643,15 +648,15 @@ class Executor {
 
   Value ExportNode(const ir::Node& node) {
     const ModelHandle model = *Eval(node.FindInput("model")->node.value).model;
-    fs::path to = Rebase(node.params.at("path").get<std::string>());
+    fs::path to = Rebase(node.as<ir::Export>().path);
     CopyDirectory(model.dir, to);
     exports_[Label(node)] = to.string();
     return Value{model};
   }
 
   Value EvaluateNode(const ir::Node& node) {
-    const Json& p = node.params;
-    fs::path output = Rebase(p.at("output").get<std::string>());
+    const ir::Evaluate& p = node.as<ir::Evaluate>();
+    fs::path output = Rebase(p.output);
     std::vector<EvalResult> results;
     if (auto cached = CachedEntry(node)) {
       Json json = Json::parse(ReadWholeFile(*cached + "/results.json").value_or(""), nullptr, false);
@@ -671,11 +676,11 @@ class Executor {
     for (const ir::Input& input : node.inputs) {
       if (input.slot != "model") continue;
       const ir::Node& model_node = plan_.graph.at(input.node);
-      std::string name = model_node.kind == ir::NodeKind::Train ? StageName(model_node) : "target";
+      std::string name = model_node.kind() == ir::NodeKind::Train ? StageName(model_node) : "target";
       if (!seen.insert(name).second) continue;
       const ModelHandle handle = *Eval(input.node.value).model;
-      results.push_back(EvaluateModel(name, handle, *data.data, p.at("max_new_tokens").get<int64_t>(),
-                                      p.at("batch").get<int64_t>(), fs::path(staging) / (name + ".jsonl")));
+      results.push_back(
+          EvaluateModel(name, handle, *data.data, p.max_new_tokens, p.batch, fs::path(staging) / (name + ".jsonl")));
     }
     Json json = Json::array();
     for (const EvalResult& r : results) json.push_back(r.ToJson());
@@ -814,12 +819,12 @@ class Executor {
   std::string Commit(const ir::Node& node, const std::string& staging) {
     CacheManifest manifest;
     manifest.hash = node.hash;
-    manifest.kind = std::string(ir::Spelling(node.kind));
+    manifest.kind = std::string(ir::Spelling(node.kind()));
     manifest.stages = node.stages;
     manifest.source = Where(node);
-    manifest.params = node.params.dump();
+    manifest.params = ir::ParamsJson(node).dump();
     for (const ir::Input& input : node.inputs) manifest.inputs.emplace_back(input.slot, plan_.graph.at(input.node).hash);
-    manifest.fusec_version = VersionString();
+    manifest.fusec_version = plan_.fusec_version;
     manifest.started = started_;
     manifest.finished = UtcNow();
     std::string error;
@@ -848,7 +853,7 @@ class Executor {
 
   std::string Where(const ir::Node& node) const { return ir::SpanText(plan_.sources, node.span); }
   static std::string Label(const ir::Node& node) {
-    return node.stages.empty() ? std::string(ir::Spelling(node.kind)) : node.stages.front();
+    return node.stages.empty() ? std::string(ir::Spelling(node.kind())) : node.stages.front();
   }
   static std::string StageName(const ir::Node& node) {
     std::string label = Label(node);
@@ -983,12 +988,12 @@ class Executor {
   torch::Device ResolveDevice() const {
     std::string device = options_.device;
     std::string where = "--device " + device;
-    if (device == "auto" && plan_.device != "auto") {
-      device = plan_.device;
+    if (device == "auto" && plan_.config_device != "auto") {
+      device = plan_.config_device;
       where = "fusec.toml's `[run] device = \"" + device + "\"`";
     }
-    if (device == "auto" && !plan_.program.experiments.empty()) {
-      device = plan_.program.experiments.front().device;
+    if (device == "auto" && !plan_.graph.experiments.empty()) {
+      device = std::string(ir::Spelling(plan_.graph.experiments.front().device));
       where = "the experiment's `device = " + device + "`";
     }
     if (device == "cpu") return torch::kCPU;
@@ -1000,7 +1005,7 @@ class Executor {
     if (!WriteWholeFile(path.string(), text)) throw RunError(path.string() + ": cannot write");
   }
 
-  PlannedProgram& plan_;
+  const PlannedRun& plan_;
   const RunOptions& options_;
   std::ostream& out_;
   std::ostream& err_;
@@ -1024,23 +1029,11 @@ class Executor {
 
 }  // namespace
 
-int RunExperiments(const RunOptions& options, std::ostream& out, std::ostream& err) {
-  PlanRequest request;
-  request.file = options.file;
-  request.overrides = options.overrides;
-  request.stdlib = options.stdlib;
-  request.config = options.config;
-  request.cache = options.cache;
-  std::unique_ptr<PlannedProgram> plan = PlanForRun(request, err);
-  if (!plan) return 1;
-  if (plan->graph.experiments.empty()) {
-    err << "error: " << options.file << " has no experiment to run\n";
-    return 1;
-  }
+int RunGraph(const PlannedRun& plan, const RunOptions& options, std::ostream& out, std::ostream& err) {
   // On the CPU, reruns are bit-identical anyway (same machine and thread count); --deterministic also makes
   // LibTorch refuse kernels without a deterministic implementation (some CUDA ones).
   if (options.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
-  return Executor(*plan, options, out, err).Run();
+  return Executor(plan, options, out, err).Run();
 }
 
 }  // namespace fusec::rt

@@ -18,6 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "compiler/ir/ir.h"
+#include "compiler/source/source.h"
+
 namespace fusec::rt {
 
 struct RunOptions {
@@ -37,8 +40,18 @@ struct RunOptions {
   std::optional<int64_t> stop_after_steps;
 };
 
-/// Runs the file's experiments. Progress and errors go to `err`, the summary to `out`. Exit status: 0 done,
+/// A planned program, as the compiler's driver hands it over (runtime/cli plans; the executor only walks).
+struct PlannedRun {
+  const ir::Graph& graph;
+  const SourceManager& sources;  // for the nodes' spans in messages
+  std::string cache_dir;
+  std::string config_device = "auto";  // fusec.toml's `[run] device`
+  std::string manifest_toml;           // the run manifest, written into every run directory
+  std::string fusec_version;           // recorded in cache manifests
+};
+
+/// Runs a planned graph. Progress and errors go to `err`, the summary to `out`. Exit status: 0 done,
 /// 1 errors in the input or a failed stage.
-int RunExperiments(const RunOptions& options, std::ostream& out, std::ostream& err);
+int RunGraph(const PlannedRun& plan, const RunOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace fusec::rt

@@ -6,14 +6,14 @@
 #include <numeric>
 #include <set>
 
-#include "compiler/ir/ir.h"
 #include "compiler/support/sha256.h"
 
 namespace fusec::rt {
 namespace {
 
-using sema::Term;
-using sema::TermOp;
+using ir::Expr;
+using ir::ExprKind;
+using ir::ExprRef;
 
 /// A value of a rule's term: a number (bools are 0 or 1) or a string (`source`).
 struct Scalar {
@@ -31,7 +31,7 @@ struct Context {
   const std::vector<int32_t>* role_responses = nullptr;
   std::string source;  // the source `over source` means
   /// Values of `softmax(...) over ...` and friends, computed across items beforehand (weightings only).
-  const std::map<const Term*, std::vector<double>>* normalized = nullptr;
+  const std::map<const Expr*, std::vector<double>>* normalized = nullptr;
   size_t item = 0;
 };
 
@@ -49,51 +49,56 @@ int SampleIndex(const PromptRecord& prompt, int32_t r) {
   return index;
 }
 
-Scalar Eval(const Term& term, const Context& ctx);
+Scalar Eval(const Expr& term, const Context& ctx);
 
-double Number(const Term& term, const Context& ctx) {
+double Number(const Expr& term, const Context& ctx) {
   Scalar value = Eval(term, ctx);
-  if (value.is_text) Fail(ctx, "`" + sema::ToString(term) + "` is a string where a number is needed");
+  if (value.is_text) Fail(ctx, "`" + ir::ToString(term) + "` is a string where a number is needed");
   return value.number;
 }
 
 Scalar Num(double value) { return Scalar{value, "", false}; }
 
-Scalar Field(const Term& term, const Context& ctx) {
+Scalar Field(const Expr& term, const Context& ctx) {
   int32_t r = ctx.response;
-  if (!term.ref.empty()) {
+  if (!term.role.empty()) {
     r = -1;
     if (ctx.roles != nullptr) {
       for (size_t i = 0; i < ctx.roles->size(); ++i) {
-        if ((*ctx.roles)[i] == term.ref) r = (*ctx.role_responses)[i];
+        if ((*ctx.roles)[i] == term.role) r = (*ctx.role_responses)[i];
       }
     }
-    if (r < 0) Fail(ctx, "`" + sema::ToString(term) + "` names a role this item does not have");
+    if (r < 0) Fail(ctx, "`" + ir::ToString(term) + "` names a role this item does not have");
   }
-  if (r < 0) Fail(ctx, "`" + term.name + "` of the prompt's responses is only meaningful inside an aggregate");
+  if (r < 0) {
+    Fail(ctx, "`" + std::string(ir::Spelling(term.field)) + "` of the prompt's responses is only meaningful inside an aggregate");
+  }
   const ResponseRecord& response = PromptOf(ctx).responses[static_cast<size_t>(r)];
-  if (term.name == "reward") {
-    if (!response.reward) Fail(ctx, "response " + std::to_string(r + 1) + " has no reward, which the rule reads");
-    return Num(*response.reward);
+  switch (term.field) {
+    case ir::Field::Reward:
+      if (!response.reward) Fail(ctx, "response " + std::to_string(r + 1) + " has no reward, which the rule reads");
+      return Num(*response.reward);
+    case ir::Field::Source:
+      return Scalar{0, response.source, true};
+    case ir::Field::Index:
+      return Num(SampleIndex(PromptOf(ctx), r));
+    case ir::Field::Len:
+      if (!response.tokens) Fail(ctx, "internal: `len` is read but the responses were not tokenized for this rule");
+      return Num(static_cast<double>(*response.tokens));
   }
-  if (term.name == "source") return Scalar{0, response.source, true};
-  if (term.name == "index") return Num(SampleIndex(PromptOf(ctx), r));
-  if (term.name == "len") {
-    if (!response.tokens) Fail(ctx, "internal: `len` is read but the responses were not tokenized for this rule");
-    return Num(static_cast<double>(*response.tokens));
-  }
-  Fail(ctx, "unknown field `" + term.name + "`");
+  Fail(ctx, "unknown field");
 }
 
-Scalar Aggregate(const Term& term, const Context& ctx) {
+Scalar Aggregate(const Expr& term, const Context& ctx) {
   const PromptRecord& prompt = PromptOf(ctx);
+  const bool count = term.reduction == ir::Reduction::Count;
   std::vector<double> values;
   for (size_t r = 0; r < prompt.responses.size(); ++r) {
-    if (term.scope == "source") {
+    if (term.scope == ir::Scope::Source) {
       if (ctx.source.empty()) Fail(ctx, "`over source` needs an item of one source");
       if (prompt.responses[r].source != ctx.source) continue;
     }
-    if (term.name == "count") {
+    if (count) {
       values.push_back(1);
       continue;
     }
@@ -102,70 +107,66 @@ Scalar Aggregate(const Term& term, const Context& ctx) {
     at.roles = nullptr;
     values.push_back(Number(*term.args.at(0), at));
   }
-  if (term.name == "count") return Num(static_cast<double>(values.size()));
-  if (values.empty()) Fail(ctx, "`" + sema::ToString(term) + "` has no responses to aggregate");
-  if (term.name == "sum") return Num(std::accumulate(values.begin(), values.end(), 0.0));
-  if (term.name == "mean") return Num(std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size()));
-  if (term.name == "max") return Num(*std::max_element(values.begin(), values.end()));
-  if (term.name == "min") return Num(*std::min_element(values.begin(), values.end()));
-  Fail(ctx, "unknown aggregate `" + term.name + "`");
+  if (count) return Num(static_cast<double>(values.size()));
+  if (values.empty()) Fail(ctx, "`" + ir::ToString(term) + "` has no responses to aggregate");
+  switch (term.reduction) {
+    case ir::Reduction::Sum:
+      return Num(std::accumulate(values.begin(), values.end(), 0.0));
+    case ir::Reduction::Mean:
+      return Num(std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size()));
+    case ir::Reduction::Max:
+      return Num(*std::max_element(values.begin(), values.end()));
+    case ir::Reduction::Min:
+      return Num(*std::min_element(values.begin(), values.end()));
+    case ir::Reduction::Count:
+      break;
+  }
+  Fail(ctx, "unknown aggregate");
 }
 
-/// A Math or Binary operation's value, with the compiler's constant folder's meaning (ir::EvalMath).
-Scalar Defined(std::optional<double> value, const Term& term, const Context& ctx) {
-  if (!value) Fail(ctx, "`" + sema::ToString(term) + "` is undefined here (outside its function's domain)");
+/// An operator's value: the compiler's constant folder's meaning (ir::EvalScalar). Strings compare by `==`
+/// and `!=` only.
+Scalar Operator(const Expr& term, const Context& ctx) {
+  std::vector<Scalar> args;
+  for (const ExprRef& arg : term.args) args.push_back(Eval(*arg, ctx));
+  const bool any_text = std::any_of(args.begin(), args.end(), [](const Scalar& a) { return a.is_text; });
+  if (any_text) {
+    const bool equality = term.op == ir::OpKind::Eq || term.op == ir::OpKind::Ne;
+    if (!equality || !args[0].is_text || !args[1].is_text) Fail(ctx, "`" + ir::ToString(term) + "` mixes a string in");
+    return Num((args[0].text == args[1].text) == (term.op == ir::OpKind::Eq) ? 1 : 0);
+  }
+  std::vector<double> numbers;
+  for (const Scalar& a : args) numbers.push_back(a.number);
+  std::optional<double> value = ir::EvalScalar(term.op, numbers);
+  if (!value) Fail(ctx, "`" + ir::ToString(term) + "` is undefined here (outside its function's domain)");
   return Num(*value);
 }
 
-Scalar Eval(const Term& term, const Context& ctx) {
-  switch (term.op) {
-    case TermOp::Const:
-      if (term.type == sema::ScalarType::String) return Scalar{0, term.text, true};
-      if (term.type == sema::ScalarType::Bool) return Num(term.boolean ? 1 : 0);
+Scalar Eval(const Expr& term, const Context& ctx) {
+  switch (term.kind) {
+    case ExprKind::Const:
+      if (term.type == ir::ScalarType::String) return Scalar{0, term.text, true};
+      if (term.type == ir::ScalarType::Bool) return Num(term.boolean ? 1 : 0);
       return Num(term.number);
-    case TermOp::Field:
+    case ExprKind::Field:
       return Field(term, ctx);
-    case TermOp::Aggregate:
+    case ExprKind::Aggregate:
       return Aggregate(term, ctx);
-    case TermOp::Normalize: {
+    case ExprKind::Normalize: {
       if (ctx.normalized == nullptr || ctx.normalized->count(&term) == 0) {
-        Fail(ctx, "`" + sema::ToString(term) + "` normalises across items, which only a weighting does");
+        Fail(ctx, "`" + ir::ToString(term) + "` normalises across items, which only a weighting does");
       }
       return Num(ctx.normalized->at(&term)[ctx.item]);
     }
-    case TermOp::Unary: {
-      double x = Number(*term.args[0], ctx);
-      return Num(term.name == "-" ? -x : (x == 0 ? 1 : 0));
-    }
-    case TermOp::Binary: {
-      Scalar a = Eval(*term.args[0], ctx);
-      Scalar b = Eval(*term.args[1], ctx);
-      const std::string& n = term.name;
-      if (a.is_text || b.is_text) {
-        if (a.is_text != b.is_text || (n != "==" && n != "!=")) Fail(ctx, "`" + sema::ToString(term) + "` mixes a string in");
-        return Num((a.text == b.text) == (n == "=="));
-      }
-      return Defined(ir::EvalBinary(n, a.number, b.number), term, ctx);
-    }
-    case TermOp::Math: {
-      std::vector<double> x;
-      for (const sema::TermRef& arg : term.args) x.push_back(Number(*arg, ctx));
-      return Defined(ir::EvalMath(term.name, x), term, ctx);
-    }
-    case TermOp::Select:
+    case ExprKind::Op:
+      return Operator(term, ctx);
+    case ExprKind::Select:
       return Number(*term.args[0], ctx) != 0 ? Eval(*term.args[1], ctx) : Eval(*term.args[2], ctx);
-    case TermOp::Logp:
-    case TermOp::RefLogp:
-    case TermOp::Weight:
-    case TermOp::Progress:
-    case TermOp::Reduce:
-    case TermOp::LooMean:
-      Fail(ctx, "`" + sema::ToString(term) + "` belongs in an objective, not in a data rule");
   }
-  Fail(ctx, "unknown term");
+  Fail(ctx, "unknown expression");
 }
 
-bool Holds(const sema::TermRef& where, const Context& ctx) { return !where || Number(*where, ctx) != 0; }
+bool Holds(const ExprRef& where, const Context& ctx) { return !where || Number(*where, ctx) != 0; }
 
 Context AtResponse(const Dataset& data, uint32_t p, int32_t r) {
   Context ctx;
@@ -190,8 +191,8 @@ std::vector<std::vector<int32_t>> BySource(const PromptRecord& prompt) {
   return out;
 }
 
-std::vector<std::vector<int32_t>> Units(const PromptRecord& prompt, const std::string& scope) {
-  if (scope == "source") return BySource(prompt);
+std::vector<std::vector<int32_t>> Units(const PromptRecord& prompt, ir::Scope scope) {
+  if (scope == ir::Scope::Source) return BySource(prompt);
   std::vector<int32_t> all(prompt.responses.size());
   std::iota(all.begin(), all.end(), 0);
   return {all};
@@ -199,7 +200,7 @@ std::vector<std::vector<int32_t>> Units(const PromptRecord& prompt, const std::s
 
 /// The candidate of `members` with the highest (or lowest) score; the first one on ties.
 std::optional<int32_t> Pick(const Dataset& data, uint32_t p, const std::vector<int32_t>& members,
-                            const sema::TermRef& score, const sema::TermRef& where, bool highest) {
+                            const ExprRef& score, const ExprRef& where, bool highest) {
   std::optional<int32_t> best;
   double best_score = 0;
   for (int32_t r : members) {
@@ -228,16 +229,16 @@ Context AtItem(const Dataset& data, const ItemSet& items, size_t i) {
 }
 
 /// Normalises `values` (softmax, normalize, rank, uniform) in place.
-void NormalizeValues(const std::string& how, std::vector<double>& values, const Context& ctx, const std::string& what) {
+void NormalizeValues(ir::Normalization how, std::vector<double>& values, const Context& ctx, const std::string& what) {
   const size_t n = values.size();
-  if (how == "uniform") {
+  if (how == ir::Normalization::Uniform) {
     std::fill(values.begin(), values.end(), 1.0 / static_cast<double>(n));
-  } else if (how == "softmax") {
+  } else if (how == ir::Normalization::Softmax) {
     double top = *std::max_element(values.begin(), values.end());
     double sum = 0;
     for (double& v : values) sum += (v = std::exp(v - top));
     for (double& v : values) v /= sum;
-  } else if (how == "normalize") {
+  } else if (how == ir::Normalization::Normalize) {
     double sum = 0;
     for (double v : values) {
       if (v < 0 || !std::isfinite(v)) Fail(ctx, "`" + what + "` normalises a negative or non-finite value");
@@ -245,7 +246,7 @@ void NormalizeValues(const std::string& how, std::vector<double>& values, const 
     }
     if (sum <= 0) Fail(ctx, "`" + what + "` normalises values that sum to zero");
     for (double& v : values) v /= sum;
-  } else if (how == "rank") {
+  } else {  // rank
     // 1 for the lowest value, n for the highest, ties sharing their mean rank; then normalised to sum 1.
     std::vector<size_t> order(n);
     std::iota(order.begin(), order.end(), 0);
@@ -260,8 +261,6 @@ void NormalizeValues(const std::string& how, std::vector<double>& values, const 
     }
     double total = static_cast<double>(n) * static_cast<double>(n + 1) / 2;
     for (size_t i = 0; i < n; ++i) values[i] = ranks[i] / total;
-  } else {
-    Fail(ctx, "unknown normalisation `" + how + "`");
   }
 }
 
@@ -299,7 +298,7 @@ Dataset KeepSources(const Dataset& data, const std::vector<std::string>& sources
   return out;
 }
 
-ItemSet Select(const Dataset& data, const sema::CheckedSelection& rule) {
+ItemSet Select(const Dataset& data, const ir::SelectionRule& rule) {
   ItemSet out;
   out.roles = {"y"};
   for (uint32_t p = 0; p < data.size(); ++p) {
@@ -319,9 +318,9 @@ ItemSet Select(const Dataset& data, const sema::CheckedSelection& rule) {
   return out;
 }
 
-ItemSet Pair(const Dataset& data, const sema::CheckedPairing& rule) {
+ItemSet Pair(const Dataset& data, const ir::PairingRule& rule) {
   ItemSet out;
-  for (const sema::RoleSelector& role : rule.roles) out.roles.push_back(role.name);
+  for (const ir::RoleRule& role : rule.roles) out.roles.push_back(role.name);
   if (out.roles.empty()) out.roles = {"chosen", "rejected"};
   auto keep = [&](uint32_t p, std::vector<int32_t> responses) {
     Item item{p, std::move(responses)};
@@ -332,10 +331,10 @@ ItemSet Pair(const Dataset& data, const sema::CheckedPairing& rule) {
     out.items.push_back(std::move(item));
   };
   for (uint32_t p = 0; p < data.size(); ++p) {
-    if (rule.kind == sema::CheckedPairing::Kind::Within) {
+    if (rule.kind == ir::PairingKind::Within) {
       for (const std::vector<int32_t>& unit : Units(data[p], rule.scope)) {
         std::vector<int32_t> picked;
-        for (const sema::RoleSelector& role : rule.roles) {
+        for (const ir::RoleRule& role : rule.roles) {
           auto r = Pick(data, p, unit, role.score, role.where, role.argmax);
           if (!r || std::find(picked.begin(), picked.end(), *r) != picked.end()) break;  // no candidate, or reused
           picked.push_back(*r);
@@ -352,7 +351,7 @@ ItemSet Pair(const Dataset& data, const sema::CheckedPairing& rule) {
     auto score = [&](int32_t r) { return Number(*rule.by, AtResponse(data, p, r)); };
     std::vector<int32_t> candidates;
     std::vector<std::vector<int32_t>> units;
-    if (rule.kind == sema::CheckedPairing::Kind::AcrossSources) {
+    if (rule.kind == ir::PairingKind::AcrossSources) {
       std::vector<int32_t> bests;
       for (const std::vector<int32_t>& source : BySource(data[p])) {
         if (auto best = Pick(data, p, source, rule.by, nullptr, true)) bests.push_back(*best);
@@ -373,7 +372,7 @@ ItemSet Pair(const Dataset& data, const sema::CheckedPairing& rule) {
   return out;
 }
 
-ItemSet Group(const Dataset& data, const sema::CheckedGrouping& rule) {
+ItemSet Group(const Dataset& data, const ir::GroupingRule& rule) {
   ItemSet out;
   out.roles = {"y"};
   for (uint32_t p = 0; p < data.size(); ++p) {
@@ -393,16 +392,16 @@ ItemSet Group(const Dataset& data, const sema::CheckedGrouping& rule) {
   return out;
 }
 
-void Weigh(const Dataset& data, const sema::TermRef& weight, ItemSet& items) {
+void Weigh(const Dataset& data, const ir::ExprRef& weight, ItemSet& items) {
   if (!weight) {
     for (Item& item : items.items) item.weight = 1.0;
     return;
   }
   // Normalisations first, innermost first: each needs its argument at every item of its scope.
-  std::map<const Term*, std::vector<double>> normalized;
-  std::function<void(const sema::TermRef&)> prepare = [&](const sema::TermRef& term) {
-    for (const sema::TermRef& arg : term->args) prepare(arg);
-    if (term->op != TermOp::Normalize || normalized.count(term.get()) != 0) return;
+  std::map<const Expr*, std::vector<double>> normalized;
+  std::function<void(const ExprRef&)> prepare = [&](const ExprRef& term) {
+    for (const ExprRef& arg : term->args) prepare(arg);
+    if (term->kind != ExprKind::Normalize || normalized.count(term.get()) != 0) return;
     const size_t n = items.items.size();
     std::vector<double> values(n, 0.0);
     for (size_t i = 0; i < n && !term->args.empty(); ++i) {
@@ -414,16 +413,16 @@ void Weigh(const Dataset& data, const sema::TermRef& weight, ItemSet& items) {
     std::map<std::pair<uint32_t, std::string>, std::vector<size_t>> partitions;
     for (size_t i = 0; i < n; ++i) {
       Context ctx = AtItem(data, items, i);
-      partitions[{items.items[i].prompt, term->scope == "source" ? ctx.source : ""}].push_back(i);
+      partitions[{items.items[i].prompt, term->scope == ir::Scope::Source ? ctx.source : ""}].push_back(i);
     }
     std::vector<double> result(n, 0.0);
-    std::string what = sema::ToString(*term);
+    std::string what = ir::ToString(*term);
     for (const auto& [key, members] : partitions) {
       Context ctx = AtItem(data, items, members.front());
-      if (term->scope != "sources") {
+      if (term->scope != ir::Scope::Sources) {
         std::vector<double> part;
         for (size_t i : members) part.push_back(values[i]);
-        NormalizeValues(term->name, part, ctx, what);
+        NormalizeValues(term->normalization, part, ctx, what);
         for (size_t k = 0; k < members.size(); ++k) result[members[k]] = part[k];
         continue;
       }
@@ -446,7 +445,7 @@ void Weigh(const Dataset& data, const sema::TermRef& weight, ItemSet& items) {
         }
         per_source.push_back(values[of_source.front()]);
       }
-      NormalizeValues(term->name, per_source, ctx, what);
+      NormalizeValues(term->normalization, per_source, ctx, what);
       for (size_t s = 0; s < sources.size(); ++s) {
         const std::vector<size_t>& of_source = by_source[sources[s]];
         for (size_t i : of_source) result[i] = per_source[s] / static_cast<double>(of_source.size());
@@ -459,7 +458,7 @@ void Weigh(const Dataset& data, const sema::TermRef& weight, ItemSet& items) {
     Context ctx = AtItem(data, items, i);
     ctx.normalized = &normalized;
     double w = Number(*weight, ctx);
-    if (!std::isfinite(w)) Fail(ctx, "the weight `" + sema::ToString(*weight) + "` is not finite");
+    if (!std::isfinite(w)) Fail(ctx, "the weight `" + ir::ToString(*weight) + "` is not finite");
     items.items[i].weight = w;
   }
 }

@@ -3,9 +3,10 @@
 //
 // These run before any model does and decide what a stage learns from, so they are plain C++ over the
 // records (no LibTorch) and tested on small hand-made data with the expected items written out. A rule's
-// terms (`top_k(4, by: reward)`, `argmax(reward) where source != "target"`, `softmax(max(reward) over source
-// / tau) over sources`) come from the compiler as sema::Term trees; this file gives them their meaning on
-// data. Ties are broken by response order (the first response of a prompt wins), so results never depend on
+// expressions (`top_k(4, by: reward)`, `argmax(reward) where source != "target"`, `softmax(max(reward) over
+// source / tau) over sources`) come from the compiler as IR expressions (compiler/ir/expr.h) in the rule
+// nodes' payloads; this file gives them their meaning on data, with the operators' scalar meaning from
+// ir::EvalScalar. Ties are broken by response order (the first response of a prompt wins), so results never depend on
 // a sort's whims.
 #pragma once
 
@@ -16,8 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "compiler/sema/checked.h"
-#include "compiler/sema/term.h"
+#include "compiler/ir/payloads.h"
 #include "runtime/data/jsonl.h"
 
 namespace fusec::rt {
@@ -55,13 +55,13 @@ Dataset SplitPart(const Dataset& data, const std::vector<std::pair<std::string, 
 /// The prompts' responses of the listed sources only (`keep_sources`); prompts left with none are dropped.
 Dataset KeepSources(const Dataset& data, const std::vector<std::string>& sources);
 
-ItemSet Select(const Dataset& data, const sema::CheckedSelection& rule);
-ItemSet Pair(const Dataset& data, const sema::CheckedPairing& rule);
+ItemSet Select(const Dataset& data, const ir::SelectionRule& rule);
+ItemSet Pair(const Dataset& data, const ir::PairingRule& rule);
 /// Groups of at least two responses (a group of one has no leave-one-out baseline; such groups are dropped
 /// and counted).
-ItemSet Group(const Dataset& data, const sema::CheckedGrouping& rule);
+ItemSet Group(const Dataset& data, const ir::GroupingRule& rule);
 
-/// Sets each item's weight from the stage's weighting term (null: 1 for every item).
-void Weigh(const Dataset& data, const sema::TermRef& weight, ItemSet& items);
+/// Sets each item's weight from the stage's weighting (null: 1 for every item).
+void Weigh(const Dataset& data, const ir::ExprRef& weight, ItemSet& items);
 
 }  // namespace fusec::rt

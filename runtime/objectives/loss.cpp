@@ -20,7 +20,7 @@ class Evaluator {
   Evaluator(const ir::LossGraph& loss, const LossBatch& batch) : loss_(loss), batch_(batch) {
     options_ = batch.weight.defined() ? batch.weight.options() : batch.logp.begin()->second.options();
     options_ = options_.requires_grad(false);
-    grouped_ = loss.unit == sema::ObjectiveUnit::GroupOfResponses || loss.unit == sema::ObjectiveUnit::GroupOfPairs;
+    grouped_ = ir::IsGroupUnit(loss.unit);
     if (grouped_) {
       if (!batch.group.defined() || batch.groups <= 0) Fail("it is a group objective but the batch has no groups");
       counts_ = torch::zeros({batch.groups}, options_).index_add_(0, batch.group, torch::ones_like(batch.group, options_));
@@ -89,7 +89,6 @@ class Evaluator {
   Value Apply(const LossOp& op, const std::vector<Value>& values) const {
     std::vector<Value> args;
     for (int arg : op.args) args.push_back(values.at(static_cast<size_t>(arg)));
-    auto bool_to_float = [&](const torch::Tensor& t) { return t.to(options_.dtype()); };
     switch (op.kind) {
       case LossOpKind::Const:
         return Scalar(op.value);
@@ -106,66 +105,33 @@ class Evaluator {
         return Item(batch_.weight);
       case LossOpKind::Progress:
         return Scalar(batch_.progress);
-      case LossOpKind::Unary: {
-        if (op.name == "-") return {-args[0].tensor, args[0].shape};
-        return {bool_to_float(args[0].tensor == 0), args[0].shape};  // not
-      }
-      case LossOpKind::Binary: {
-        Value::Shape shape;
-        std::vector<torch::Tensor> t = Aligned(args, &shape);
-        const std::string& n = op.name;
-        torch::Tensor out;
-        if (n == "+") out = t[0] + t[1];
-        else if (n == "-") out = t[0] - t[1];
-        else if (n == "*") out = t[0] * t[1];
-        else if (n == "/") out = t[0] / t[1];
-        else if (n == "^") out = torch::pow(t[0], t[1]);
-        else if (n == "==") out = bool_to_float(t[0] == t[1]);
-        else if (n == "!=") out = bool_to_float(t[0] != t[1]);
-        else if (n == "<") out = bool_to_float(t[0] < t[1]);
-        else if (n == "<=") out = bool_to_float(t[0] <= t[1]);
-        else if (n == ">") out = bool_to_float(t[0] > t[1]);
-        else if (n == ">=") out = bool_to_float(t[0] >= t[1]);
-        else if (n == "and") out = bool_to_float((t[0] != 0).logical_and(t[1] != 0));
-        else if (n == "or") out = bool_to_float((t[0] != 0).logical_or(t[1] != 0));
-        else Fail("unknown operator `" + n + "`");
-        return {out, shape};
-      }
-      case LossOpKind::Math: {
-        Value::Shape shape;
-        std::vector<torch::Tensor> t = Aligned(args, &shape);
-        const std::string& n = op.name;
-        torch::Tensor out;
-        if (n == "log") out = torch::log(t[0]);
-        else if (n == "exp") out = torch::exp(t[0]);
-        else if (n == "sigmoid") out = torch::sigmoid(t[0]);
-        else if (n == "log_sigmoid") out = torch::log_sigmoid(t[0]);
-        else if (n == "softplus") out = torch::softplus(t[0]);
-        else if (n == "relu") out = torch::relu(t[0]);
-        else if (n == "abs") out = torch::abs(t[0]);
-        else if (n == "sqrt") out = torch::sqrt(t[0]);
-        else if (n == "detach") out = t[0].detach();
-        else if (n == "min") out = torch::minimum(t[0], t[1]);
-        else if (n == "max") out = torch::maximum(t[0], t[1]);
-        else if (n == "clamp") out = torch::minimum(torch::maximum(t[0], t[1]), torch::maximum(t[1], t[2]));
-        else Fail("unknown function `" + n + "`");
-        return {out, shape};
-      }
+      case LossOpKind::Op:
+        return Operator(op.op, args);
       case LossOpKind::Select: {
         Value::Shape shape;
         std::vector<torch::Tensor> t = Aligned(args, &shape);
         return {torch::where(t[0] != 0, t[1], t[2]), shape};
       }
       case LossOpKind::Reduce: {
-        if (!grouped_) Fail("`" + op.name + "` over a group, but the objective is not per group");
+        if (!grouped_) {
+          Fail("`" + std::string(ir::Spelling(op.reduction)) + "` over a group, but the objective is not per group");
+        }
         torch::Tensor x = ItemValues(args[0]);
         torch::Tensor zeros = torch::zeros({batch_.groups}, x.options());
         torch::Tensor sums = zeros.index_add(0, batch_.group, x);
-        if (op.name == "sum") return {sums, Value::Shape::Group};
-        if (op.name == "mean") return {sums / counts_, Value::Shape::Group};
-        if (op.name == "max") return {zeros.scatter_reduce(0, batch_.group, x, "amax", false), Value::Shape::Group};
-        if (op.name == "min") return {zeros.scatter_reduce(0, batch_.group, x, "amin", false), Value::Shape::Group};
-        Fail("unknown aggregate `" + op.name + "`");
+        switch (op.reduction) {
+          case ir::Reduction::Sum:
+            return {sums, Value::Shape::Group};
+          case ir::Reduction::Mean:
+            return {sums / counts_, Value::Shape::Group};
+          case ir::Reduction::Max:
+            return {zeros.scatter_reduce(0, batch_.group, x, "amax", false), Value::Shape::Group};
+          case ir::Reduction::Min:
+            return {zeros.scatter_reduce(0, batch_.group, x, "amin", false), Value::Shape::Group};
+          case ir::Reduction::Count:
+            break;
+        }
+        Fail("`" + std::string(ir::Spelling(op.reduction)) + "` is not a group reduction");
       }
       case LossOpKind::LooMean: {
         if (!grouped_) Fail("`loo_mean` over a group, but the objective is not per group");
@@ -177,6 +143,70 @@ class Evaluator {
       }
     }
     Fail("unknown operation");
+  }
+
+  /// The tensor meaning of each operator of op_kind.def (comparisons and logic give 0 or 1, as EvalScalar's).
+  Value Operator(ir::OpKind kind, const std::vector<Value>& args) const {
+    Value::Shape shape;
+    std::vector<torch::Tensor> t = Aligned(args, &shape);
+    auto as_float = [&](const torch::Tensor& b) { return b.to(options_.dtype()); };
+    switch (kind) {
+      case ir::OpKind::Neg:
+        return {-t[0], shape};
+      case ir::OpKind::Not:
+        return {as_float(t[0] == 0), shape};
+      case ir::OpKind::Add:
+        return {t[0] + t[1], shape};
+      case ir::OpKind::Sub:
+        return {t[0] - t[1], shape};
+      case ir::OpKind::Mul:
+        return {t[0] * t[1], shape};
+      case ir::OpKind::Div:
+        return {t[0] / t[1], shape};
+      case ir::OpKind::Pow:
+        return {torch::pow(t[0], t[1]), shape};
+      case ir::OpKind::Eq:
+        return {as_float(t[0] == t[1]), shape};
+      case ir::OpKind::Ne:
+        return {as_float(t[0] != t[1]), shape};
+      case ir::OpKind::Lt:
+        return {as_float(t[0] < t[1]), shape};
+      case ir::OpKind::Le:
+        return {as_float(t[0] <= t[1]), shape};
+      case ir::OpKind::Gt:
+        return {as_float(t[0] > t[1]), shape};
+      case ir::OpKind::Ge:
+        return {as_float(t[0] >= t[1]), shape};
+      case ir::OpKind::And:
+        return {as_float((t[0] != 0).logical_and(t[1] != 0)), shape};
+      case ir::OpKind::Or:
+        return {as_float((t[0] != 0).logical_or(t[1] != 0)), shape};
+      case ir::OpKind::Log:
+        return {torch::log(t[0]), shape};
+      case ir::OpKind::Exp:
+        return {torch::exp(t[0]), shape};
+      case ir::OpKind::Sigmoid:
+        return {torch::sigmoid(t[0]), shape};
+      case ir::OpKind::LogSigmoid:
+        return {torch::log_sigmoid(t[0]), shape};
+      case ir::OpKind::Softplus:
+        return {torch::softplus(t[0]), shape};
+      case ir::OpKind::Relu:
+        return {torch::relu(t[0]), shape};
+      case ir::OpKind::Abs:
+        return {torch::abs(t[0]), shape};
+      case ir::OpKind::Sqrt:
+        return {torch::sqrt(t[0]), shape};
+      case ir::OpKind::Detach:
+        return {t[0].detach(), shape};
+      case ir::OpKind::Min:
+        return {torch::minimum(t[0], t[1]), shape};
+      case ir::OpKind::Max:
+        return {torch::maximum(t[0], t[1]), shape};
+      case ir::OpKind::Clamp:
+        return {torch::minimum(torch::maximum(t[0], t[1]), torch::maximum(t[1], t[2])), shape};
+    }
+    Fail("unknown operator");
   }
 
   const ir::LossGraph& loss_;

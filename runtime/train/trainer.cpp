@@ -135,10 +135,6 @@ std::vector<std::vector<size_t>> MicroBatches(const BatchPlan& plan, const std::
   return batches;
 }
 
-bool IsGrouped(sema::ObjectiveUnit unit) {
-  return unit == sema::ObjectiveUnit::GroupOfResponses || unit == sema::ObjectiveUnit::GroupOfPairs;
-}
-
 // --- checkpoints ---
 
 struct CheckpointState {
@@ -218,28 +214,23 @@ std::optional<CheckpointState> LoadCheckpoint(LlamaForCausalLMImpl& model, torch
 
 }  // namespace
 
-TrainSettings TrainSettings::FromParams(const nlohmann::ordered_json& params) {
+TrainSettings TrainSettings::FromSpec(const ir::TrainSpec& spec) {
   TrainSettings s;
-  const auto& optim = params.at("optim");
-  s.lr = optim.at("lr").get<double>();
-  s.beta1 = optim.at("betas").at(0).get<double>();
-  s.beta2 = optim.at("betas").at(1).get<double>();
-  s.eps = optim.at("eps").get<double>();
-  s.weight_decay = optim.at("weight_decay").get<double>();
-  s.warmup = optim.at("warmup").get<double>();
-  s.schedule = optim.at("schedule").get<std::string>();
-  s.min_lr_ratio = optim.at("min_lr_ratio").get<double>();
-  s.epochs = params.at("epochs").get<int64_t>();
-  if (!params.at("max_steps").is_null()) s.max_steps = params.at("max_steps").get<int64_t>();
-  s.batch = params.at("batch").get<int64_t>();
-  s.micro_batch = params.at("micro_batch").get<int64_t>();
-  if (!params.at("grad_clip").is_null()) {
-    s.grad_clip = params.at("grad_clip").get<double>();
-  } else {
-    s.grad_clip.reset();
-  }
-  s.seed = params.at("seed").get<int64_t>();
-  if (!params.at("save_every").is_null()) s.save_every = params.at("save_every").get<int64_t>();
+  s.lr = spec.optim.lr;
+  s.beta1 = spec.optim.beta1;
+  s.beta2 = spec.optim.beta2;
+  s.eps = spec.optim.eps;
+  s.weight_decay = spec.optim.weight_decay;
+  s.warmup = spec.optim.warmup;
+  s.schedule = spec.optim.schedule;
+  s.min_lr_ratio = spec.optim.min_lr_ratio;
+  s.epochs = spec.epochs;
+  s.max_steps = spec.max_steps;
+  s.batch = spec.batch;
+  s.micro_batch = spec.micro_batch;
+  s.grad_clip = spec.grad_clip;
+  s.seed = spec.seed;
+  s.save_every = spec.save_every;
   return s;
 }
 
@@ -247,10 +238,10 @@ double ScheduledLr(const TrainSettings& settings, int64_t step, int64_t total) {
   // `step` counts from 0. Warmup ramps up to the peak over the first ceil(warmup * total) steps.
   auto warmup_steps = static_cast<int64_t>(std::ceil(settings.warmup * static_cast<double>(total)));
   if (step < warmup_steps) return settings.lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
-  if (settings.schedule == "constant") return settings.lr;
+  if (settings.schedule == ir::Schedule::Constant) return settings.lr;
   int64_t decay_steps = std::max<int64_t>(1, total - warmup_steps);
   double progress = std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps));
-  double shape = settings.schedule == "linear" ? 1.0 - progress : 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+  double shape = settings.schedule == ir::Schedule::Linear ? 1.0 - progress : 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
   return settings.lr * (settings.min_lr_ratio + (1.0 - settings.min_lr_ratio) * shape);
 }
 
@@ -263,7 +254,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
   const int64_t steps_per_epoch = (prompt_count + settings.batch - 1) / settings.batch;
   int64_t total_steps = settings.epochs * steps_per_epoch;
   if (settings.max_steps) total_steps = std::min(total_steps, *settings.max_steps);
-  const bool grouped = IsGrouped(loss.unit);
+  const bool grouped = ir::IsGroupUnit(loss.unit);
   const std::vector<std::string>& roles = data.items.roles;
 
   model.train();
@@ -311,7 +302,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
         const PromptUnits& units = prompts[prompt_position];
         for (size_t i : units.items) {
           items.push_back(i);
-          int64_t key = loss.unit == sema::ObjectiveUnit::GroupOfPairs ? static_cast<int64_t>(units.prompt)
+          int64_t key = loss.unit == ir::Unit::GroupOfPairs ? static_cast<int64_t>(units.prompt)
                                                                         : data.items.items[i].group;
           auto [it, inserted] = group_ids.emplace(key, static_cast<int64_t>(group_ids.size()));
           local_group.push_back(it->second);

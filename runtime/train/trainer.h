@@ -30,7 +30,7 @@ struct TrainSettings {
   double eps = 1e-8;
   double weight_decay = 0.0;
   double warmup = 0.1;  // fraction of the optimizer steps
-  std::string schedule = "cosine";  // constant | linear | cosine
+  ir::Schedule schedule = ir::Schedule::Cosine;
   double min_lr_ratio = 0.0;
   int64_t epochs = 1;
   std::optional<int64_t> max_steps;
@@ -59,8 +59,8 @@ struct TrainSettings {
     length_aware_batches = false;
   }
 
-  /// From a train node's parameters (the compiler's resolved stage).
-  static TrainSettings FromParams(const nlohmann::ordered_json& params);
+  /// From a train node's spec (the compiler's resolved stage); the runtime's own switches keep their values.
+  static TrainSettings FromSpec(const ir::TrainSpec& spec);
 };
 
 /// The learning rate at optimizer step `step` of `total`: linear warmup over the first `warmup` fraction,

@@ -41,12 +41,12 @@ std::string Experiment(const std::string& name, const std::string& stages) {
 }
 
 size_t Count(const ir::Graph& graph, ir::NodeKind kind) {
-  return std::count_if(graph.nodes.begin(), graph.nodes.end(), [&](const ir::Node& n) { return n.kind == kind; });
+  return std::count_if(graph.nodes.begin(), graph.nodes.end(), [&](const ir::Node& n) { return n.kind() == kind; });
 }
 
 const ir::Node& OnlyTrain(const ir::Graph& graph, const std::string& stage_suffix) {
   for (const ir::Node& node : graph.nodes) {
-    if (node.kind != ir::NodeKind::Train) continue;
+    if (node.kind() != ir::NodeKind::Train) continue;
     for (const std::string& stage : node.stages) {
       if (stage.ends_with(stage_suffix)) return node;
     }
@@ -83,22 +83,22 @@ double Evaluate(const ir::LossGraph& loss, const std::map<std::string, double>& 
       case ir::LossOpKind::Progress:
         v[i] = inputs.at("progress");
         break;
-      case ir::LossOpKind::Unary:
-        v[i] = op.name == "-" ? -a(0) : (a(0) == 0 ? 1.0 : 0.0);
+      case ir::LossOpKind::Op: {
+        using ir::OpKind;
+        const std::string_view name = ir::Spelling(op.op);  // the test's own meaning of each operator
+        if (op.op == OpKind::Neg) v[i] = -a(0);
+        if (op.op == OpKind::Not) v[i] = a(0) == 0 ? 1.0 : 0.0;
+        if (op.args.size() == 2 && name == "+") v[i] = a(0) + a(1);
+        if (op.op == OpKind::Sub) v[i] = a(0) - a(1);
+        if (name == "*") v[i] = a(0) * a(1);
+        if (name == "/") v[i] = a(0) / a(1);
+        if (name == "^") v[i] = std::pow(a(0), a(1));
+        if (name == ">") v[i] = a(0) > a(1);
+        if (name == "log_sigmoid") v[i] = -std::log1p(std::exp(-a(0)));
+        if (name == "relu") v[i] = std::max(0.0, a(0));
+        if (name == "log") v[i] = std::log(a(0));
         break;
-      case ir::LossOpKind::Binary:
-        if (op.name == "+") v[i] = a(0) + a(1);
-        if (op.name == "-") v[i] = a(0) - a(1);
-        if (op.name == "*") v[i] = a(0) * a(1);
-        if (op.name == "/") v[i] = a(0) / a(1);
-        if (op.name == "^") v[i] = std::pow(a(0), a(1));
-        if (op.name == ">") v[i] = a(0) > a(1);
-        break;
-      case ir::LossOpKind::Math:
-        if (op.name == "log_sigmoid") v[i] = -std::log1p(std::exp(-a(0)));
-        if (op.name == "relu") v[i] = std::max(0.0, a(0));
-        if (op.name == "log") v[i] = std::log(a(0));
-        break;
+      }
       case ir::LossOpKind::Select:
         v[i] = a(0) != 0 ? a(1) : a(2);
         break;
@@ -134,13 +134,13 @@ TEST(Lower, MakesTheNodesOfEachStage) {
   EXPECT_EQ(Count(g, ir::NodeKind::RefLogprobs), 0u);  // hoisting comes later
   const ir::Node& po = OnlyTrain(g, "/po");
   ASSERT_NE(po.FindInput("reference"), nullptr);
-  EXPECT_EQ(g.at(po.FindInput("init")->node).kind, ir::NodeKind::Train);
-  EXPECT_EQ(g.at(po.FindInput("items")->node).kind, ir::NodeKind::Weight);
+  EXPECT_EQ(g.at(po.FindInput("init")->node).kind(), ir::NodeKind::Train);
+  EXPECT_EQ(g.at(po.FindInput("items")->node).kind(), ir::NodeKind::Weight);
   EXPECT_TRUE(po.hash.empty());
   ASSERT_EQ(g.experiments.size(), 1u);
   EXPECT_EQ(g.experiments[0].stages.size(), 2u);
   EXPECT_EQ(g.experiments[0].exports[1].first, "po");
-  EXPECT_EQ(g.at(g.experiments[0].exports[1].second).params["path"], "runs/e/export/po");
+  EXPECT_EQ(g.at(g.experiments[0].exports[1].second).as<ir::Export>().path, "runs/e/export/po");
 }
 
 // A rule or weighting that reads `len` takes the stage's init model as its `tokenizer` input (token counts
@@ -155,12 +155,12 @@ TEST(Lower, ARuleReadingLenTakesTheStagesModelAsItsTokenizer) {
   ExpectVerified(g);
   std::map<std::string, const ir::Node*> rule_of;
   for (const ir::Node& node : g.nodes) {
-    if (node.kind == ir::NodeKind::Select || node.kind == ir::NodeKind::Pairs) rule_of[node.stages.at(0)] = &node;
+    if (node.kind() == ir::NodeKind::Select || node.kind() == ir::NodeKind::Pairs) rule_of[node.stages.at(0)] = &node;
   }
   ASSERT_EQ(rule_of.size(), 3u);
   const ir::Input* sft_tokenizer = rule_of.at("e/sft")->FindInput("tokenizer");
   ASSERT_NE(sft_tokenizer, nullptr);
-  EXPECT_EQ(g.at(sft_tokenizer->node).kind, ir::NodeKind::LoadModel);
+  EXPECT_EQ(g.at(sft_tokenizer->node).kind(), ir::NodeKind::LoadModel);
   const ir::Input* po_tokenizer = rule_of.at("e/po")->FindInput("tokenizer");  // read by the weighting only
   ASSERT_NE(po_tokenizer, nullptr);
   EXPECT_EQ(po_tokenizer->node, OnlyTrain(g, "/po").FindInput("init")->node);
@@ -180,7 +180,7 @@ TEST(Lower, ARuleReadingLenTakesTheStagesModelAsItsTokenizer) {
 
 TEST(FoldConstants, RemovesDeadBranchesAndIdentitiesAndKeepsTheValue) {
   auto c = Compile(std::string(kImports) + Experiment("e", "  stage po = po { init = target; objective = dpo(beta: 0.5) }"));
-  const ir::LossGraph& before = *OnlyTrain(c->graph, "/po").loss;
+  const ir::LossGraph& before = OnlyTrain(c->graph, "/po").as<ir::Train>().loss;
   ir::LossGraph after = FoldConstants(before);
   // `/ (if length_norm then len(r) else 1)` with length_norm false: the select, the `1`, the division and
   // the unread `len` operations disappear.
@@ -196,13 +196,22 @@ TEST(FoldConstants, RemovesDeadBranchesAndIdentitiesAndKeepsTheValue) {
   // Constants fold through arithmetic.
   ir::LossGraph arithmetic;
   arithmetic.roles = {"y"};
-  arithmetic.ops = {{ir::LossOpKind::Const, "", "", 2.0},
-                    {ir::LossOpKind::Const, "", "", 3.0},
-                    {ir::LossOpKind::Binary, "*", "", 0, sema::ScalarType::Float, sema::Level::Const,
-                     sema::ItemKind::Unknown, {0, 1}},
-                    {ir::LossOpKind::Logp, "", "y"},
-                    {ir::LossOpKind::Binary, "*", "", 0, sema::ScalarType::Float, sema::Level::Item,
-                     sema::ItemKind::Response, {2, 3}}};
+  auto constant = [](double value) {
+    ir::LossOp op;
+    op.value = value;
+    return op;
+  };
+  auto times = [](int a, int b) {
+    ir::LossOp op;
+    op.kind = ir::LossOpKind::Op;
+    op.op = ir::OpKind::Mul;
+    op.args = {a, b};
+    return op;
+  };
+  ir::LossOp logp;
+  logp.kind = ir::LossOpKind::Logp;
+  logp.role = "y";
+  arithmetic.ops = {constant(2.0), constant(3.0), times(0, 1), logp, times(2, 3)};
   arithmetic.result = 4;
   ir::LossGraph folded = FoldConstants(arithmetic);
   EXPECT_EQ(folded.ToString(), "%0 = 6.0\n%1 = logp(y)\n%2 = * %0, %1\nresult %2\n");
@@ -211,7 +220,7 @@ TEST(FoldConstants, RemovesDeadBranchesAndIdentitiesAndKeepsTheValue) {
 TEST(EliminateCommonSubexpressions, SharesRepeatedOperationsAndKeepsTheValue) {
   auto c = Compile(std::string(kImports) +
                    Experiment("e", "  stage po = po { init = target; objective = cdpo(beta: 0.5, eps: 0.2) }"));
-  const ir::LossGraph& before = *OnlyTrain(c->graph, "/po").loss;
+  const ir::LossGraph& before = OnlyTrain(c->graph, "/po").as<ir::Train>().loss;
   ir::LossGraph folded = FoldConstants(before);
   ir::LossGraph shared = EliminateCommonSubexpressions(folded);
   // cdpo reads `margin` twice: lowering copies it, elimination shares it again.
@@ -231,13 +240,13 @@ TEST(InferRequirements, ReadsWhatTheOptimisedLossUses) {
                                    "  stage s = po { init = b; objective = simpo() }"));
   ir::Graph g = InferRequirements(EliminateCommonSubexpressions(FoldConstants(std::move(c->graph))));
   ExpectVerified(g);
-  const ir::Requirements& a = *OnlyTrain(g, "/a").requirements;
+  const ir::Requirements& a = *OnlyTrain(g, "/a").as<ir::Train>().requirements;
   EXPECT_TRUE(a.reference_logp.empty());
   EXPECT_TRUE(a.groups);
   EXPECT_TRUE(a.rewards);
   EXPECT_EQ(a.policy_logp, std::vector<std::string>{"y"});
-  EXPECT_EQ(OnlyTrain(g, "/b").requirements->reference_logp, std::vector<std::string>{"y"});
-  const ir::Requirements& s = *OnlyTrain(g, "/s").requirements;
+  EXPECT_EQ(OnlyTrain(g, "/b").as<ir::Train>().requirements->reference_logp, std::vector<std::string>{"y"});
+  const ir::Requirements& s = *OnlyTrain(g, "/s").as<ir::Train>().requirements;
   EXPECT_EQ(s.policy_logp, (std::vector<std::string>{"chosen", "rejected"}));
   EXPECT_TRUE(s.lengths);
   EXPECT_FALSE(s.weight_in_loss);
@@ -253,10 +262,10 @@ TEST(HoistReferences, ReplacesTheReferenceModelWithPrecomputedLogprobs) {
   EXPECT_EQ(po.FindInput("reference"), nullptr);
   ASSERT_NE(po.FindInput("ref_logprobs"), nullptr);
   const ir::Node& ref = g.at(po.FindInput("ref_logprobs")->node);
-  EXPECT_EQ(ref.kind, ir::NodeKind::RefLogprobs);
-  EXPECT_EQ(g.at(ref.FindInput("model")->node).kind, ir::NodeKind::Train);  // the frozen sft model
-  EXPECT_EQ(g.at(ref.FindInput("items")->node).kind, ir::NodeKind::Pairs);  // items, not weights
-  EXPECT_EQ(ref.params["roles"], nlohmann::ordered_json({"chosen", "rejected"}));
+  EXPECT_EQ(ref.kind(), ir::NodeKind::RefLogprobs);
+  EXPECT_EQ(g.at(ref.FindInput("model")->node).kind(), ir::NodeKind::Train);  // the frozen sft model
+  EXPECT_EQ(g.at(ref.FindInput("items")->node).kind(), ir::NodeKind::Pairs);  // items, not weights
+  EXPECT_EQ(ref.as<ir::RefLogprobs>().roles, (std::vector<std::string>{"chosen", "rejected"}));
   // The SFT stage reads no reference and gets no node.
   EXPECT_EQ(Count(g, ir::NodeKind::RefLogprobs), 1u);
 }
@@ -277,7 +286,7 @@ TEST(HashNodes, HashesDependOnContentNotNames) {
   // A change of content breaks verification of the stale hash.
   ir::Graph tampered = a;
   for (ir::Node& node : tampered.nodes) {
-    if (node.kind == ir::NodeKind::Train) node.params["epochs"] = 9;
+    if (auto* train = node.get_if<ir::Train>()) train->spec.epochs = 9;
   }
   EXPECT_FALSE(ir::Verify(tampered).empty());
 }
@@ -323,7 +332,7 @@ TEST(MarkCached, MarksNodesWithCompleteEntriesAndWarnsOfCorruptOnes) {
   CacheManifest manifest;
   manifest.hash = sft.hash;
   manifest.kind = "train";
-  manifest.params = sft.params.dump();
+  manifest.params = ir::ParamsJson(sft).dump();
   manifest.fusec_version = "test";
   ASSERT_TRUE(cache.CommitEntry(staging, manifest, &error)) << error;
 
@@ -353,7 +362,7 @@ TEST(Verify, FindsMalformedGraphs) {
 
   ir::Graph wrong_type = ok;
   for (ir::Node& node : wrong_type.nodes) {
-    if (node.kind == ir::NodeKind::Train) node.inputs[1].node = node.inputs[0].node;  // a model as items
+    if (node.kind() == ir::NodeKind::Train) node.inputs[1].node = node.inputs[0].node;  // a model as items
   }
   auto problems = ir::Verify(wrong_type);
   ASSERT_FALSE(problems.empty());
@@ -361,7 +370,7 @@ TEST(Verify, FindsMalformedGraphs) {
 
   ir::Graph no_reference = InferRequirements(ok);
   for (ir::Node& node : no_reference.nodes) {
-    if (node.kind != ir::NodeKind::Train) continue;
+    if (node.kind() != ir::NodeKind::Train) continue;
     std::erase_if(node.inputs, [](const ir::Input& input) { return input.slot == "reference"; });
   }
   problems = ir::Verify(no_reference);
@@ -370,7 +379,7 @@ TEST(Verify, FindsMalformedGraphs) {
 
   ir::Graph bad_loss = ok;
   for (ir::Node& node : bad_loss.nodes) {
-    if (node.loss) node.loss->ops[0].args = {5};
+    if (auto* train = node.get_if<ir::Train>()) train->loss.ops[0].args = {5};
   }
   EXPECT_FALSE(ir::Verify(bad_loss).empty());
 }

@@ -198,7 +198,7 @@ experiment e {
 )");
   ASSERT_FALSE(r->diagnostics.has_errors()) << r->Rendered();
   EXPECT_EQ(ToString(r->program.experiments[0].target), "hf_model(path: \"m\", chat: auto)");
-  EXPECT_EQ(r->program.experiments[0].device, "auto");
+  EXPECT_EQ(r->program.experiments[0].device, ir::DeviceName::Auto);
 }
 
 TEST(Sema, SweepsExpandToOneExperimentPerPointWithArgumentsChecked) {

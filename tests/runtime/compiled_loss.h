@@ -39,7 +39,7 @@ inline ir::LossGraph CompiledLoss(const std::string& declarations, const std::st
       "\n  }\n  stage nll_sum = sft {\n    init = target\n    objective = nll(token_mean: false)\n  }\n}\n";
   ir::Graph graph = CompileFuse(text, /*optimise=*/true);
   for (const ir::Node& node : graph.nodes) {
-    if (node.kind == ir::NodeKind::Train && node.stages.front() == "e/" + stage) return *node.loss;
+    if (node.kind() == ir::NodeKind::Train && node.stages.front() == "e/" + stage) return node.as<ir::Train>().loss;
   }
   ADD_FAILURE() << "no train node for " << stage;
   return {};

@@ -1,6 +1,6 @@
 // `fusec run` end to end on experiments/smoke.fuse: FuseSFT then FusePO, cached reruns, bit-identical reruns,
 // a stage stopped (and a process killed with SIGKILL) then resumed to the same weights, NaN and data errors.
-#include "runtime/exec/executor.h"
+#include "runtime/cli/run_experiments.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -145,7 +145,7 @@ TEST(Objectives, WeightedNll) {
 
 TEST(Objectives, RlooUsesLeaveOneOutBaselinesWithinGroups) {
   auto loss = CompiledLoss("", "    groups = by source\n    objective = rloo(kl: 0.0, token_mean: false)");
-  EXPECT_EQ(loss.unit, sema::ObjectiveUnit::GroupOfResponses);
+  EXPECT_EQ(loss.unit, ir::Unit::GroupOfResponses);
   // Two groups: items 0-2 in group 0, items 3-4 in group 1.
   std::vector<double> logp = {-5, -7, -6, -10, -12};
   std::vector<double> reward = {1.0, 0.0, 0.5, 0.2, 0.8};

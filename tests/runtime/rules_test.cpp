@@ -14,8 +14,8 @@ namespace {
 
 /// The rule and weighting of stage `s` of a one-stage experiment.
 struct StageRules {
-  ir::Rule rule;
-  sema::TermRef weight;
+  ir::Payload rule;
+  ir::ExprRef weight;
 };
 
 StageRules Compile(const std::string& stage) {
@@ -26,10 +26,11 @@ StageRules Compile(const std::string& stage) {
   ir::Graph graph = CompileFuse(text, /*optimise=*/false);
   StageRules out;
   for (const ir::Node& node : graph.nodes) {
-    if (node.kind == ir::NodeKind::Select || node.kind == ir::NodeKind::Pairs || node.kind == ir::NodeKind::Groups) {
-      out.rule = node.rule;
+    if (node.kind() == ir::NodeKind::Select || node.kind() == ir::NodeKind::Pairs ||
+        node.kind() == ir::NodeKind::Groups) {
+      out.rule = node.payload;
     }
-    if (node.kind == ir::NodeKind::Weight) out.weight = node.weight;
+    if (const auto* weight = node.get_if<ir::Weight>()) out.weight = weight->weight;
   }
   return out;
 }
@@ -65,9 +66,9 @@ std::multiset<std::string> AsSet(const ItemSet& items) {
 }
 
 ItemSet RunRule(const StageRules& rules, const Dataset& data) {
-  if (auto* selection = std::get_if<sema::CheckedSelection>(&rules.rule)) return Select(data, *selection);
-  if (auto* pairing = std::get_if<sema::CheckedPairing>(&rules.rule)) return Pair(data, *pairing);
-  return Group(data, std::get<sema::CheckedGrouping>(rules.rule));
+  if (auto* select = std::get_if<ir::Select>(&rules.rule)) return Select(data, select->rule);
+  if (auto* pairs = std::get_if<ir::Pairs>(&rules.rule)) return Pair(data, pairs->rule);
+  return Group(data, std::get<ir::Groups>(rules.rule).rule);
 }
 
 TEST(Selections, TopKBestAllAndFilters) {

@@ -52,7 +52,7 @@ TrainSettings Settings() {
   TrainSettings settings;
   settings.lr = 1e-2;
   settings.warmup = 0.0;
-  settings.schedule = "constant";
+  settings.schedule = ir::Schedule::Constant;
   settings.epochs = 10;
   settings.batch = 4;
   settings.micro_batch = 2;
@@ -181,7 +181,7 @@ TEST(Trainer, AStoppedRunResumesToTheSameWeights) {
   TrainSettings settings = Settings();
   settings.epochs = 4;  // 8 steps
   settings.save_every = 2;
-  settings.schedule = "cosine";
+  settings.schedule = ir::Schedule::Cosine;
   settings.warmup = 0.25;
   LlamaForCausalLM whole = TinyModel();
   TrainOptions uninterrupted{"e/sft", dir / "whole"};
@@ -225,15 +225,15 @@ TEST(Schedule, WarmupThenDecay) {
   s.lr = 1.0;
   s.warmup = 0.2;
   s.min_lr_ratio = 0.1;
-  s.schedule = "cosine";
+  s.schedule = ir::Schedule::Cosine;
   EXPECT_DOUBLE_EQ(ScheduledLr(s, 0, 10), 0.5);  // warmup: 2 steps
   EXPECT_DOUBLE_EQ(ScheduledLr(s, 1, 10), 1.0);
   EXPECT_DOUBLE_EQ(ScheduledLr(s, 2, 10), 1.0);  // the decay starts at the peak
   EXPECT_NEAR(ScheduledLr(s, 6, 10), 0.1 + 0.9 * 0.5, 1e-12);  // halfway through the decay
-  s.schedule = "linear";
+  s.schedule = ir::Schedule::Linear;
   EXPECT_NEAR(ScheduledLr(s, 6, 10), 0.1 + 0.9 * 0.5, 1e-12);
   EXPECT_NEAR(ScheduledLr(s, 9, 10), 0.1 + 0.9 * (1 - 7.0 / 8), 1e-12);
-  s.schedule = "constant";
+  s.schedule = ir::Schedule::Constant;
   EXPECT_DOUBLE_EQ(ScheduledLr(s, 9, 10), 1.0);
 }
 

@@ -1,0 +1,58 @@
+// Expressions of data rules: selection scores and filters, pair roles, `where` filters and weightings.
+//
+// Lowering turns sema's terms into these; the runtime evaluates them on records (runtime/exec/rules.cpp)
+// and never sees sema. A small immutable tree, because rules are evaluated per response or per item with
+// scoped aggregates (`max(reward) over source`) and normalisations across items (`softmax(...) over
+// sources`) that an SSA list would only complicate; loss graphs, which are evaluated on whole batches of
+// tensors, are SSA instead (ir.h). Operators come from op_kind.def; ToString prints what the checker
+// prints, so IR text, hashes and messages read like the .fuse source.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compiler/ir/enums.h"
+#include "compiler/ir/ops.h"
+
+namespace fusec::ir {
+
+enum class ExprKind : uint8_t {
+  Const,      // `number`, `boolean` or `text`, by `type`
+  Field,      // `field` of the response `role` ("" = the current response)
+  Op,         // `op` of `args`
+  Select,     // if args[0] then args[1] else args[2]
+  Aggregate,  // `reduction` of args[0] over the prompt's responses sharing `scope` (count: no argument)
+  Normalize,  // `normalization` of args[0] across the items of `scope` (uniform: no argument)
+};
+
+struct Expr;
+using ExprRef = std::shared_ptr<const Expr>;
+
+struct Expr {
+  ExprKind kind = ExprKind::Const;
+  ScalarType type = ScalarType::Float;
+  double number = 0;
+  bool boolean = false;
+  std::string text;
+  Field field = Field::Reward;
+  std::string role;
+  OpKind op = OpKind::Add;
+  Reduction reduction = Reduction::Sum;
+  Normalization normalization = Normalization::Softmax;
+  Scope scope = Scope::Prompt;
+  std::vector<ExprRef> args;
+};
+
+/// .fuse-like text with minimal parentheses: `softmax(max(reward) over source / 0.5) over sources`.
+std::string ToString(const Expr& expr);
+/// "null" for a missing expression (no filter), as the JSON view writes it.
+std::string ToString(const ExprRef& expr);
+
+/// Whether `expr` reads `field` anywhere.
+bool ReadsField(const ExprRef& expr, Field field);
+
+/// Shortest text that reads back as the same double, always with a `.` or exponent: `1.0`, `5e-06`.
+std::string FormatFloat(double value);
+
+}  // namespace fusec::ir

@@ -1,0 +1,118 @@
+// Typed views of checked constructor values (checked.h): what lowering needs of `hf_model`, `new_model`,
+// `jsonl`, `split`, `keep_sources` and `evaluate`, read once from the arguments the builtin table bound.
+
+#include <stdexcept>
+
+#include "compiler/sema/checked.h"
+
+namespace fusec::sema {
+namespace {
+
+const ValueRef& Required(const NamedValues& args, std::string_view name) {
+  for (const auto& [arg_name, value] : args) {
+    if (arg_name == name && value) return value;
+  }
+  throw std::logic_error("checked value without argument `" + std::string(name) + "`");
+}
+
+int64_t Int(const NamedValues& args, std::string_view name) { return *Required(args, name)->As<int64_t>(); }
+double Number(const NamedValues& args, std::string_view name) { return *Required(args, name)->AsNumber(); }
+bool Bool(const NamedValues& args, std::string_view name) { return *Required(args, name)->As<bool>(); }
+const std::string& String(const NamedValues& args, std::string_view name) {
+  return *Required(args, name)->As<std::string>();
+}
+std::optional<int64_t> OptionalInt(const NamedValues& args, std::string_view name) {
+  ValueRef value = FindNamed(args, name);
+  if (!value || value->is_none()) return std::nullopt;
+  return *value->As<int64_t>();
+}
+template <typename E>
+E Enum(const NamedValues& args, std::string_view name) {
+  return *ir::EnumAt<E>(Required(args, name)->As<EnumVal>()->index);
+}
+
+ir::HfModelSpec HfModelSpecOf(const NamedValues& args) {
+  ir::HfModelSpec spec;
+  spec.path = String(args, "path");
+  spec.chat = Enum<ir::ChatTemplateName>(args, "chat");
+  return spec;
+}
+
+ir::NewModelSpec NewModelSpecOf(const NamedValues& args) {
+  ir::NewModelSpec spec;
+  spec.hidden_size = Int(args, "hidden_size");
+  spec.intermediate_size = Int(args, "intermediate_size");
+  spec.num_layers = Int(args, "num_layers");
+  spec.num_heads = Int(args, "num_heads");
+  spec.num_kv_heads = OptionalInt(args, "num_kv_heads");
+  spec.vocab_size = OptionalInt(args, "vocab_size");
+  spec.max_position = Int(args, "max_position");
+  spec.rope_theta = Number(args, "rope_theta");
+  spec.rms_norm_eps = Number(args, "rms_norm_eps");
+  spec.tie_embeddings = Bool(args, "tie_embeddings");
+  spec.architecture = *ir::EnumBySpelling<ir::Architecture>(String(args, "architecture"));  // checked by NewModel
+  spec.tokenizer = String(args, "tokenizer");
+  spec.chat = Enum<ir::ChatTemplateName>(args, "chat");
+  spec.seed = Int(args, "seed");
+  return spec;
+}
+
+ir::DatasetSpec JsonlSpecOf(const NamedValues& args) {
+  ir::DatasetSpec spec;
+  spec.path = String(args, "path");
+  spec.fields = {String(args, "id"),     String(args, "prompt"), String(args, "messages"),
+                 String(args, "responses"), String(args, "source"), String(args, "text"),
+                 String(args, "reward"), String(args, "gold"),   String(args, "family")};
+  spec.bad_lines = Enum<ir::BadLines>(args, "bad_lines");
+  spec.limit = OptionalInt(args, "limit");
+  return spec;
+}
+
+SplitPartOf SplitPartOfArgs(const NamedValues& part_args) {
+  const NamedValues& split_args = Required(part_args, "split")->As<ConstructedVal>()->args;
+  SplitPartOf out;
+  out.data = Required(split_args, "data");
+  out.part.part = String(part_args, "part");
+  for (const auto& [name, value] : split_args) {
+    if (name != "data" && name != "seed") out.part.fractions.emplace_back(name, *value->AsNumber());
+  }
+  out.part.seed = Int(split_args, "seed");
+  return out;
+}
+
+}  // namespace
+
+DatasetOrigin DatasetOriginOf(const Value& dataset) {
+  const auto& constructed = *dataset.As<ConstructedVal>();
+  if (constructed.constructor == "split_part") return SplitPartOfArgs(constructed.args);
+  if (constructed.constructor == "keep_sources") {
+    KeepSourcesOf out;
+    out.data = Required(constructed.args, "data");
+    for (const ValueRef& source : Required(constructed.args, "sources")->As<ListVal>()->elements) {
+      out.filter.sources.push_back(*source->As<std::string>());
+    }
+    return out;
+  }
+  return JsonlSpecOf(constructed.args);
+}
+
+ModelOrigin ModelOriginOf(const Value& model) {
+  if (const auto* stage = model.As<StageModelVal>()) return stage->stage;
+  const auto& constructed = *model.As<ConstructedVal>();
+  if (constructed.constructor == "new_model") return ir::ModelSpec{NewModelSpecOf(constructed.args)};
+  return ir::ModelSpec{HfModelSpecOf(constructed.args)};
+}
+
+EvaluationOf EvaluationOfValue(const Value& evaluation) {
+  const NamedValues& args = evaluation.As<ConstructedVal>()->args;
+  EvaluationOf out;
+  out.data = Required(args, "data");
+  if (ValueRef models = FindNamed(args, "models")) {
+    if (const auto* list = models->As<ListVal>()) out.models = list->elements;
+  }
+  out.max_new_tokens = Int(args, "max_new_tokens");
+  out.batch = Int(args, "batch");
+  return out;
+}
+
+}  // namespace fusec::sema
