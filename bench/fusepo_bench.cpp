@@ -410,7 +410,7 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
   settings.weight_decay = settings_json["weight_decay"].get<double>();
   settings.grad_clip = settings_json["grad_clip"].get<double>();
   settings.warmup = 0;
-  settings.schedule = "constant";
+  settings.schedule = ir::Schedule::Constant;
   settings.epochs = 1;
   settings.batch = static_cast<int64_t>(workload["steps"][0].size());
   settings.micro_batch = settings.batch;
