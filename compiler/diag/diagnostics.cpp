@@ -101,15 +101,23 @@ DiagnosticBuilder Diagnostics::Report(DiagnosticKind kind, SourceSpan span, std:
 }
 
 std::string Render(const Diagnostic& diagnostic, const SourceManager& sources) {
+  return RenderReport(diagnostic.severity, DiagnosticKindName(diagnostic.kind), diagnostic.span, /*place=*/"",
+                      diagnostic.message, diagnostic.notes, sources);
+}
+
+std::string RenderReport(Severity severity, std::string_view kind, SourceSpan span, std::string_view place,
+                         std::string_view message, const std::vector<DiagnosticNote>& notes,
+                         const SourceManager& sources) {
   std::string out;
-  std::string_view level = diagnostic.severity == Severity::Error ? "error" : "warning";
-  std::string suffix = " [" + std::string(DiagnosticKindName(diagnostic.kind)) + "]";
-  if (diagnostic.span.valid()) {
-    AppendLocated(out, sources, diagnostic.span, level, diagnostic.message, suffix);
+  std::string_view level = severity == Severity::Error ? "error" : "warning";
+  std::string suffix = " [" + std::string(kind) + "]";
+  if (span.valid()) {
+    AppendLocated(out, sources, span, level, message, suffix);
   } else {
-    out += std::string(level) + ": " + diagnostic.message + suffix + "\n";
+    if (!place.empty()) out += std::string(place) + ": ";
+    out += std::string(level) + ": " + std::string(message) + suffix + "\n";
   }
-  for (const DiagnosticNote& note : diagnostic.notes) {
+  for (const DiagnosticNote& note : notes) {
     std::string_view note_level = note.level == DiagnosticNote::Level::Note ? "note" : "help";
     if (note.span.valid()) {
       AppendLocated(out, sources, note.span, note_level, note.message, "");

@@ -12,7 +12,9 @@
 //   help: did you mean `simpo`?
 //
 // Messages are lower case without a trailing period, quote code in backticks and describe what was observed;
-// the fix goes in a `help:` line, related places in `note:` lines that carry their own snippet.
+// the fix goes in a `help:` line, related places in `note:` lines that carry their own snippet. The runtime's
+// errors (runtime/support/run_error.h) go through the same renderer, RenderReport(), so a failed stage reads
+// like a failed check.
 #pragma once
 
 #include <cstdint>
@@ -85,6 +87,13 @@ class Diagnostics {
 
 /// Renders one diagnostic with its snippets, notes and help lines; ends with a newline.
 std::string Render(const Diagnostic& diagnostic, const SourceManager& sources);
+/// The renderer behind Render(const Diagnostic&), shared with the runtime's errors (runtime/support/run_error.h)
+/// so both read the same: the `severity: message [kind]` line, located with a snippet when `span` is valid,
+/// else prefixed by `place` (a location outside the sources, such as `data.jsonl:2`) unless that is empty;
+/// then the notes in order.
+std::string RenderReport(Severity severity, std::string_view kind, SourceSpan span, std::string_view place,
+                         std::string_view message, const std::vector<DiagnosticNote>& notes,
+                         const SourceManager& sources);
 /// Renders all diagnostics in the order they were reported.
 std::string RenderAll(const Diagnostics& diagnostics, const SourceManager& sources);
 /// "2 errors, 1 warning" style summary; empty when there is nothing.

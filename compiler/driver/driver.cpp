@@ -280,7 +280,7 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
   } catch (const std::logic_error& bug) {
     Report(checked->diagnostics, checked->sources, err);
     err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
-    return kExitErrors;
+    return kExitInternal;
   }
   Report(checked->diagnostics, checked->sources, err);
   if (plan.emit == "ir") {

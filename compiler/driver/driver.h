@@ -4,7 +4,8 @@
 // subcommand asks for, prints diagnostics to `err` and results to `out`, and returns the exit status. It takes
 // streams instead of using std::cout so golden tests run it in-process.
 //
-// Exit status: 0 when the input is clean (warnings allowed), 1 when it has errors, 2 for usage errors.
+// Exit status: 0 when the input is clean (warnings allowed), 1 when it has errors, 2 for usage errors, 3 for
+// internal errors (a bug in fusec; main() turns any exception that escapes into one).
 #pragma once
 
 #include <iosfwd>
@@ -22,6 +23,7 @@ namespace fusec {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitErrors = 1;
 inline constexpr int kExitUsage = 2;
+inline constexpr int kExitInternal = 3;  // fusec-rt's is the same (runtime/cli/commands.h)
 
 int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 

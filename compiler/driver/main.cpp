@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <iostream>
 #include <string_view>
@@ -36,7 +37,9 @@ int RunRuntime(char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int Run(int argc, char** argv) {
   if (argc > 1) {
     for (std::string_view command : kRuntimeCommands) {
       if (command == argv[1]) return RunRuntime(argv);
@@ -51,4 +54,18 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> args(argv + 1, argv + argc);
   return fusec::Main(args, std::cout, std::cerr);
+}
+
+}  // namespace
+
+// No exception reaches std::terminate: the phases report bad input as diagnostics, so one that escapes is a bug.
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& error) {
+    std::cerr << "internal error: " << error.what() << "\nthis is a bug in fusec; please report it with the input\n";
+  } catch (...) {
+    std::cerr << "internal error: unknown exception\nthis is a bug in fusec; please report it with the input\n";
+  }
+  return fusec::kExitInternal;
 }

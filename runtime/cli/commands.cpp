@@ -17,6 +17,7 @@
 #endif
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
+#include "runtime/support/run_error.h"
 #include "runtime/support/text.h"
 #include "runtime/support/torch_errors.h"
 #include "runtime/tokenizer/chat_template.h"
@@ -26,10 +27,6 @@ namespace fusec::rt {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr int kExitOk = 0;
-constexpr int kExitErrors = 1;
-constexpr int kExitUsage = 2;
 
 constexpr const char* kSkipHint = "(--skip-bad-lines skips such lines)";
 
@@ -535,6 +532,9 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
   } catch (const InputError& error) {
     err << "error: " << error.message << "\n";
     return kExitErrors;
+  } catch (const RunError& error) {  // the sources are gone by now: the plain form
+    err << Render(error);
+    return error.kind() == RunErrorKind::Internal ? kExitInternal : kExitErrors;
   } catch (const c10::Error& error) {
     if (auto out_of_memory = OutOfMemoryMessage(error)) {
       err << "error: " << *out_of_memory << " (a smaller model, batch or length needs less)\n";

@@ -2,11 +2,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 #include <string>
 #include <thread>
 
 #include "runtime/cli/commands.h"
+#include "runtime/support/run_error.h"
 
 int main(int argc, char** argv) {
   // LibTorch uses one thread by default on these machines (dependencies.md), and OpenMP reads
@@ -17,6 +19,18 @@ int main(int argc, char** argv) {
     setenv("OMP_NUM_THREADS", threads.c_str(), 1);
     execv("/proc/self/exe", argv);  // returns only on failure; then run with the default thread count
   }
-  std::vector<std::string> args(argv + 1, argv + argc);
-  return fusec::rt::RuntimeMain(args, std::cin, std::cout, std::cerr);
+  // No exception reaches std::terminate: bad input is a RunError (or reported inside RuntimeMain), so
+  // anything else that escapes is a bug in fusec.
+  try {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    return fusec::rt::RuntimeMain(args, std::cin, std::cout, std::cerr);
+  } catch (const fusec::rt::RunError& error) {
+    std::cerr << fusec::rt::Render(error);
+    return error.kind() == fusec::rt::RunErrorKind::Internal ? fusec::rt::kExitInternal : fusec::rt::kExitErrors;
+  } catch (const std::exception& error) {
+    std::cerr << "internal error: " << error.what() << "\nthis is a bug in fusec; please report it with the input\n";
+  } catch (...) {
+    std::cerr << "internal error: unknown exception\nthis is a bug in fusec; please report it with the input\n";
+  }
+  return fusec::rt::kExitInternal;
 }

@@ -53,6 +53,22 @@ TEST(Render, DiagnosticsWithoutLocationAndWarnings) {
   EXPECT_EQ(Summary(diagnostics), "1 error, 1 warning");
 }
 
+// The renderer the runtime's errors share: a place outside the sources leads an unlocated report, and is
+// ignored when the span is valid.
+TEST(RenderReport, PrefixesThePlaceOnlyWithoutASpan) {
+  SourceManager sources;
+  FileId file = sources.Add("t.fuse", "", "x = 1\n");
+  std::vector<DiagnosticNote> notes = {{DiagnosticNote::Level::Help, SourceSpan{}, "fix the line"}};
+  EXPECT_EQ(RenderReport(Severity::Error, "DataLine", SourceSpan{}, "po.jsonl:2", "expected a JSON object", notes,
+                         sources),
+            "po.jsonl:2: error: expected a JSON object [DataLine]\n"
+            "help: fix the line\n");
+  EXPECT_EQ(RenderReport(Severity::Error, "DataLine", SourceSpan{file, 0, 1}, "po.jsonl:2", "bad", {}, sources),
+            "t.fuse:1:1: error: bad [DataLine]\n"
+            "x = 1\n"
+            "^\n");
+}
+
 TEST(Diagnostics, DropsExactRepeatsWithTheirNotes) {
   SourceManager sources;
   FileId file = sources.Add("t.fuse", "", "x\n");
