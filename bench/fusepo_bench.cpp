@@ -31,6 +31,7 @@
 #endif
 
 #include "compiler/driver/driver.h"
+#include "runtime/exec/ref_logprobs.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
 #include "runtime/support/torch_compat.h"
@@ -386,17 +387,7 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
   auto start = std::chrono::steady_clock::now();
   {
     rt::compat::AutocastScope autocast(bf16, device.type(), at::kBFloat16);
-    std::vector<rt::PromptResponses> groups;
-    for (size_t p = 0; p < data.prompt_ids.size(); ++p) {
-      rt::PromptResponses& group = groups.emplace_back();
-      group.prompt = data.prompt_ids[p];
-      for (const auto& response : data.response_ids[p]) group.responses.emplace_back(response);
-    }
-    auto scores = rt::ScoreResponses(**reference, groups, 16384, logprobs);
-    for (const rt::Item& item : data.items.items) {
-      data.ref_logp.push_back({scores[item.prompt][static_cast<size_t>(item.responses[0])].logp,
-                               scores[item.prompt][static_cast<size_t>(item.responses[1])].logp});
-    }
+    data.ref_logp = rt::ReferenceLogprobs(**reference, data, /*batch_tokens=*/16384, logprobs);  // fusec run's body
   }
   Synchronize(device);
   const double ref_seconds = Seconds(start);

@@ -369,7 +369,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
       autocast.reset();
       double value = micro_loss.item<double>();
       if (!std::isfinite(value)) {
-        throw TrainError("stage `" + options.stage + "`, step " + std::to_string(step + 1) + ": the loss is " +
+        throw NonFiniteLossError("stage `" + options.stage + "`, step " + std::to_string(step + 1) + ": the loss is " +
                          (std::isnan(value) ? "NaN" : "infinite") + " (objective `" + loss.objective +
                          "`); the last good checkpoint is kept");
       }

@@ -108,6 +108,12 @@ class TrainError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The loss became NaN or infinite: the stage stops at that step, keeping its last good checkpoint.
+class NonFiniteLossError : public TrainError {
+ public:
+  using TrainError::TrainError;
+};
+
 /// Trains `model` in place. Returns the number of optimizer steps taken in all (after resuming, the total).
 int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::LossGraph& loss,
               const ir::Requirements& needs, const TrainSettings& settings, const TrainOptions& options);

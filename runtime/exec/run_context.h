@@ -1,0 +1,141 @@
+// What every node body of the executor shares: the values nodes pass on, and the run's context.
+//
+// The executor (executor.cpp) is a demand-driven walk; each node kind's body lives in its own file
+// (load_nodes.cpp, rule_nodes.cpp, ref_logprobs_node.cpp, train_node.cpp, export_node.cpp,
+// evaluate_node.cpp) and sees the run only through RunContext: the device, the stage cache, path resolution,
+// the reporter, and `Input()`, which evaluates an input node on demand (a cached train node never asks for its
+// items, so their whole data pipeline is skipped). Node bodies throw RunError (runtime/support/run_error.h);
+// the walk adds the failing node's span and renders it.
+#pragma once
+
+#include <torch/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compiler/cache/cache.h"
+#include "compiler/ir/ir.h"
+#include "runtime/exec/executor.h"
+#include "runtime/exec/reporter.h"
+#include "runtime/exec/rules.h"
+#include "runtime/model/inference.h"
+#include "runtime/model/llama.h"
+#include "runtime/support/run_error.h"
+#include "runtime/tokenizer/chat_template.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace fusec::rt {
+
+/// A model as nodes pass it on: a Hugging Face model directory and the chat template to use with it.
+struct ModelHandle {
+  std::string dir;
+  ir::ChatTemplateName chat;
+};
+
+/// The output of a node.
+struct NodeValue {
+  std::optional<ModelHandle> model;
+  std::shared_ptr<const Dataset> data;  // datasets, and the dataset items index
+  std::shared_ptr<const ItemSet> items;
+  std::shared_ptr<const std::vector<std::vector<double>>> ref_logp;  // [item][role]; NaN for dropped items
+};
+
+/// A model directory loaded for use: the model on the run's device, its tokenizer and chat template.
+struct OpenedModel {
+  LlamaForCausalLM model{nullptr};
+  std::optional<Tokenizer> tokenizer;
+  ChatTemplate chat;
+};
+
+/// Tokens a scoring batch computes (reference log-probs, evaluation's best-response NLL).
+inline constexpr int64_t kScoreBatchTokens = 8192;
+
+class RunContext {
+ public:
+  using EvalInput = std::function<const NodeValue&(ir::NodeId)>;
+
+  RunContext(const PlannedRun& plan, const RunOptions& options, Reporter& reporter, EvalInput eval_input);
+
+  const PlannedRun& plan() const { return plan_; }
+  const RunOptions& options() const { return options_; }
+  Reporter& reporter() { return reporter_; }
+  StageCache& cache() { return cache_; }
+  const torch::Device& device() const { return device_; }
+  void set_device(torch::Device device) { device_ = device; }
+  const std::string& started() const { return started_; }
+  /// Whether the note that bf16 autocast is slow on the CPU was printed already (once a run).
+  bool warned_cpu_bf16 = false;
+
+  /// The value of the node feeding `slot` of `node`, computed now if it was not yet.
+  const NodeValue& Input(const ir::Node& node, std::string_view slot);
+  const NodeValue& Value(ir::NodeId id) { return eval_input_(id); }
+
+  /// A path of the experiment (data, models), relative to the .fuse file.
+  std::string Resolve(const std::string& path) const;
+  /// A path under an experiment's output directory, moved under --out when it is given.
+  std::filesystem::path Rebase(const std::string& path) const;
+
+  /// The complete cache entry of `node`, after a full check; a corrupt one is reported and ignored.
+  std::optional<std::string> CachedEntry(const ir::Node& node);
+  /// Commits `staging` as `node`'s cache entry and returns the entry's directory.
+  std::string Commit(const ir::Node& node, const std::string& staging);
+
+  /// Loads a model directory on the run's device with its tokenizer and chat template, checked against each
+  /// other (a tokenizer with more tokens than the embedding has rows would index out of range mid-training).
+  OpenedModel Open(const ModelHandle& handle);
+
+  /// How log-probabilities are computed: every optimisation on, unless `fusec run --unoptimized`.
+  LogProbOptions LogProbs() const;
+
+  /// `experiment/stage`, or the kind's spelling for nodes of no stage.
+  static std::string Label(const ir::Node& node);
+  /// `stage`, the part after the experiment's name.
+  static std::string StageName(const ir::Node& node);
+  /// The experiment a node belongs to (its first stage's).
+  static std::string ExperimentOf(const ir::Node& node);
+
+ private:
+  const PlannedRun& plan_;
+  const RunOptions& options_;
+  Reporter& reporter_;
+  EvalInput eval_input_;
+  StageCache cache_;
+  std::filesystem::path base_dir_;
+  torch::Device device_ = torch::kCPU;
+  std::string started_;
+};
+
+/// The chat template `name` means for `tokenizer` (`auto`: the tokenizer's own, detected).
+ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer);
+
+/// Tokenized training items: the items whose sequences fit the length limits, with their original indexes.
+struct TokenizedItems {
+  TrainData data;
+  std::vector<size_t> kept;
+  int64_t too_long = 0;
+};
+TokenizedItems TokenizeItems(const Dataset& dataset, const ItemSet& items, const Tokenizer& tokenizer,
+                             const ChatTemplate& chat, int64_t max_len, std::optional<int64_t> max_prompt_len);
+
+/// Writes `text` to `path`, or throws a FileSystem RunError naming it.
+void WriteOrThrow(const std::filesystem::path& path, const std::string& text);
+/// Copies a directory tree to `to` through a staging directory, replacing `to`.
+void CopyDirectory(const std::filesystem::path& from, const std::filesystem::path& to);
+
+// The node bodies, one family per file.
+NodeValue RunLoadModel(const ir::Node& node, RunContext& run);        // load_nodes.cpp
+NodeValue RunLoadData(const ir::Node& node, RunContext& run);         // load_nodes.cpp
+NodeValue RunFilterSources(const ir::Node& node, RunContext& run);    // rule_nodes.cpp
+NodeValue RunSplit(const ir::Node& node, RunContext& run);            // rule_nodes.cpp
+NodeValue RunRule(const ir::Node& node, RunContext& run);             // rule_nodes.cpp: select, pairs, groups
+NodeValue RunWeight(const ir::Node& node, RunContext& run);           // rule_nodes.cpp
+NodeValue RunRefLogprobs(const ir::Node& node, RunContext& run);      // ref_logprobs_node.cpp
+NodeValue RunTrain(const ir::Node& node, RunContext& run);            // train_node.cpp
+NodeValue RunExport(const ir::Node& node, RunContext& run);           // export_node.cpp
+NodeValue RunEvaluate(const ir::Node& node, RunContext& run);         // evaluate_node.cpp
+
+}  // namespace fusec::rt

@@ -1,0 +1,188 @@
+// train: one stage's training, from its cached entry when there is one, else from the init model on its
+// weighted items (runtime/train/trainer.h), with checkpoints that `--resume` continues from.
+
+#include <c10/util/Exception.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <sstream>
+
+#include "runtime/exec/run_context.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/support/text.h"
+#include "runtime/support/torch_errors.h"
+#include "runtime/train/trainer.h"
+
+namespace fusec::rt {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+
+/// A finished stage from the cache: its metrics go to the run directories, the model is the entry's.
+NodeValue ReuseCached(const ir::Node& node, const std::string& entry, const ModelHandle& init, RunContext& run) {
+  const std::string metrics = ReadWholeFile(entry + "/metrics.jsonl").value_or("");
+  run.reporter().AppendMetrics(node.stages, metrics);
+  run.reporter().StageDone(node.stages, "cached", Reporter::LastLoss(metrics));
+  run.reporter().progress() << "[" << RunContext::Label(node) << "] cached ("
+                            << entry.substr(run.cache().dir().size() + 1) << ")\n";
+  return NodeValue{ModelHandle{entry + "/model", init.chat}};
+}
+
+/// The stage's items tokenized, with their reference log-probabilities when the loss reads them.
+TokenizedItems PrepareItems(const ir::Node& node, const OpenedModel& opened, RunContext& run) {
+  const NodeValue& items = run.Input(node, "items");
+  const ir::TrainSpec& spec = node.as<ir::Train>().spec;
+  TokenizedItems tokenized =
+      TokenizeItems(*items.data, *items.items, *opened.tokenizer, opened.chat, spec.max_len, spec.max_prompt_len);
+  if (node.FindInput("ref_logprobs") == nullptr) return tokenized;
+  const NodeValue& ref = run.Input(node, "ref_logprobs");
+  for (size_t i : tokenized.kept) {
+    const std::vector<double>& row = (*ref.ref_logp)[i];
+    for (double v : row) {
+      if (std::isnan(v)) {
+        throw RunError(RunErrorKind::Internal, "an item has no reference log-probability (lengths differ?)");
+      }
+    }
+    tokenized.data.ref_logp.push_back(row);
+  }
+  return tokenized;
+}
+
+/// `auto` is bf16 autocast on a GPU and fp32 on the CPU; weights and AdamW stay fp32.
+bool UsesBf16(ir::Precision precision, RunContext& run) {
+  if (precision == ir::Precision::Fp16) {  // the checker refuses it; a graph from elsewhere may not
+    throw RunError(RunErrorKind::Unsupported, "precision fp16 needs loss scaling, which fusec does not do")
+        .Help("use `precision = bf16` or `fp32`");
+  }
+  bool bf16 = precision == ir::Precision::Bf16 || (precision == ir::Precision::Auto && run.device().is_cuda());
+  if (bf16 && run.device().is_cpu() && !run.warned_cpu_bf16) {
+    run.reporter().progress() << "  note: bf16 autocast on the CPU is slow in LibTorch 1.13; `precision = fp32` "
+                                 "trains faster here\n";
+    run.warned_cpu_bf16 = true;
+  }
+  return bf16;
+}
+
+/// The stage's metrics.jsonl beside its checkpoints until it completes, so a resumed stage keeps the lines of
+/// the steps before its checkpoint (and drops those it redoes); every line also goes to the run directories.
+class StageMetrics {
+ public:
+  StageMetrics(const ir::Node& node, fs::path file, bool resuming, Reporter& reporter)
+      : node_(node), file_(std::move(file)), reporter_(reporter), start_(std::chrono::steady_clock::now()) {
+    if (!resuming) fs::remove(file_);
+  }
+
+  void OnStep(const StepMetrics& m) {
+    if (first_step_ < 0) KeepEarlierLines(m.step);
+    last = m;
+    std::string line = Reporter::MetricsJson(RunContext::Label(node_), m).dump() + "\n";
+    std::ofstream(file_, std::ios::app) << line;
+    reporter_.AppendMetrics(node_.stages, line);
+    reporter_.Step(RunContext::Label(node_), m, first_step_, start_);
+  }
+
+  const fs::path& file() const { return file_; }
+  StepMetrics last;
+
+ private:
+  void KeepEarlierLines(int64_t step) {
+    first_step_ = step;
+    std::string earlier;
+    std::istringstream lines(ReadWholeFile(file_.string()).value_or(""));
+    for (std::string line; std::getline(lines, line);) {
+      Json json = Json::parse(line, nullptr, false);
+      if (!json.is_discarded() && json.value("step", int64_t{0}) < step) earlier += line + "\n";
+    }
+    WriteOrThrow(file_, earlier);
+    reporter_.AppendMetrics(node_.stages, earlier);
+  }
+
+  const ir::Node& node_;
+  fs::path file_;
+  Reporter& reporter_;
+  std::chrono::steady_clock::time_point start_;
+  int64_t first_step_ = -1;
+};
+
+/// Trains, turning LibTorch's failures into RunErrors (out of memory above all).
+void TrainOrThrow(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Train& train,
+                  const TrainSettings& settings, const TrainOptions& options) {
+  try {
+    Train(model, data, train.loss, *train.requirements, settings, options);
+  } catch (const NonFiniteLossError& error) {
+    throw RunError(RunErrorKind::NonFiniteLoss, error.what())
+        .Help("a smaller learning rate, or a loss that stays finite (`log` of a positive value), trains on");
+  } catch (const c10::Error& torch_error) {  // out of memory, a shape LibTorch refuses
+    if (auto out_of_memory = OutOfMemoryMessage(torch_error)) {
+      throw RunError(RunErrorKind::OutOfMemory, *out_of_memory + " while training")
+          .Help("a smaller `micro_batch` or `max_len`, or `precision = bf16`, needs less (finished stages and "
+                "checkpoints are kept)");
+    }
+    throw RunError(RunErrorKind::Internal, torch_error.what_without_backtrace());
+  }
+}
+
+}  // namespace
+
+NodeValue RunTrain(const ir::Node& node, RunContext& run) {
+  const std::string label = RunContext::Label(node);
+  const ModelHandle init = *run.Input(node, "init").model;
+  if (auto cached = run.CachedEntry(node)) return ReuseCached(node, *cached, init, run);
+  if (node.FindInput("reference") != nullptr) {
+    throw RunError(RunErrorKind::Internal, "a reference model must be hoisted into ref_logprobs before training");
+  }
+  const ir::Train& train_node = node.as<ir::Train>();
+  OpenedModel opened = run.Open(init);
+  TokenizedItems tokenized = PrepareItems(node, opened, run);
+
+  TrainSettings settings = TrainSettings::FromSpec(train_node.spec);
+  settings.bf16_autocast = UsesBf16(train_node.spec.precision, run);
+  if (run.options().unoptimized) settings.DisableOptimizations();
+
+  const fs::path checkpoints = fs::path(run.cache().dir()) / "checkpoints" / node.hash;
+  if (!run.options().resume) fs::remove_all(checkpoints);  // a fresh start: old checkpoints would be resumed by mistake
+  const bool resuming = run.options().resume && fs::exists(checkpoints / "LATEST");
+  fs::create_directories(checkpoints);
+  StageMetrics metrics(node, checkpoints / "metrics.jsonl", resuming, run.reporter());
+
+  TrainOptions train;
+  train.stage = label;
+  train.checkpoint_dir = checkpoints.string();
+  train.resume = run.options().resume;
+  train.stop_after = run.options().stop_after_steps;
+  train.on_step = [&](const StepMetrics& m) { metrics.OnStep(m); };
+  run.reporter().progress() << "[" << label << "] training on " << tokenized.data.items.items.size() << " items"
+                            << (tokenized.too_long > 0
+                                    ? " (" + std::to_string(tokenized.too_long) + " over max_len dropped)"
+                                    : "")
+                            << (resuming ? ", resuming from its last checkpoint" : "") << " on "
+                            << run.device().str() << (settings.bf16_autocast ? " (bf16 autocast)" : "") << "\n";
+  if (tokenized.data.items.items.empty()) {
+    throw RunError(RunErrorKind::NoItems, "no items to train on")
+        .Help("the stage's rule kept nothing, or every item is longer than `max_len`");
+  }
+  TrainOrThrow(*opened.model, tokenized.data, train_node, settings, train);
+  if (metrics.last.step < metrics.last.total_steps) {
+    throw RunError(RunErrorKind::TrainingStopped, label + ": stopped after step " + std::to_string(metrics.last.step) +
+                                                      " of " + std::to_string(metrics.last.total_steps) +
+                                                      " (--stop-after)")
+        .Help("`fusec run --resume` continues from the last checkpoint");
+  }
+
+  std::string staging = run.cache().BeginEntry(node.hash);
+  SaveOptions save;
+  save.tokenizer_dir = init.dir;
+  std::string error;
+  if (!SaveModel(*opened.model, staging + "/model", save, &error)) throw RunError(RunErrorKind::FileSystem, error);
+  fs::copy_file(metrics.file(), fs::path(staging) / "metrics.jsonl");
+  std::string entry = run.Commit(node, staging);
+  fs::remove_all(checkpoints);
+  run.reporter().StageDone(node.stages, "trained", metrics.last.loss);
+  return NodeValue{ModelHandle{entry + "/model", init.chat}};
+}
+
+}  // namespace fusec::rt
