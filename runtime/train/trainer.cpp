@@ -1,8 +1,5 @@
 #include "runtime/train/trainer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <torch/torch.h>
 
 #include <chrono>
@@ -13,24 +10,14 @@
 #include <random>
 
 #include "runtime/model/inference.h"
-#include "runtime/model/safetensors.h"
+#include "runtime/model/training_checkpoint.h"
 #include "runtime/objectives/loss.h"
-#include "runtime/support/text.h"
 #include "runtime/support/torch_compat.h"
 
 namespace fusec::rt {
 namespace {
 
 namespace fs = std::filesystem;
-
-/// fsync a file or directory, so a rename that follows publishes data that is on disk.
-void Fsync(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 /// The prompts that have items, each with its items and the distinct responses whose policy log-probabilities
 /// the loss reads (in order of first use), in dataset order.
@@ -139,81 +126,23 @@ bool IsGrouped(sema::ObjectiveUnit unit) {
   return unit == sema::ObjectiveUnit::GroupOfResponses || unit == sema::ObjectiveUnit::GroupOfPairs;
 }
 
-// --- checkpoints ---
+// --- checkpoints (runtime/model/training_checkpoint.h) ---
 
-struct CheckpointState {
-  int64_t step = 0;
-  int64_t total_steps = 0;
-};
-
-void SaveCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer, const CheckpointState& state,
-                    const fs::path& dir) {
-  char name[32];
-  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(state.step));
-  fs::path final_dir = dir / name;
-  fs::path staging = dir / (std::string(name) + ".partial");
-  fs::remove_all(staging);
-  fs::create_directories(staging);
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& item : model.named_parameters()) {
-    tensors.emplace_back(item.key(), item.value().detach().to(torch::kCPU, torch::kFloat).contiguous());
-  }
-  std::vector<TensorToWrite> writes;
-  for (const auto& [tensor_name, tensor] : tensors) {
-    writes.push_back({tensor_name, DType::F32, tensor.sizes().vec(), tensor.data_ptr()});
-  }
+void SaveCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::AdamW& optimizer, const TrainingState& state,
+                    const std::string& dir) {
   std::string error;
-  if (!WriteSafetensors((staging / "model.safetensors").string(), writes, {{"format", "pt"}}, &error)) {
-    throw TrainError("cannot write a checkpoint: " + error);
-  }
-  torch::save(optimizer, (staging / "optimizer.pt").string());
-  nlohmann::ordered_json json = {{"step", state.step}, {"total_steps", state.total_steps}};
-  if (!WriteWholeFile((staging / "state.json").string(), json.dump(2) + "\n")) {
-    throw TrainError("cannot write " + (staging / "state.json").string());
-  }
-  for (const char* file : {"model.safetensors", "optimizer.pt", "state.json"}) Fsync(staging / file);
-  Fsync(staging);
-  fs::remove_all(final_dir);
-  fs::rename(staging, final_dir);
-  // LATEST names the newest complete checkpoint; it is replaced atomically, then older ones are removed.
-  fs::path latest_tmp = dir / "LATEST.tmp";
-  if (!WriteWholeFile(latest_tmp.string(), std::string(name) + "\n")) throw TrainError("cannot write " + latest_tmp.string());
-  Fsync(latest_tmp);
-  fs::rename(latest_tmp, dir / "LATEST");
-  Fsync(dir);
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    std::string entry_name = entry.path().filename().string();
-    if (entry_name.starts_with("step-") && entry_name != name) fs::remove_all(entry.path());
-  }
+  if (!SaveTrainingCheckpoint(model, optimizer, state, dir, &error)) throw TrainError(error);
 }
 
-/// Loads the newest checkpoint of `dir` into the model and optimizer; nullopt when there is none.
-std::optional<CheckpointState> LoadCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer,
-                                              const fs::path& dir) {
-  auto latest = ReadWholeFile((dir / "LATEST").string());
-  if (!latest) return std::nullopt;
-  std::string name = latest->substr(0, latest->find('\n'));
-  fs::path checkpoint = dir / name;
-  auto state_text = ReadWholeFile((checkpoint / "state.json").string());
-  nlohmann::json state_json = nlohmann::json::parse(state_text.value_or(""), nullptr, false);
-  if (state_json.is_discarded() || !state_json.contains("step")) {
-    throw TrainError(checkpoint.string() + ": the checkpoint's state.json is missing or damaged");
-  }
+/// Loads the newest checkpoint of `dir` into the model and optimizer and returns its step; 0 when there is none.
+int64_t ResumeFromLatestCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer,
+                                   const std::string& dir) {
+  const std::optional<std::string> latest = LatestTrainingCheckpoint(dir);
+  if (!latest) return 0;
   std::string error;
-  auto file = SafetensorsFile::Open((checkpoint / "model.safetensors").string(), &error);
-  if (!file) throw TrainError("cannot resume: " + error);
-  torch::NoGradGuard no_grad;
-  for (auto& item : model.named_parameters()) {
-    const TensorInfo* info = file->Find(item.key());
-    if (info == nullptr || info->dtype != DType::F32 || c10::IntArrayRef(info->shape) != item.value().sizes()) {
-      throw TrainError(checkpoint.string() + ": the checkpoint does not match the model at `" + item.key() + "`");
-    }
-    torch::Tensor source = torch::empty(info->shape, torch::kFloat);
-    std::memcpy(source.data_ptr(), file->Data(*info), info->end - info->begin);
-    item.value().copy_(source);
-  }
-  torch::load(optimizer, (checkpoint / "optimizer.pt").string());
-  return CheckpointState{state_json["step"].get<int64_t>(), state_json.value("total_steps", int64_t{0})};
+  const std::optional<TrainingState> state = LoadTrainingCheckpoint(model, optimizer, *latest, &error);
+  if (!state) throw TrainError(error);
+  return state->step;
 }
 
 }  // namespace
@@ -273,7 +202,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
                                                          .weight_decay(settings.weight_decay));
   int64_t step = 0;
   if (options.resume && !options.checkpoint_dir.empty()) {
-    if (auto state = LoadCheckpoint(model, optimizer, options.checkpoint_dir)) step = state->step;
+    step = ResumeFromLatestCheckpoint(model, optimizer, options.checkpoint_dir);
   }
   if (!options.checkpoint_dir.empty()) fs::create_directories(options.checkpoint_dir);
 
