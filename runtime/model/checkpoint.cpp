@@ -174,17 +174,7 @@ bool LoadWeights(LlamaForCausalLMImpl& model, const std::string& dir, std::strin
                ShapeText(parameter.sizes());
       return false;
     }
-    // View the mapping in place when aligned (from_blob does not copy), else copy the bytes out first.
-    const uint8_t* data = file->Data(*info);
-    torch::Dtype dtype = TorchDtype(info->dtype);
-    torch::Tensor source;
-    if (reinterpret_cast<uintptr_t>(data) % DTypeSize(info->dtype) == 0) {
-      source = torch::from_blob(const_cast<uint8_t*>(data), info->shape, torch::TensorOptions().dtype(dtype));
-    } else {
-      source = torch::empty(info->shape, torch::TensorOptions().dtype(dtype));
-      std::memcpy(source.data_ptr(), data, info->end - info->begin);
-    }
-    parameter.copy_(source);
+    CopyTensorInto(*file, *info, parameter);
     used.insert(name);
   }
   std::vector<std::string> unexpected;
@@ -199,6 +189,21 @@ bool LoadWeights(LlamaForCausalLMImpl& model, const std::string& dir, std::strin
     return false;
   }
   return true;
+}
+
+void CopyTensorInto(const SafetensorsFile& file, const TensorInfo& tensor, torch::Tensor& parameter) {
+  // View the mapping in place when aligned (from_blob does not copy), else copy the bytes out first.
+  const uint8_t* data = file.Data(tensor);
+  const torch::TensorOptions options = torch::TensorOptions().dtype(TorchDtype(tensor.dtype));
+  torch::Tensor source;
+  if (reinterpret_cast<uintptr_t>(data) % DTypeSize(tensor.dtype) == 0) {
+    source = torch::from_blob(const_cast<uint8_t*>(data), tensor.shape, options);
+  } else {
+    source = torch::empty(tensor.shape, options);
+    std::memcpy(source.data_ptr(), data, tensor.end - tensor.begin);
+  }
+  torch::NoGradGuard no_grad;  // parameters are leaves that require grad
+  parameter.copy_(source);
 }
 
 std::optional<LlamaForCausalLM> LoadModel(const std::string& dir, torch::Dtype dtype, const torch::Device& device,

@@ -16,6 +16,7 @@
 
 #include "runtime/model/config.h"
 #include "runtime/model/llama.h"
+#include "runtime/model/safetensors.h"
 
 namespace fusec::rt {
 
@@ -33,6 +34,11 @@ std::optional<LlamaForCausalLM> LoadModel(const std::string& dir, torch::Dtype d
 
 /// Copies the weights of the safetensors checkpoint in `dir` into `model`'s parameters.
 bool LoadWeights(LlamaForCausalLMImpl& model, const std::string& dir, std::string* error);
+
+/// Copies `tensor` of `file` into `parameter`, converting it to the parameter's dtype and device. The caller
+/// has checked that the shapes agree. The mapping is viewed in place when it is aligned, else copied out first.
+/// LoadWeights and training checkpoints (training_checkpoint.h) both read weights through it.
+void CopyTensorInto(const SafetensorsFile& file, const TensorInfo& tensor, torch::Tensor& parameter);
 
 struct SaveOptions {
   torch::Dtype dtype = torch::kFloat;           // the dtype written (and recorded as torch_dtype)

@@ -1,8 +1,5 @@
 #include "runtime/train/trainer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <torch/torch.h>
 
 #include <chrono>
@@ -13,24 +10,23 @@
 #include <random>
 
 #include "runtime/model/inference.h"
-#include "runtime/model/safetensors.h"
+#include "runtime/model/training_checkpoint.h"
 #include "runtime/objectives/loss.h"
-#include "runtime/support/text.h"
 #include "runtime/support/torch_compat.h"
+
+// Train() is the recipe: a loop over optimizer steps whose body names each part of a step (its prompts and
+// micro-batches, the forward pass and the loss, backward, clipping, the optimizer step, the metrics, the
+// checkpoint). The functions above it do one part each.
+//
+// Legend, for one micro-batch: I = its items, U = its loss units (its items, or its G groups for group units),
+// S = its sequences (the distinct (prompt, response) pairs whose policy log-probabilities the loss reads).
 
 namespace fusec::rt {
 namespace {
 
 namespace fs = std::filesystem;
 
-/// fsync a file or directory, so a rename that follows publishes data that is on disk.
-void Fsync(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
+// --- the stage's plan: which prompts make each step, in which micro-batches ---
 
 /// The prompts that have items, each with its items and the distinct responses whose policy log-probabilities
 /// the loss reads (in order of first use), in dataset order.
@@ -99,21 +95,66 @@ int64_t MicroBatchTokenBudget(const std::vector<int64_t>& prompt_tokens, int64_t
   return std::max<int64_t>(1, mean * micro_batch);
 }
 
-struct BatchPlan {
-  const std::vector<int64_t>& prompt_tokens;  // [prompt position] computed tokens
-  int64_t token_budget;
+/// What every step of a stage reads: the prompts with items, what micro-batches are packed by, how many steps
+/// there are.
+struct StagePlan {
+  std::vector<PromptUnits> prompts;    // [prompt position], in dataset order
+  std::vector<int64_t> prompt_tokens;  // [prompt position] tokens the policy forward computes
+  int64_t token_budget = 0;            // tokens of a length-aware micro-batch
+  int64_t steps_per_epoch = 0;
+  int64_t total_steps = 0;
 };
 
-/// The micro-batches of the step made of visiting positions [first, last): lists of prompt positions.
-/// Length-aware: first fit, longest first, into bins of the token budget (a prompt over the budget is a
-/// micro-batch of its own). Otherwise `micro_batch` prompts at a time in visiting order.
-std::vector<std::vector<size_t>> MicroBatches(const BatchPlan& plan, const std::vector<size_t>& order, int64_t first,
-                                              int64_t last, const TrainSettings& settings) {
+StagePlan PlanStage(const TrainData& data, const ir::Requirements& needs, const TrainSettings& settings,
+                    const std::string& stage) {
+  StagePlan plan;
+  plan.prompts = ByPrompt(data, needs);
+  if (plan.prompts.empty()) throw TrainError("stage `" + stage + "` has no items to train on");
+  const auto prompt_count = static_cast<int64_t>(plan.prompts.size());
+  plan.steps_per_epoch = (prompt_count + settings.batch - 1) / settings.batch;
+  plan.total_steps = settings.epochs * plan.steps_per_epoch;
+  if (settings.max_steps) plan.total_steps = std::min(plan.total_steps, *settings.max_steps);
+  plan.prompt_tokens = ComputedTokensByPrompt(data, plan.prompts, settings.logprobs);
+  plan.token_budget = MicroBatchTokenBudget(plan.prompt_tokens, settings.micro_batch);
+  return plan;
+}
+
+/// The prompts of one optimizer step: visiting positions [first, last) of its epoch's order.
+struct StepPrompts {
+  int64_t epoch = 0;          // from 0
+  std::vector<size_t> order;  // [visiting position] prompt position
+  int64_t first = 0;
+  int64_t last = 0;
+
+  /// What the step's loss is averaged over.
+  double count() const { return static_cast<double>(last - first); }
+};
+
+/// The prompts of step `step` (from 0).
+StepPrompts PromptsOfStep(const StagePlan& plan, const TrainSettings& settings, int64_t step) {
+  StepPrompts prompts;
+  prompts.epoch = step / plan.steps_per_epoch;
+  prompts.order = EpochOrder(plan.prompts.size(), settings.seed, settings.shuffle ? prompts.epoch : -1);
+  prompts.first = (step % plan.steps_per_epoch) * settings.batch;
+  prompts.last = std::min(static_cast<int64_t>(plan.prompts.size()), prompts.first + settings.batch);
+  return prompts;
+}
+
+/// The micro-batches of a step: lists of prompt positions. Length-aware: first fit, longest first, into bins
+/// of the token budget (a prompt over the budget is a micro-batch of its own). Otherwise `micro_batch` prompts
+/// at a time in visiting order.
+std::vector<std::vector<size_t>> MicroBatches(const StagePlan& plan, const StepPrompts& prompts,
+                                              const TrainSettings& settings) {
+  const std::vector<size_t>& order = prompts.order;
+  const int64_t first = prompts.first;
+  const int64_t last = prompts.last;
   std::vector<std::vector<size_t>> batches;
   if (!settings.length_aware_batches) {
     for (int64_t begin = first; begin < last; begin += settings.micro_batch) {
       std::vector<size_t>& batch = batches.emplace_back();
-      for (int64_t k = begin; k < std::min(last, begin + settings.micro_batch); ++k) batch.push_back(order[static_cast<size_t>(k)]);
+      for (int64_t k = begin; k < std::min(last, begin + settings.micro_batch); ++k) {
+        batch.push_back(order[static_cast<size_t>(k)]);
+      }
     }
     return batches;
   }
@@ -135,81 +176,261 @@ std::vector<std::vector<size_t>> MicroBatches(const BatchPlan& plan, const std::
   return batches;
 }
 
-// --- checkpoints ---
+// --- one micro-batch: its sequences, the forward pass, the loss ---
 
-struct CheckpointState {
-  int64_t step = 0;
-  int64_t total_steps = 0;
+/// The items of a micro-batch's prompts, and the distinct sequences the loss reads grouped by prompt, so that
+/// the responses of a prompt share one copy of it.
+struct MicroBatch {
+  std::vector<size_t> items;                   // [I] indices into the stage's items
+  std::vector<int64_t> item_group;             // [I] each item's loss group, numbered from 0 in this micro-batch
+  int64_t group_count = 0;                     // G
+  std::vector<PromptResponses> policy_groups;  // a prompt and its responses the loss reads, per prompt
+  /// (prompt, response) -> its row of the [S] policy log-probabilities.
+  std::map<std::pair<uint32_t, int32_t>, size_t> sequence_row;
+  int64_t tokens = 0;  // prompt and response tokens of its sequences
 };
 
-void SaveCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer, const CheckpointState& state,
-                    const fs::path& dir) {
-  char name[32];
-  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(state.step));
-  fs::path final_dir = dir / name;
-  fs::path staging = dir / (std::string(name) + ".partial");
-  fs::remove_all(staging);
-  fs::create_directories(staging);
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& item : model.named_parameters()) {
-    tensors.emplace_back(item.key(), item.value().detach().to(torch::kCPU, torch::kFloat).contiguous());
+MicroBatch GatherMicroBatch(const TrainData& data, const std::vector<PromptUnits>& prompts,
+                            const std::vector<size_t>& micro_prompts, ir::Unit unit) {
+  MicroBatch micro;
+  std::map<int64_t, int64_t> group_ids;  // the loss's group key -> its number in this micro-batch
+  for (size_t prompt_position : micro_prompts) {
+    const PromptUnits& units = prompts[prompt_position];
+    for (size_t i : units.items) {
+      micro.items.push_back(i);
+      const int64_t key =
+          unit == ir::Unit::GroupOfPairs ? static_cast<int64_t>(units.prompt) : data.items.items[i].group;
+      micro.item_group.push_back(group_ids.emplace(key, static_cast<int64_t>(group_ids.size())).first->second);
+    }
+    const PromptResponses& group = micro.policy_groups.emplace_back(PolicyGroup(data, units));
+    for (size_t k = 0; k < group.responses.size(); ++k) {
+      micro.sequence_row.emplace(std::make_pair(units.prompt, units.policy_responses[k]), micro.sequence_row.size());
+      micro.tokens += static_cast<int64_t>(group.prompt.size() + group.responses[k].size());
+    }
   }
-  std::vector<TensorToWrite> writes;
-  for (const auto& [tensor_name, tensor] : tensors) {
-    writes.push_back({tensor_name, DType::F32, tensor.sizes().vec(), tensor.data_ptr()});
-  }
-  std::string error;
-  if (!WriteSafetensors((staging / "model.safetensors").string(), writes, {{"format", "pt"}}, &error)) {
-    throw TrainError("cannot write a checkpoint: " + error);
-  }
-  torch::save(optimizer, (staging / "optimizer.pt").string());
-  nlohmann::ordered_json json = {{"step", state.step}, {"total_steps", state.total_steps}};
-  if (!WriteWholeFile((staging / "state.json").string(), json.dump(2) + "\n")) {
-    throw TrainError("cannot write " + (staging / "state.json").string());
-  }
-  for (const char* file : {"model.safetensors", "optimizer.pt", "state.json"}) Fsync(staging / file);
-  Fsync(staging);
-  fs::remove_all(final_dir);
-  fs::rename(staging, final_dir);
-  // LATEST names the newest complete checkpoint; it is replaced atomically, then older ones are removed.
-  fs::path latest_tmp = dir / "LATEST.tmp";
-  if (!WriteWholeFile(latest_tmp.string(), std::string(name) + "\n")) throw TrainError("cannot write " + latest_tmp.string());
-  Fsync(latest_tmp);
-  fs::rename(latest_tmp, dir / "LATEST");
-  Fsync(dir);
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    std::string entry_name = entry.path().filename().string();
-    if (entry_name.starts_with("step-") && entry_name != name) fs::remove_all(entry.path());
-  }
+  micro.group_count = static_cast<int64_t>(group_ids.size());
+  return micro;
 }
 
-/// Loads the newest checkpoint of `dir` into the model and optimizer; nullopt when there is none.
-std::optional<CheckpointState> LoadCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer,
-                                              const fs::path& dir) {
-  auto latest = ReadWholeFile((dir / "LATEST").string());
-  if (!latest) return std::nullopt;
-  std::string name = latest->substr(0, latest->find('\n'));
-  fs::path checkpoint = dir / name;
-  auto state_text = ReadWholeFile((checkpoint / "state.json").string());
-  nlohmann::json state_json = nlohmann::json::parse(state_text.value_or(""), nullptr, false);
-  if (state_json.is_discarded() || !state_json.contains("step")) {
-    throw TrainError(checkpoint.string() + ": the checkpoint's state.json is missing or damaged");
-  }
-  std::string error;
-  auto file = SafetensorsFile::Open((checkpoint / "model.safetensors").string(), &error);
-  if (!file) throw TrainError("cannot resume: " + error);
-  torch::NoGradGuard no_grad;
-  for (auto& item : model.named_parameters()) {
-    const TensorInfo* info = file->Find(item.key());
-    if (info == nullptr || info->dtype != DType::F32 || c10::IntArrayRef(info->shape) != item.value().sizes()) {
-      throw TrainError(checkpoint.string() + ": the checkpoint does not match the model at `" + item.key() + "`");
+/// The weight of each of the micro-batch's items, [I].
+std::vector<double> ItemWeights(const TrainData& data, const MicroBatch& micro) {
+  std::vector<double> weights;
+  for (size_t i : micro.items) weights.push_back(data.items.items[i].weight);
+  return weights;
+}
+
+/// The policy forward pass: the log-probabilities of the micro-batch's sequences, [S] float (undefined when
+/// the loss reads none).
+torch::Tensor PolicyLogProbs(LlamaForCausalLMImpl& model, const MicroBatch& micro, const LogProbOptions& options) {
+  if (micro.sequence_row.empty()) return {};
+  return ResponseLogProbs(model, micro.policy_groups, options).to(torch::kFloat);
+}
+
+torch::Tensor FloatTensor(const std::vector<double>& values, const torch::Device& device) {
+  return torch::tensor(values, torch::kDouble).to(device, torch::kFloat);
+}
+
+/// What the loss graph reads of the micro-batch: per role, the policy log-probabilities (when the role's
+/// sequences were scored), lengths, rewards and reference log-probabilities (when the data has them); the
+/// items' weights and groups; the training progress.
+LossBatch MakeLossBatch(const TrainData& data, const MicroBatch& micro, const torch::Tensor& sequence_logp,
+                        double progress, ir::Unit unit, const torch::Device& device) {
+  const std::vector<std::string>& roles = data.items.roles;
+  LossBatch batch;
+  batch.progress = progress;
+  batch.weight = FloatTensor(ItemWeights(data, micro), device);
+  for (size_t role_index = 0; role_index < roles.size(); ++role_index) {
+    const std::string& role = roles[role_index];
+    std::vector<int64_t> rows;
+    std::vector<double> lengths, rewards, refs;
+    for (size_t i : micro.items) {
+      const Item& item = data.items.items[i];
+      int32_t r = item.responses[role_index];
+      if (auto it = micro.sequence_row.find({item.prompt, r}); it != micro.sequence_row.end()) {
+        rows.push_back(static_cast<int64_t>(it->second));
+      }
+      lengths.push_back(static_cast<double>(data.response_ids[item.prompt][static_cast<size_t>(r)].size()));
+      rewards.push_back(data.rewards[item.prompt][static_cast<size_t>(r)]);
+      if (!data.ref_logp.empty()) refs.push_back(data.ref_logp[i][role_index]);
     }
-    torch::Tensor source = torch::empty(info->shape, torch::kFloat);
-    std::memcpy(source.data_ptr(), file->Data(*info), info->end - info->begin);
-    item.value().copy_(source);
+    if (rows.size() == micro.items.size()) {
+      batch.logp[role] = sequence_logp.index_select(0, torch::tensor(rows, torch::kLong).to(device));
+    }
+    batch.length[role] = FloatTensor(lengths, device);
+    batch.reward[role] = FloatTensor(rewards, device);
+    if (!refs.empty()) batch.ref_logp[role] = FloatTensor(refs, device);
   }
-  torch::load(optimizer, (checkpoint / "optimizer.pt").string());
-  return CheckpointState{state_json["step"].get<int64_t>(), state_json.value("total_steps", int64_t{0})};
+  if (ir::IsGroupUnit(unit)) {
+    batch.group = torch::tensor(micro.item_group, torch::kLong).to(device);
+    batch.groups = micro.group_count;
+  }
+  return batch;
+}
+
+/// "stage `e/s`, step N" (N from 1), which errors during step `step` (from 0) begin with.
+std::string StepLabel(const std::string& stage, int64_t step) {
+  return "stage `" + stage + "`, step " + std::to_string(step + 1);
+}
+
+/// Each unit's loss, [U], times its weight (a group's: the mean of its members') unless the loss places the
+/// weight itself.
+torch::Tensor WeightedUnitLosses(const ir::LossGraph& loss, const ir::Requirements& needs, const LossBatch& batch,
+                                 const std::string& at_step) {
+  torch::Tensor unit_losses;  // [U]
+  try {
+    unit_losses = EvaluateLoss(loss, batch);
+  } catch (const LossError& error) {
+    throw TrainError(at_step + ": " + error.what());
+  }
+  if (needs.weight_in_loss) return unit_losses;
+  torch::Tensor unit_weights = batch.weight;  // [U]
+  if (ir::IsGroupUnit(loss.unit)) {
+    torch::Tensor sums = torch::zeros({batch.groups}, batch.weight.options()).index_add(0, batch.group, batch.weight);
+    torch::Tensor counts =
+        torch::zeros({batch.groups}, batch.weight.options()).index_add(0, batch.group, torch::ones_like(batch.weight));
+    unit_weights = sums / counts;
+  }
+  return unit_losses * unit_weights;
+}
+
+/// The value of a micro-batch's loss; one that is not finite stops the stage, keeping the last good checkpoint.
+double FiniteLossValue(const torch::Tensor& micro_loss, const std::string& objective, const std::string& at_step) {
+  const double value = micro_loss.item<double>();
+  if (!std::isfinite(value)) {
+    throw NonFiniteLossError(at_step + ": the loss is " + (std::isnan(value) ? "NaN" : "infinite") + " (objective `" +
+                     objective + "`); the last good checkpoint is kept");
+  }
+  return value;
+}
+
+// --- the step: clipping, the optimizer, metrics, checkpoints ---
+
+torch::optim::AdamWOptions AdamWOptionsOf(const TrainSettings& settings) {
+  return torch::optim::AdamWOptions(settings.lr)
+      .betas({settings.beta1, settings.beta2})
+      .eps(settings.eps)
+      .weight_decay(settings.weight_decay);
+}
+
+void SetLearningRate(torch::optim::AdamW& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+}
+
+/// Where step `step` (from 0) is in the stage, from 0 to 1: the loss graph's `progress`.
+double TrainingProgress(int64_t step, int64_t total_steps) {
+  return total_steps > 1 ? static_cast<double>(step) / static_cast<double>(total_steps - 1) : 0.0;
+}
+
+/// The global L2 norm of the gradients, which are then clipped to `max_norm` when it is set.
+double ClipGradients(LlamaForCausalLMImpl& model, const std::optional<double>& max_norm) {
+  if (max_norm) return torch::nn::utils::clip_grad_norm_(model.parameters(), *max_norm);
+  double squares = 0;
+  for (const auto& parameter : model.parameters()) {
+    if (parameter.grad().defined()) squares += parameter.grad().pow(2).sum().item<double>();
+  }
+  return std::sqrt(squares);
+}
+
+/// The implicit rewards of a pair stage's items (logp - ref_logp, or logp / len without a reference) for the
+/// first two roles, [I] each; empty when the loss does not read both roles' log-probabilities.
+struct PairRewards {
+  std::vector<double> chosen, rejected;
+};
+
+PairRewards ImplicitRewards(const LossBatch& batch, const std::vector<std::string>& roles) {
+  PairRewards rewards;
+  if (roles.size() < 2 || !batch.logp.count(roles[0]) || !batch.logp.count(roles[1])) return rewards;
+  auto implicit = [&](const std::string& role) {
+    torch::Tensor logp = batch.logp.at(role).detach();
+    return batch.ref_logp.count(role) ? logp - batch.ref_logp.at(role) : logp / batch.length.at(role);
+  };
+  torch::Tensor chosen = implicit(roles[0]).to(torch::kDouble).cpu();    // [I]
+  torch::Tensor rejected = implicit(roles[1]).to(torch::kDouble).cpu();  // [I]
+  for (int64_t k = 0; k < chosen.size(0); ++k) {
+    rewards.chosen.push_back(chosen[k].item<double>());
+    rewards.rejected.push_back(rejected[k].item<double>());
+  }
+  return rewards;
+}
+
+/// What a step's metrics gather over its micro-batches.
+struct StepTally {
+  double loss = 0;
+  int64_t tokens = 0;
+  std::vector<double> weights;  // each item's
+  PairRewards rewards;          // each item's implicit rewards (pair stages)
+
+  void Add(double micro_loss, const TrainData& data, const MicroBatch& micro, const LossBatch& batch) {
+    loss += micro_loss;
+    tokens += micro.tokens;
+    const std::vector<double> item_weights = ItemWeights(data, micro);
+    weights.insert(weights.end(), item_weights.begin(), item_weights.end());
+    const PairRewards micro_rewards = ImplicitRewards(batch, data.items.roles);
+    rewards.chosen.insert(rewards.chosen.end(), micro_rewards.chosen.begin(), micro_rewards.chosen.end());
+    rewards.rejected.insert(rewards.rejected.end(), micro_rewards.rejected.begin(), micro_rewards.rejected.end());
+  }
+};
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// The metrics line of step `step` (from 1) of epoch `epoch` (from 1).
+StepMetrics MetricsOfStep(const StepTally& tally, int64_t step, int64_t total_steps, int64_t epoch, double lr,
+                          double grad_norm, double seconds) {
+  StepMetrics metrics;
+  metrics.step = step;
+  metrics.total_steps = total_steps;
+  metrics.epoch = epoch;
+  metrics.loss = tally.loss;
+  metrics.lr = lr;
+  metrics.grad_norm = grad_norm;
+  metrics.tokens = tally.tokens;
+  metrics.tokens_per_s = static_cast<double>(tally.tokens) / std::max(seconds, 1e-9);
+  const PairRewards& rewards = tally.rewards;
+  if (!rewards.chosen.empty()) {
+    double c = 0, r = 0, correct = 0;
+    for (size_t k = 0; k < rewards.chosen.size(); ++k) {
+      c += rewards.chosen[k];
+      r += rewards.rejected[k];
+      correct += rewards.chosen[k] > rewards.rejected[k];
+    }
+    auto n = static_cast<double>(rewards.chosen.size());
+    metrics.chosen_reward = c / n;
+    metrics.rejected_reward = r / n;
+    metrics.margin = (c - r) / n;
+    metrics.accuracy = correct / n;
+  }
+  if (!tally.weights.empty()) {
+    metrics.weight_min = *std::min_element(tally.weights.begin(), tally.weights.end());
+    metrics.weight_max = *std::max_element(tally.weights.begin(), tally.weights.end());
+    double sum = 0;
+    for (double w : tally.weights) sum += w;
+    metrics.weight_mean = sum / static_cast<double>(tally.weights.size());
+  }
+  return metrics;
+}
+
+/// Checkpoints are written every `save_every` steps and after the last.
+bool IsCheckpointStep(int64_t step, int64_t total_steps, const std::optional<int64_t>& save_every) {
+  return step == total_steps || (save_every && step % *save_every == 0);
+}
+
+void SaveCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::AdamW& optimizer, const TrainingState& state,
+                    const std::string& dir) {
+  std::string error;
+  if (!SaveTrainingCheckpoint(model, optimizer, state, dir, &error)) throw TrainError(error);
+}
+
+/// Loads the newest checkpoint of `dir` into the model and optimizer and returns its step; 0 when there is none.
+int64_t ResumeFromLatestCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer,
+                                   const std::string& dir) {
+  const std::optional<std::string> latest = LatestTrainingCheckpoint(dir);
+  if (!latest) return 0;
+  std::string error;
+  const std::optional<TrainingState> state = LoadTrainingCheckpoint(model, optimizer, *latest, &error);
+  if (!state) throw TrainError(error);
+  return state->step;
 }
 
 }  // namespace
@@ -248,198 +469,53 @@ double ScheduledLr(const TrainSettings& settings, int64_t step, int64_t total) {
 int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::LossGraph& loss,
               const ir::Requirements& needs, const TrainSettings& settings, const TrainOptions& options) {
   const torch::Device device = model.OutputWeight().device();
-  const std::vector<PromptUnits> prompts = ByPrompt(data, needs);
-  if (prompts.empty()) throw TrainError("stage `" + options.stage + "` has no items to train on");
-  const auto prompt_count = static_cast<int64_t>(prompts.size());
-  const int64_t steps_per_epoch = (prompt_count + settings.batch - 1) / settings.batch;
-  int64_t total_steps = settings.epochs * steps_per_epoch;
-  if (settings.max_steps) total_steps = std::min(total_steps, *settings.max_steps);
-  const bool grouped = ir::IsGroupUnit(loss.unit);
-  const std::vector<std::string>& roles = data.items.roles;
-
+  const StagePlan plan = PlanStage(data, needs, settings, options.stage);
   model.train();
-  torch::optim::AdamW optimizer(model.parameters(), torch::optim::AdamWOptions(settings.lr)
-                                                         .betas({settings.beta1, settings.beta2})
-                                                         .eps(settings.eps)
-                                                         .weight_decay(settings.weight_decay));
-  int64_t step = 0;
+  torch::optim::AdamW optimizer(model.parameters(), AdamWOptionsOf(settings));
+  int64_t step = 0;  // optimizer steps taken
   if (options.resume && !options.checkpoint_dir.empty()) {
-    if (auto state = LoadCheckpoint(model, optimizer, options.checkpoint_dir)) step = state->step;
+    step = ResumeFromLatestCheckpoint(model, optimizer, options.checkpoint_dir);
   }
   if (!options.checkpoint_dir.empty()) fs::create_directories(options.checkpoint_dir);
 
-  auto tensor = [&](const std::vector<double>& values) {
-    return torch::tensor(values, torch::kDouble).to(device, torch::kFloat);
-  };
-  const std::vector<int64_t> prompt_tokens = ComputedTokensByPrompt(data, prompts, settings.logprobs);
-  const BatchPlan plan{prompt_tokens, MicroBatchTokenBudget(prompt_tokens, settings.micro_batch)};
   int64_t steps_this_run = 0;
-  while (step < total_steps) {
-    const int64_t epoch = step / steps_per_epoch;
-    const int64_t step_in_epoch = step % steps_per_epoch;
-    const std::vector<size_t> order = EpochOrder(prompts.size(), settings.seed, settings.shuffle ? epoch : -1);
-    const int64_t first = step_in_epoch * settings.batch;
-    const int64_t last = std::min(prompt_count, first + settings.batch);
-    const double step_prompts = static_cast<double>(last - first);
-    const double progress = total_steps > 1 ? static_cast<double>(step) / static_cast<double>(total_steps - 1) : 0.0;
-    const double lr = ScheduledLr(settings, step, total_steps);
-    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  while (step < plan.total_steps) {
+    const std::string at_step = StepLabel(options.stage, step);
+    const StepPrompts prompts = PromptsOfStep(plan, settings, step);
+    const double progress = TrainingProgress(step, plan.total_steps);
+    const double lr = ScheduledLr(settings, step, plan.total_steps);
+    SetLearningRate(optimizer, lr);
 
-    auto start = std::chrono::steady_clock::now();
-    double step_loss = 0;
-    int64_t tokens = 0;
-    std::vector<double> chosen_rewards, rejected_rewards, weights;
+    const auto start = std::chrono::steady_clock::now();
+    StepTally tally;
     optimizer.zero_grad();
-    for (const std::vector<size_t>& micro_prompts : MicroBatches(plan, order, first, last, settings)) {
-      // The items of these prompts, and the distinct (prompt, response) sequences the loss reads, grouped
-      // by prompt so that the responses of a prompt share one copy of it.
-      std::vector<size_t> items;
-      std::vector<int64_t> local_group;
-      std::map<int64_t, int64_t> group_ids;
-      std::map<std::pair<uint32_t, int32_t>, size_t> sequence_index;  // (prompt, response) -> row of the result
-      std::vector<PromptResponses> groups;
-      for (size_t prompt_position : micro_prompts) {
-        const PromptUnits& units = prompts[prompt_position];
-        for (size_t i : units.items) {
-          items.push_back(i);
-          int64_t key = loss.unit == ir::Unit::GroupOfPairs ? static_cast<int64_t>(units.prompt)
-                                                                        : data.items.items[i].group;
-          auto [it, inserted] = group_ids.emplace(key, static_cast<int64_t>(group_ids.size()));
-          local_group.push_back(it->second);
-        }
-        const PromptResponses& group = groups.emplace_back(PolicyGroup(data, units));
-        for (size_t k = 0; k < group.responses.size(); ++k) {
-          sequence_index.emplace(std::make_pair(units.prompt, units.policy_responses[k]), sequence_index.size());
-          tokens += static_cast<int64_t>(group.prompt.size() + group.responses[k].size());
-        }
-      }
-      // The forward pass and the loss under autocast when asked; backward (below) outside it.
-      std::optional<compat::AutocastScope> autocast;
-      autocast.emplace(settings.bf16_autocast, device.type(), at::kBFloat16);
-      torch::Tensor sequence_logp =
-          sequence_index.empty() ? torch::Tensor() : ResponseLogProbs(model, groups, settings.logprobs).to(torch::kFloat);
-
+    for (const std::vector<size_t>& micro_prompts : MicroBatches(plan, prompts, settings)) {
+      const MicroBatch micro = GatherMicroBatch(data, plan.prompts, micro_prompts, loss.unit);
       LossBatch batch;
-      batch.progress = progress;
-      std::vector<double> item_weights;
-      for (size_t i : items) item_weights.push_back(data.items.items[i].weight);
-      batch.weight = tensor(item_weights);
-      for (size_t role_index = 0; role_index < roles.size(); ++role_index) {
-        const std::string& role = roles[role_index];
-        std::vector<int64_t> rows;
-        std::vector<double> lengths, rewards, refs;
-        for (size_t i : items) {
-          const Item& item = data.items.items[i];
-          int32_t r = item.responses[role_index];
-          if (auto it = sequence_index.find({item.prompt, r}); it != sequence_index.end()) {
-            rows.push_back(static_cast<int64_t>(it->second));
-          }
-          lengths.push_back(static_cast<double>(data.response_ids[item.prompt][static_cast<size_t>(r)].size()));
-          rewards.push_back(data.rewards[item.prompt][static_cast<size_t>(r)]);
-          if (!data.ref_logp.empty()) refs.push_back(data.ref_logp[i][role_index]);
-        }
-        if (rows.size() == items.size()) {
-          batch.logp[role] = sequence_logp.index_select(0, torch::tensor(rows, torch::kLong).to(device));
-        }
-        batch.length[role] = tensor(lengths);
-        batch.reward[role] = tensor(rewards);
-        if (!refs.empty()) batch.ref_logp[role] = tensor(refs);
+      torch::Tensor micro_loss;  // [] this micro-batch's share of the step's loss
+      // The forward pass and the loss under autocast when asked; backward outside it.
+      {
+        compat::AutocastScope autocast(settings.bf16_autocast, device.type(), at::kBFloat16);
+        const torch::Tensor sequence_logp = PolicyLogProbs(model, micro, settings.logprobs);  // [S]
+        batch = MakeLossBatch(data, micro, sequence_logp, progress, loss.unit, device);
+        micro_loss = WeightedUnitLosses(loss, needs, batch, at_step).sum() / prompts.count();
       }
-      if (grouped) {
-        batch.group = torch::tensor(local_group, torch::kLong).to(device);
-        batch.groups = static_cast<int64_t>(group_ids.size());
-      }
-      torch::Tensor unit_losses;
-      try {
-        unit_losses = EvaluateLoss(loss, batch);
-      } catch (const LossError& error) {
-        throw TrainError("stage `" + options.stage + "`, step " + std::to_string(step + 1) + ": " + error.what());
-      }
-      if (!needs.weight_in_loss) {
-        torch::Tensor unit_weights = batch.weight;
-        if (grouped) {  // a group's weight: the mean of its members'
-          torch::Tensor sums = torch::zeros({batch.groups}, batch.weight.options()).index_add(0, batch.group, batch.weight);
-          torch::Tensor counts =
-              torch::zeros({batch.groups}, batch.weight.options()).index_add(0, batch.group, torch::ones_like(batch.weight));
-          unit_weights = sums / counts;
-        }
-        unit_losses = unit_losses * unit_weights;
-      }
-      torch::Tensor micro_loss = unit_losses.sum() / step_prompts;
-      autocast.reset();
-      double value = micro_loss.item<double>();
-      if (!std::isfinite(value)) {
-        throw NonFiniteLossError("stage `" + options.stage + "`, step " + std::to_string(step + 1) + ": the loss is " +
-                         (std::isnan(value) ? "NaN" : "infinite") + " (objective `" + loss.objective +
-                         "`); the last good checkpoint is kept");
-      }
+      const double loss_value = FiniteLossValue(micro_loss, loss.objective, at_step);
       micro_loss.backward();
-      step_loss += value;
-      weights.insert(weights.end(), item_weights.begin(), item_weights.end());
-      // Implicit rewards of pair stages, for the metrics.
-      if (roles.size() >= 2 && batch.logp.count(roles[0]) && batch.logp.count(roles[1])) {
-        auto implicit = [&](const std::string& role) {
-          torch::Tensor logp = batch.logp[role].detach();
-          return batch.ref_logp.count(role) ? logp - batch.ref_logp[role] : logp / batch.length[role];
-        };
-        torch::Tensor c = implicit(roles[0]).to(torch::kDouble).cpu();
-        torch::Tensor r = implicit(roles[1]).to(torch::kDouble).cpu();
-        for (int64_t k = 0; k < c.size(0); ++k) {
-          chosen_rewards.push_back(c[k].item<double>());
-          rejected_rewards.push_back(r[k].item<double>());
-        }
-      }
+      tally.Add(loss_value, data, micro, batch);
     }
-    double grad_norm = 0;
-    if (settings.grad_clip) {
-      grad_norm = torch::nn::utils::clip_grad_norm_(model.parameters(), *settings.grad_clip);
-    } else {
-      for (const auto& parameter : model.parameters()) {
-        if (parameter.grad().defined()) grad_norm += parameter.grad().pow(2).sum().item<double>();
-      }
-      grad_norm = std::sqrt(grad_norm);
-    }
+    const double grad_norm = ClipGradients(model, settings.grad_clip);
     optimizer.step();
     ++step;
     ++steps_this_run;
 
-    StepMetrics metrics;
-    metrics.step = step;
-    metrics.total_steps = total_steps;
-    metrics.epoch = epoch + 1;
-    metrics.loss = step_loss;
-    metrics.lr = lr;
-    metrics.grad_norm = grad_norm;
-    metrics.tokens = tokens;
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    metrics.tokens_per_s = static_cast<double>(tokens) / std::max(seconds, 1e-9);
-    if (!chosen_rewards.empty()) {
-      double c = 0, r = 0, correct = 0;
-      for (size_t k = 0; k < chosen_rewards.size(); ++k) {
-        c += chosen_rewards[k];
-        r += rejected_rewards[k];
-        correct += chosen_rewards[k] > rejected_rewards[k];
-      }
-      auto n = static_cast<double>(chosen_rewards.size());
-      metrics.chosen_reward = c / n;
-      metrics.rejected_reward = r / n;
-      metrics.margin = (c - r) / n;
-      metrics.accuracy = correct / n;
-    }
-    if (!weights.empty()) {
-      metrics.weight_min = *std::min_element(weights.begin(), weights.end());
-      metrics.weight_max = *std::max_element(weights.begin(), weights.end());
-      double sum = 0;
-      for (double w : weights) sum += w;
-      metrics.weight_mean = sum / static_cast<double>(weights.size());
-    }
+    const StepMetrics metrics =
+        MetricsOfStep(tally, step, plan.total_steps, prompts.epoch + 1, lr, grad_norm, SecondsSince(start));
     if (options.on_step) options.on_step(metrics);
-
-    bool save = step == total_steps || (settings.save_every && step % *settings.save_every == 0);
-    if (save && !options.checkpoint_dir.empty()) {
-      SaveCheckpoint(model, optimizer, {step, total_steps}, options.checkpoint_dir);
+    if (!options.checkpoint_dir.empty() && IsCheckpointStep(step, plan.total_steps, settings.save_every)) {
+      SaveCheckpoint(model, optimizer, {step, plan.total_steps}, options.checkpoint_dir);
     }
-    if (options.stop_after && steps_this_run >= *options.stop_after && step < total_steps) break;
+    if (options.stop_after && steps_this_run >= *options.stop_after && step < plan.total_steps) break;
   }
   model.eval();
   return step;

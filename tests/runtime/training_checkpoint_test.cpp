@@ -1,0 +1,126 @@
+// Training checkpoints: written and read back (the weights bit for bit, the optimizer's moments, the step),
+// LATEST publishing the newest and older ones removed, and the errors of a damaged or mismatched checkpoint.
+#include "runtime/model/training_checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "runtime/model/config.h"
+#include "runtime/model/llama.h"
+#include "tests/runtime/test_support.h"
+
+namespace fusec::rt {
+namespace {
+
+using testing::ScratchDir;
+
+ModelConfig TinyConfig(int64_t hidden_size = 32) {
+  std::string error;
+  auto config = ParseModelConfig(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": )" +
+                                     std::to_string(hidden_size) + R"(, "intermediate_size": 64,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 260,
+    "max_position_embeddings": 128, "tie_word_embeddings": true})",
+                                 &error);
+  EXPECT_TRUE(config) << error;
+  return *config;
+}
+
+LlamaForCausalLM TinyModel(uint64_t seed, int64_t hidden_size = 32) {
+  LlamaForCausalLM model(TinyConfig(hidden_size));
+  InitializeWeights(*model, seed);
+  return model;
+}
+
+torch::optim::AdamW Optimizer(LlamaForCausalLMImpl& model) {
+  return torch::optim::AdamW(model.parameters(), torch::optim::AdamWOptions(1e-2));
+}
+
+/// One AdamW step with every gradient set to a fixed function of the parameter's shape.
+void StepWithFixedGradients(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer) {
+  optimizer.zero_grad();
+  for (auto& parameter : model.parameters()) {
+    parameter.mutable_grad() = torch::linspace(-1.0, 1.0, parameter.numel()).reshape(parameter.sizes()).clone();
+  }
+  optimizer.step();
+}
+
+bool SameWeights(LlamaForCausalLMImpl& a, LlamaForCausalLMImpl& b) {
+  auto pa = a.named_parameters();
+  auto pb = b.named_parameters();
+  for (const auto& item : pa) {
+    if (!torch::equal(item.value(), pb[item.key()])) return false;
+  }
+  return true;
+}
+
+TEST(TrainingCheckpoint, ResumesTheWeightsTheOptimizerAndTheStep) {
+  ScratchDir dir("training_checkpoint");
+  LlamaForCausalLM saved = TinyModel(1);
+  torch::optim::AdamW saved_optimizer = Optimizer(*saved);
+  StepWithFixedGradients(*saved, saved_optimizer);
+  StepWithFixedGradients(*saved, saved_optimizer);
+  std::string error;
+  EXPECT_FALSE(LatestTrainingCheckpoint(dir.path().string()));
+  ASSERT_TRUE(SaveTrainingCheckpoint(*saved, saved_optimizer, {2, 10}, dir.path().string(), &error)) << error;
+
+  EXPECT_EQ(testing::ReadFile(dir / "LATEST"), "step-00000002\n");
+  EXPECT_EQ(testing::ReadFile(dir / "step-00000002/state.json"), "{\n  \"step\": 2,\n  \"total_steps\": 10\n}\n");
+  EXPECT_TRUE(std::filesystem::exists(dir / "step-00000002/model.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "step-00000002/optimizer.pt"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "step-00000002.partial"));
+
+  LlamaForCausalLM resumed = TinyModel(2);
+  torch::optim::AdamW resumed_optimizer = Optimizer(*resumed);
+  auto latest = LatestTrainingCheckpoint(dir.path().string());
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(*latest, dir / "step-00000002");
+  auto state = LoadTrainingCheckpoint(*resumed, resumed_optimizer, *latest, &error);
+  ASSERT_TRUE(state) << error;
+  EXPECT_EQ(state->step, 2);
+  EXPECT_EQ(state->total_steps, 10);
+  EXPECT_TRUE(SameWeights(*saved, *resumed));
+  // The moments came back too: the next step is the same, where the checkpoint's weights with a fresh AdamW
+  // (whose first step has no history) take another.
+  LlamaForCausalLM fresh = TinyModel(3);
+  torch::optim::AdamW discarded = Optimizer(*fresh);
+  ASSERT_TRUE(LoadTrainingCheckpoint(*fresh, discarded, *latest, &error)) << error;
+  torch::optim::AdamW fresh_optimizer = Optimizer(*fresh);
+  StepWithFixedGradients(*saved, saved_optimizer);
+  StepWithFixedGradients(*resumed, resumed_optimizer);
+  StepWithFixedGradients(*fresh, fresh_optimizer);
+  EXPECT_TRUE(SameWeights(*saved, *resumed));
+  EXPECT_FALSE(SameWeights(*saved, *fresh));
+
+  // A newer checkpoint replaces the older one and LATEST names it.
+  ASSERT_TRUE(SaveTrainingCheckpoint(*saved, saved_optimizer, {3, 10}, dir.path().string(), &error)) << error;
+  EXPECT_EQ(testing::ReadFile(dir / "LATEST"), "step-00000003\n");
+  EXPECT_FALSE(std::filesystem::exists(dir / "step-00000002"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "LATEST.tmp"));
+}
+
+TEST(TrainingCheckpoint, ErrorsNameTheCheckpointAndTheTensor) {
+  ScratchDir dir("training_checkpoint_errors");
+  LlamaForCausalLM model = TinyModel(1);
+  torch::optim::AdamW optimizer = Optimizer(*model);
+  std::string error;
+  ASSERT_TRUE(SaveTrainingCheckpoint(*model, optimizer, {4, 8}, dir.path().string(), &error)) << error;
+  const std::string checkpoint = dir / "step-00000004";
+
+  LlamaForCausalLM wider = TinyModel(1, /*hidden_size=*/48);
+  torch::optim::AdamW wider_optimizer = Optimizer(*wider);
+  EXPECT_FALSE(LoadTrainingCheckpoint(*wider, wider_optimizer, checkpoint, &error));
+  EXPECT_EQ(error, checkpoint + ": the checkpoint does not match the model at `model.embed_tokens.weight`");
+
+  std::filesystem::remove(checkpoint + "/model.safetensors");
+  EXPECT_FALSE(LoadTrainingCheckpoint(*model, optimizer, checkpoint, &error));
+  EXPECT_TRUE(error.starts_with("cannot resume: " + checkpoint + "/model.safetensors")) << error;
+
+  testing::WriteFile(checkpoint + "/state.json", "{\"ste");
+  EXPECT_FALSE(LoadTrainingCheckpoint(*model, optimizer, checkpoint, &error));
+  EXPECT_EQ(error, checkpoint + ": the checkpoint's state.json is missing or damaged");
+}
+
+}  // namespace
+}  // namespace fusec::rt
