@@ -27,6 +27,7 @@
 #include "runtime/support/run_error.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
+#include "runtime/train/trainer.h"
 
 namespace fusec::rt {
 

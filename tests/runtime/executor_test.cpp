@@ -48,6 +48,34 @@ RunOptions Smoke(const ScratchDir& dir, const std::string& run = "run") {
   return options;
 }
 
+/// The lines of `text`.
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+/// Checks that `err` holds a runtime error rendered as the checker's diagnostics are: `FILE:L:C: error: ...
+/// [KIND]` (FILE the .fuse file's name, `where` the `L:C` expected), the message containing `message`, the
+/// source line containing `source`, a caret line under it, and a `help:` line when `help` is set.
+void ExpectRendered(const std::string& err, const std::string& file, const std::string& where,
+                    const std::string& kind, const std::string& message, const std::string& source, bool help) {
+  const std::vector<std::string> lines = Lines(err);
+  auto at = std::find_if(lines.begin(), lines.end(), [&](const std::string& line) {
+    return line.find(": error: ") != std::string::npos && line.ends_with("[" + kind + "]");
+  });
+  ASSERT_NE(at, lines.end()) << "no `... [" << kind << "]` line in:\n" << err;
+  const std::string& head = *at;
+  EXPECT_NE(head.find(file + ":" + where + ": error: "), std::string::npos) << head;
+  EXPECT_NE(head.find(message), std::string::npos) << head;
+  ASSERT_LT(std::distance(lines.begin(), at) + 2, static_cast<std::ptrdiff_t>(lines.size())) << err;
+  EXPECT_NE(at[1].find(source), std::string::npos) << "the source line: " << at[1];
+  EXPECT_NE(at[2].find('^'), std::string::npos) << "the caret line: " << at[2];
+  const bool has_help = std::any_of(at, lines.end(), [](const std::string& line) { return line.rfind("help: ", 0) == 0; });
+  if (help) EXPECT_TRUE(has_help) << err;
+}
+
 std::vector<nlohmann::json> Metrics(const std::string& path, const std::string& stage) {
   std::vector<nlohmann::json> lines;
   std::istringstream in(ReadFile(path));
@@ -275,9 +303,9 @@ TEST(Run, ANanLossStopsWithTheStageAndStepAndKeepsFinishedStages) {
   options.file = dir / "experiments/nan.fuse";
   Outcome outcome = RunFuse(options);
   EXPECT_EQ(outcome.status, 1);
-  EXPECT_NE(outcome.err.find("stage `smoke/po`, step 1: the loss is NaN (objective `broken()`)"), std::string::npos)
-      << outcome.err;
-  EXPECT_NE(outcome.err.find("nan.fuse:"), std::string::npos) << "the error points at the stage: " << outcome.err;
+  ExpectRendered(outcome.err, "nan.fuse", "25:9", "NonFiniteLoss",
+                 "train `smoke/po`: stage `smoke/po`, step 1: the loss is NaN (objective `broken()`)",
+                 "stage po = fuse_po", /*help=*/true);
   // FuseSFT finished and is cached: a fixed objective reruns FusePO only.
   options.overrides = {};
   Outcome again = RunFuse(options);
@@ -296,7 +324,10 @@ TEST(Run, ABadDataLineNamesTheFileAndLine) {
   options.file = dir / "smoke.fuse";
   Outcome outcome = RunFuse(options);
   EXPECT_EQ(outcome.status, 1);
-  EXPECT_NE(outcome.err.find("smoke.jsonl:2: `prompt` is a number, not a string"), std::string::npos) << outcome.err;
+  ExpectRendered(outcome.err, "smoke.fuse", "14:21", "DataLine", "load_data: `prompt` is a number, not a string",
+                 "jsonl(\"data/smoke.jsonl\")", /*help=*/false);
+  EXPECT_NE(outcome.err.find("note: at " + (dir / "data/smoke.jsonl") + ":2"), std::string::npos)
+      << "the data line is named: " << outcome.err;
   // The experiment decides: bad_lines = skip goes on and says how many were skipped.
   text.replace(text.find("jsonl(\"data/smoke.jsonl\")"), std::string("jsonl(\"data/smoke.jsonl\")").size(),
                "jsonl(\"data/smoke.jsonl\", bad_lines: skip)");
@@ -328,9 +359,23 @@ TEST(Run, AModelThatDoesNotFitItsTokenizerIsRefusedWithTheStageAndSpan) {
       RunWithSmokeData(dir, "experiment e {\n  target = hf_model(\"model\")\n  data = jsonl(\"smoke.jsonl\")\n"
                             "  stage sft = fuse_sft { init = target; batch = 4 }\n}\n");
   EXPECT_EQ(outcome.status, 1);
-  EXPECT_NE(outcome.err.find("e/sft (train at "), std::string::npos) << outcome.err;
-  EXPECT_NE(outcome.err.find("exp.fuse:4:"), std::string::npos) << outcome.err;
-  EXPECT_NE(outcome.err.find("has 261 tokens, more than the model's vocab_size 260"), std::string::npos) << outcome.err;
+  ExpectRendered(outcome.err, "exp.fuse", "4:9", "ModelDirectory",
+                 "train `e/sft`: the tokenizer of " + (dir / "model") +
+                     " has 261 tokens, more than the model's vocab_size 260",
+                 "stage sft = fuse_sft", /*help=*/false);
+}
+
+TEST(Run, AMissingModelDirectoryIsADiagnosticAtTheModel) {
+  ScratchDir dir("run_missing_model");
+  Outcome outcome =
+      RunWithSmokeData(dir, "experiment e {\n  target = hf_model(\"no/such/model\")\n  data = jsonl(\"smoke.jsonl\")\n"
+                            "  stage sft = fuse_sft { init = target; batch = 4 }\n}\n");
+  EXPECT_EQ(outcome.status, 1);
+  ExpectRendered(outcome.err, "exp.fuse", "2:12", "ModelDirectory", "load_model: ", "hf_model(\"no/such/model\")",
+                 /*help=*/true);
+  EXPECT_NE(outcome.err.find("note: at " + (dir / "no/such/model")), std::string::npos) << outcome.err;
+  // Nothing already produced is lost: the run directory and its manifest are there.
+  EXPECT_TRUE(std::filesystem::exists(dir / "run/manifest.toml")) << outcome.err;
 }
 
 // A target too large for memory stops the run with "out of memory", the node and its span, not an internal
@@ -343,8 +388,8 @@ TEST(Run, AModelLargerThanMemoryIsOutOfMemoryWithTheNodeAndSpan) {
            "                     vocab_size: 67108864)\n"
            "  data = jsonl(\"smoke.jsonl\")\n  stage sft = sft { init = target; batch = 4 }\n}\n");
   EXPECT_EQ(outcome.status, 1);
-  EXPECT_NE(outcome.err.find("exp.fuse:2:12): out of memory: an allocation of 1.0 PiB failed"), std::string::npos)
-      << outcome.err;
+  ExpectRendered(outcome.err, "exp.fuse", "2:12", "OutOfMemory",
+                 "load_model: out of memory: an allocation of 1.0 PiB failed", "target = new_model(", /*help=*/true);
   EXPECT_EQ(outcome.err.find("internal"), std::string::npos) << outcome.err;
 }
 
