@@ -394,17 +394,17 @@ int RunFusecWorkload(const fs::path& dir, const std::string& device_name, bool b
   reference.reset();
 
   rt::TrainSettings settings;
-  settings.lr = settings_json["lr"].get<double>();
-  settings.beta1 = settings_json["betas"][0].get<double>();
-  settings.beta2 = settings_json["betas"][1].get<double>();
-  settings.eps = settings_json["eps"].get<double>();
-  settings.weight_decay = settings_json["weight_decay"].get<double>();
-  settings.grad_clip = settings_json["grad_clip"].get<double>();
-  settings.warmup = 0;
-  settings.schedule = ir::Schedule::Constant;
-  settings.epochs = 1;
-  settings.batch = static_cast<int64_t>(workload["steps"][0].size());
-  settings.micro_batch = settings.batch;
+  settings.spec.optim.lr = settings_json["lr"].get<double>();
+  settings.spec.optim.beta1 = settings_json["betas"][0].get<double>();
+  settings.spec.optim.beta2 = settings_json["betas"][1].get<double>();
+  settings.spec.optim.eps = settings_json["eps"].get<double>();
+  settings.spec.optim.weight_decay = settings_json["weight_decay"].get<double>();
+  settings.spec.grad_clip = settings_json["grad_clip"].get<double>();
+  settings.spec.optim.warmup = 0;
+  settings.spec.optim.schedule = ir::Schedule::Constant;
+  settings.spec.epochs = 1;
+  settings.spec.batch = static_cast<int64_t>(workload["steps"][0].size());
+  settings.spec.micro_batch = settings.spec.batch;
   settings.shuffle = false;  // step k holds the baseline's step k prompts
   settings.bf16_autocast = bf16;
   settings.logprobs = logprobs;

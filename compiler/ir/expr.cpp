@@ -26,12 +26,7 @@ int Precedence(const Expr& expr) {
 std::string Print(const Expr& expr);
 
 std::string PrintOperand(const Expr& operand, int parent_precedence, bool right_side) {
-  std::string text = Print(operand);
-  int precedence = Precedence(operand);
-  // Parenthesise looser operands, and equal-precedence operands on the side that associativity does not
-  // group (the right of `-`, `/`, the left of `^`).
-  bool parenthesise = precedence < parent_precedence || (precedence == parent_precedence && right_side);
-  return parenthesise ? "(" + text + ")" : text;
+  return ParenthesizedOperand(Print(operand), Precedence(operand), parent_precedence, right_side);
 }
 
 std::string PrintOp(const Expr& expr) {
@@ -93,6 +88,11 @@ std::string Print(const Expr& expr) {
 }
 
 }  // namespace
+
+std::string ParenthesizedOperand(const std::string& text, int precedence, int parent_precedence, bool right_side) {
+  bool parenthesise = precedence < parent_precedence || (precedence == parent_precedence && right_side);
+  return parenthesise ? "(" + text + ")" : text;
+}
 
 std::string ToString(const Expr& expr) { return Print(expr); }
 std::string ToString(const ExprRef& expr) { return expr ? Print(*expr) : "null"; }

@@ -49,6 +49,11 @@ std::string ToString(const Expr& expr);
 /// "null" for a missing expression (no filter), as the JSON view writes it.
 std::string ToString(const ExprRef& expr);
 
+/// An operand's text as a printer of binding strength `parent_precedence` writes it: parenthesised when it
+/// binds looser, or equally on the side associativity does not group (the right of `-` and `/`, the left of
+/// `^`). Shared by this printer and sema's term printer, so both read like the .fuse source.
+std::string ParenthesizedOperand(const std::string& text, int precedence, int parent_precedence, bool right_side);
+
 /// Whether `expr` reads `field` anywhere.
 bool ReadsField(const ExprRef& expr, Field field);
 

@@ -151,9 +151,7 @@ ir::Payload RulePayload(const sema::CheckedStage& stage) {
 ir::TrainSpec TrainSpecOf(const sema::CheckedStage& stage, const std::string& objective) {
   ir::TrainSpec spec;
   spec.objective = objective;
-  const sema::OptimizerSettings& optim = stage.optim;
-  spec.optim = {optim.name,         optim.lr,     optim.beta1,    optim.beta2,       optim.eps,
-                optim.weight_decay, optim.warmup, optim.schedule, optim.min_lr_ratio};
+  spec.optim = stage.optim;
   spec.epochs = stage.epochs;
   spec.max_steps = stage.max_steps;
   spec.batch = stage.batch;

@@ -98,18 +98,6 @@ struct CheckedWeighting {
   SourceSpan span;
 };
 
-struct OptimizerSettings {
-  std::string name = "adamw";
-  double lr = 1e-5;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  double warmup = 0.1;  // fraction of the stage's optimizer steps
-  ir::Schedule schedule = ir::Schedule::Cosine;
-  double min_lr_ratio = 0.0;
-};
-
 /// A resolved stage: every field has its final value and every default is filled in.
 struct CheckedStage {
   std::string name;
@@ -121,16 +109,18 @@ struct CheckedStage {
   std::variant<std::monostate, CheckedSelection, CheckedPairing, CheckedGrouping> rule;
   CheckedWeighting weight;
   std::shared_ptr<const CheckedObjective> objective;
-  OptimizerSettings optim;
-  int64_t epochs = 1;
+  // The settings, each from the stage's template chain or the root `train` template's defaults (written once,
+  // in stages.cpp's field table and the adamw builtin); zero only in a template checked without arguments.
+  ir::OptimSpec optim;
+  int64_t epochs = 0;
   std::optional<int64_t> max_steps;
-  int64_t batch = 128;  // prompts per optimizer step
-  int64_t micro_batch = 128;
-  int64_t max_len = 2048;
+  int64_t batch = 0;  // prompts per optimizer step
+  int64_t micro_batch = 0;
+  int64_t max_len = 0;
   std::optional<int64_t> max_prompt_len;
-  int64_t seed = 42;
+  int64_t seed = 0;
   ir::Precision precision = ir::Precision::Auto;
-  std::optional<double> grad_clip = 1.0;
+  std::optional<double> grad_clip;
   std::optional<int64_t> save_every;
   std::vector<std::string> depends_on;  // stages whose model this one reads (init, reference)
   std::map<std::string, SourceSpan> field_spans;  // where each field got its value
@@ -181,6 +171,10 @@ struct EvaluationOf {
   int64_t batch = 0;
 };
 EvaluationOf EvaluationOfValue(const Value& evaluation);
+
+/// An optimizer value (`adamw(...)`) as the trainer's spec; arguments not known yet (a template checked without
+/// its arguments) read as 0.
+ir::OptimSpec OptimSpecOf(const ConstructedVal& optimizer);
 
 /// The checked AST as stable text (`fusec plan --emit=ast`): experiments in declaration order, fields in a
 /// fixed order, numbers in shortest round-trip form, spans as `file:line:col`.

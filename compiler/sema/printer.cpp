@@ -95,7 +95,7 @@ void PrintStage(std::ostringstream& out, const CheckedStage& stage, const Source
     out << "      needs = " << Needs(objective.needs) << "\n";
   }
   if (stage.reference) out << "    reference = " << ToString(stage.reference) << "\n";
-  const OptimizerSettings& o = stage.optim;
+  const ir::OptimSpec& o = stage.optim;
   out << "    optim = " << o.name << "(lr: " << FormatFloat(o.lr) << ", betas: [" << FormatFloat(o.beta1) << ", "
       << FormatFloat(o.beta2) << "], eps: " << FormatFloat(o.eps) << ", weight_decay: " << FormatFloat(o.weight_decay)
       << ", warmup: " << FormatFloat(o.warmup) << ", schedule: " << ir::Spelling(o.schedule)

@@ -229,6 +229,9 @@ class Sema {
     bool abstract = false;
   };
   std::optional<CheckedStage> ElaborateStage(const StageRequest& request);
+  /// `adamw(lr: 1e-5)` with adamw's other arguments at their builtin defaults: a stage's optimizer when no
+  /// layer of its template chain sets `optim`.
+  ConstructedVal DefaultOptimizer() const;
   void CheckStageTemplateDecl(const ast::StageTemplateDecl& decl, const ScopeRef& env);
   /// Orders stages by dependency; reports cycles.
   std::vector<CheckedStage> OrderStages(std::vector<CheckedStage> stages,

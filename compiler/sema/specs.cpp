@@ -103,6 +103,30 @@ ModelOrigin ModelOriginOf(const Value& model) {
   return ir::ModelSpec{HfModelSpecOf(constructed.args)};
 }
 
+ir::OptimSpec OptimSpecOf(const ConstructedVal& optimizer) {
+  auto number = [&](std::string_view name) {
+    ValueRef value = FindNamed(optimizer.args, name);
+    return value ? value->AsNumber().value_or(0.0) : 0.0;
+  };
+  ir::OptimSpec spec;
+  spec.name = optimizer.constructor;
+  spec.lr = number("lr");
+  if (ValueRef betas = FindNamed(optimizer.args, "betas")) {
+    if (const auto* list = betas->As<ListVal>(); list != nullptr && list->elements.size() == 2) {
+      spec.beta1 = list->elements[0]->AsNumber().value_or(0.0);
+      spec.beta2 = list->elements[1]->AsNumber().value_or(0.0);
+    }
+  }
+  spec.eps = number("eps");
+  spec.weight_decay = number("weight_decay");
+  spec.warmup = number("warmup");
+  if (ValueRef schedule = FindNamed(optimizer.args, "schedule"); schedule && schedule->As<EnumVal>()) {
+    spec.schedule = *ir::EnumAt<ir::Schedule>(schedule->As<EnumVal>()->index);
+  }
+  spec.min_lr_ratio = number("min_lr_ratio");
+  return spec;
+}
+
 EvaluationOf EvaluationOfValue(const Value& evaluation) {
   const NamedValues& args = evaluation.As<ConstructedVal>()->args;
   EvaluationOf out;

@@ -25,7 +25,14 @@ struct FieldSpec {
   bool required = false;
   bool accepts_none = false;
   std::optional<Range> range;
+  /// The root `train` template's value when no layer sets the field (null: none, or set elsewhere: `seed`
+  /// is the experiment's, `micro_batch` the batch, `optim` is adamw at kDefaultLearningRate). The one place
+  /// these defaults are written; docs/language.md's table repeats them for readers.
+  ValueRef default_value = nullptr;
 };
+
+/// The learning rate of the default optimizer, `adamw(lr: 1e-5)` (adamw's other defaults are its builtin's).
+constexpr double kDefaultLearningRate = 1e-5;
 
 const std::vector<FieldSpec>& StageFields() {
   static const std::vector<FieldSpec> fields = [] {
@@ -41,15 +48,16 @@ const std::vector<FieldSpec>& StageFields() {
         {"weight", types::Opaque(TypeKind::Weighting)},
         {"objective", types::Opaque(TypeKind::Objective), true},
         {"optim", types::Opaque(TypeKind::Optimizer)},
-        {"epochs", integer, false, false, positive},
+        {"epochs", integer, false, false, positive, values::Int(1, SourceSpan{})},
         {"max_steps", integer, false, true, positive},
-        {"batch", integer, false, false, positive},
+        {"batch", integer, false, false, positive, values::Int(128, SourceSpan{})},
         {"micro_batch", integer, false, true, positive},
-        {"max_len", integer, false, false, positive},
+        {"max_len", integer, false, false, positive, values::Int(2048, SourceSpan{})},
         {"max_prompt_len", integer, false, true, positive},
         {"seed", integer},
-        {"precision", types::Enum(EnumKind::Precision)},
-        {"grad_clip", types::Float(), false, true, Range{0.0, std::nullopt, false, true}},
+        {"precision", types::Enum(EnumKind::Precision), false, false, std::nullopt,
+         values::Enum(EnumKind::Precision, static_cast<size_t>(ir::Precision::Auto), SourceSpan{})},
+        {"grad_clip", types::Float(), false, true, Range{0.0, std::nullopt, false, true}, values::Float(1.0, SourceSpan{})},
         {"save_every", integer, false, true, positive},
     };
   }();
@@ -91,6 +99,18 @@ const std::vector<std::string>& StageFieldNames() {
     return all;
   }();
   return names;
+}
+
+ConstructedVal Sema::DefaultOptimizer() const {
+  ConstructedVal adamw{"adamw", {}};
+  for (const Builtin& builtin : builtins_) {
+    if (builtin.name != "adamw") continue;
+    for (const ParamSpec& param : builtin.params) {
+      adamw.args.emplace_back(param.name, param.name == "lr" ? values::Float(kDefaultLearningRate, SourceSpan{})
+                                                             : param.default_value);
+    }
+  }
+  return adamw;
 }
 
 std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
@@ -422,38 +442,23 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
     }
   }
 
-  // 7. Training settings.
-  if (ValueRef value = eval_field("optim"); value && value->As<ConstructedVal>() != nullptr) {
-    const auto& args = value->As<ConstructedVal>()->args;
-    auto number = [&](const char* name, double fallback) {
-      ValueRef v = FindNamed(args, name);
-      return v ? v->AsNumber().value_or(fallback) : fallback;
-    };
-    stage.optim.name = value->As<ConstructedVal>()->constructor;
-    stage.optim.lr = number("lr", stage.optim.lr);
-    stage.optim.eps = number("eps", stage.optim.eps);
-    stage.optim.weight_decay = number("weight_decay", stage.optim.weight_decay);
-    stage.optim.warmup = number("warmup", stage.optim.warmup);
-    stage.optim.min_lr_ratio = number("min_lr_ratio", stage.optim.min_lr_ratio);
-    if (ValueRef betas = FindNamed(args, "betas")) {
-      if (const auto* list = betas->As<ListVal>(); list != nullptr && list->elements.size() == 2) {
-        stage.optim.beta1 = list->elements[0]->AsNumber().value_or(stage.optim.beta1);
-        stage.optim.beta2 = list->elements[1]->AsNumber().value_or(stage.optim.beta2);
-      }
-    }
-    if (ValueRef schedule = FindNamed(args, "schedule"); schedule && schedule->As<EnumVal>()) {
-      stage.optim.schedule = *ir::EnumAt<ir::Schedule>(schedule->As<EnumVal>()->index);
-    }
-  }
-  if (auto v = IntOf(eval_field("epochs"))) stage.epochs = *v;
-  if (ValueRef v = eval_field("max_steps"); IntOf(v)) stage.max_steps = IntOf(v);
-  if (auto v = IntOf(eval_field("batch"))) stage.batch = *v;
+  // 7. Training settings: each from the nearest layer that sets it, else the root template's default
+  // (StageFields' last column).
+  auto setting = [&](const std::string& name) -> ValueRef {
+    if (ValueRef value = eval_field(name)) return value;
+    return FindField(name)->default_value;
+  };
+  ValueRef optim = eval_field("optim");
+  stage.optim = OptimSpecOf(optim && optim->As<ConstructedVal>() ? *optim->As<ConstructedVal>() : DefaultOptimizer());
+  if (auto v = IntOf(setting("epochs"))) stage.epochs = *v;
+  if (ValueRef v = setting("max_steps"); IntOf(v)) stage.max_steps = IntOf(v);
+  if (auto v = IntOf(setting("batch"))) stage.batch = *v;
   stage.micro_batch = stage.batch;
-  if (ValueRef v = eval_field("micro_batch"); IntOf(v)) stage.micro_batch = *IntOf(v);
-  if (auto v = IntOf(eval_field("max_len"))) stage.max_len = *v;
-  if (ValueRef v = eval_field("max_prompt_len"); IntOf(v)) stage.max_prompt_len = IntOf(v);
-  if (auto v = IntOf(eval_field("seed"))) stage.seed = *v;
-  if (ValueRef v = eval_field("precision"); v && v->As<EnumVal>()) {
+  if (ValueRef v = setting("micro_batch"); IntOf(v)) stage.micro_batch = *IntOf(v);
+  if (auto v = IntOf(setting("max_len"))) stage.max_len = *v;
+  if (ValueRef v = setting("max_prompt_len"); IntOf(v)) stage.max_prompt_len = IntOf(v);
+  if (auto v = IntOf(setting("seed"))) stage.seed = *v;
+  if (ValueRef v = setting("precision"); v && v->As<EnumVal>()) {
     stage.precision = *ir::EnumAt<ir::Precision>(v->As<EnumVal>()->index);
     if (stage.precision == ir::Precision::Fp16) {  // the runtime would refuse it only when the stage starts
       Report(DiagnosticKind::OutOfRange, stage.field_spans["precision"],
@@ -462,20 +467,20 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
       ok = false;
     }
   }
-  if (ValueRef v = eval_field("grad_clip")) {
+  if (ValueRef v = setting("grad_clip")) {
     if (v->is_none()) {
       stage.grad_clip.reset();
     } else if (auto number = v->AsNumber()) {
       stage.grad_clip = number;
     }
   }
-  if (ValueRef v = eval_field("save_every"); IntOf(v)) stage.save_every = IntOf(v);
+  if (ValueRef v = setting("save_every"); IntOf(v)) stage.save_every = IntOf(v);
   if (fields.count("micro_batch") > 0 && stage.micro_batch > stage.batch) {
     Report(DiagnosticKind::InconsistentSettings, stage.field_spans["micro_batch"],
            "`micro_batch` (" + std::to_string(stage.micro_batch) + ") is larger than `batch` (" +
                std::to_string(stage.batch) + ")");
     ok = false;
-  } else if (stage.batch % stage.micro_batch != 0) {
+  } else if (stage.micro_batch > 0 && stage.batch % stage.micro_batch != 0) {
     Report(DiagnosticKind::InconsistentSettings, stage.field_spans["micro_batch"],
            "`batch` (" + std::to_string(stage.batch) + ") is not a multiple of `micro_batch` (" +
                std::to_string(stage.micro_batch) + ")")

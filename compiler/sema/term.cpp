@@ -6,29 +6,21 @@
 namespace fusec::sema {
 namespace {
 
-int BinaryPrecedence(const std::string& op) {
-  if (op == "or") return 1;
-  if (op == "and") return 2;
-  if (op == "==" || op == "!=" || op == "<" || op == "<=" || op == ">" || op == ">=") return 4;
-  if (op == "+" || op == "-") return 5;
-  if (op == "*" || op == "/") return 6;
-  if (op == "^") return 8;
-  return 9;
-}
-
-constexpr int kUnaryPrecedence = 7;
 constexpr int kAtomPrecedence = 9;
+constexpr int kNegativeConstantPrecedence = 7;  // `-1.0` binds like a unary minus
 
+/// The binding strength of a term's operator, from the IR's operator table (op_kind.def).
 int Precedence(const Term& term) {
   switch (term.op) {
     case TermOp::Binary:
-      return BinaryPrecedence(term.name);
-    case TermOp::Unary:
-      return term.name == "not" ? 3 : kUnaryPrecedence;
+    case TermOp::Unary: {
+      auto op = ir::OpBySpelling(term.name, static_cast<int>(term.args.size()));
+      return op ? ir::PrecedenceOf(*op) : kAtomPrecedence;
+    }
     case TermOp::Select:
       return 0;
     case TermOp::Const:
-      return term.number < 0 ? kUnaryPrecedence : kAtomPrecedence;
+      return term.number < 0 ? kNegativeConstantPrecedence : kAtomPrecedence;
     default:
       return kAtomPrecedence;
   }
@@ -37,12 +29,7 @@ int Precedence(const Term& term) {
 std::string Print(const Term& term);
 
 std::string PrintOperand(const Term& operand, int parent_precedence, bool right_side) {
-  std::string text = Print(operand);
-  int precedence = Precedence(operand);
-  // Parenthesise looser operands, and equal-precedence operands on the side that associativity does not
-  // group (the right of `-`, `/`, the left of `^`).
-  bool parenthesise = precedence < parent_precedence || (precedence == parent_precedence && right_side);
-  return parenthesise ? "(" + text + ")" : text;
+  return ir::ParenthesizedOperand(Print(operand), Precedence(operand), parent_precedence, right_side);
 }
 
 std::string Print(const Term& term) {

@@ -111,11 +111,11 @@ StagePlan PlanStage(const TrainData& data, const ir::Requirements& needs, const 
   plan.prompts = ByPrompt(data, needs);
   if (plan.prompts.empty()) throw TrainError("stage `" + stage + "` has no items to train on");
   const auto prompt_count = static_cast<int64_t>(plan.prompts.size());
-  plan.steps_per_epoch = (prompt_count + settings.batch - 1) / settings.batch;
-  plan.total_steps = settings.epochs * plan.steps_per_epoch;
-  if (settings.max_steps) plan.total_steps = std::min(plan.total_steps, *settings.max_steps);
+  plan.steps_per_epoch = (prompt_count + settings.spec.batch - 1) / settings.spec.batch;
+  plan.total_steps = settings.spec.epochs * plan.steps_per_epoch;
+  if (settings.spec.max_steps) plan.total_steps = std::min(plan.total_steps, *settings.spec.max_steps);
   plan.prompt_tokens = ComputedTokensByPrompt(data, plan.prompts, settings.logprobs);
-  plan.token_budget = MicroBatchTokenBudget(plan.prompt_tokens, settings.micro_batch);
+  plan.token_budget = MicroBatchTokenBudget(plan.prompt_tokens, settings.spec.micro_batch);
   return plan;
 }
 
@@ -134,9 +134,9 @@ struct StepPrompts {
 StepPrompts PromptsOfStep(const StagePlan& plan, const TrainSettings& settings, int64_t step) {
   StepPrompts prompts;
   prompts.epoch = step / plan.steps_per_epoch;
-  prompts.order = EpochOrder(plan.prompts.size(), settings.seed, settings.shuffle ? prompts.epoch : -1);
-  prompts.first = (step % plan.steps_per_epoch) * settings.batch;
-  prompts.last = std::min(static_cast<int64_t>(plan.prompts.size()), prompts.first + settings.batch);
+  prompts.order = EpochOrder(plan.prompts.size(), settings.spec.seed, settings.shuffle ? prompts.epoch : -1);
+  prompts.first = (step % plan.steps_per_epoch) * settings.spec.batch;
+  prompts.last = std::min(static_cast<int64_t>(plan.prompts.size()), prompts.first + settings.spec.batch);
   return prompts;
 }
 
@@ -150,9 +150,9 @@ std::vector<std::vector<size_t>> MicroBatches(const StagePlan& plan, const StepP
   const int64_t last = prompts.last;
   std::vector<std::vector<size_t>> batches;
   if (!settings.length_aware_batches) {
-    for (int64_t begin = first; begin < last; begin += settings.micro_batch) {
+    for (int64_t begin = first; begin < last; begin += settings.spec.micro_batch) {
       std::vector<size_t>& batch = batches.emplace_back();
-      for (int64_t k = begin; k < std::min(last, begin + settings.micro_batch); ++k) {
+      for (int64_t k = begin; k < std::min(last, begin + settings.spec.micro_batch); ++k) {
         batch.push_back(order[static_cast<size_t>(k)]);
       }
     }
@@ -306,10 +306,10 @@ double FiniteLossValue(const torch::Tensor& micro_loss, const std::string& objec
 // --- the step: clipping, the optimizer, metrics, checkpoints ---
 
 torch::optim::AdamWOptions AdamWOptionsOf(const TrainSettings& settings) {
-  return torch::optim::AdamWOptions(settings.lr)
-      .betas({settings.beta1, settings.beta2})
-      .eps(settings.eps)
-      .weight_decay(settings.weight_decay);
+  return torch::optim::AdamWOptions(settings.spec.optim.lr)
+      .betas({settings.spec.optim.beta1, settings.spec.optim.beta2})
+      .eps(settings.spec.optim.eps)
+      .weight_decay(settings.spec.optim.weight_decay);
 }
 
 void SetLearningRate(torch::optim::AdamW& optimizer, double lr) {
@@ -435,35 +435,15 @@ int64_t ResumeFromLatestCheckpoint(LlamaForCausalLMImpl& model, torch::optim::Ad
 
 }  // namespace
 
-TrainSettings TrainSettings::FromSpec(const ir::TrainSpec& spec) {
-  TrainSettings s;
-  s.lr = spec.optim.lr;
-  s.beta1 = spec.optim.beta1;
-  s.beta2 = spec.optim.beta2;
-  s.eps = spec.optim.eps;
-  s.weight_decay = spec.optim.weight_decay;
-  s.warmup = spec.optim.warmup;
-  s.schedule = spec.optim.schedule;
-  s.min_lr_ratio = spec.optim.min_lr_ratio;
-  s.epochs = spec.epochs;
-  s.max_steps = spec.max_steps;
-  s.batch = spec.batch;
-  s.micro_batch = spec.micro_batch;
-  s.grad_clip = spec.grad_clip;
-  s.seed = spec.seed;
-  s.save_every = spec.save_every;
-  return s;
-}
-
 double ScheduledLr(const TrainSettings& settings, int64_t step, int64_t total) {
   // `step` counts from 0. Warmup ramps up to the peak over the first ceil(warmup * total) steps.
-  auto warmup_steps = static_cast<int64_t>(std::ceil(settings.warmup * static_cast<double>(total)));
-  if (step < warmup_steps) return settings.lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
-  if (settings.schedule == ir::Schedule::Constant) return settings.lr;
+  auto warmup_steps = static_cast<int64_t>(std::ceil(settings.spec.optim.warmup * static_cast<double>(total)));
+  if (step < warmup_steps) return settings.spec.optim.lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+  if (settings.spec.optim.schedule == ir::Schedule::Constant) return settings.spec.optim.lr;
   int64_t decay_steps = std::max<int64_t>(1, total - warmup_steps);
   double progress = std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps));
-  double shape = settings.schedule == ir::Schedule::Linear ? 1.0 - progress : 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
-  return settings.lr * (settings.min_lr_ratio + (1.0 - settings.min_lr_ratio) * shape);
+  double shape = settings.spec.optim.schedule == ir::Schedule::Linear ? 1.0 - progress : 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+  return settings.spec.optim.lr * (settings.spec.optim.min_lr_ratio + (1.0 - settings.spec.optim.min_lr_ratio) * shape);
 }
 
 int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::LossGraph& loss,
@@ -504,7 +484,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
       micro_loss.backward();
       tally.Add(loss_value, data, micro, batch);
     }
-    const double grad_norm = ClipGradients(model, settings.grad_clip);
+    const double grad_norm = ClipGradients(model, settings.spec.grad_clip);
     optimizer.step();
     ++step;
     ++steps_this_run;
@@ -512,7 +492,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
     const StepMetrics metrics =
         MetricsOfStep(tally, step, plan.total_steps, prompts.epoch + 1, lr, grad_norm, SecondsSince(start));
     if (options.on_step) options.on_step(metrics);
-    if (!options.checkpoint_dir.empty() && IsCheckpointStep(step, plan.total_steps, settings.save_every)) {
+    if (!options.checkpoint_dir.empty() && IsCheckpointStep(step, plan.total_steps, settings.spec.save_every)) {
       SaveCheckpoint(model, optimizer, {step, plan.total_steps}, options.checkpoint_dir);
     }
     if (options.stop_after && steps_this_run >= *options.stop_after && step < plan.total_steps) break;

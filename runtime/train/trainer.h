@@ -24,21 +24,10 @@
 namespace fusec::rt {
 
 struct TrainSettings {
-  double lr = 1e-5;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  double warmup = 0.1;  // fraction of the optimizer steps
-  ir::Schedule schedule = ir::Schedule::Cosine;
-  double min_lr_ratio = 0.0;
-  int64_t epochs = 1;
-  std::optional<int64_t> max_steps;
-  int64_t batch = 128;       // prompts per optimizer step
-  int64_t micro_batch = 128;  // prompts per forward and backward
-  std::optional<double> grad_clip = 1.0;
-  int64_t seed = 42;
-  /// Visit prompts in an order drawn from `seed` each epoch; off: in data order (benchmarks comparing steps
+  /// The stage's settings, every one as the compiler resolved it (the runtime has no defaults of its own for
+  /// what the language sets); the fields below are the runtime's own switches.
+  ir::TrainSpec spec;
+  /// Visit prompts in an order drawn from `spec.seed` each epoch; off: in data order (benchmarks comparing steps
   /// with another implementation).
   bool shuffle = true;
   std::optional<int64_t> save_every;
@@ -59,8 +48,12 @@ struct TrainSettings {
     length_aware_batches = false;
   }
 
-  /// From a train node's spec (the compiler's resolved stage); the runtime's own switches keep their values.
-  static TrainSettings FromSpec(const ir::TrainSpec& spec);
+  /// From a train node's spec (the compiler's resolved stage), the runtime's switches at their defaults.
+  static TrainSettings FromSpec(const ir::TrainSpec& spec) {
+    TrainSettings settings;
+    settings.spec = spec;
+    return settings;
+  }
 };
 
 /// The learning rate at optimizer step `step` of `total`: linear warmup over the first `warmup` fraction,

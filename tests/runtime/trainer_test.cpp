@@ -50,13 +50,16 @@ TrainData SftData(int responses_per_item = 1) {
 
 TrainSettings Settings() {
   TrainSettings settings;
-  settings.lr = 1e-2;
-  settings.warmup = 0.0;
-  settings.schedule = ir::Schedule::Constant;
-  settings.epochs = 10;
-  settings.batch = 4;
-  settings.micro_batch = 2;
-  settings.seed = 3;
+  settings.spec.optim = {"adamw", /*lr=*/1e-2, /*beta1=*/0.9, /*beta2=*/0.999, /*eps=*/1e-8, /*weight_decay=*/0.0,
+                         /*warmup=*/0.0, ir::Schedule::Constant, /*min_lr_ratio=*/0.0};
+  settings.spec.grad_clip = 1.0;
+  settings.spec.optim.lr = 1e-2;
+  settings.spec.optim.warmup = 0.0;
+  settings.spec.optim.schedule = ir::Schedule::Constant;
+  settings.spec.epochs = 10;
+  settings.spec.batch = 4;
+  settings.spec.micro_batch = 2;
+  settings.spec.seed = 3;
   return settings;
 }
 
@@ -110,7 +113,7 @@ TEST(Trainer, DpoTrainsWithReferenceLogProbsAndReportsRewards) {
   options.stage = "e/po";
   options.on_step = [&](const StepMetrics& m) { metrics.push_back(m); };
   TrainSettings settings = Settings();
-  settings.epochs = 5;
+  settings.spec.epochs = 5;
   Train(*model, data, loss, CompiledNeeds(loss), settings, options);
   ASSERT_FALSE(metrics.empty());
   ASSERT_TRUE(metrics.back().accuracy.has_value());
@@ -139,9 +142,9 @@ TrainData SharedPairData() {
 TEST(Trainer, EveryOptimizationOffGivesTheSameLosses) {
   ir::LossGraph loss = CompiledLoss("", "    objective = dpo(beta: 0.5)");
   TrainSettings settings = Settings();
-  settings.epochs = 3;
-  settings.batch = 3;
-  settings.micro_batch = 1;  // several micro-batches a step, so length-aware batching regroups them
+  settings.spec.epochs = 3;
+  settings.spec.batch = 3;
+  settings.spec.micro_batch = 1;  // several micro-batches a step, so length-aware batching regroups them
   std::vector<double> fast_losses, naive_losses;
   TrainOptions options;
   options.stage = "e/po";
@@ -163,13 +166,13 @@ TEST(Trainer, EveryOptimizationOffGivesTheSameLosses) {
 TEST(Trainer, RerunsAreBitIdentical) {
   ir::LossGraph loss = CompiledLoss("", "    objective = dpo(beta: 0.1)", "fuse_po", "sft");
   TrainSettings settings = Settings();
-  settings.epochs = 3;
+  settings.spec.epochs = 3;
   LlamaForCausalLM a = TinyModel();
   LlamaForCausalLM b = TinyModel();
   Train(*a, SftData(), loss, CompiledNeeds(loss), settings, {"e/sft"});
   Train(*b, SftData(), loss, CompiledNeeds(loss), settings, {"e/sft"});
   EXPECT_TRUE(SameWeights(*a, *b));
-  settings.seed = 4;  // another order of prompts gives other weights
+  settings.spec.seed = 4;  // another order of prompts gives other weights
   LlamaForCausalLM c = TinyModel();
   Train(*c, SftData(), loss, CompiledNeeds(loss), settings, {"e/sft"});
   EXPECT_FALSE(SameWeights(*a, *c));
@@ -179,10 +182,10 @@ TEST(Trainer, AStoppedRunResumesToTheSameWeights) {
   ir::LossGraph loss = CompiledLoss("", "    objective = dpo(beta: 0.1)", "fuse_po", "sft");
   testing::ScratchDir dir("resume");
   TrainSettings settings = Settings();
-  settings.epochs = 4;  // 8 steps
-  settings.save_every = 2;
-  settings.schedule = ir::Schedule::Cosine;
-  settings.warmup = 0.25;
+  settings.spec.epochs = 4;  // 8 steps
+  settings.spec.save_every = 2;
+  settings.spec.optim.schedule = ir::Schedule::Cosine;
+  settings.spec.optim.warmup = 0.25;
   LlamaForCausalLM whole = TinyModel();
   TrainOptions uninterrupted{"e/sft", dir / "whole"};
   EXPECT_EQ(Train(*whole, SftData(), loss, CompiledNeeds(loss), settings, uninterrupted), 8);
@@ -222,18 +225,18 @@ TEST(Trainer, ANanLossStopsTheStageAndKeepsTheLastCheckpoint) {
 
 TEST(Schedule, WarmupThenDecay) {
   TrainSettings s;
-  s.lr = 1.0;
-  s.warmup = 0.2;
-  s.min_lr_ratio = 0.1;
-  s.schedule = ir::Schedule::Cosine;
+  s.spec.optim.lr = 1.0;
+  s.spec.optim.warmup = 0.2;
+  s.spec.optim.min_lr_ratio = 0.1;
+  s.spec.optim.schedule = ir::Schedule::Cosine;
   EXPECT_DOUBLE_EQ(ScheduledLr(s, 0, 10), 0.5);  // warmup: 2 steps
   EXPECT_DOUBLE_EQ(ScheduledLr(s, 1, 10), 1.0);
   EXPECT_DOUBLE_EQ(ScheduledLr(s, 2, 10), 1.0);  // the decay starts at the peak
   EXPECT_NEAR(ScheduledLr(s, 6, 10), 0.1 + 0.9 * 0.5, 1e-12);  // halfway through the decay
-  s.schedule = ir::Schedule::Linear;
+  s.spec.optim.schedule = ir::Schedule::Linear;
   EXPECT_NEAR(ScheduledLr(s, 6, 10), 0.1 + 0.9 * 0.5, 1e-12);
   EXPECT_NEAR(ScheduledLr(s, 9, 10), 0.1 + 0.9 * (1 - 7.0 / 8), 1e-12);
-  s.schedule = ir::Schedule::Constant;
+  s.spec.optim.schedule = ir::Schedule::Constant;
   EXPECT_DOUBLE_EQ(ScheduledLr(s, 9, 10), 1.0);
 }
 
