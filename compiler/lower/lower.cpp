@@ -129,13 +129,13 @@ int LowerLossTerm(const sema::Term& term, ir::LossGraph& graph) {
 
 ir::Payload RulePayload(const sema::CheckedStage& stage) {
   if (const auto* selection = std::get_if<sema::CheckedSelection>(&stage.rule)) {
-    return ir::Select{{*ir::EnumBySpelling<ir::Scope>(selection->scope), selection->k, LowerExpr(selection->by),
+    return ir::Select{{selection->scope, selection->k, LowerExpr(selection->by),
                        LowerExpr(selection->where)}};
   }
   if (const auto* pairing = std::get_if<sema::CheckedPairing>(&stage.rule)) {
     ir::PairingRule rule;
     rule.kind = pairing->kind;
-    rule.scope = *ir::EnumBySpelling<ir::Scope>(pairing->scope);
+    rule.scope = pairing->scope;
     for (const sema::RoleSelector& role : pairing->roles) {
       rule.roles.push_back({role.name, role.argmax, LowerExpr(role.score), LowerExpr(role.where)});
     }
@@ -145,7 +145,7 @@ ir::Payload RulePayload(const sema::CheckedStage& stage) {
     return ir::Pairs{std::move(rule)};
   }
   const auto& grouping = std::get<sema::CheckedGrouping>(stage.rule);
-  return ir::Groups{{*ir::EnumBySpelling<ir::Scope>(grouping.scope), LowerExpr(grouping.where)}};
+  return ir::Groups{{grouping.scope, LowerExpr(grouping.where)}};
 }
 
 ir::TrainSpec TrainSpecOf(const sema::CheckedStage& stage, const std::string& objective) {

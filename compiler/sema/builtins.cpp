@@ -477,7 +477,7 @@ ValueRef MakeSelection(Sema& sema, const CallSite& site, const Builtin& builtin,
   auto scope = ScopeOf(sema, site, builtin, "prompt");
   if (!scope) return values::Error(site.span);
   auto selection = std::make_shared<CheckedSelection>();
-  selection->scope = *scope;
+  selection->scope = ir::EnumBySpelling<ir::Scope>(*scope).value_or(ir::Scope::Prompt);
   selection->k = k;
   selection->by = std::move(by);
   selection->span = site.span;
@@ -532,7 +532,7 @@ ValueRef PairsBy(Sema& sema, const CallSite& site, CheckedPairing::Kind kind) {
   if (!scope) return values::Error(site.span);
   auto pairing = std::make_shared<CheckedPairing>();
   pairing->kind = kind;
-  pairing->scope = *scope;
+  pairing->scope = ir::EnumBySpelling<ir::Scope>(*scope).value_or(ir::Scope::Prompt);
   pairing->by = sema.ToTerm(by, site.span);
   pairing->min_gap = gap->AsNumber().value_or(0);
   pairing->span = site.span;

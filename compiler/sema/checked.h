@@ -51,7 +51,7 @@ struct CheckedObjective {
 
 /// Which responses of each prompt a response-item stage (SFT) trains on.
 struct CheckedSelection {
-  std::string scope = "prompt";  // prompt | source: the top-k is taken per prompt or per source
+  ir::Scope scope = ir::Scope::Prompt;  // prompt | source: the top-k is taken per prompt or per source
   std::optional<int64_t> k;      // none: all (after the filter)
   TermRef by;                    // ranking score, per response; highest first
   TermRef where;                 // filter applied before ranking; null = keep all
@@ -75,7 +75,7 @@ struct CheckedPairing {
   // best responses, the better one chosen.
   using Kind = ir::PairingKind;
   Kind kind = Kind::Within;
-  std::string scope = "source";
+  ir::Scope scope = ir::Scope::Source;
   std::vector<RoleSelector> roles;  // Within; AllPairs and AcrossSources have chosen and rejected
   TermRef by;
   double min_gap = 0;
@@ -86,7 +86,7 @@ struct CheckedPairing {
 
 /// Groups of responses for group objectives (RLOO): all samples of a source, or of a prompt.
 struct CheckedGrouping {
-  std::string scope = "source";
+  ir::Scope scope = ir::Scope::Source;
   TermRef where;
   SourceSpan span;
   std::string description;

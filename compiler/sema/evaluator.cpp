@@ -1477,7 +1477,7 @@ class ExpressionEvaluator {
     bool ok = CheckScope(within.scope, {"source", "prompt"});
     auto pairing = std::make_shared<CheckedPairing>();
     pairing->kind = CheckedPairing::Kind::Within;
-    pairing->scope = within.scope.text;
+    pairing->scope = ir::EnumBySpelling<ir::Scope>(within.scope.text).value_or(ir::Scope::Source);  // checked above
     pairing->span = expr.span;
     pairing->description = sema_.Describe(expr);
     std::map<std::string, SourceSpan> seen;
@@ -1520,7 +1520,7 @@ class ExpressionEvaluator {
   ValueRef EvalBy(const ast::Expr& expr, const ast::ByExpr& by, const ScopeRef& /*scope*/) {
     if (!CheckScope(by.scope, {"source", "prompt"})) return values::Error(expr.span);
     auto grouping = std::make_shared<CheckedGrouping>();
-    grouping->scope = by.scope.text;
+    grouping->scope = *ir::EnumBySpelling<ir::Scope>(by.scope.text);  // checked above
     grouping->span = expr.span;
     grouping->description = "by " + by.scope.text;
     return values::Make(types::Opaque(TypeKind::Grouping), expr.span, GroupingVal{grouping});

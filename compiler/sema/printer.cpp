@@ -19,7 +19,7 @@ std::string Where(const SourceManager& sources, SourceSpan span) {
 
 std::string Rule(const CheckedSelection& selection) {
   std::string out = selection.k ? "top " + std::to_string(*selection.k) : std::string("all");
-  out += " by " + ToString(selection.by) + " over " + selection.scope;
+  out += " by " + ToString(selection.by) + " over " + std::string(ir::Spelling(selection.scope));
   if (selection.where) out += " where " + ToString(selection.where);
   return out;
 }
@@ -28,7 +28,7 @@ std::string Rule(const CheckedPairing& pairing) {
   std::string out;
   switch (pairing.kind) {
     case CheckedPairing::Kind::Within: {
-      out = "within " + pairing.scope + " {";
+      out = "within " + std::string(ir::Spelling(pairing.scope)) + " {";
       for (size_t i = 0; i < pairing.roles.size(); ++i) {
         const RoleSelector& role = pairing.roles[i];
         out += (i > 0 ? ", " : "") + role.name + ": " + (role.argmax ? "argmax(" : "argmin(") + ToString(role.score) + ")";
@@ -39,7 +39,7 @@ std::string Rule(const CheckedPairing& pairing) {
     }
     case CheckedPairing::Kind::AllPairs:
       out = "all_pairs(by: " + ToString(pairing.by) + ", min_gap: " + FormatFloat(pairing.min_gap) + ") over " +
-            pairing.scope;
+            std::string(ir::Spelling(pairing.scope));
       break;
     case CheckedPairing::Kind::AcrossSources:
       out = "across_sources(by: " + ToString(pairing.by) + ", min_gap: " + FormatFloat(pairing.min_gap) + ")";
@@ -50,7 +50,7 @@ std::string Rule(const CheckedPairing& pairing) {
 }
 
 std::string Rule(const CheckedGrouping& grouping) {
-  std::string out = "by " + grouping.scope;
+  std::string out = "by " + std::string(ir::Spelling(grouping.scope));
   if (grouping.where) out += " where " + ToString(grouping.where);
   return out;
 }

@@ -60,7 +60,7 @@ TEST(Sema, FuseSftDefaultsMatchThePaper) {
   EXPECT_EQ(sft.kinds, (std::vector<std::string>{"fuse_sft", "train"}));
   const auto& selection = std::get<CheckedSelection>(sft.rule);
   EXPECT_EQ(selection.k, 4);
-  EXPECT_EQ(selection.scope, "prompt");
+  EXPECT_EQ(selection.scope, ir::Scope::Prompt);
   EXPECT_EQ(ToString(selection.by), "reward");
   EXPECT_EQ(ToString(sft.weight.weight), "softmax(reward / 1.0) over prompt");
   ASSERT_TRUE(sft.objective);
@@ -82,7 +82,7 @@ TEST(Sema, FusePoWithDpoUsesTheSftModelAsFrozenReference) {
   const CheckedStage& po = r->Stage("po");
   const auto& pairing = std::get<CheckedPairing>(po.rule);
   EXPECT_EQ(pairing.kind, CheckedPairing::Kind::Within);
-  EXPECT_EQ(pairing.scope, "source");
+  EXPECT_EQ(pairing.scope, ir::Scope::Source);
   EXPECT_EQ(ToString(po.weight.weight), "softmax(max(reward) over source / 0.5) over sources");
   EXPECT_EQ(po.objective->unit, ObjectiveUnit::Pair);
   EXPECT_TRUE(po.objective->needs.reference_logp);
