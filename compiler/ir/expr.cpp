@@ -54,17 +54,7 @@ std::string PrintOp(const Expr& expr) {
 std::string Print(const Expr& expr) {
   switch (expr.kind) {
     case ExprKind::Const:
-      switch (expr.type) {
-        case ScalarType::Bool:
-          return expr.boolean ? "true" : "false";
-        case ScalarType::String:
-          return "\"" + expr.text + "\"";
-        case ScalarType::Int:
-          return std::to_string(static_cast<int64_t>(expr.number));
-        case ScalarType::Float:
-          return FormatFloat(expr.number);
-      }
-      return "?";
+      return ConstantText(expr.type, expr.number, expr.boolean, expr.text);
     case ExprKind::Field: {
       std::string name(Spelling(expr.field));
       return expr.role.empty() ? name : name + "(" + expr.role + ")";
@@ -104,6 +94,20 @@ bool ReadsField(const ExprRef& expr, Field field) {
     if (ReadsField(arg, field)) return true;
   }
   return false;
+}
+
+std::string ConstantText(ScalarType type, double number, bool boolean, const std::string& text) {
+  switch (type) {
+    case ScalarType::Bool:
+      return boolean ? "true" : "false";
+    case ScalarType::String:
+      return "\"" + text + "\"";
+    case ScalarType::Int:
+      return std::to_string(static_cast<int64_t>(number));
+    case ScalarType::Float:
+      return FormatFloat(number);
+  }
+  return "?";
 }
 
 std::string FormatFloat(double value) {

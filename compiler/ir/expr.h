@@ -57,6 +57,10 @@ std::string ParenthesizedOperand(const std::string& text, int precedence, int pa
 /// Whether `expr` reads `field` anywhere.
 bool ReadsField(const ExprRef& expr, Field field);
 
+/// A constant as .fuse writes it: `true`, `"text"`, `3`, `0.5` (bools read `boolean`, strings `text`, numbers
+/// `number`). Shared by the expression, term and loss-graph printers.
+std::string ConstantText(ScalarType type, double number, bool boolean, const std::string& text);
+
 /// Shortest text that reads back as the same double, always with a `.` or exponent: `1.0`, `5e-06`.
 std::string FormatFloat(double value);
 

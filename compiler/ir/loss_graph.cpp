@@ -41,13 +41,7 @@ std::string LossGraph::ToString() const {
     out << "%" << i << " = ";
     switch (op.kind) {
       case LossOpKind::Const:
-        if (op.type == ScalarType::Bool) {
-          out << (op.value != 0 ? "true" : "false");
-        } else if (op.type == ScalarType::Int) {
-          out << static_cast<int64_t>(op.value);
-        } else {
-          out << FormatFloat(op.value);
-        }
+        out << ConstantText(op.type, op.value, op.value != 0, "");
         break;
       case LossOpKind::Logp:
       case LossOpKind::RefLogp:

@@ -38,17 +38,7 @@ std::string Print(const Term& term) {
   };
   switch (term.op) {
     case TermOp::Const:
-      switch (term.type) {
-        case ScalarType::Bool:
-          return term.boolean ? "true" : "false";
-        case ScalarType::String:
-          return "\"" + term.text + "\"";
-        case ScalarType::Int:
-          return std::to_string(static_cast<int64_t>(term.number));
-        case ScalarType::Float:
-          return FormatFloat(term.number);
-      }
-      return "?";
+      return ir::ConstantText(term.type, term.number, term.boolean, term.text);
     case TermOp::Field:
       return response(term.name.c_str());
     case TermOp::Logp:
