@@ -23,7 +23,7 @@ namespace fusec {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitErrors = 1;
 inline constexpr int kExitUsage = 2;
-inline constexpr int kExitInternal = 3;  // fusec-rt's is the same (runtime/cli/commands.h)
+inline constexpr int kExitInternal = 3;  // fusec-rt's are the same (runtime/support/run_error.h)
 
 int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 

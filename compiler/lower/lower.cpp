@@ -210,7 +210,7 @@ class Lowerer {
     node.stages.push_back(label);
     node.span = stage.span;
     // `len` counts tokens of the stage's own tokenizer (its init model's), as its objective's `len` does.
-    if (ir::ReadsResponseLength(node.payload) || ir::ReadsResponseLength(ir::Payload{weight})) {
+    if (ir::ReadsResponseLength(node.payload) || ir::ReadsField(weight.weight, ir::Field::Len)) {
       node.inputs.push_back({"tokenizer", Model(stage.init)});
     }
     return Add(std::move(node));

@@ -534,7 +534,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     return kExitErrors;
   } catch (const RunError& error) {  // the sources are gone by now: the plain form
     err << Render(error);
-    return error.kind() == RunErrorKind::Internal ? kExitInternal : kExitErrors;
+    return ExitStatusOf(error);
   } catch (const c10::Error& error) {
     if (auto out_of_memory = OutOfMemoryMessage(error)) {
       err << "error: " << *out_of_memory << " (a smaller model, batch or length needs less)\n";

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     return fusec::rt::RuntimeMain(args, std::cin, std::cout, std::cerr);
   } catch (const fusec::rt::RunError& error) {
     std::cerr << fusec::rt::Render(error);
-    return error.kind() == fusec::rt::RunErrorKind::Internal ? fusec::rt::kExitInternal : fusec::rt::kExitErrors;
+    return fusec::rt::ExitStatusOf(error);
   } catch (const std::exception& error) {
     std::cerr << "internal error: " << error.what() << "\nthis is a bug in fusec; please report it with the input\n";
   } catch (...) {

@@ -79,13 +79,19 @@ bool JsonlReader::Next(PromptRecord* record) {
     }
     std::string message = path_ + ":" + std::to_string(line_) + ": " + what;
     if (options_.bad_lines == BadLines::Stop) {
-      error_ = options_.skip_hint.empty() ? message : message + " " + options_.skip_hint;
+      error_line_ = line_;
+      error_detail_ = options_.skip_hint.empty() ? what : what + " " + options_.skip_hint;
+      error_ = path_ + ":" + std::to_string(line_) + ": " + error_detail_;
       return false;
     }
     ++skipped_;
     if (skipped_messages_.size() < 5) skipped_messages_.push_back(message);
   }
-  if (in_.bad()) error_ = path_ + ":" + std::to_string(line_) + ": read error";
+  if (in_.bad()) {
+    error_line_ = line_;
+    error_detail_ = "read error";
+    error_ = path_ + ":" + std::to_string(line_) + ": " + error_detail_;
+  }
   return false;
 }
 

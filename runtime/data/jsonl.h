@@ -72,6 +72,9 @@ class JsonlReader {
   /// the run (error() says `file:line: what is wrong`).
   bool Next(PromptRecord* record);
   const std::string& error() const { return error_; }
+  /// The same error in parts: the line it is at (0 when none) and what is wrong there, without `file:line: `.
+  int64_t error_line() const { return error_line_; }
+  const std::string& error_detail() const { return error_detail_; }
   /// Bad lines skipped so far, and the messages of the first few.
   int64_t skipped() const { return skipped_; }
   const std::vector<std::string>& skipped_messages() const { return skipped_messages_; }
@@ -93,6 +96,8 @@ class JsonlReader {
   int64_t skipped_ = 0;
   std::vector<std::string> skipped_messages_;
   std::string error_;
+  int64_t error_line_ = 0;
+  std::string error_detail_;
 };
 
 }  // namespace fusec::rt

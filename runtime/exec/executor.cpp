@@ -20,10 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitInternal = 3;
-
 /// `error` again, its message prefixed with the node that failed and its span set to the node's: the first
 /// (innermost) node to see an error names itself; the nodes that needed it pass it on unchanged.
 RunError AtNode(const RunError& error, const ir::Node& node) {
@@ -67,9 +63,9 @@ class Walk {
       reporter_.Finish(graph.experiments);
     } catch (const RunError& error) {
       err_ << Render(error, plan_.sources);
-      return error.kind() == RunErrorKind::Internal ? kExitInternal : kExitFailed;
+      return ExitStatusOf(error);
     }
-    return 0;
+    return kExitOk;
   }
 
  private:

@@ -85,16 +85,10 @@ NodeValue CreateModel(const ir::Node& node, const ir::NewModelSpec& spec, RunCon
   return NodeValue{ModelHandle{entry + "/model", spec.chat}};
 }
 
-/// `path:line: what` from the reader becomes the place `path:line` and the message `what`.
-RunError DataLineError(const std::string& path, const std::string& error) {
-  const std::string prefix = path + ":";
-  if (error.rfind(prefix, 0) == 0) {
-    const size_t colon = error.find(": ", prefix.size());
-    if (colon != std::string::npos) {
-      return RunError(RunErrorKind::DataLine, error.substr(colon + 2)).Place(error.substr(0, colon));
-    }
-  }
-  return RunError(RunErrorKind::DataLine, error).Place(path);
+/// The reader's error at a bad line: what is wrong, with the data file's `path:line` as the place.
+RunError DataLineError(const JsonlReader& reader) {
+  const std::string place = reader.path() + (reader.error_line() > 0 ? ":" + std::to_string(reader.error_line()) : "");
+  return RunError(RunErrorKind::DataLine, reader.error_detail()).Place(place);
 }
 
 }  // namespace
@@ -129,7 +123,7 @@ NodeValue RunLoadData(const ir::Node& node, RunContext& run) {
   auto data = std::make_shared<Dataset>();
   PromptRecord record;
   while (reader->Next(&record)) data->push_back(std::move(record));
-  if (!reader->error().empty()) throw DataLineError(path, reader->error());
+  if (!reader->error().empty()) throw DataLineError(*reader);
   std::ostream& progress = run.reporter().progress();
   for (const std::string& message : reader->skipped_messages()) progress << "  skipped " << message << "\n";
   progress << "  read " << path << ": " << data->size() << " prompts"

@@ -19,13 +19,13 @@ using Json = nlohmann::ordered_json;
 
 std::string ExperimentOfStage(const std::string& stage) { return stage.substr(0, stage.find('/')); }
 
-void Write(const fs::path& path, const std::string& text) {
+}  // namespace
+
+void WriteOrThrow(const fs::path& path, const std::string& text) {
   if (!WriteWholeFile(path.string(), text)) {
     throw RunError(RunErrorKind::FileSystem, "cannot write `" + path.string() + "`").Place(path.string());
   }
 }
-
-}  // namespace
 
 void GoldTally::Add(double score, bool is_exact) {
   ++prompts;
@@ -81,8 +81,8 @@ void Reporter::RunStarted(const std::string& experiment, const fs::path& dir, co
   if (error) {
     throw RunError(RunErrorKind::FileSystem, "cannot create the run directory: " + error.message()).Place(dir.string());
   }
-  Write(dir / "manifest.toml", manifest_toml);
-  Write(dir / "metrics.jsonl", "");
+  WriteOrThrow(dir / "manifest.toml", manifest_toml);
+  WriteOrThrow(dir / "metrics.jsonl", "");
   experiment_dirs_[experiment] = dir;
   err_ << "run " << experiment << " -> " << dir.string() << "\n";
 }
@@ -143,7 +143,7 @@ void Reporter::Finish(const std::vector<ir::ExperimentOutputs>& experiments) {
       for (const EvalResult& r : it->second) evaluation.push_back(r.ToJson());
     }
     Json summary = {{"run_dir", dir.string()}, {"stages", stages}, {"evaluation", evaluation}};
-    Write(dir / "summary.json", summary.dump(2) + "\n");
+    WriteOrThrow(dir / "summary.json", summary.dump(2) + "\n");
   }
   PrintResultLines(experiments);
 }

@@ -47,6 +47,9 @@ struct EvalResult {
   static EvalResult FromJson(const nlohmann::ordered_json& json);
 };
 
+/// Writes `text` to `path`, or throws a FileSystem RunError naming it: how the run writes its output files.
+void WriteOrThrow(const std::filesystem::path& path, const std::string& text);
+
 class Reporter {
  public:
   Reporter(std::ostream& out, std::ostream& err) : out_(out), err_(err) {}

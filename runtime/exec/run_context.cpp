@@ -5,7 +5,6 @@
 
 #include "runtime/data/examples.h"
 #include "runtime/model/checkpoint.h"
-#include "runtime/support/text.h"
 
 namespace fusec::rt {
 namespace fs = std::filesystem;
@@ -169,12 +168,6 @@ TokenizedItems TokenizeItems(const Dataset& dataset, const ItemSet& items, const
     data.items.items.push_back(item);
   }
   return out;
-}
-
-void WriteOrThrow(const fs::path& path, const std::string& text) {
-  if (!WriteWholeFile(path.string(), text)) {
-    throw RunError(RunErrorKind::FileSystem, "cannot write `" + path.string() + "`").Place(path.string());
-  }
 }
 
 void CopyDirectory(const fs::path& from, const fs::path& to) {

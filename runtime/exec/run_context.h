@@ -122,8 +122,6 @@ struct TokenizedItems {
 TokenizedItems TokenizeItems(const Dataset& dataset, const ItemSet& items, const Tokenizer& tokenizer,
                              const ChatTemplate& chat, int64_t max_len, std::optional<int64_t> max_prompt_len);
 
-/// Writes `text` to `path`, or throws a FileSystem RunError naming it.
-void WriteOrThrow(const std::filesystem::path& path, const std::string& text);
 /// Copies a directory tree to `to` through a staging directory, replacing `to`.
 void CopyDirectory(const std::filesystem::path& from, const std::filesystem::path& to);
 

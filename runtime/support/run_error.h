@@ -84,4 +84,16 @@ std::string Render(const RunError& error, const SourceManager& sources);
 /// The plain form, for when the sources are gone (the top of main()): spans are left out, the place leads.
 std::string Render(const RunError& error);
 
+/// The runtime's exit statuses, fusec's own (compiler/driver/driver.h; repeated here because the runtime builds
+/// without the compiler): 0 done, 1 bad input or a failed stage, 2 usage errors, 3 a bug in fusec.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitErrors = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitInternal = 3;  // an [Internal] error, or an exception that escaped
+
+/// The exit status a run that stopped with `error` ends with: 3 for an [Internal] error, else 1.
+inline int ExitStatusOf(const RunError& error) {
+  return error.kind() == RunErrorKind::Internal ? kExitInternal : kExitErrors;
+}
+
 }  // namespace fusec::rt
