@@ -1,6 +1,7 @@
 #include "runtime/exec/rules.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <numeric>
@@ -127,17 +128,22 @@ Scalar Aggregate(const Expr& term, const Context& ctx) {
 /// An operator's value: the compiler's constant folder's meaning (ir::EvalScalar). Strings compare by `==`
 /// and `!=` only.
 Scalar Operator(const Expr& term, const Context& ctx) {
-  std::vector<Scalar> args;
-  for (const ExprRef& arg : term.args) args.push_back(Eval(*arg, ctx));
-  const bool any_text = std::any_of(args.begin(), args.end(), [](const Scalar& a) { return a.is_text; });
+  constexpr size_t kMaxArity = 3;  // clamp's; op_kind.def has no wider operator
+  if (term.args.size() > kMaxArity) Fail(ctx, "internal: `" + ir::ToString(term) + "` has too many operands");
+  std::array<Scalar, kMaxArity> args;  // no allocation per operation: rules run per response
+  std::array<double, kMaxArity> numbers{};
+  bool any_text = false;
+  for (size_t i = 0; i < term.args.size(); ++i) {
+    args[i] = Eval(*term.args[i], ctx);
+    numbers[i] = args[i].number;
+    any_text = any_text || args[i].is_text;
+  }
   if (any_text) {
     const bool equality = term.op == ir::OpKind::Eq || term.op == ir::OpKind::Ne;
     if (!equality || !args[0].is_text || !args[1].is_text) Fail(ctx, "`" + ir::ToString(term) + "` mixes a string in");
     return Num((args[0].text == args[1].text) == (term.op == ir::OpKind::Eq) ? 1 : 0);
   }
-  std::vector<double> numbers;
-  for (const Scalar& a : args) numbers.push_back(a.number);
-  std::optional<double> value = ir::EvalScalar(term.op, numbers);
+  std::optional<double> value = ir::EvalScalar(term.op, std::span<const double>(numbers.data(), term.args.size()));
   if (!value) Fail(ctx, "`" + ir::ToString(term) + "` is undefined here (outside its function's domain)");
   return Num(*value);
 }
