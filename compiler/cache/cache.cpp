@@ -12,6 +12,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "compiler/support/file_lock.h"
 #include "compiler/support/sha256.h"
 
 namespace fusec {
@@ -20,10 +21,54 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kManifest = "manifest.toml";
+constexpr const char* kMarker = "fusec-cache.toml";
+constexpr const char* kCacheDirTag = "CACHEDIR.TAG";
 
-bool IsHash(const std::string& text) {
-  return text.size() == 64 &&
+bool IsHex(const std::string& text, size_t size) {
+  return text.size() == size &&
          std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+bool IsHash(const std::string& text) { return IsHex(text, 64); }
+
+/// Writes `text` to `path` through a temporary file renamed into place; false when it cannot.
+bool WriteFileAtomically(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    out.flush();
+    if (!out) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      return false;
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  return !ec;
+}
+
+/// Writes the marker (and CACHEDIR.TAG) into `dir`, which exists.
+bool WriteMarker(const fs::path& dir) {
+  const std::string marker = "# This directory is a fusec stage cache (docs/running.md). fusec commands refuse a\n"
+                             "# --cache directory without this file, so they never delete files they did not write.\n"
+                             "format = " + std::to_string(kCacheFormat) + "\n";
+  const std::string tag = "Signature: 8a477f597d28d172789f06886806bc55\n"
+                          "# This file is a cache directory tag created by fusec: its stage cache can be rebuilt.\n";
+  return WriteFileAtomically(dir / kCacheDirTag, tag) && WriteFileAtomically(dir / kMarker, marker);
+}
+
+/// The format a marker records, or nullopt with `error` when it is unreadable.
+std::optional<int64_t> MarkerFormat(const fs::path& marker, std::string* error) {
+  try {
+    toml::table table = toml::parse_file(marker.string());
+    if (auto format = table["format"].value<int64_t>()) return *format;
+    *error = marker.string() + " has no integer `format`";
+  } catch (const toml::parse_error& parse_error) {
+    *error = marker.string() + " is not valid TOML: " + std::string(parse_error.description());
+  }
+  return std::nullopt;
 }
 
 /// fsync a file or directory; best effort on filesystems that refuse it for directories.
@@ -139,8 +184,60 @@ std::optional<CacheManifest> ManifestFromToml(const std::string& text, std::stri
 
 StageCache::StageCache(std::string dir) : dir_(std::move(dir)) {}
 
+std::optional<StageCache> StageCache::Open(const std::string& dir, CacheUse use, std::string* error) {
+  std::error_code ec;
+  const fs::path path = dir;
+  if (!fs::exists(path, ec)) {
+    if (use == CacheUse::Read) return StageCache(dir);
+    if (use == CacheUse::Inspect) {
+      *error = "there is no stage cache at " + dir;
+      return std::nullopt;
+    }
+    fs::create_directories(path, ec);
+    if (ec) {
+      *error = "cannot create the stage cache " + dir + ": " + ec.message();
+      return std::nullopt;
+    }
+  }
+  if (!fs::is_directory(path, ec)) {
+    *error = dir + " is not a directory, so it cannot be a stage cache";
+    return std::nullopt;
+  }
+  const fs::path marker = path / kMarker;
+  if (!fs::exists(marker, ec)) {
+    const bool empty = fs::is_empty(path, ec) && !ec;
+    if (!empty) {
+      *error = dir + " is not a fusec stage cache (it has no " + kMarker +
+               "); fusec will not read, write or clean files in it";
+      return std::nullopt;
+    }
+    if (use != CacheUse::Write) return StageCache(dir);
+    if (!WriteMarker(path)) {
+      *error = "cannot write " + marker.string();
+      return std::nullopt;
+    }
+    return StageCache(dir);
+  }
+  auto format = MarkerFormat(marker, error);
+  if (!format) return std::nullopt;
+  if (*format != kCacheFormat) {
+    *error = dir + " is a stage cache of format " + std::to_string(*format) + "; this fusec reads format " +
+             std::to_string(kCacheFormat) + (*format > kCacheFormat ? " (it was written by a newer fusec)" : "");
+    return std::nullopt;
+  }
+  return StageCache(dir);
+}
+
 std::string StageCache::EntryPath(const std::string& hash) const {
   return (fs::path(dir_) / hash.substr(0, 2) / hash).string();
+}
+
+std::string StageCache::LockPath(const std::string& hash) const {
+  return (fs::path(dir_) / "locks" / (hash + ".lock")).string();
+}
+
+std::string StageCache::CheckpointPath(const std::string& hash) const {
+  return (fs::path(dir_) / "checkpoints" / hash).string();
 }
 
 CacheLookup StageCache::Find(const std::string& hash, CacheCheck check) const {
@@ -191,16 +288,41 @@ std::vector<CacheLookup> StageCache::List(CacheCheck check) const {
   std::vector<std::string> hashes;
   std::error_code ec;
   for (fs::directory_iterator prefix(dir_, ec), end; !ec && prefix != end; prefix.increment(ec)) {
-    if (!prefix->is_directory(ec) || prefix->path().filename() == "tmp") continue;
+    if (!prefix->is_directory(ec) || !IsHex(prefix->path().filename().string(), 2)) continue;
     for (fs::directory_iterator entry(prefix->path(), ec); !ec && entry != end; entry.increment(ec)) {
       std::string name = entry->path().filename().string();
-      if (entry->is_directory(ec) && IsHash(name)) hashes.push_back(name);
+      if (entry->is_directory(ec) && IsHash(name) && name.starts_with(prefix->path().filename().string())) {
+        hashes.push_back(name);
+      }
     }
   }
   std::sort(hashes.begin(), hashes.end());
   std::vector<CacheLookup> entries;
   for (const std::string& hash : hashes) entries.push_back(Find(hash, check));
   return entries;
+}
+
+std::vector<ResumableStage> StageCache::Resumable() const {
+  std::vector<ResumableStage> stages;
+  std::error_code ec;
+  for (fs::directory_iterator it(fs::path(dir_) / "checkpoints", ec), end; !ec && it != end; it.increment(ec)) {
+    std::string hash = it->path().filename().string();
+    if (!it->is_directory(ec) || !IsHash(hash)) continue;
+    ResumableStage stage{hash, it->path().string(), "", 0};
+    std::ifstream latest(it->path() / "LATEST");
+    std::string name;
+    if (latest >> name && name.starts_with("step-") && fs::is_directory(it->path() / name, ec)) {
+      stage.checkpoint = name;
+      try {
+        stage.step = std::stoll(name.substr(5));
+      } catch (const std::exception&) {
+        stage.step = 0;
+      }
+    }
+    stages.push_back(std::move(stage));
+  }
+  std::sort(stages.begin(), stages.end(), [](const auto& a, const auto& b) { return a.hash < b.hash; });
+  return stages;
 }
 
 std::string StageCache::BeginEntry(const std::string& hash) const {
@@ -226,6 +348,8 @@ std::optional<std::string> StageCache::CommitEntry(const std::string& staging, C
   }
   std::sort(files.begin(), files.end());
   for (const fs::path& file : files) {
+    fs::permissions(file, fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,
+                    fs::perm_options::remove, ec);
     Sync(file, /*directory=*/false);
     manifest.outputs.push_back(CacheOutput{fs::relative(file, staging).string(), fs::file_size(file, ec),
                                            Sha256File(file.string())});
@@ -254,7 +378,8 @@ std::optional<std::string> StageCache::CommitEntry(const std::string& staging, C
 
   std::string target = EntryPath(manifest.hash);
   fs::create_directories(fs::path(target).parent_path(), ec);
-  CacheLookup existing = Find(manifest.hash, CacheCheck::Quick);
+  // Full: an entry whose bytes were damaged with their sizes intact is replaced, not kept.
+  CacheLookup existing = Find(manifest.hash, CacheCheck::Full);
   if (existing.status == CacheStatus::Complete) {
     AbandonEntry(staging);
     return target;
@@ -282,16 +407,35 @@ CacheGcReport StageCache::Collect(const std::set<std::string>& keep, bool keep_a
   CacheGcReport report;
   std::error_code ec;
   auto remove = [&](const fs::path& path) {
+    if (!fs::exists(path, ec)) return;
     report.bytes += DirectorySize(path);
     report.removed.push_back(path.string());
     if (!dry_run) fs::remove_all(path, ec);
   };
-  fs::path tmp = fs::path(dir_) / "tmp";
-  for (fs::directory_iterator it(tmp, ec), end; !ec && it != end; it.increment(ec)) remove(it->path());
+  // Hashes whose lock a running process holds: their staging directories and checkpoints are in use.
+  std::vector<std::string> busy;
+  for (fs::directory_iterator it(fs::path(dir_) / "locks", ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.ends_with(".lock") && FileLock::IsHeld(it->path().string())) busy.push_back(name.substr(0, 64));
+  }
+  auto is_busy = [&](const std::string& name) {
+    return std::any_of(busy.begin(), busy.end(), [&](const std::string& hash) {
+      return name.starts_with(hash.substr(0, 12));
+    });
+  };
+  for (fs::directory_iterator it(fs::path(dir_) / "tmp", ec), end; !ec && it != end; it.increment(ec)) {
+    if (!is_busy(it->path().filename().string())) remove(it->path());
+  }
   for (const CacheLookup& entry : List(CacheCheck::Quick)) {
     bool complete = entry.status == CacheStatus::Complete;
     std::string hash = fs::path(entry.path).filename().string();
+    if (is_busy(hash)) continue;
     if (!complete || (!keep_all_complete && keep.count(hash) == 0)) remove(entry.path);
+  }
+  if (!keep_all_complete) {
+    for (const ResumableStage& stage : Resumable()) {
+      if (keep.count(stage.hash) == 0 && !is_busy(stage.hash)) remove(stage.path);
+    }
   }
   return report;
 }

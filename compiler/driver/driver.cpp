@@ -233,6 +233,19 @@ struct PlanOptions {
   std::string from_manifest;
 };
 
+
+/// The stage cache at `dir` opened for `use` (StageCache::Open), or nullopt after printing why not.
+std::optional<StageCache> OpenCacheOrReport(const std::string& dir, CacheUse use, std::ostream& err) {
+  std::string error;
+  std::optional<StageCache> cache = StageCache::Open(dir, use, &error);
+  if (!cache) {
+    err << "error: " << error << " [InvalidConfig]\n"
+        << "  = help: name a stage cache with `--cache DIR` or fusec.toml's `[cache] dir` (a new or empty directory "
+           "becomes one)\n";
+  }
+  return cache;
+}
+
 int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostream& err) {
   std::optional<RunManifest> replay;
   std::string scratch;
@@ -266,7 +279,9 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
     out << sema::PrintProgram(checked->program, checked->sources);
     return kExitOk;
   }
-  StageCache cache(config->cache_dir);
+  std::optional<StageCache> opened = OpenCacheOrReport(config->cache_dir, CacheUse::Read, err);
+  if (!opened) return kExitErrors;
+  StageCache& cache = *opened;
   PipelineOptions options;
   options.verify_each = plan.verify_each;
   options.print_after_all = plan.print_after_all;
@@ -340,7 +355,22 @@ std::optional<StageCache> OpenConfiguredCache(const CommonOptions& common, std::
   auto config = LoadConfig(common, sources, diagnostics);
   Report(diagnostics, sources, err);
   if (!config) return std::nullopt;
-  return StageCache(config->cache_dir);
+  return OpenCacheOrReport(config->cache_dir, CacheUse::Inspect, err);
+}
+
+/// The stages in flight (checkpoints that `fusec run` resumes), after the entries.
+void PrintResumable(const StageCache& cache, std::ostream& out) {
+  std::vector<ResumableStage> stages = cache.Resumable();
+  if (stages.empty()) return;
+  out << Plural(stages.size(), "stage") << " in flight (`fusec run` resumes them; `--restart` discards one):\n";
+  for (const ResumableStage& stage : stages) {
+    out << stage.hash.substr(0, 12) << "  resumable: ";
+    if (stage.checkpoint.empty()) {
+      out << "no checkpoint published yet (it restarts at step 1)\n";
+    } else {
+      out << "checkpoint at step " << stage.step << "\n";
+    }
+  }
 }
 
 int RunCacheList(const CommonOptions& common, std::ostream& out, std::ostream& err) {
@@ -361,6 +391,7 @@ int RunCacheList(const CommonOptions& common, std::ostream& out, std::ostream& e
     out << hash.substr(0, 12) << "  " << entry.manifest.kind << "  " << HumanSize(size) << "  "
         << entry.manifest.finished << "  " << stages << "\n";
   }
+  PrintResumable(*cache, out);
   return kExitOk;
 }
 
@@ -380,6 +411,7 @@ int RunCacheVerify(const CommonOptions& common, bool remove, std::ostream& out, 
   }
   out << "verified " << Plural(entries.size(), "entry") << ": " << (entries.size() - bad) << " complete, " << bad
       << " corrupt\n";
+  PrintResumable(*cache, out);
   return bad == 0 || remove ? kExitOk : kExitErrors;
 }
 
@@ -431,7 +463,9 @@ std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostr
   }
   planned->cache_dir = config->cache_dir;
   planned->device = config->device;
-  StageCache cache(config->cache_dir);
+  std::optional<StageCache> opened = OpenCacheOrReport(config->cache_dir, CacheUse::Write, err);
+  if (!opened) return nullptr;
+  StageCache& cache = *opened;
   PipelineOptions pipeline;
   pipeline.sources = &planned->sources;
   pipeline.cache = &cache;

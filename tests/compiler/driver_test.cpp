@@ -186,7 +186,8 @@ TEST(Driver, CacheCommandsListVerifyAndCollect) {
   // Put an entry for the plan's train node in the cache, as a run would.
   Outcome json = Fusec({"plan", "--emit=json", file, "--cache", dir});
   std::string train_hash = nlohmann::json::parse(json.out)["nodes"][4]["hash"];
-  StageCache cache(dir);
+  std::string open_error;
+  StageCache cache = StageCache::Open(dir, CacheUse::Write, &open_error).value();
   std::string staging = cache.BeginEntry(train_hash);
   std::ofstream(staging + "/model.safetensors") << "weights";
   CacheManifest manifest;
