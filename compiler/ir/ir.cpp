@@ -128,11 +128,23 @@ const LossGraph* LossOf(const Node& node) {
   return train != nullptr ? &train->loss : nullptr;
 }
 
+namespace {
+
+/// The parameters that decide a node's outputs: its JSON view without `save_every`, which says only how often
+/// a stage checkpoints, so a rerun with another cadence reuses the stage's entry and resumes its checkpoints.
+nlohmann::ordered_json HashedParams(const Node& node) {
+  nlohmann::ordered_json params = ParamsJson(node);
+  if (node.kind() == NodeKind::Train) params.erase("save_every");
+  return params;
+}
+
+}  // namespace
+
 std::string ComputeHash(const Node& node, const Graph& graph) {
   Sha256 hash;
   hash.Update("fusec-node\n");
   hash.Update(Spelling(node.kind())).Update("\nversion ").Update(std::to_string(KindVersion(node.kind()))).Update("\n");
-  hash.Update(ParamsJson(node).dump()).Update("\n");
+  hash.Update(HashedParams(node).dump()).Update("\n");
   if (const LossGraph* loss = LossOf(node)) hash.Update(loss->ToString());
   for (const Input& input : node.inputs) {
     hash.Update("input ").Update(input.slot).Update(" ").Update(graph.at(input.node).hash).Update("\n");

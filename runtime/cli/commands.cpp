@@ -17,6 +17,7 @@
 #endif
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
+#include "runtime/support/interrupt.h"
 #include "runtime/support/run_error.h"
 #include "runtime/support/text.h"
 #include "runtime/support/torch_errors.h"
@@ -481,7 +482,14 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
   run->add_option("file", run_options.file, "The .fuse file")->required()->check(CLI::ExistingFile);
   run->add_option("--set", run_options.overrides, "Override a field: --set po.optim.lr=1e-6 (repeatable)");
   run->add_option("--out", run_options.out, "The run directory (default: the experiment's `output`)");
-  run->add_flag("--resume", run_options.resume, "Continue interrupted stages from their last checkpoints");
+  CLI::Option* resume = run->add_flag(
+      "--resume", run_options.resume, "Continue interrupted stages from their last checkpoints (the default)");
+  run->add_flag("--restart", run_options.restart, "Discard interrupted stages' checkpoints and start them over")
+      ->excludes(resume);
+  run->add_option("--checkpoint-minutes", run_options.checkpoint_minutes,
+                  "Also checkpoint a training stage this often, in minutes (0: only `save_every` and the end)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
   run->add_option("--device", run_options.device, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
@@ -526,6 +534,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
 #ifdef FUSEC_HAVE_EXECUTOR
     if (run->parsed()) {
       if (stop_after > 0) run_options.stop_after_steps = stop_after;
+      InstallInterruptHandlers();
       return RunExperiments(run_options, out, err);
     }
 #endif

@@ -1,6 +1,7 @@
 // evaluate: greedy completions of held-out prompts by each model, scored against gold answers where the
 // data has them, and the held-out NLL of each prompt's best response; cached like a stage.
 
+#include <algorithm>
 #include <fstream>
 #include <iomanip>
 #include <nlohmann/json.hpp>
@@ -153,21 +154,39 @@ NodeValue RunEvaluate(const ir::Node& node, RunContext& run) {
     return NodeValue{};
   }
   const NodeValue& data = run.Input(node, "data");
+  const std::string data_hash = run.plan().graph.at(node.FindInput("data")->node).hash;
   std::string staging = run.cache().BeginEntry(node.hash);
   std::vector<EvalResult> results;
+  std::map<std::string, std::string> newly_evaluated;  // key -> model name
   std::set<std::string> seen;
   for (const ir::Input& input : node.inputs) {
     if (input.slot != "model") continue;
     const ir::Node& model_node = run.plan().graph.at(input.node);
     std::string name = model_node.kind() == ir::NodeKind::Train ? RunContext::StageName(model_node) : "target";
     if (!seen.insert(name).second) continue;
+    const fs::path completions = fs::path(staging) / (name + ".jsonl");
+    const std::string key = model_node.hash + " " + data_hash + " " + std::to_string(spec.max_new_tokens) + " " +
+                            std::to_string(spec.batch);
+    if (auto done = run.evaluated_models.find(key); done != run.evaluated_models.end()) {
+      fs::copy_file(done->second.completions, completions);
+      results.push_back(done->second.result);
+      results.back().model = name;
+      run.reporter().progress() << "  evaluated " << name << ": the same model on the same prompts as before in "
+                                                             "this run, reused\n";
+      continue;
+    }
     const ModelHandle handle = *run.Value(input.node).model;
-    results.push_back(EvaluateModel(name, handle, *data.data, spec, fs::path(staging) / (name + ".jsonl"), run));
+    results.push_back(EvaluateModel(name, handle, *data.data, spec, completions, run));
+    newly_evaluated[key] = name;
   }
   Json json = Json::array();
   for (const EvalResult& r : results) json.push_back(r.ToJson());
   WriteOrThrow(fs::path(staging) / "results.json", json.dump(2) + "\n");
   std::string entry = run.Commit(node, staging);
+  for (const auto& [key, name] : newly_evaluated) {
+    auto result = std::find_if(results.begin(), results.end(), [&](const EvalResult& r) { return r.model == name; });
+    run.evaluated_models[key] = {*result, entry + "/" + name + ".jsonl"};
+  }
   CopyEvaluation(entry, output);
   run.reporter().Evaluated(RunContext::ExperimentOf(node), std::move(results));
   return NodeValue{};

@@ -12,6 +12,7 @@
 #include <ostream>
 
 #include "runtime/exec/run_context.h"
+#include "runtime/support/interrupt.h"
 #include "runtime/support/torch_errors.h"
 #include "runtime/train/trainer.h"
 
@@ -52,17 +53,20 @@ class Walk {
     }
     try {
       run_.set_device(ResolveDevice());
-      for (const ir::ExperimentOutputs& experiment : graph.experiments) {
-        reporter_.RunStarted(experiment.name, options_.out.empty() ? fs::path(experiment.output) : fs::path(options_.out),
-                             plan_.manifest_toml);
-      }
+      ClaimRunDirectories();
       for (const ir::ExperimentOutputs& experiment : graph.experiments) {
         for (const auto& [stage, id] : experiment.exports) Eval(id);
         if (experiment.evaluation) Eval(*experiment.evaluation);
       }
       reporter_.Finish(graph.experiments);
+      for (RunDirectory& dir : run_dirs_) dir.Publish();
     } catch (const RunError& error) {
       err_ << Render(error, plan_.sources);
+      for (const RunDirectory& dir : run_dirs_) {
+        err_ << "note: this run's record is in " << dir.staging().string() << "; " << dir.final().string()
+             << (fs::exists(dir.final()) ? " still holds the last finished run" : " is written when a run finishes")
+             << "\n";
+      }
       return ExitStatusOf(error);
     }
     return kExitOk;
@@ -76,6 +80,12 @@ class Walk {
       if (input.node.value >= id.value) {
         throw RunError(RunErrorKind::Internal, "the graph is not in dependency order at %" + std::to_string(id.value));
       }
+    }
+    if (int signal = InterruptSignal()) {
+      throw RunError(RunErrorKind::Interrupted, "stopped by " + SignalName(signal) + " before " +
+                                                    std::string(ir::Spelling(node.kind())) +
+                                                    (node.stages.empty() ? "" : " `" + node.stages.front() + "`"))
+          .Help("run the same command again: finished stages come from the cache, interrupted ones resume");
     }
     try {
       return values_[id.value] = Compute(node);
@@ -125,6 +135,23 @@ class Walk {
     throw RunError(RunErrorKind::Internal, "unknown node kind");
   }
 
+  /// Each experiment's run directory (its output, or --out): locked, and written in its staging copy.
+  void ClaimRunDirectories() {
+    const std::string what = "fusec run " + options_.file;
+    run_dirs_.reserve(plan_.graph.experiments.size());
+    for (const ir::ExperimentOutputs& experiment : plan_.graph.experiments) {
+      const fs::path dir = options_.out.empty() ? fs::path(experiment.output) : fs::path(options_.out);
+      run_dirs_.push_back(RunDirectory::Begin(dir, what, err_));
+    }
+    std::map<std::string, const RunDirectory*> by_output;
+    for (size_t i = 0; i < run_dirs_.size(); ++i) {
+      const ir::ExperimentOutputs& experiment = plan_.graph.experiments[i];
+      by_output[experiment.output] = &run_dirs_[i];
+      reporter_.RunStarted(experiment.name, run_dirs_[i].staging(), run_dirs_[i].final(), plan_.manifest_toml);
+    }
+    run_.SetRunDirectories(std::move(by_output));
+  }
+
   /// --device, else fusec.toml's `[run] device`, else the experiment's `device`; `auto` is CUDA when present.
   torch::Device ResolveDevice() const {
     std::string device = options_.device;
@@ -151,6 +178,7 @@ class Walk {
   Reporter reporter_;
   RunContext run_;
   std::map<uint32_t, NodeValue> values_;
+  std::vector<RunDirectory> run_dirs_;  // reserved before it fills: RunContext keeps pointers into it
 };
 
 }  // namespace

@@ -4,8 +4,9 @@
 // (exports, evaluations) and computes a node only when something needs it and the stage cache does not
 // already hold it, so a cached train node's whole data pipeline is skipped. Models travel between nodes as
 // Hugging Face model directories; train, ref_logprobs and new_model nodes commit their outputs to the cache
-// (atomically), so an interrupted run loses at most the stage in flight, whose checkpoints `--resume`
-// continues from. Every run directory gets its manifest.toml, metrics.jsonl (one line per optimizer step),
+// (atomically), so an interrupted run loses at most the steps since the stage's last checkpoint, which the
+// next run of the same stage resumes from (`--restart` discards them). SIGINT and SIGTERM stop a stage after a
+// checkpoint (runtime/support/interrupt.h). Every run directory gets its manifest.toml, metrics.jsonl (one line per optimizer step),
 // exports under export/<stage>/ and a summary.json.
 //
 // Paths in the experiment (data, models) are relative to the .fuse file; run directories to the current
@@ -30,7 +31,12 @@ struct RunOptions {
   std::string config;
   std::string cache;
   std::string out;  // replaces the experiment's output directory (one experiment only)
+  /// Interrupted stages resume from their last checkpoint by default (`--resume` says so explicitly);
+  /// `restart` (`--restart`) discards those checkpoints and starts such stages at step 1.
   bool resume = false;
+  bool restart = false;
+  /// A training checkpoint at least this often (besides `save_every`), so a kill loses at most this much.
+  double checkpoint_minutes = 10;
   std::string device = "auto";  // auto | cpu | cuda
   bool deterministic = false;
   /// Train and score the usual way: padded rows, each response repeating its prompt, whole-vocabulary logits,

@@ -8,7 +8,7 @@ NodeValue RunExport(const ir::Node& node, RunContext& run) {
   const ModelHandle model = *run.Input(node, "model").model;
   std::filesystem::path to = run.Rebase(node.as<ir::Export>().path);
   CopyDirectory(model.dir, to);
-  run.reporter().Exported(RunContext::Label(node), to.string());
+  run.reporter().Exported(RunContext::Label(node), run.Published(to).string());
   return NodeValue{model};
 }
 

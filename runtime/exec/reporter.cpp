@@ -75,16 +75,13 @@ EvalResult EvalResult::FromJson(const Json& json) {
   return r;
 }
 
-void Reporter::RunStarted(const std::string& experiment, const fs::path& dir, const std::string& manifest_toml) {
-  std::error_code error;
-  fs::create_directories(dir, error);
-  if (error) {
-    throw RunError(RunErrorKind::FileSystem, "cannot create the run directory: " + error.message()).Place(dir.string());
-  }
-  WriteOrThrow(dir / "manifest.toml", manifest_toml);
-  WriteOrThrow(dir / "metrics.jsonl", "");
-  experiment_dirs_[experiment] = dir;
-  err_ << "run " << experiment << " -> " << dir.string() << "\n";
+void Reporter::RunStarted(const std::string& experiment, const fs::path& staging, const fs::path& dir,
+                          const std::string& manifest_toml) {
+  WriteOrThrow(staging / "manifest.toml", manifest_toml);
+  WriteOrThrow(staging / "metrics.jsonl", "");
+  experiment_dirs_[experiment] = staging;
+  published_dirs_[experiment] = dir;
+  err_ << "run " << experiment << " -> " << dir.string() << " (in " << staging.string() << " until it finishes)\n";
 }
 
 void Reporter::AppendMetrics(const std::vector<std::string>& stages, const std::string& lines) {
@@ -123,7 +120,8 @@ void Reporter::Evaluated(const std::string& experiment, std::vector<EvalResult> 
 void Reporter::Finish(const std::vector<ir::ExperimentOutputs>& experiments) {
   for (const ir::ExperimentOutputs& experiment : experiments) {
     const fs::path& dir = experiment_dirs_[experiment.name];
-    out_ << experiment.name << ": " << dir.string() << "\n";
+    const fs::path& published = published_dirs_[experiment.name];
+    out_ << experiment.name << ": " << published.string() << "\n";
     Json stages = Json::array();
     for (const auto& [stage, how, loss] : stages_) {
       if (ExperimentOfStage(stage) != experiment.name) continue;
@@ -142,7 +140,7 @@ void Reporter::Finish(const std::vector<ir::ExperimentOutputs>& experiments) {
       PrintEvaluation(it->second);
       for (const EvalResult& r : it->second) evaluation.push_back(r.ToJson());
     }
-    Json summary = {{"run_dir", dir.string()}, {"stages", stages}, {"evaluation", evaluation}};
+    Json summary = {{"run_dir", published.string()}, {"stages", stages}, {"evaluation", evaluation}};
     WriteOrThrow(dir / "summary.json", summary.dump(2) + "\n");
   }
   PrintResultLines(experiments);

@@ -57,8 +57,10 @@ class Reporter {
   /// Progress lines of node bodies (stderr).
   std::ostream& progress() { return err_; }
 
-  /// An experiment's run directory is ready: its manifest and an empty metrics.jsonl are written.
-  void RunStarted(const std::string& experiment, const std::filesystem::path& dir, const std::string& manifest_toml);
+  /// An experiment's run directory is ready: its manifest and an empty metrics.jsonl are written into
+  /// `staging`, where the run writes until it is published as `dir` (run_directory.h), the name shown.
+  void RunStarted(const std::string& experiment, const std::filesystem::path& staging, const std::filesystem::path& dir,
+                  const std::string& manifest_toml);
   /// Appends metrics lines to the metrics.jsonl of every experiment the stages belong to.
   void AppendMetrics(const std::vector<std::string>& stages, const std::string& lines);
   /// One optimizer step's metrics: a line of the stage's metrics and, every so often, a progress line.
@@ -85,7 +87,8 @@ class Reporter {
 
   std::ostream& out_;
   std::ostream& err_;
-  std::map<std::string, std::filesystem::path> experiment_dirs_;
+  std::map<std::string, std::filesystem::path> experiment_dirs_;  // where each experiment's run writes
+  std::map<std::string, std::filesystem::path> published_dirs_;   // and its name once published
   std::map<std::string, std::string> exports_;
   std::map<std::string, std::vector<EvalResult>> evaluations_;
   struct StageRecord {

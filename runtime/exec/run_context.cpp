@@ -31,10 +31,19 @@ std::string RunContext::Resolve(const std::string& path) const {
 }
 
 fs::path RunContext::Rebase(const std::string& path) const {
-  if (options_.out.empty()) return path;
-  const std::string& output = plan_.graph.experiments.front().output;
-  if (path.rfind(output, 0) == 0) return fs::path(options_.out) / path.substr(std::min(path.size(), output.size() + 1));
+  for (const auto& [output, dir] : run_dirs_) {
+    if (path == output) return dir->staging();
+    if (path.starts_with(output + "/")) return dir->staging() / path.substr(output.size() + 1);
+  }
   return path;
+}
+
+fs::path RunContext::Published(const fs::path& written) const {
+  for (const auto& [output, dir] : run_dirs_) {
+    fs::path published = dir->Published(written);
+    if (published != written) return published;
+  }
+  return written;
 }
 
 std::optional<std::string> RunContext::CachedEntry(const ir::Node& node) {
@@ -45,6 +54,19 @@ std::optional<std::string> RunContext::CachedEntry(const ir::Node& node) {
                          << "); rebuilding it\n";
   }
   return std::nullopt;
+}
+
+FileLock RunContext::LockEntry(const ir::Node& node) {
+  const std::string what = "fusec run " + options_.file + " (" + Label(node) + ")";
+  std::string holder;
+  if (auto lock = FileLock::TryAcquire(cache_.LockPath(node.hash), what, &holder)) return std::move(*lock);
+  if (holder.starts_with("cannot")) throw RunError(RunErrorKind::FileSystem, holder);
+  reporter_.progress() << "[" << Label(node) << "] waiting: " << holder << " is computing it (lock "
+                       << cache_.LockPath(node.hash) << ")\n";
+  std::string error;
+  auto lock = FileLock::Acquire(cache_.LockPath(node.hash), what, &error);
+  if (!lock) throw RunError(RunErrorKind::FileSystem, error);
+  return std::move(*lock);
 }
 
 std::string RunContext::Commit(const ir::Node& node, const std::string& staging) {
@@ -175,7 +197,12 @@ void CopyDirectory(const fs::path& from, const fs::path& to) {
   staging += ".partial";
   fs::remove_all(staging);
   fs::create_directories(staging.parent_path());
-  fs::copy(from, staging, fs::copy_options::recursive);
+  std::error_code ec;
+  fs::copy(from, staging, fs::copy_options::recursive | fs::copy_options::create_hard_links, ec);
+  if (ec) {  // another filesystem
+    fs::remove_all(staging);
+    fs::copy(from, staging, fs::copy_options::recursive);
+  }
   fs::remove_all(to);
   fs::rename(staging, to);
 }

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,8 +20,10 @@
 
 #include "compiler/cache/cache.h"
 #include "compiler/ir/ir.h"
+#include "compiler/support/file_lock.h"
 #include "runtime/exec/executor.h"
 #include "runtime/exec/reporter.h"
+#include "runtime/exec/run_directory.h"
 #include "runtime/exec/rules.h"
 #include "runtime/model/inference.h"
 #include "runtime/model/llama.h"
@@ -70,6 +73,13 @@ class RunContext {
   const std::string& started() const { return started_; }
   /// Whether the note that bf16 autocast is slow on the CPU was printed already (once a run).
   bool warned_cpu_bf16 = false;
+  /// The models evaluations of this run evaluated, by what decides the result (the model's hash, the data's,
+  /// the settings): a sweep's points share their base model and shared stages, which are evaluated once.
+  struct EvaluatedModel {
+    EvalResult result;
+    std::string completions;  // its completions file in the cache entry
+  };
+  std::map<std::string, EvaluatedModel> evaluated_models;
 
   /// The value of the node feeding `slot` of `node`, computed now if it was not yet.
   const NodeValue& Input(const ir::Node& node, std::string_view slot);
@@ -77,11 +87,19 @@ class RunContext {
 
   /// A path of the experiment (data, models), relative to the .fuse file.
   std::string Resolve(const std::string& path) const;
-  /// A path under an experiment's output directory, moved under --out when it is given.
+  /// Where the run writes a path under an experiment's output directory (or --out): in the run directory's
+  /// staging copy until it is published (run_directory.h).
   std::filesystem::path Rebase(const std::string& path) const;
+  /// The name `written` (a path Rebase gave) will have once its run directory is published.
+  std::filesystem::path Published(const std::filesystem::path& written) const;
+  /// The run directory each experiment's output directory (as planned) is written to.
+  void SetRunDirectories(std::map<std::string, const RunDirectory*> by_output) { run_dirs_ = std::move(by_output); }
 
   /// The complete cache entry of `node`, after a full check; a corrupt one is reported and ignored.
   std::optional<std::string> CachedEntry(const ir::Node& node);
+  /// Takes the lock of `node`'s cache entry (StageCache::LockPath), waiting with a message naming the process
+  /// that holds it (another run computing the same node).
+  FileLock LockEntry(const ir::Node& node);
   /// Commits `staging` as `node`'s cache entry and returns the entry's directory.
   std::string Commit(const ir::Node& node, const std::string& staging);
 
@@ -105,6 +123,7 @@ class RunContext {
   Reporter& reporter_;
   EvalInput eval_input_;
   StageCache cache_;
+  std::map<std::string, const RunDirectory*> run_dirs_;  // by the experiment's planned output directory
   std::filesystem::path base_dir_;
   torch::Device device_ = torch::kCPU;
   std::string started_;
@@ -122,7 +141,9 @@ struct TokenizedItems {
 TokenizedItems TokenizeItems(const Dataset& dataset, const ItemSet& items, const Tokenizer& tokenizer,
                              const ChatTemplate& chat, int64_t max_len, std::optional<int64_t> max_prompt_len);
 
-/// Copies a directory tree to `to` through a staging directory, replacing `to`.
+/// Puts a copy of the directory tree `from` (a cache entry) at `to` through a staging directory, replacing
+/// `to`: hard links where the filesystem allows (a sweep's points share one copy of each model; cache outputs
+/// are read-only, so a link cannot be written through), else copies.
 void CopyDirectory(const std::filesystem::path& from, const std::filesystem::path& to);
 
 // The node bodies, one family per file.

@@ -1,5 +1,5 @@
 // train: one stage's training, from its cached entry when there is one, else from the init model on its
-// weighted items (runtime/train/trainer.h), with checkpoints that `--resume` continues from.
+// weighted items (runtime/train/trainer.h), with checkpoints that the next run of the stage resumes from.
 
 #include <c10/util/Exception.h>
 
@@ -12,6 +12,7 @@
 
 #include "runtime/exec/run_context.h"
 #include "runtime/model/checkpoint.h"
+#include "runtime/support/interrupt.h"
 #include "runtime/support/text.h"
 #include "runtime/support/torch_errors.h"
 #include "runtime/train/trainer.h"
@@ -108,6 +109,20 @@ class StageMetrics {
   int64_t first_step_ = -1;
 };
 
+/// Whether the stage goes on from its checkpoints: it does when a run of the same stage (same hash) left one,
+/// unless `--restart` discards them (said on stderr, as is resuming).
+bool ResumesFromCheckpoint(const std::string& label, const fs::path& checkpoints, RunContext& run) {
+  std::error_code ec;
+  const bool has_checkpoint = fs::exists(checkpoints / "LATEST", ec);
+  if (run.options().restart && fs::exists(checkpoints, ec)) {
+    run.reporter().progress() << "[" << label << "] --restart: discarding its checkpoints (" << checkpoints.string()
+                              << ")\n";
+    fs::remove_all(checkpoints);
+    return false;
+  }
+  return has_checkpoint;
+}
+
 /// Trains, turning LibTorch's failures into RunErrors (out of memory above all).
 void TrainOrThrow(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Train& train,
                   const TrainSettings& settings, const TrainOptions& options) {
@@ -132,6 +147,10 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
   const std::string label = RunContext::Label(node);
   const ModelHandle init = *run.Input(node, "init").model;
   if (auto cached = run.CachedEntry(node)) return ReuseCached(node, *cached, init, run);
+  // One process trains a stage at a time (its checkpoints and entry are shared); one that waited reuses
+  // what the other committed.
+  const FileLock stage_lock = run.LockEntry(node);
+  if (auto cached = run.CachedEntry(node)) return ReuseCached(node, *cached, init, run);
   if (node.FindInput("reference") != nullptr) {
     throw RunError(RunErrorKind::Internal, "a reference model must be hoisted into ref_logprobs before training");
   }
@@ -143,17 +162,18 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
   settings.bf16_autocast = UsesBf16(train_node.spec.precision, run);
   if (run.options().unoptimized) settings.DisableOptimizations();
 
-  const fs::path checkpoints = fs::path(run.cache().dir()) / "checkpoints" / node.hash;
-  if (!run.options().resume) fs::remove_all(checkpoints);  // a fresh start: old checkpoints would be resumed by mistake
-  const bool resuming = run.options().resume && fs::exists(checkpoints / "LATEST");
+  const fs::path checkpoints = run.cache().CheckpointPath(node.hash);
+  const bool resuming = ResumesFromCheckpoint(label, checkpoints, run);
   fs::create_directories(checkpoints);
   StageMetrics metrics(node, checkpoints / "metrics.jsonl", resuming, run.reporter());
 
   TrainOptions train;
   train.stage = label;
   train.checkpoint_dir = checkpoints.string();
-  train.resume = run.options().resume;
+  train.resume = resuming;
   train.stop_after = run.options().stop_after_steps;
+  if (run.options().checkpoint_minutes > 0) train.checkpoint_interval_s = run.options().checkpoint_minutes * 60;
+  train.should_stop = [] { return InterruptSignal() != 0; };
   train.on_step = [&](const StepMetrics& m) { metrics.OnStep(m); };
   run.reporter().progress() << "[" << label << "] training on " << tokenized.data.items.items.size() << " items"
                             << (tokenized.too_long > 0
@@ -166,11 +186,18 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
         .Help("the stage's rule kept nothing, or every item is longer than `max_len`");
   }
   TrainOrThrow(*opened.model, tokenized.data, train_node, settings, train);
+  if (metrics.last.step < metrics.last.total_steps && InterruptSignal() != 0) {
+    throw RunError(RunErrorKind::Interrupted, "stopped by " + SignalName(InterruptSignal()) + " after step " +
+                                                  std::to_string(metrics.last.step) + " of " +
+                                                  std::to_string(metrics.last.total_steps) + "; its checkpoint is saved")
+        .Help("run the same command again to resume from step " + std::to_string(metrics.last.step) +
+              " (`--restart` starts the stage over)");
+  }
   if (metrics.last.step < metrics.last.total_steps) {
     throw RunError(RunErrorKind::TrainingStopped, label + ": stopped after step " + std::to_string(metrics.last.step) +
                                                       " of " + std::to_string(metrics.last.total_steps) +
                                                       " (--stop-after)")
-        .Help("`fusec run --resume` continues from the last checkpoint");
+        .Help("running it again continues from the last checkpoint");
   }
 
   std::string staging = run.cache().BeginEntry(node.hash);

@@ -90,9 +90,12 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitErrors = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitInternal = 3;  // an [Internal] error, or an exception that escaped
+inline constexpr int kExitInterrupted = 130;  // stopped by SIGINT or SIGTERM after writing a checkpoint (128 + 2)
 
-/// The exit status a run that stopped with `error` ends with: 3 for an [Internal] error, else 1.
+/// The exit status a run that stopped with `error` ends with: 3 for an [Internal] error, 130 when SIGINT or
+/// SIGTERM stopped it, else 1.
 inline int ExitStatusOf(const RunError& error) {
+  if (error.kind() == RunErrorKind::Interrupted) return kExitInterrupted;
   return error.kind() == RunErrorKind::Internal ? kExitInternal : kExitErrors;
 }
 

@@ -459,6 +459,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
   if (!options.checkpoint_dir.empty()) fs::create_directories(options.checkpoint_dir);
 
   int64_t steps_this_run = 0;
+  auto last_checkpoint = std::chrono::steady_clock::now();
   while (step < plan.total_steps) {
     const std::string at_step = StepLabel(options.stage, step);
     const StepPrompts prompts = PromptsOfStep(plan, settings, step);
@@ -492,9 +493,15 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
     const StepMetrics metrics =
         MetricsOfStep(tally, step, plan.total_steps, prompts.epoch + 1, lr, grad_norm, SecondsSince(start));
     if (options.on_step) options.on_step(metrics);
-    if (!options.checkpoint_dir.empty() && IsCheckpointStep(step, plan.total_steps, settings.spec.save_every)) {
+    const bool stopping = options.should_stop && options.should_stop() && step < plan.total_steps;
+    const bool checkpoint_is_due =
+        IsCheckpointStep(step, plan.total_steps, settings.spec.save_every) || stopping ||
+        (options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s);
+    if (!options.checkpoint_dir.empty() && checkpoint_is_due) {
       SaveCheckpoint(model, optimizer, {step, plan.total_steps}, options.checkpoint_dir);
+      last_checkpoint = std::chrono::steady_clock::now();
     }
+    if (stopping) break;
     if (options.stop_after && steps_this_run >= *options.stop_after && step < plan.total_steps) break;
   }
   model.eval();

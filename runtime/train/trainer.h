@@ -91,6 +91,11 @@ struct TrainOptions {
   bool resume = false;
   /// Stop (as if killed) after this many optimizer steps of this run: for tests of resuming.
   std::optional<int64_t> stop_after;
+  /// Besides every `save_every` steps and after the last, a checkpoint is written when this many seconds
+  /// passed since the last one (so a long stage without `save_every` loses at most that much to a kill).
+  std::optional<double> checkpoint_interval_s;
+  /// Asked after each step: true stops the stage there (SIGINT, SIGTERM), after writing a checkpoint.
+  std::function<bool()> should_stop;
   std::function<void(const StepMetrics&)> on_step;
 };
 

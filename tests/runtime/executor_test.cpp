@@ -15,38 +15,19 @@
 #include "runtime/model/checkpoint.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
-#include "tests/runtime/test_support.h"
+#include "tests/runtime/run_support.h"
 
 namespace fusec::rt {
 namespace {
 
+using testing::Metrics;
+using testing::Outcome;
 using testing::ReadFile;
+using testing::RunFuse;
 using testing::ScratchDir;
+using testing::Smoke;
 using testing::WriteFile;
-
-const std::string kSmoke = std::string(FUSEC_REPO_DIR) + "/experiments/smoke.fuse";
-
-struct Outcome {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-Outcome RunFuse(RunOptions options) {
-  options.stdlib = FUSEC_SOURCE_STDLIB;
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = RunExperiments(options, out, err);
-  return {status, out.str(), err.str()};
-}
-
-RunOptions Smoke(const ScratchDir& dir, const std::string& run = "run") {
-  RunOptions options;
-  options.file = kSmoke;
-  options.cache = dir / "cache";
-  options.out = dir / run;
-  return options;
-}
+using testing::kSmoke;
 
 /// The lines of `text`.
 std::vector<std::string> Lines(const std::string& text) {
@@ -74,16 +55,6 @@ void ExpectRendered(const std::string& err, const std::string& file, const std::
   EXPECT_NE(at[2].find('^'), std::string::npos) << "the caret line: " << at[2];
   const bool has_help = std::any_of(at, lines.end(), [](const std::string& line) { return line.rfind("help: ", 0) == 0; });
   if (help) EXPECT_TRUE(has_help) << err;
-}
-
-std::vector<nlohmann::json> Metrics(const std::string& path, const std::string& stage) {
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(ReadFile(path));
-  for (std::string line; std::getline(in, line);) {
-    auto json = nlohmann::json::parse(line);
-    if (json["stage"] == stage) lines.push_back(json);
-  }
-  return lines;
 }
 
 /// Runs `fuse_text` as dir/exp.fuse, with experiments/data/smoke.jsonl beside it as smoke.jsonl.
@@ -246,31 +217,12 @@ TEST(Run, AProcessKilledMidStageResumesToTheSameWeights) {
   ScratchDir dir("run_kill");
   const std::vector<std::string> longer = {"--set", "sft.epochs=30", "--set", "sft.save_every=5"};
   auto command = [&](const std::string& cache, const std::string& out, bool resume) {
-    std::vector<std::string> args = {std::string(FUSEC_BINARY_DIR) + "/fusec", "run", kSmoke, "--cache", cache, "--out", out,
-                                     "--stdlib", FUSEC_SOURCE_STDLIB};
-    args.insert(args.end(), longer.begin(), longer.end());
-    if (resume) args.push_back("--resume");
-    return args;
+    std::vector<std::string> extra = longer;
+    if (resume) extra.push_back("--resume");
+    return testing::SmokeCommand(cache, out, extra);
   };
-  auto spawn = [](const std::vector<std::string>& args, const std::string& log) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      FILE* sink = std::freopen(log.c_str(), "w", stderr);
-      (void)sink;
-      std::freopen("/dev/null", "w", stdout);
-      std::vector<char*> argv;
-      for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return pid;
-  };
-  auto wait = [](pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
-  };
+  auto spawn = [](const std::vector<std::string>& args, const std::string& log) { return testing::Spawn(args, log); };
+  auto wait = [](pid_t pid) { return testing::WaitFor(pid); };
   // Uninterrupted.
   ASSERT_EQ(wait(spawn(command(dir / "cache_a", dir / "a", false), dir / "a.log")), 0) << ReadFile(dir / "a.log");
   // Killed with SIGKILL once FuseSFT is well under way (past a checkpoint, between two), then resumed.
