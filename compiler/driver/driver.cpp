@@ -54,10 +54,11 @@ std::string Fingerprint(const fs::path& path, bool is_model_dir) {
 
 /// Lowers a checked program and adds each file's Fingerprint to the node that reads it, so that the content
 /// hashes (and the stage cache) see a changed file. Each file is read once, however many nodes (sweep points)
-/// read it. Paths are relative to the directory of `main_file`, as the runtime resolves them.
-ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::string& main_file) {
+/// read it. Relative paths start at `input_base` (InputBase of the main file, as the runtime resolves them; a
+/// manifest's replay passes the directory the manifest recorded).
+ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::string& input_base) {
   ir::Graph graph = Lower(program);
-  const fs::path base = fs::absolute(main_file).parent_path();
+  const fs::path base = input_base;
   std::map<fs::path, std::string> fingerprints;
   for (ir::Node& node : graph.nodes) {
     std::string* path_text = nullptr;
@@ -74,8 +75,7 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
       }
     }
     if (path_text == nullptr) continue;
-    fs::path path = *path_text;
-    if (path.is_relative()) path = base / path;
+    fs::path path = ResolveInputPath(input_base, *path_text);
     auto [it, inserted] = fingerprints.try_emplace(path);
     if (inserted) it->second = Fingerprint(path, is_model);
     *fingerprint = it->second;
@@ -233,9 +233,19 @@ struct PlanOptions {
   std::string from_manifest;
 };
 
+/// Removes a scratch directory however the command ends.
+struct ScratchDirectory {
+  std::string path;
+  ~ScratchDirectory() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
 int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostream& err) {
   std::optional<RunManifest> replay;
-  std::string scratch;
+  ScratchDirectory scratch_dir;
+  std::string& scratch = scratch_dir.path;
   if (!plan.from_manifest.empty()) {
     std::ifstream in(plan.from_manifest, std::ios::binary);
     std::ostringstream text;
@@ -255,6 +265,9 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
     plan.file = *root;
     common.overrides = replay->overrides;
   }
+  // A manifest's inputs are where they were when it was written, not beside the scratch copy of its sources.
+  const std::string input_base =
+      replay && !replay->input_base.empty() ? replay->input_base : InputBase(plan.file);
   auto checked = CheckFiles({plan.file}, common);
   std::optional<Config> config = LoadConfig(common, checked->sources, checked->diagnostics);
   if (checked->diagnostics.has_errors() || !config) {
@@ -276,7 +289,7 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
   options.diagnostics = &checked->diagnostics;
   ir::Graph graph;
   try {
-    graph = RunPipeline(LowerWithFingerprints(checked->program, plan.file), options);
+    graph = RunPipeline(LowerWithFingerprints(checked->program, input_base), options);
   } catch (const std::logic_error& bug) {
     Report(checked->diagnostics, checked->sources, err);
     err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
@@ -293,7 +306,8 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
     out << ir::ToDot(graph);
   }
   if (!plan.manifest_out.empty()) {
-    RunManifest manifest = MakeRunManifest(plan.file, common.overrides, checked->sources, checked->program, graph);
+    RunManifest manifest =
+        MakeRunManifest(plan.file, common.overrides, checked->sources, checked->program, graph, input_base);
     std::ofstream file(plan.manifest_out, std::ios::binary);
     file << RunManifestToToml(manifest);
     if (!file) {
@@ -302,14 +316,28 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
     }
   }
   if (replay) {
-    std::error_code ec;
-    fs::remove_all(scratch, ec);
+    // A changed input explains the hashes that differ: name it first.
+    std::map<std::string, std::string> current;
+    for (const ManifestInput& input : GraphInputs(graph, input_base)) current[input.path] = input.fingerprint;
+    bool inputs_match = true;
+    for (const ManifestInput& recorded : replay->inputs) {
+      auto now = current.find(recorded.path);
+      if (now == current.end() || now->second == recorded.fingerprint) continue;
+      inputs_match = false;
+      err << "error: the input of node `" << recorded.node << "` differs from the manifest's: `" << recorded.path
+          << "` was recorded " << recorded.fingerprint << ", now " << now->second << " [InvalidConfig]\n";
+    }
+    if (!inputs_match) {
+      err << "help: the manifest reproduces the plan of the inputs as they were; restore them, or plan the "
+             "experiment anew\n";
+      return kExitErrors;
+    }
     std::vector<std::pair<std::string, std::string>> now;
     for (size_t i = 0; i < graph.nodes.size(); ++i) now.emplace_back(std::to_string(i), graph.nodes[i].hash);
     bool same = now.size() == replay->node_hashes.size();
     for (size_t i = 0; same && i < now.size(); ++i) same = now[i].second == replay->node_hashes[i].second;
     if (!same) {
-      err << "error: the plan differs from the manifest's: its node hashes do not match (fusec "
+      err << "error: the plan differs from the manifest's: its node hashes do not match ("
           << replay->fusec_version << " wrote it, this is " << VersionString() << ") [InvalidConfig]\n";
       return kExitErrors;
     }
@@ -395,7 +423,7 @@ int RunCacheGc(const std::vector<std::string>& keep_files, bool dry_run, const C
         return kExitErrors;
       }
       PipelineOptions options;
-      ir::Graph graph = RunPipeline(LowerWithFingerprints(checked->program, file), options);
+      ir::Graph graph = RunPipeline(LowerWithFingerprints(checked->program, InputBase(file)), options);
       for (const ir::Node& node : graph.nodes) keep.insert(node.hash);
     }
   }
@@ -437,7 +465,7 @@ std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostr
   pipeline.cache = &cache;
   pipeline.diagnostics = &planned->diagnostics;
   try {
-    planned->graph = RunPipeline(LowerWithFingerprints(planned->program, request.file), pipeline);
+    planned->graph = RunPipeline(LowerWithFingerprints(planned->program, InputBase(request.file)), pipeline);
   } catch (const std::logic_error& bug) {
     Report(planned->diagnostics, planned->sources, err);
     err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
@@ -445,7 +473,8 @@ std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostr
   }
   Report(planned->diagnostics, planned->sources, err);
   planned->manifest =
-      MakeRunManifest(request.file, request.overrides, planned->sources, planned->program, planned->graph);
+      MakeRunManifest(request.file, request.overrides, planned->sources, planned->program, planned->graph,
+                      InputBase(request.file));
   return planned;
 }
 

@@ -100,5 +100,42 @@ experiment e {
   EXPECT_NE(unknown.err.find("did you mean `k`?"), std::string::npos) << unknown.err;
 }
 
+
+// A manifest records each input's fingerprint, so an experiment that reads data replays; a changed input is
+// named with its node, its path and both fingerprints.
+TEST(ManifestReplay, AnExperimentThatReadsDataReplaysAndAChangedInputIsNamed) {
+  fs::path dir = TestDir("replay");
+  fs::create_directories(dir / "data");
+  fs::create_directories(dir / "m");
+  Write(dir / "m" / "config.json", "{}");
+  Write(dir / "data" / "d.jsonl", "{\"id\": 1, \"prompt\": \"p\", \"responses\": []}\n");
+  Write(dir / "exp.fuse", R"(
+experiment e {
+  target = hf_model("m")
+  stage s = sft { init = target; data = jsonl("data/d.jsonl") }
+}
+)");
+  std::string manifest = (dir / "run.toml").string();
+  std::string cache = (dir / "cache").string();
+  Outcome plan = Fusec({"plan", (dir / "exp.fuse").string(), "--manifest", manifest, "--cache", cache});
+  ASSERT_EQ(plan.status, kExitOk) << plan.err;
+  // From another directory, as a user replaying a run's manifest.toml would.
+  fs::path previous = fs::current_path();
+  fs::current_path(fs::temp_directory_path());
+  Outcome replay = Fusec({"plan", "--from-manifest", manifest, "--cache", cache});
+  EXPECT_EQ(replay.status, kExitOk) << replay.err;
+  EXPECT_NE(replay.err.find("every hash matches the manifest"), std::string::npos) << replay.err;
+
+  Write(dir / "data" / "d.jsonl", "{\"id\": 2, \"prompt\": \"q\", \"responses\": []}\n");
+  Outcome changed = Fusec({"plan", "--from-manifest", manifest, "--cache", cache});
+  fs::current_path(previous);
+  EXPECT_EQ(changed.status, kExitErrors);
+  EXPECT_NE(changed.err.find("load_data"), std::string::npos) << changed.err;
+  EXPECT_NE(changed.err.find((dir / "data" / "d.jsonl").string()), std::string::npos) << changed.err;
+  EXPECT_NE(changed.err.find("recorded sha256:"), std::string::npos) << changed.err;
+  EXPECT_NE(changed.err.find("now sha256:"), std::string::npos) << changed.err;
+  EXPECT_EQ(changed.err.find("every hash matches"), std::string::npos) << changed.err;
+}
+
 }  // namespace
 }  // namespace fusec
