@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <ostream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <toml++/toml.h>
@@ -83,10 +84,63 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
   return graph;
 }
 
+/// Reports every file the program reads that is not there: a `jsonl(...)` data file that is no regular file, an
+/// `hf_model(...)` directory that is no directory, at the first call that names it (once per file, however
+/// many sweep points and stages read it). What is inside them is the runtime's to check (it reads them). Each experiment's
+/// relative paths start at the directory of the file it is declared in, as `fusec run` resolves them.
+void ReportMissingInputs(const sema::CheckedProgram& program, const SourceManager& sources,
+                         Diagnostics& diagnostics) {
+  std::map<uint32_t, sema::CheckedProgram> by_file;
+  for (const sema::CheckedExperiment& experiment : program.experiments) {
+    by_file[experiment.span.file.value].experiments.push_back(experiment);
+  }
+  std::set<std::string> reported;
+  for (const auto& [file, experiments] : by_file) {
+    const std::string base = InputBase(sources.file(FileId{file}).canonical_path());
+    for (const ir::Node& node : Lower(experiments).nodes) {
+      std::string written;
+      bool is_model = false;
+      if (const auto* data = node.get_if<ir::LoadData>()) {
+        written = data->data.path;
+      } else if (const auto* model = node.get_if<ir::LoadModel>()) {
+        const auto* hf = std::get_if<ir::HfModelSpec>(&model->model);
+        if (hf == nullptr) continue;
+        written = hf->path;
+        is_model = true;
+      } else {
+        continue;
+      }
+      const std::string path = ResolveInputPath(base, written);
+      if (!reported.insert(path + (is_model ? " model" : " data")).second) continue;
+      std::error_code ec;
+      fs::file_status status = fs::status(path, ec);
+      const char* what = is_model ? "model directory" : "data file";
+      std::string problem;
+      if (!fs::exists(status)) {
+        problem = "does not exist";
+      } else if (is_model && !fs::is_directory(status)) {
+        problem = "is not a directory";
+      } else if (!is_model && !fs::is_regular_file(status)) {
+        problem = fs::is_directory(status) ? "is a directory, not a file" : "is not a regular file";
+      } else {
+        continue;
+      }
+      // Where it was looked for: relative to the current directory when below it, else absolute.
+      std::string shown = fs::path(path).lexically_proximate(fs::current_path(ec)).string();
+      if (ec || shown.empty() || shown.rfind("..", 0) == 0) shown = path;
+      diagnostics.Report(DiagnosticKind::MissingInput, node.span,
+                         std::string("the ") + what + " `" + written + "` " + problem + " (" + shown + ")")
+          .Help("paths are relative to the .fuse file; for an input made later (downloaded, generated), pass "
+                "`--allow-missing-inputs`");
+    }
+  }
+}
+
 /// Where the stage cache is when neither `--cache` nor fusec.toml says: beside the run directories.
 constexpr const char* kDefaultCacheDir = "runs/cache";
 
 struct CommonOptions {
+  bool allow_missing_inputs = false;  // `check`, `plan`: inputs made later are no error
   std::string stdlib;
   std::string config;
   std::string cache;
@@ -108,6 +162,11 @@ void AddCacheOptions(CLI::App& command, CommonOptions& options) {
   command.add_option("--config", options.config, "A fusec.toml file (default: ./fusec.toml if it exists)")
       ->check(CLI::ExistingFile);
   command.add_option("--cache", options.cache, "The stage cache directory (default: fusec.toml's, or runs/cache)");
+}
+
+void AddInputsOption(CLI::App& command, CommonOptions& options) {
+  command.add_flag("--allow-missing-inputs", options.allow_missing_inputs,
+                   "Do not report data files and model directories that are not there yet (made later)");
 }
 
 void AddOverrideOption(CLI::App& command, CommonOptions& options) {
@@ -215,6 +274,15 @@ std::string Plural(size_t n, const char* word) { return std::to_string(n) + " " 
 int RunCheck(const std::vector<std::string>& files, const CommonOptions& common, std::ostream& out,
              std::ostream& err) {
   auto checked = CheckFiles(files, common);
+  if (!checked->diagnostics.has_errors() && !common.allow_missing_inputs) {
+    try {
+      ReportMissingInputs(checked->program, checked->sources, checked->diagnostics);
+    } catch (const std::logic_error& bug) {
+      Report(checked->diagnostics, checked->sources, err);
+      err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
+      return kExitInternal;
+    }
+  }
   Report(checked->diagnostics, checked->sources, err);
   if (checked->diagnostics.has_errors()) return kExitErrors;
   size_t stages = 0;
@@ -270,6 +338,16 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
       replay && !replay->input_base.empty() ? replay->input_base : InputBase(plan.file);
   auto checked = CheckFiles({plan.file}, common);
   std::optional<Config> config = LoadConfig(common, checked->sources, checked->diagnostics);
+  // A replay reads its inputs where the manifest recorded them and names those that changed (below).
+  if (!checked->diagnostics.has_errors() && !common.allow_missing_inputs && !replay) {
+    try {
+      ReportMissingInputs(checked->program, checked->sources, checked->diagnostics);
+    } catch (const std::logic_error& bug) {
+      Report(checked->diagnostics, checked->sources, err);
+      err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
+      return kExitInternal;
+    }
+  }
   if (checked->diagnostics.has_errors() || !config) {
     Report(checked->diagnostics, checked->sources, err);
     return kExitErrors;
@@ -500,6 +578,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
   check->add_option("files", check_files, "The .fuse files to check")->required();
   AddStdlibOption(*check, common);
   AddOverrideOption(*check, common);
+  AddInputsOption(*check, common);
 
   PlanOptions plan_options;
   CLI::App* plan = app.add_subcommand("plan", "Check a .fuse file and print the graph it would run");
@@ -517,6 +596,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
       ->check(CLI::ExistingFile);
   AddStdlibOption(*plan, common);
   AddOverrideOption(*plan, common);
+  AddInputsOption(*plan, common);
   AddCacheOptions(*plan, common);
 
   CLI::App* cache = app.add_subcommand("cache", "Inspect and clean the stage cache");

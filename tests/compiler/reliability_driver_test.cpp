@@ -27,11 +27,13 @@ Outcome Fusec(std::vector<std::string> args) {
   return {status, out.str(), err.str()};
 }
 
-/// A fresh directory for one test.
+/// A fresh directory for one test, with the model directory `m` and the data file `d.jsonl` the experiments
+/// below read (check and plan report missing inputs).
 fs::path TestDir(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / "fusec_reliability_driver" / name;
   fs::remove_all(dir);
-  fs::create_directories(dir);
+  fs::create_directories(dir / "m");
+  std::ofstream(dir / "d.jsonl").flush();
   return dir;
 }
 
@@ -135,6 +137,42 @@ experiment e {
   EXPECT_NE(changed.err.find("recorded sha256:"), std::string::npos) << changed.err;
   EXPECT_NE(changed.err.find("now sha256:"), std::string::npos) << changed.err;
   EXPECT_EQ(changed.err.find("every hash matches"), std::string::npos) << changed.err;
+}
+
+TEST(MissingInputs, CheckAndPlanReportThemAtTheirCall) {
+  fs::path dir = TestDir("missing");
+  fs::create_directories(dir / "data_dir");
+  Write(dir / "exp.fuse", R"(experiment e {
+  target = hf_model("d.jsonl")
+  stage s = sft { init = target; data = jsonl("data_dir") }
+  stage t = sft { init = s; data = jsonl("gone.jsonl") }
+}
+)");
+  for (const char* command : {"check", "plan"}) {
+    Outcome outcome = Fusec({command, (dir / "exp.fuse").string(), "--cache", (dir / "cache").string()});
+    if (std::string(command) == "check") outcome = Fusec({command, (dir / "exp.fuse").string()});
+    EXPECT_EQ(outcome.status, kExitErrors) << command;
+    EXPECT_EQ(outcome.out, "") << command;
+    EXPECT_NE(outcome.err.find("exp.fuse:2:12: error: the model directory `d.jsonl` is not a directory"),
+              std::string::npos) << command << "\n" << outcome.err;
+    EXPECT_NE(outcome.err.find("exp.fuse:3:41: error: the data file `data_dir` is a directory, not a file"),
+              std::string::npos) << command << "\n" << outcome.err;
+    EXPECT_NE(outcome.err.find("exp.fuse:4:36: error: the data file `gone.jsonl` does not exist (" +
+                               (dir / "gone.jsonl").string() + ") [MissingInput]"),
+              std::string::npos) << command << "\n" << outcome.err;
+    EXPECT_EQ(Count(outcome.err, "`d.jsonl` is not a directory"), 1u) << command << "\n" << outcome.err;
+    EXPECT_NE(outcome.err.find("3 errors"), std::string::npos) << command << "\n" << outcome.err;
+  }
+  // Inputs made later: allowed on request.
+  Outcome later = Fusec({"check", "--allow-missing-inputs", (dir / "exp.fuse").string()});
+  EXPECT_EQ(later.status, kExitOk) << later.err;
+  // From another directory, the paths still start at the .fuse file.
+  Write(dir / "ok.fuse", "experiment e {\n  target = hf_model(\"m\")\n  stage s = sft { init = target; data = jsonl(\"d.jsonl\") }\n}\n");
+  fs::path previous = fs::current_path();
+  fs::current_path(fs::temp_directory_path());
+  Outcome elsewhere = Fusec({"check", (dir / "ok.fuse").string()});
+  fs::current_path(previous);
+  EXPECT_EQ(elsewhere.status, kExitOk) << elsewhere.err;
 }
 
 }  // namespace
