@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "compiler/cache/cache.h"
+#include "compiler/diag/command_line.h"
 #include "compiler/diag/diagnostics.h"
 #include "compiler/diag/suggest.h"
 #include "compiler/driver/manifest.h"
@@ -518,6 +519,11 @@ int RunCacheGc(const std::vector<std::string>& keep_files, bool dry_run, const C
 
 std::string VersionString() { return std::string("fusec ") + FUSEC_VERSION; }
 
+const std::vector<std::string>& RuntimeCommandNames() {
+  static const std::vector<std::string> names = {"run", "init-model", "score", "generate", "tokenize", "synth"};
+  return names;
+}
+
 std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostream& err) {
   CommonOptions common;
   common.stdlib = request.stdlib;
@@ -625,7 +631,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
       app.exit(error, out, err);  // --help, --version
       return kExitOk;
     }
-    std::string message = error.what();
+    std::string message = UnknownCommandOrOption(app, args, RuntimeCommandNames()).value_or(error.what());
     if (!message.empty()) message[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[0])));
     err << "error: " << message << " [Usage]\nhelp: run `fusec --help` for the commands and their options\n";
     return kExitUsage;

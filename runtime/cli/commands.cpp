@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "compiler/diag/command_line.h"
 #include "runtime/data/examples.h"
 #include "runtime/data/synth.h"
 #ifdef FUSEC_HAVE_EXECUTOR
@@ -507,7 +508,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       app.exit(error, out, err);
       return kExitOk;
     }
-    std::string message = error.what();
+    std::string message = UnknownCommandOrOption(app, args).value_or(error.what());
     if (!message.empty()) message[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[0])));
     err << "error: " << message << " [Usage]\nhelp: run `fusec <command> --help` for its options\n";
     return kExitUsage;

@@ -175,5 +175,35 @@ TEST(MissingInputs, CheckAndPlanReportThemAtTheirCall) {
   EXPECT_EQ(elsewhere.status, kExitOk) << elsewhere.err;
 }
 
+TEST(CommandLine, AnUnknownCommandOrOptionIsNamedWithASuggestion) {
+  fs::path dir = TestDir("command_line");
+  std::string file = (dir / "x.fuse").string();
+  Write(file, "experiment e {\n  target = hf_model(\"m\")\n  stage s = sft { init = target; data = jsonl(\"d.jsonl\") }\n}\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"chekc", file}, "error: unknown command `chekc`; did you mean `check`? [Usage]\n"},
+      {{"rnu", file}, "error: unknown command `rnu`; did you mean `run`? [Usage]\n"},  // a runtime command
+      {{"check", file, "--stdlb", "x"}, "error: unknown option `--stdlb`; did you mean `--stdlib`? [Usage]\n"},
+      {{"plan", "--emit", "json", file, "--cahce", "c"}, "error: unknown option `--cahce`; did you mean `--cache`? [Usage]\n"},
+      {{"cache", "lss"}, "error: unknown command `lss`; did you mean `ls`? [Usage]\n"},
+      {{"frobnicate"}, "error: unknown command `frobnicate` [Usage]\n"},
+  };
+  for (const Case& c : cases) {
+    Outcome outcome = Fusec(c.args);
+    EXPECT_EQ(outcome.status, kExitUsage) << c.args[0];
+    EXPECT_EQ(outcome.err.substr(0, outcome.err.find('\n') + 1), c.message) << outcome.err;
+    EXPECT_NE(outcome.err.find("help: run `fusec --help`"), std::string::npos) << outcome.err;
+  }
+  // An option's value is not an option, and a known option with a bad value keeps CLI11's message.
+  EXPECT_EQ(Fusec({"check", file, "--set", "seed=-1"}).status, kExitOk);
+  Outcome bad_value = Fusec({"plan", "--emit", "bytecode", file});
+  EXPECT_EQ(bad_value.status, kExitUsage);
+  EXPECT_NE(bad_value.err.find("bytecode"), std::string::npos) << bad_value.err;
+  EXPECT_EQ(bad_value.err.find("unknown"), std::string::npos) << bad_value.err;
+}
+
 }  // namespace
 }  // namespace fusec
