@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -137,8 +138,20 @@ void ReportMissingInputs(const sema::CheckedProgram& program, const SourceManage
   }
 }
 
-/// Where the stage cache is when neither `--cache` nor fusec.toml says: beside the run directories.
-constexpr const char* kDefaultCacheDir = "runs/cache";
+/// Where the stage cache is when neither `--cache`, `$FUSEC_CACHE` nor fusec.toml says: the user's cache
+/// directory, `$XDG_CACHE_HOME/fusec`, else `~/.cache/fusec`; the same from every directory, so a run started
+/// elsewhere reuses what the last one trained. Nullopt when neither variable is set.
+std::optional<std::string> DefaultCacheDir() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && fs::path(xdg).is_absolute()) return (fs::path(xdg) / "fusec").lexically_normal().string();
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && fs::path(home).is_absolute()) return (fs::path(home) / ".cache" / "fusec").string();
+  return std::nullopt;
+}
+
+constexpr const char* kCacheOptionHelp =
+    "The stage cache directory (default: $FUSEC_CACHE, else fusec.toml's [cache] dir, else $XDG_CACHE_HOME/fusec "
+    "or ~/.cache/fusec)";
 
 struct CommonOptions {
   bool allow_missing_inputs = false;  // `check`, `plan`: inputs made later are no error
@@ -150,7 +163,7 @@ struct CommonOptions {
 
 /// Settings from fusec.toml (the `--config` file, or ./fusec.toml when it exists).
 struct Config {
-  std::string cache_dir = kDefaultCacheDir;
+  std::string cache_dir;  // [cache] dir, resolved against fusec.toml's directory; then see LoadConfig
   std::string device = "auto";  // [run] device: where `fusec run` trains unless --device says
 };
 
@@ -162,7 +175,7 @@ void AddStdlibOption(CLI::App& command, CommonOptions& options) {
 void AddCacheOptions(CLI::App& command, CommonOptions& options) {
   command.add_option("--config", options.config, "A fusec.toml file (default: ./fusec.toml if it exists)")
       ->check(CLI::ExistingFile);
-  command.add_option("--cache", options.cache, "The stage cache directory (default: fusec.toml's, or runs/cache)");
+  command.add_option("--cache", options.cache, kCacheOptionHelp);
 }
 
 void AddInputsOption(CLI::App& command, CommonOptions& options) {
@@ -245,7 +258,23 @@ std::optional<Config> LoadConfig(const CommonOptions& common, SourceManager& sou
     }
     if (!ok) return std::nullopt;
   }
-  if (!common.cache.empty()) config.cache_dir = common.cache;
+  // The cache: --cache, else $FUSEC_CACHE, else fusec.toml's, else the user's cache directory.
+  const char* from_environment = std::getenv("FUSEC_CACHE");
+  if (!common.cache.empty()) {
+    config.cache_dir = common.cache;
+  } else if (from_environment != nullptr && *from_environment != '\0') {
+    config.cache_dir = from_environment;
+  } else if (config.cache_dir.empty()) {
+    std::optional<std::string> fallback = DefaultCacheDir();
+    if (!fallback) {
+      diagnostics.Report(DiagnosticKind::InvalidConfig, SourceSpan{},
+                         "no stage cache directory: neither --cache, $FUSEC_CACHE, fusec.toml's `[cache] dir`, "
+                         "$XDG_CACHE_HOME nor $HOME says where it is")
+          .Help("pass `--cache DIR` or set FUSEC_CACHE");
+      return std::nullopt;
+    }
+    config.cache_dir = *fallback;
+  }
   return config;
 }
 

@@ -493,7 +493,9 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       ->check(CLI::ExistingDirectory);
   run->add_option("--config", run_options.config, "A fusec.toml file (default: ./fusec.toml if it exists)")
       ->check(CLI::ExistingFile);
-  run->add_option("--cache", run_options.cache, "The stage cache directory (default: fusec.toml's, or runs/cache)");
+  run->add_option("--cache", run_options.cache,
+                  "The stage cache directory (default: $FUSEC_CACHE, else fusec.toml's [cache] dir, else "
+                  "$XDG_CACHE_HOME/fusec or ~/.cache/fusec)");
   run->add_option("--stop-after", stop_after, "Stop each stage after N steps, as if killed (for testing --resume)")
       ->check(CLI::PositiveNumber)
       ->group("");

@@ -3,8 +3,10 @@
 // cache location that does not depend on the current directory.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "compiler/driver/driver.h"
@@ -203,6 +205,75 @@ TEST(CommandLine, AnUnknownCommandOrOptionIsNamedWithASuggestion) {
   EXPECT_EQ(bad_value.status, kExitUsage);
   EXPECT_NE(bad_value.err.find("bytecode"), std::string::npos) << bad_value.err;
   EXPECT_EQ(bad_value.err.find("unknown"), std::string::npos) << bad_value.err;
+}
+
+/// Sets (or, with null, unsets) an environment variable for one scope.
+class ScopedEnvironment {
+ public:
+  ScopedEnvironment(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    if (old != nullptr) old_ = old;
+    if (value != nullptr) {
+      setenv(name, value, 1);
+    } else {
+      unsetenv(name);
+    }
+  }
+  ~ScopedEnvironment() {
+    if (old_) {
+      setenv(name_.c_str(), old_->c_str(), 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnvironment(const ScopedEnvironment&) = delete;
+  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+/// The directory in `; N nodes, M cached (cache: DIR)`.
+std::string CacheOfPlan(const std::string& out) {
+  size_t at = out.find("(cache: ");
+  if (at == std::string::npos) return "";
+  at += 8;
+  return out.substr(at, out.find(")\n", at) - at);
+}
+
+TEST(CacheLocation, TheDefaultDoesNotDependOnTheCurrentDirectory) {
+  fs::path dir = TestDir("cache_location");
+  fs::create_directories(dir / "a");
+  fs::create_directories(dir / "b");
+  std::string file = (dir / "x.fuse").string();
+  Write(file, "experiment e {\n  target = hf_model(\"m\")\n  stage s = sft { init = target; data = jsonl(\"d.jsonl\") }\n}\n");
+  ScopedEnvironment no_fusec_cache("FUSEC_CACHE", nullptr);
+  ScopedEnvironment xdg("XDG_CACHE_HOME", (dir / "xdg").c_str());
+  fs::path previous = fs::current_path();
+  fs::current_path(dir / "a");
+  Outcome from_a = Fusec({"plan", file});
+  Outcome ls_a = Fusec({"cache", "ls"});
+  fs::current_path(dir / "b");
+  Outcome from_b = Fusec({"plan", file});
+  {
+    ScopedEnvironment configured("FUSEC_CACHE", (dir / "env-cache").c_str());
+    Outcome from_environment = Fusec({"plan", file});
+    EXPECT_EQ(CacheOfPlan(from_environment.out), (dir / "env-cache").string()) << from_environment.err;
+    Outcome given = Fusec({"plan", file, "--cache", (dir / "given").string()});
+    EXPECT_EQ(CacheOfPlan(given.out), (dir / "given").string()) << given.err;
+  }
+  {
+    ScopedEnvironment no_xdg("XDG_CACHE_HOME", nullptr);
+    ScopedEnvironment home("HOME", (dir / "home").c_str());
+    Outcome from_home = Fusec({"plan", file});
+    EXPECT_EQ(CacheOfPlan(from_home.out), (dir / "home" / ".cache" / "fusec").string()) << from_home.err;
+  }
+  fs::current_path(previous);
+  ASSERT_EQ(from_a.status, kExitOk) << from_a.err;
+  EXPECT_EQ(CacheOfPlan(from_a.out), (dir / "xdg" / "fusec").string()) << from_a.out;
+  EXPECT_EQ(CacheOfPlan(from_b.out), CacheOfPlan(from_a.out));
+  EXPECT_EQ(ls_a.out.rfind("cache " + (dir / "xdg" / "fusec").string() + ":", 0), 0u) << ls_a.out << ls_a.err;
 }
 
 }  // namespace
