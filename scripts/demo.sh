@@ -11,8 +11,8 @@ fusec=build/release/bin/fusec
 run_dir=build/demo
 cache=build/demo-cache
 
-"$fusec" check experiments/demo.fuse
 ./scripts/fusion-mini-data.sh
+"$fusec" check experiments/demo.fuse  # after the data exists: check reports missing inputs
 echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about a minute on 2 cores the first time"
 start=$SECONDS
 mkdir -p build

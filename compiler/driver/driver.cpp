@@ -2,15 +2,18 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <ostream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <toml++/toml.h>
 
 #include "compiler/cache/cache.h"
+#include "compiler/diag/command_line.h"
 #include "compiler/diag/diagnostics.h"
 #include "compiler/diag/suggest.h"
 #include "compiler/driver/manifest.h"
@@ -54,10 +57,11 @@ std::string Fingerprint(const fs::path& path, bool is_model_dir) {
 
 /// Lowers a checked program and adds each file's Fingerprint to the node that reads it, so that the content
 /// hashes (and the stage cache) see a changed file. Each file is read once, however many nodes (sweep points)
-/// read it. Paths are relative to the directory of `main_file`, as the runtime resolves them.
-ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::string& main_file) {
+/// read it. Relative paths start at `input_base` (InputBase of the main file, as the runtime resolves them; a
+/// manifest's replay passes the directory the manifest recorded).
+ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::string& input_base) {
   ir::Graph graph = Lower(program);
-  const fs::path base = fs::absolute(main_file).parent_path();
+  const fs::path base = input_base;
   std::map<fs::path, std::string> fingerprints;
   for (ir::Node& node : graph.nodes) {
     std::string* path_text = nullptr;
@@ -74,8 +78,7 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
       }
     }
     if (path_text == nullptr) continue;
-    fs::path path = *path_text;
-    if (path.is_relative()) path = base / path;
+    fs::path path = ResolveInputPath(input_base, *path_text);
     auto [it, inserted] = fingerprints.try_emplace(path);
     if (inserted) it->second = Fingerprint(path, is_model);
     *fingerprint = it->second;
@@ -83,10 +86,75 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
   return graph;
 }
 
-/// Where the stage cache is when neither `--cache` nor fusec.toml says: beside the run directories.
-constexpr const char* kDefaultCacheDir = "runs/cache";
+/// Reports every file the program reads that is not there: a `jsonl(...)` data file that is no regular file, an
+/// `hf_model(...)` directory that is no directory, at the first call that names it (once per file, however
+/// many sweep points and stages read it). What is inside them is the runtime's to check (it reads them). Each experiment's
+/// relative paths start at the directory of the file it is declared in, as `fusec run` resolves them.
+void ReportMissingInputs(const sema::CheckedProgram& program, const SourceManager& sources,
+                         Diagnostics& diagnostics) {
+  std::map<uint32_t, sema::CheckedProgram> by_file;
+  for (const sema::CheckedExperiment& experiment : program.experiments) {
+    by_file[experiment.span.file.value].experiments.push_back(experiment);
+  }
+  std::set<std::string> reported;
+  for (const auto& [file, experiments] : by_file) {
+    const std::string base = InputBase(sources.file(FileId{file}).canonical_path());
+    for (const ir::Node& node : Lower(experiments).nodes) {
+      std::string written;
+      bool is_model = false;
+      if (const auto* data = node.get_if<ir::LoadData>()) {
+        written = data->data.path;
+      } else if (const auto* model = node.get_if<ir::LoadModel>()) {
+        const auto* hf = std::get_if<ir::HfModelSpec>(&model->model);
+        if (hf == nullptr) continue;
+        written = hf->path;
+        is_model = true;
+      } else {
+        continue;
+      }
+      const std::string path = ResolveInputPath(base, written);
+      if (!reported.insert(path + (is_model ? " model" : " data")).second) continue;
+      std::error_code ec;
+      fs::file_status status = fs::status(path, ec);
+      const char* what = is_model ? "model directory" : "data file";
+      std::string problem;
+      if (!fs::exists(status)) {
+        problem = "does not exist";
+      } else if (is_model && !fs::is_directory(status)) {
+        problem = "is not a directory";
+      } else if (!is_model && !fs::is_regular_file(status)) {
+        problem = fs::is_directory(status) ? "is a directory, not a file" : "is not a regular file";
+      } else {
+        continue;
+      }
+      // Where it was looked for: relative to the current directory when below it, else absolute.
+      std::string shown = fs::path(path).lexically_proximate(fs::current_path(ec)).string();
+      if (ec || shown.empty() || shown.rfind("..", 0) == 0) shown = path;
+      diagnostics.Report(DiagnosticKind::MissingInput, node.span,
+                         std::string("the ") + what + " `" + written + "` " + problem + " (" + shown + ")")
+          .Help("paths are relative to the .fuse file; for an input made later (downloaded, generated), pass "
+                "`--allow-missing-inputs`");
+    }
+  }
+}
+
+/// Where the stage cache is when neither `--cache`, `$FUSEC_CACHE` nor fusec.toml says: the user's cache
+/// directory, `$XDG_CACHE_HOME/fusec`, else `~/.cache/fusec`; the same from every directory, so a run started
+/// elsewhere reuses what the last one trained. Nullopt when neither variable is set.
+std::optional<std::string> DefaultCacheDir() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && fs::path(xdg).is_absolute()) return (fs::path(xdg) / "fusec").lexically_normal().string();
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && fs::path(home).is_absolute()) return (fs::path(home) / ".cache" / "fusec").string();
+  return std::nullopt;
+}
+
+constexpr const char* kCacheOptionHelp =
+    "The stage cache directory (default: $FUSEC_CACHE, else fusec.toml's [cache] dir, else $XDG_CACHE_HOME/fusec "
+    "or ~/.cache/fusec)";
 
 struct CommonOptions {
+  bool allow_missing_inputs = false;  // `check`, `plan`: inputs made later are no error
   std::string stdlib;
   std::string config;
   std::string cache;
@@ -95,7 +163,7 @@ struct CommonOptions {
 
 /// Settings from fusec.toml (the `--config` file, or ./fusec.toml when it exists).
 struct Config {
-  std::string cache_dir = kDefaultCacheDir;
+  std::string cache_dir;  // [cache] dir, resolved against fusec.toml's directory; then see LoadConfig
   std::string device = "auto";  // [run] device: where `fusec run` trains unless --device says
 };
 
@@ -107,7 +175,12 @@ void AddStdlibOption(CLI::App& command, CommonOptions& options) {
 void AddCacheOptions(CLI::App& command, CommonOptions& options) {
   command.add_option("--config", options.config, "A fusec.toml file (default: ./fusec.toml if it exists)")
       ->check(CLI::ExistingFile);
-  command.add_option("--cache", options.cache, "The stage cache directory (default: fusec.toml's, or runs/cache)");
+  command.add_option("--cache", options.cache, kCacheOptionHelp);
+}
+
+void AddInputsOption(CLI::App& command, CommonOptions& options) {
+  command.add_flag("--allow-missing-inputs", options.allow_missing_inputs,
+                   "Do not report data files and model directories that are not there yet (made later)");
 }
 
 void AddOverrideOption(CLI::App& command, CommonOptions& options) {
@@ -185,7 +258,23 @@ std::optional<Config> LoadConfig(const CommonOptions& common, SourceManager& sou
     }
     if (!ok) return std::nullopt;
   }
-  if (!common.cache.empty()) config.cache_dir = common.cache;
+  // The cache: --cache, else $FUSEC_CACHE, else fusec.toml's, else the user's cache directory.
+  const char* from_environment = std::getenv("FUSEC_CACHE");
+  if (!common.cache.empty()) {
+    config.cache_dir = common.cache;
+  } else if (from_environment != nullptr && *from_environment != '\0') {
+    config.cache_dir = from_environment;
+  } else if (config.cache_dir.empty()) {
+    std::optional<std::string> fallback = DefaultCacheDir();
+    if (!fallback) {
+      diagnostics.Report(DiagnosticKind::InvalidConfig, SourceSpan{},
+                         "no stage cache directory: neither --cache, $FUSEC_CACHE, fusec.toml's `[cache] dir`, "
+                         "$XDG_CACHE_HOME nor $HOME says where it is")
+          .Help("pass `--cache DIR` or set FUSEC_CACHE");
+      return std::nullopt;
+    }
+    config.cache_dir = *fallback;
+  }
   return config;
 }
 
@@ -215,6 +304,15 @@ std::string Plural(size_t n, const char* word) { return std::to_string(n) + " " 
 int RunCheck(const std::vector<std::string>& files, const CommonOptions& common, std::ostream& out,
              std::ostream& err) {
   auto checked = CheckFiles(files, common);
+  if (!checked->diagnostics.has_errors() && !common.allow_missing_inputs) {
+    try {
+      ReportMissingInputs(checked->program, checked->sources, checked->diagnostics);
+    } catch (const std::logic_error& bug) {
+      Report(checked->diagnostics, checked->sources, err);
+      err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
+      return kExitInternal;
+    }
+  }
   Report(checked->diagnostics, checked->sources, err);
   if (checked->diagnostics.has_errors()) return kExitErrors;
   size_t stages = 0;
@@ -233,7 +331,6 @@ struct PlanOptions {
   std::string from_manifest;
 };
 
-
 /// The stage cache at `dir` opened for `use` (StageCache::Open), or nullopt after printing why not.
 std::optional<StageCache> OpenCacheOrReport(const std::string& dir, CacheUse use, std::ostream& err) {
   std::string error;
@@ -246,9 +343,19 @@ std::optional<StageCache> OpenCacheOrReport(const std::string& dir, CacheUse use
   return cache;
 }
 
+/// Removes a scratch directory however the command ends.
+struct ScratchDirectory {
+  std::string path;
+  ~ScratchDirectory() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
 int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostream& err) {
   std::optional<RunManifest> replay;
-  std::string scratch;
+  ScratchDirectory scratch_dir;
+  std::string& scratch = scratch_dir.path;
   if (!plan.from_manifest.empty()) {
     std::ifstream in(plan.from_manifest, std::ios::binary);
     std::ostringstream text;
@@ -268,8 +375,21 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
     plan.file = *root;
     common.overrides = replay->overrides;
   }
+  // A manifest's inputs are where they were when it was written, not beside the scratch copy of its sources.
+  const std::string input_base =
+      replay && !replay->input_base.empty() ? replay->input_base : InputBase(plan.file);
   auto checked = CheckFiles({plan.file}, common);
   std::optional<Config> config = LoadConfig(common, checked->sources, checked->diagnostics);
+  // A replay reads its inputs where the manifest recorded them and names those that changed (below).
+  if (!checked->diagnostics.has_errors() && !common.allow_missing_inputs && !replay) {
+    try {
+      ReportMissingInputs(checked->program, checked->sources, checked->diagnostics);
+    } catch (const std::logic_error& bug) {
+      Report(checked->diagnostics, checked->sources, err);
+      err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
+      return kExitInternal;
+    }
+  }
   if (checked->diagnostics.has_errors() || !config) {
     Report(checked->diagnostics, checked->sources, err);
     return kExitErrors;
@@ -291,7 +411,7 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
   options.diagnostics = &checked->diagnostics;
   ir::Graph graph;
   try {
-    graph = RunPipeline(LowerWithFingerprints(checked->program, plan.file), options);
+    graph = RunPipeline(LowerWithFingerprints(checked->program, input_base), options);
   } catch (const std::logic_error& bug) {
     Report(checked->diagnostics, checked->sources, err);
     err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
@@ -308,7 +428,8 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
     out << ir::ToDot(graph);
   }
   if (!plan.manifest_out.empty()) {
-    RunManifest manifest = MakeRunManifest(plan.file, common.overrides, checked->sources, checked->program, graph);
+    RunManifest manifest =
+        MakeRunManifest(plan.file, common.overrides, checked->sources, checked->program, graph, input_base);
     std::ofstream file(plan.manifest_out, std::ios::binary);
     file << RunManifestToToml(manifest);
     if (!file) {
@@ -317,14 +438,28 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
     }
   }
   if (replay) {
-    std::error_code ec;
-    fs::remove_all(scratch, ec);
+    // A changed input explains the hashes that differ: name it first.
+    std::map<std::string, std::string> current;
+    for (const ManifestInput& input : GraphInputs(graph, input_base)) current[input.path] = input.fingerprint;
+    bool inputs_match = true;
+    for (const ManifestInput& recorded : replay->inputs) {
+      auto now = current.find(recorded.path);
+      if (now == current.end() || now->second == recorded.fingerprint) continue;
+      inputs_match = false;
+      err << "error: the input of node `" << recorded.node << "` differs from the manifest's: `" << recorded.path
+          << "` was recorded " << recorded.fingerprint << ", now " << now->second << " [InvalidConfig]\n";
+    }
+    if (!inputs_match) {
+      err << "help: the manifest reproduces the plan of the inputs as they were; restore them, or plan the "
+             "experiment anew\n";
+      return kExitErrors;
+    }
     std::vector<std::pair<std::string, std::string>> now;
     for (size_t i = 0; i < graph.nodes.size(); ++i) now.emplace_back(std::to_string(i), graph.nodes[i].hash);
     bool same = now.size() == replay->node_hashes.size();
     for (size_t i = 0; same && i < now.size(); ++i) same = now[i].second == replay->node_hashes[i].second;
     if (!same) {
-      err << "error: the plan differs from the manifest's: its node hashes do not match (fusec "
+      err << "error: the plan differs from the manifest's: its node hashes do not match ("
           << replay->fusec_version << " wrote it, this is " << VersionString() << ") [InvalidConfig]\n";
       return kExitErrors;
     }
@@ -427,7 +562,7 @@ int RunCacheGc(const std::vector<std::string>& keep_files, bool dry_run, const C
         return kExitErrors;
       }
       PipelineOptions options;
-      ir::Graph graph = RunPipeline(LowerWithFingerprints(checked->program, file), options);
+      ir::Graph graph = RunPipeline(LowerWithFingerprints(checked->program, InputBase(file)), options);
       for (const ir::Node& node : graph.nodes) keep.insert(node.hash);
     }
   }
@@ -443,6 +578,11 @@ int RunCacheGc(const std::vector<std::string>& keep_files, bool dry_run, const C
 }  // namespace
 
 std::string VersionString() { return std::string("fusec ") + FUSEC_VERSION; }
+
+const std::vector<std::string>& RuntimeCommandNames() {
+  static const std::vector<std::string> names = {"run", "init-model", "score", "generate", "tokenize", "synth"};
+  return names;
+}
 
 std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostream& err) {
   CommonOptions common;
@@ -471,7 +611,7 @@ std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostr
   pipeline.cache = &cache;
   pipeline.diagnostics = &planned->diagnostics;
   try {
-    planned->graph = RunPipeline(LowerWithFingerprints(planned->program, request.file), pipeline);
+    planned->graph = RunPipeline(LowerWithFingerprints(planned->program, InputBase(request.file)), pipeline);
   } catch (const std::logic_error& bug) {
     Report(planned->diagnostics, planned->sources, err);
     err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
@@ -479,7 +619,8 @@ std::unique_ptr<PlannedProgram> PlanForRun(const PlanRequest& request, std::ostr
   }
   Report(planned->diagnostics, planned->sources, err);
   planned->manifest =
-      MakeRunManifest(request.file, request.overrides, planned->sources, planned->program, planned->graph);
+      MakeRunManifest(request.file, request.overrides, planned->sources, planned->program, planned->graph,
+                      InputBase(request.file));
   return planned;
 }
 
@@ -505,6 +646,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
   check->add_option("files", check_files, "The .fuse files to check")->required();
   AddStdlibOption(*check, common);
   AddOverrideOption(*check, common);
+  AddInputsOption(*check, common);
 
   PlanOptions plan_options;
   CLI::App* plan = app.add_subcommand("plan", "Check a .fuse file and print the graph it would run");
@@ -522,6 +664,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
       ->check(CLI::ExistingFile);
   AddStdlibOption(*plan, common);
   AddOverrideOption(*plan, common);
+  AddInputsOption(*plan, common);
   AddCacheOptions(*plan, common);
 
   CLI::App* cache = app.add_subcommand("cache", "Inspect and clean the stage cache");
@@ -550,7 +693,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
       app.exit(error, out, err);  // --help, --version
       return kExitOk;
     }
-    std::string message = error.what();
+    std::string message = UnknownCommandOrOption(app, args, RuntimeCommandNames()).value_or(error.what());
     if (!message.empty()) message[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[0])));
     err << "error: " << message << " [Usage]\nhelp: run `fusec --help` for the commands and their options\n";
     return kExitUsage;

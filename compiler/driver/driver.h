@@ -30,13 +30,16 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
 /// "fusec 0.1.0".
 std::string VersionString();
 
+/// The commands `fusec` hands to `fusec-rt` (main.cpp; runtime/cli/commands.cpp defines them).
+const std::vector<std::string>& RuntimeCommandNames();
+
 /// What `fusec run` (in fusec-rt) asks of the compiler: the same options as `fusec plan`.
 struct PlanRequest {
   std::string file;
   std::vector<std::string> overrides;  // `--set` values
   std::string stdlib;                  // empty: the default
   std::string config;                  // a fusec.toml; empty: ./fusec.toml if it exists
-  std::string cache;                   // the stage cache; empty: fusec.toml's, or runs/cache
+  std::string cache;                   // the stage cache; empty: $FUSEC_CACHE, fusec.toml's, or ~/.cache/fusec
 };
 
 /// A checked, lowered and optimised program, with its cache marks and run manifest.

@@ -12,9 +12,8 @@
 
 namespace {
 
-// Commands that need LibTorch are run by `fusec-rt`, installed next to `fusec` (the compiler links no
-// LibTorch, so checking and planning start in milliseconds). runtime/cli/commands.h lists the same names.
-constexpr std::string_view kRuntimeCommands[] = {"run", "init-model", "score", "generate", "tokenize", "synth"};
+// Commands that need LibTorch (fusec::RuntimeCommandNames()) are run by `fusec-rt`, installed next to `fusec`
+// (the compiler links no LibTorch, so checking and planning start in milliseconds).
 
 int RunRuntime(char** argv) {
   std::error_code ec;
@@ -41,7 +40,7 @@ namespace {
 
 int Run(int argc, char** argv) {
   if (argc > 1) {
-    for (std::string_view command : kRuntimeCommands) {
+    for (const std::string& command : fusec::RuntimeCommandNames()) {
       if (command == argv[1]) return RunRuntime(argv);
     }
     // `fusec experiment.fuse` is `fusec run experiment.fuse`.

@@ -27,9 +27,41 @@ fs::path Contained(const fs::path& base, const std::string& display) {
 
 }  // namespace
 
+std::string InputBase(const std::string& main_file) {
+  return fs::absolute(main_file).lexically_normal().parent_path().string();
+}
+
+std::string ResolveInputPath(const std::string& input_base, const std::string& path) {
+  fs::path written = path;
+  return (written.is_relative() ? fs::path(input_base) / written : written).lexically_normal().string();
+}
+
+std::string ManifestNodeLabel(const ir::Graph& graph, size_t index) {
+  const ir::Node& node = graph.nodes[index];
+  std::string label = "%" + std::to_string(index) + " " + std::string(ir::Spelling(node.kind()));
+  for (const std::string& stage : node.stages) label += " " + stage;
+  return label;
+}
+
+std::vector<ManifestInput> GraphInputs(const ir::Graph& graph, const std::string& input_base) {
+  std::vector<ManifestInput> inputs;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const ir::Node& node = graph.nodes[i];
+    if (const auto* data = node.get_if<ir::LoadData>()) {
+      inputs.push_back({ManifestNodeLabel(graph, i), ResolveInputPath(input_base, data->data.path),
+                        data->data.fingerprint});
+    } else if (const auto* model = node.get_if<ir::LoadModel>()) {
+      if (const auto* hf = std::get_if<ir::HfModelSpec>(&model->model)) {
+        inputs.push_back({ManifestNodeLabel(graph, i), ResolveInputPath(input_base, hf->path), hf->fingerprint});
+      }
+    }
+  }
+  return inputs;
+}
+
 RunManifest MakeRunManifest(const std::string& root, const std::vector<std::string>& overrides,
                             const SourceManager& sources, const sema::CheckedProgram& program,
-                            const ir::Graph& graph) {
+                            const ir::Graph& graph, const std::string& input_base) {
   RunManifest manifest;
   manifest.fusec_version = VersionString();
   manifest.created = UtcNow();
@@ -41,12 +73,9 @@ RunManifest MakeRunManifest(const std::string& root, const std::vector<std::stri
     manifest.sources.push_back(ManifestSource{file.display_name(), file.text()});
   }
   manifest.resolved = sema::PrintProgram(program, sources);
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    const ir::Node& node = graph.nodes[i];
-    std::string label = "%" + std::to_string(i) + " " + std::string(ir::Spelling(node.kind()));
-    for (const std::string& stage : node.stages) label += " " + stage;
-    manifest.node_hashes.emplace_back(label, node.hash);
-  }
+  for (size_t i = 0; i < graph.nodes.size(); ++i) manifest.node_hashes.emplace_back(ManifestNodeLabel(graph, i), graph.nodes[i].hash);
+  manifest.input_base = input_base;
+  manifest.inputs = GraphInputs(graph, input_base);
   return manifest;
 }
 
@@ -62,6 +91,12 @@ std::string RunManifestToToml(const RunManifest& manifest) {
   toml::array nodes;
   for (const auto& [label, hash] : manifest.node_hashes) nodes.push_back(toml::table{{"node", label}, {"hash", hash}});
   table.insert("nodes", nodes);
+  table.insert("input_base", manifest.input_base);
+  toml::array inputs;
+  for (const ManifestInput& input : manifest.inputs) {
+    inputs.push_back(toml::table{{"node", input.node}, {"path", input.path}, {"fingerprint", input.fingerprint}});
+  }
+  table.insert("inputs", inputs);
   toml::array files;
   for (const ManifestSource& source : manifest.sources) {
     files.push_back(toml::table{{"path", source.path}, {"text", source.text}});
@@ -104,6 +139,19 @@ std::optional<RunManifest> RunManifestFromToml(const std::string& text, std::str
       if (entry == nullptr) continue;
       manifest.node_hashes.emplace_back((*entry)["node"].value_or(std::string()),
                                         (*entry)["hash"].value_or(std::string()));
+    }
+  }
+  manifest.input_base = table["input_base"].value_or(std::string());
+  if (auto inputs = table["inputs"].as_array()) {
+    for (const toml::node& node : *inputs) {
+      const toml::table* entry = node.as_table();
+      auto path = entry ? (*entry)["path"].value<std::string>() : std::nullopt;
+      auto fingerprint = entry ? (*entry)["fingerprint"].value<std::string>() : std::nullopt;
+      if (!path || !fingerprint) {
+        *error = "an input has no `path` or `fingerprint`";
+        return std::nullopt;
+      }
+      manifest.inputs.push_back(ManifestInput{(*entry)["node"].value_or(std::string()), *path, *fingerprint});
     }
   }
   const toml::array* sources = table["sources"].as_array();

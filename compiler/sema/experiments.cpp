@@ -362,6 +362,7 @@ std::vector<CheckedExperiment> Sema::ExpandSweep(const ast::SweepDecl& sweep, co
            binding == nullptr ? "unknown experiment template `" + sweep.template_name.text + "`"
                               : "`" + sweep.template_name.text + "` is not an experiment template")
         .Help("a sweep runs a template, declared as `experiment name(param: type = default) { ... }`");
+    ReportIgnoredOverrides(sweep, nullptr, {});
     return out;
   }
   const auto& template_ast = *static_cast<const ast::ExperimentDecl*>(template_decl->decl);
@@ -524,6 +525,12 @@ std::vector<CheckedExperiment> Sema::ExpandSweep(const ast::SweepDecl& sweep, co
            "a sweep runs over `{param: [values], ...}`, a list of points, or `grid(\"file.toml\")`");
     ok = false;
   }
+  std::map<std::string, std::string> given_by_sweep;
+  for (const auto& [name, value] : fixed) given_by_sweep[name] = "fixed";
+  for (const NamedValues& point : points) {
+    for (const auto& [name, value] : point) given_by_sweep[name] = "swept";
+  }
+  ReportIgnoredOverrides(sweep, &template_ast, given_by_sweep);
   if (!ok) return out;
   if (points.empty()) {
     Report(DiagnosticKind::InvalidGrid, grid.span, "the sweep has no points");

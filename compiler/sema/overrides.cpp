@@ -40,10 +40,10 @@ void Sema::ApplyOverrides(ModuleInfo& module, const std::vector<std::string>& ov
     size_t first = 0;
     for (ast::Decl& decl : module.ast.decls) {
       if (auto* sweep = std::get_if<ast::SweepDecl>(&decl); sweep != nullptr && sweep->name.text == path[0].text) {
-        Report(DiagnosticKind::InvalidOverride, path[0].span,
-               "`" + sweep->name.text + "` is a sweep; its points take their values from its grid")
-            .Help("override the template it sweeps: `--set " + sweep->template_name.text + "." +
-                  (path.size() > 1 ? path[1].text : std::string("...")) + "=...`");
+        // Its points take their values from its grid; what to say depends on the grid (ExpandSweep).
+        std::vector<std::string> rest;
+        for (size_t i = 1; i < path.size(); ++i) rest.push_back(path[i].text);
+        sweep_overrides_.push_back(SweepOverride{sweep, rest, text.substr(text.find('=') + 1), path[0].span});
         targets.clear();
         first = path.size();
         break;
@@ -108,6 +108,7 @@ void Sema::ApplyOverrides(ModuleInfo& module, const std::vector<std::string>& ov
                                   [&](const ast::Param& p) { return p.name.text == name.text; });
         if (param != experiment->params->end()) {
           param->default_value = fresh_value();
+          template_param_overrides_.push_back(TemplateParamOverride{experiment, name.text, name.span});
           ++applied;
           continue;
         }
@@ -182,8 +183,52 @@ void Sema::ApplyOverrides(ModuleInfo& module, const std::vector<std::string>& ov
         const ast::Identifier& stage_field = path[first + 1];
         const auto& fields = StageFieldNames();
         if (std::find(fields.begin(), fields.end(), stage_field.text) == fields.end()) {
-          fail(stage_field.span, "stages have no field `" + stage_field.text + "`",
-               DidYouMean(stage_field.text, fields));
+          // An argument of the stage kind: `sft.k=3` for `stage sft = fuse_sft(k: 2) { ... }`.
+          std::optional<std::vector<std::string>> kind_params = StageKindParams(module, stage->base);
+          auto param = kind_params ? std::find(kind_params->begin(), kind_params->end(), stage_field.text)
+                                   : std::vector<std::string>::iterator{};
+          if (kind_params && param != kind_params->end()) {
+            if (first + 2 != path.size()) {
+              fail(path[first + 2].span, "`" + stage_field.text + "` is an argument of the stage kind `" +
+                                             stage->base.name.text + "`; it is replaced whole");
+              continue;
+            }
+            if (!stage->base.args) stage->base.args.emplace();
+            std::vector<ast::Argument>& args = *stage->base.args;
+            auto position = static_cast<size_t>(param - kind_params->begin());
+            auto named = std::find_if(args.begin(), args.end(),
+                                      [&](const ast::Argument& a) { return a.name && a.name->text == stage_field.text; });
+            if (named != args.end()) {
+              named->value = fresh_value();
+            } else if (position < args.size() && !args[position].name) {
+              args[position].value = fresh_value();  // given by position
+            } else {
+              args.push_back(ast::Argument{stage_field, fresh_value(), setting->span});
+            }
+            ++applied;
+            continue;
+          }
+          std::vector<std::string> stage_candidates = fields;
+          if (kind_params) stage_candidates.insert(stage_candidates.end(), kind_params->begin(), kind_params->end());
+          std::string help;
+          // An argument of the stage's objective (TRL's `beta`): point at the field that holds it.
+          for (ast::BodyItem& item : stage->body) {
+            auto* objective = std::get_if<ast::FieldAssign>(&item.node);
+            ast::CallExpr* call =
+                objective != nullptr && objective->name.text == "objective" ? CallOf(*objective->value) : nullptr;
+            if (call != nullptr &&
+                std::any_of(call->args.begin(), call->args.end(),
+                            [&](const ast::Argument& a) { return a.name && a.name->text == stage_field.text; })) {
+              help = "`" + stage_field.text + "` is an argument of the stage's objective: `--set " + stage->name.text +
+                     ".objective." + stage_field.text + "=" + text.substr(text.find('=') + 1) + "`";
+            }
+          }
+          if (help.empty()) help = DidYouMean(stage_field.text, stage_candidates);
+          fail(stage_field.span,
+               kind_params ? "`" + stage_field.text + "` is neither a stage field nor a parameter of `" +
+                                 stage->name.text + "`'s kind `" + stage->base.name.text + "`"
+                           : "stages have no field `" + stage_field.text + "`",
+               help);
           continue;
         }
         if (set_in_body(stage->body, first + 1, "stage `" + stage->name.text + "`")) ++applied;
@@ -214,6 +259,59 @@ void Sema::ApplyOverrides(ModuleInfo& module, const std::vector<std::string>& ov
         if (!failure->help.empty()) builder.Help(failure->help);
       }
     }
+  }
+}
+
+std::optional<std::vector<std::string>> Sema::StageKindParams(ModuleInfo& module, const ast::StageBase& base) {
+  if (!module.scope) return std::nullopt;
+  // As the check finds a stage's kind (stages.cpp): the nearest binding that is a stage template.
+  for (Scope* scope = module.scope; scope != nullptr; scope = scope->parent()) {
+    Binding* binding = scope->FindLocal(base.name.text);
+    if (binding == nullptr) continue;
+    bool was_used = binding->used;  // looking is not using: the unused-import warning stays as it was
+    ValueRef value = Force(*binding, base.name.span);
+    binding->used = was_used;
+    const auto* decl = value ? value->As<DeclVal>() : nullptr;
+    if (decl == nullptr || decl->kind != DeclVal::Kind::StageTemplate) continue;
+    if (decl->decl == nullptr) return std::vector<std::string>{};  // the builtin root `train`
+    std::vector<std::string> names;
+    for (const ast::Param& param : static_cast<const ast::StageTemplateDecl*>(decl->decl)->params) {
+      names.push_back(param.name.text);
+    }
+    return names;
+  }
+  return std::nullopt;
+}
+
+void Sema::ReportIgnoredOverrides(const ast::SweepDecl& sweep, const ast::ExperimentDecl* template_decl,
+                                  const std::map<std::string, std::string>& given) {
+  auto how = [&](const std::string& param) {
+    return "`" + param + "` is " + given.at(param) + " by sweep `" + sweep.name.text + "`";
+  };
+  const std::string& template_name = sweep.template_name.text;
+  for (const SweepOverride& override_of : sweep_overrides_) {
+    if (override_of.sweep != &sweep) continue;
+    if (!override_of.path.empty() && given.count(override_of.path[0]) > 0) {
+      Report(DiagnosticKind::InvalidOverride, override_of.span,
+             how(override_of.path[0]) + ": each point takes it from the sweep, so `--set` cannot change it")
+          .Help("change the values in the sweep `" + sweep.name.text + "` in the file");
+      continue;
+    }
+    std::string rest;
+    for (const std::string& part : override_of.path) rest += "." + part;
+    Report(DiagnosticKind::InvalidOverride, override_of.span,
+           "`" + sweep.name.text + "` is a sweep; `--set` changes the template it runs, not its points")
+        .Help("override the template `" + template_name + "`, which changes every point of the sweep (and every "
+              "other experiment made from it): `--set " + template_name +
+              (rest.empty() ? ".FIELD=..." : rest + "=" + override_of.value_text) + "`");
+  }
+  for (const TemplateParamOverride& override_of : template_param_overrides_) {
+    if (override_of.template_decl != template_decl || given.count(override_of.param) == 0) continue;
+    Report(DiagnosticKind::InvalidOverride, override_of.span,
+           how(override_of.param) + ": its points would ignore this override of `" + template_name + "`'s default")
+        .Help("change the values in the sweep `" + sweep.name.text + "` in the file; to set `" + override_of.param +
+              "` for one instance of `" + template_name + "`, name the instance: `--set NAME." + override_of.param +
+              "=...`");
   }
 }
 

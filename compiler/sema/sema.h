@@ -127,6 +127,11 @@ class Sema {
                             const std::vector<std::string>& overrides = {});
   /// Edits a root module's AST with `--set` overrides (overrides.cpp).
   void ApplyOverrides(ModuleInfo& module, const std::vector<std::string>& overrides);
+  /// Reports the overrides that a sweep's points would ignore: the sweep named in `--set`, and template
+  /// parameters the sweep fixes or sweeps (`given`: parameter -> "swept" or "fixed"). Called by ExpandSweep
+  /// once the grid is known, because a grid file's axes are only known then (overrides.cpp).
+  void ReportIgnoredOverrides(const ast::SweepDecl& sweep, const ast::ExperimentDecl* template_decl,
+                              const std::map<std::string, std::string>& given);
 
   // --- Reporting (evaluator.cpp) -------------------------------------------------------------------------
   /// Reports with the notes of the instantiations being evaluated (template instance, sweep point).
@@ -291,6 +296,24 @@ class Sema {
   std::vector<const void*> inline_stack_;  // functions being inlined (their LetDecl), to refuse recursion
   size_t expansion_used_ = 0;
   bool expansion_reported_ = false;
+
+  // Overrides a sweep may ignore, kept by ApplyOverrides for ReportIgnoredOverrides.
+  struct SweepOverride {
+    const ast::SweepDecl* sweep;
+    std::vector<std::string> path;  // after the sweep's name
+    std::string value_text;
+    SourceSpan span;  // the sweep's name in the override
+  };
+  struct TemplateParamOverride {
+    const ast::ExperimentDecl* template_decl;
+    std::string param;
+    SourceSpan span;  // the parameter's name in the override
+  };
+  std::vector<SweepOverride> sweep_overrides_;
+  std::vector<TemplateParamOverride> template_param_overrides_;
+  /// The parameters of the stage kind `base` names (`k`, `temperature` of `fuse_sft`); nullopt when it is no
+  /// stage template (then the check reports it).
+  std::optional<std::vector<std::string>> StageKindParams(ModuleInfo& module, const ast::StageBase& base);
 };
 
 /// The fields of stages (`train`'s) and of experiments, for suggestions.

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "compiler/diag/command_line.h"
 #include "runtime/data/examples.h"
 #include "runtime/data/synth.h"
 #ifdef FUSEC_HAVE_EXECUTOR
@@ -500,7 +501,9 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       ->check(CLI::ExistingDirectory);
   run->add_option("--config", run_options.config, "A fusec.toml file (default: ./fusec.toml if it exists)")
       ->check(CLI::ExistingFile);
-  run->add_option("--cache", run_options.cache, "The stage cache directory (default: fusec.toml's, or runs/cache)");
+  run->add_option("--cache", run_options.cache,
+                  "The stage cache directory (default: $FUSEC_CACHE, else fusec.toml's [cache] dir, else "
+                  "$XDG_CACHE_HOME/fusec or ~/.cache/fusec)");
   run->add_option("--stop-after", stop_after, "Stop each stage after N steps, as if killed (for testing --resume)")
       ->check(CLI::PositiveNumber)
       ->group("");
@@ -515,7 +518,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       app.exit(error, out, err);
       return kExitOk;
     }
-    std::string message = error.what();
+    std::string message = UnknownCommandOrOption(app, args).value_or(error.what());
     if (!message.empty()) message[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[0])));
     err << "error: " << message << " [Usage]\nhelp: run `fusec <command> --help` for its options\n";
     return kExitUsage;

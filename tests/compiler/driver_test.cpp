@@ -26,9 +26,12 @@ Outcome Fusec(std::vector<std::string> args) {
   return {status, out.str(), err.str()};
 }
 
+/// Writes a .fuse file into the test directory, beside the model directory `m` and the data file `d.jsonl`
+/// that kClean reads (check and plan report missing inputs).
 std::string WriteTemp(const std::string& name, const std::string& text) {
   auto path = std::filesystem::temp_directory_path() / "fusec_driver_test";
-  std::filesystem::create_directories(path);
+  std::filesystem::create_directories(path / "m");
+  std::ofstream(path / "d.jsonl", std::ios::app).flush();
   path /= name;
   std::ofstream(path) << text;
   return path.string();
@@ -138,6 +141,8 @@ TEST(Driver, PlanEmitsTheGraphInEachFormat) {
 TEST(Driver, AManifestReproducesThePlan) {
   std::string dir = (std::filesystem::temp_directory_path() / "fusec_driver_test" / "manifest").string();
   std::filesystem::create_directories(dir + "/lib");
+  std::filesystem::create_directories(dir + "/m");
+  std::ofstream(dir + "/d.jsonl") << "{}\n";
   std::ofstream(dir + "/lib/shared.fuse") << "let lr = 2e-5\n";
   std::ofstream(dir + "/grid.toml") << "seed = [1, 2]\n";
   std::ofstream(dir + "/exp.fuse") << R"(
