@@ -185,7 +185,13 @@ int RunInitModel(const std::string& config_path, uint64_t seed, const std::strin
                                                     : torch::kFloat;
   }
   save.tokenizer_dir = tokenizer_dir;
-  LlamaForCausalLM model(*config);
+  LlamaForCausalLM model{nullptr};
+  try {
+    model = LlamaForCausalLM(*config);
+  } catch (RunError& too_large) {  // the config asks for more memory than there is
+    if (!staging_tokenizer.empty()) fs::remove_all(staging_tokenizer);
+    throw too_large.Place(config_path);
+  }
   InitializeWeights(*model, seed);
   bool saved = SaveModel(*model, out_dir, save, &error);
   if (!staging_tokenizer.empty()) fs::remove_all(staging_tokenizer);

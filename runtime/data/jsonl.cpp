@@ -2,7 +2,10 @@
 
 #include <simdjson.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 
 namespace fusec::rt {
 namespace {
@@ -55,10 +58,22 @@ JsonlReader::JsonlReader(std::string path, JsonlOptions options) : path_(std::mo
 JsonlReader::~JsonlReader() = default;
 
 std::unique_ptr<JsonlReader> JsonlReader::Open(const std::string& path, JsonlOptions options, std::string* error) {
+  // A directory opens as a stream and then fails its first read; say what it is instead.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(status)) {
+    *error = path + ": is a directory, not a data file";
+    return nullptr;
+  }
   std::unique_ptr<JsonlReader> reader(new JsonlReader(path, std::move(options)));
+  errno = 0;
   reader->in_.open(path, std::ios::binary);
   if (!reader->in_) {
-    *error = path + ": cannot open the data file";
+    const int cause = errno;
+    *error = path + ": cannot open the data file" +
+             (ec == std::errc::no_such_file_or_directory || cause == ENOENT ? std::string(": no such file")
+              : cause != 0                                                  ? ": " + std::string(std::strerror(cause))
+                                                                            : std::string());
     return nullptr;
   }
   return reader;
@@ -68,6 +83,7 @@ bool JsonlReader::Next(PromptRecord* record) {
   std::string text;
   while (!(options_.limit && records_ >= *options_.limit) && std::getline(in_, text)) {
     ++line_;
+    if (line_ == 1 && text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);  // a UTF-8 byte-order mark
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (text.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines carry nothing
     std::string what;
@@ -89,7 +105,7 @@ bool JsonlReader::Next(PromptRecord* record) {
   }
   if (in_.bad()) {
     error_line_ = line_;
-    error_detail_ = "read error";
+    error_detail_ = "cannot read the file after line " + std::to_string(line_);
     error_ = path_ + ":" + std::to_string(line_) + ": " + error_detail_;
   }
   return false;

@@ -64,7 +64,8 @@ struct PromptRecord {
 
 class JsonlReader {
  public:
-  /// nullopt with `error` set when the file cannot be opened.
+  /// nullptr with `error` as `path: why` when the file cannot be opened (missing, a directory, no permission).
+  /// A UTF-8 byte-order mark before the first line is skipped; lines may end in CRLF, the last without one.
   static std::unique_ptr<JsonlReader> Open(const std::string& path, JsonlOptions options, std::string* error);
   ~JsonlReader();
 

@@ -9,6 +9,8 @@
 #include <set>
 
 #include "runtime/model/safetensors.h"
+#include "runtime/support/json_text.h"
+#include "runtime/support/run_error.h"
 #include "runtime/support/text.h"
 
 namespace fusec::rt {
@@ -60,9 +62,30 @@ struct CheckpointFiles {
 std::optional<CheckpointFiles> FindCheckpointFiles(const fs::path& dir, std::string* error) {
   CheckpointFiles found;
   fs::path index_path = dir / "model.safetensors.index.json";
-  if (fs::exists(index_path)) {
+  // status() with an error code: a symlink loop or an unreadable directory is an error naming the path, not a
+  // filesystem_error thrown out of the loader.
+  auto exists = [&](const fs::path& path) -> std::optional<bool> {
+    std::error_code ec;
+    fs::file_status status = fs::status(path, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      *error = path.string() + ": cannot read: " + ec.message();
+      return std::nullopt;
+    }
+    return fs::exists(status);
+  };
+  auto has_index = exists(index_path);
+  if (!has_index) return std::nullopt;
+  if (*has_index) {
     auto text = ReadWholeFile(index_path.string());
-    nlohmann::json index = nlohmann::json::parse(text.value_or(""), nullptr, false);
+    if (!text) {
+      *error = index_path.string() + ": cannot read";
+      return std::nullopt;
+    }
+    if (auto nesting = JsonNestingError(*text)) {
+      *error = index_path.string() + ": " + *nesting;
+      return std::nullopt;
+    }
+    nlohmann::json index = nlohmann::json::parse(*text, nullptr, false);
     if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
       *error = index_path.string() + ": not a safetensors index (no `weight_map` object)";
       return std::nullopt;
@@ -84,12 +107,15 @@ std::optional<CheckpointFiles> FindCheckpointFiles(const fs::path& dir, std::str
     found.files.assign(files.begin(), files.end());
     return found;
   }
-  if (fs::exists(dir / "model.safetensors")) {
+  auto has_single = exists(dir / "model.safetensors");
+  if (!has_single) return std::nullopt;
+  if (*has_single) {
     found.files.push_back("model.safetensors");
     return found;
   }
   *error = dir.string() + ": no model.safetensors or model.safetensors.index.json";
-  if (fs::exists(dir / "pytorch_model.bin") || fs::exists(dir / "pytorch_model.bin.index.json")) {
+  std::error_code ec;
+  if (fs::exists(dir / "pytorch_model.bin", ec) || fs::exists(dir / "pytorch_model.bin.index.json", ec)) {
     *error += " (pickled PyTorch weights are not read; convert them to safetensors)";
   }
   return std::nullopt;
@@ -97,27 +123,17 @@ std::optional<CheckpointFiles> FindCheckpointFiles(const fs::path& dir, std::str
 
 }  // namespace
 
-std::optional<ModelConfig> ReadModelConfig(const std::string& dir, std::string* error) {
-  fs::path path = fs::path(dir) / "config.json";
-  if (!fs::is_directory(dir)) {
-    *error = dir + ": not a model directory";
-    return std::nullopt;
-  }
-  auto text = ReadWholeFile(path.string());
-  if (!text) {
-    *error = path.string() + ": no such file (a model directory holds config.json and safetensors weights)";
-    return std::nullopt;
-  }
-  auto config = ParseModelConfig(*text, error);
-  if (!config) *error = path.string() + ": " + *error;
-  return config;
-}
-
 std::optional<torch::Dtype> ResolveDtype(const std::string& requested, const ModelConfig& config,
                                          const torch::Device& device, std::string* error) {
   if (requested == "fp32") return torch::kFloat;
   if (requested == "bf16") return torch::kBFloat16;
-  if (requested == "fp16") return torch::kHalf;
+  if (requested == "fp16") {
+    if (device.is_cpu()) {  // LibTorch 1.13 has no float16 matrix product on the CPU
+      *error = "dtype fp16 is not supported on the CPU (its matrix products have no float16 kernels); use fp32 or bf16";
+      return std::nullopt;
+    }
+    return torch::kHalf;
+  }
   if (requested != "auto") {
     *error = "dtype `" + requested + "` is not one of auto, fp32, bf16, fp16";
     return std::nullopt;
@@ -210,7 +226,12 @@ std::optional<LlamaForCausalLM> LoadModel(const std::string& dir, torch::Dtype d
                                           std::string* error) {
   auto config = ReadModelConfig(dir, error);
   if (!config) return std::nullopt;
-  LlamaForCausalLM model(*config);
+  LlamaForCausalLM model{nullptr};
+  try {
+    model = LlamaForCausalLM(*config);
+  } catch (RunError& too_large) {  // the config asks for more memory than there is
+    throw too_large.Place((fs::path(dir) / "config.json").string());
+  }
   model->to(device, dtype);  // before loading, so the weights are never held twice on the device
   if (!LoadWeights(*model, dir, error)) return std::nullopt;
   model->eval();

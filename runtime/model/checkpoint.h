@@ -20,15 +20,14 @@
 
 namespace fusec::rt {
 
-/// Reads and validates `dir`/config.json.
-std::optional<ModelConfig> ReadModelConfig(const std::string& dir, std::string* error);
-
 /// The dtype a model directory's weights are loaded in: `requested` (fp32, bf16, fp16), or for `auto` the
-/// config's torch_dtype on CUDA and float32 on CPU (LibTorch 1.13's CPU kernels are slow in bf16).
+/// config's torch_dtype on CUDA and float32 on CPU (LibTorch 1.13's CPU kernels are slow in bf16). fp16 on the
+/// CPU is refused: LibTorch 1.13 has no float16 matrix product there.
 std::optional<torch::Dtype> ResolveDtype(const std::string& requested, const ModelConfig& config,
                                          const torch::Device& device, std::string* error);
 
-/// Builds the model `dir` describes and loads its weights, in `dtype` on `device`.
+/// Builds the model `dir` describes and loads its weights, in `dtype` on `device`. A config that asks for more
+/// memory than the machine has throws the RunError OutOfMemory (llama.h), placed at its config.json.
 std::optional<LlamaForCausalLM> LoadModel(const std::string& dir, torch::Dtype dtype, const torch::Device& device,
                                           std::string* error);
 

@@ -1,5 +1,12 @@
 #include "runtime/model/config.h"
 
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "runtime/support/json_text.h"
+#include "runtime/support/text.h"
+
 namespace fusec::rt {
 namespace {
 
@@ -17,7 +24,17 @@ constexpr Architecture kArchitectures[] = {
     {"Qwen2ForCausalLM", "qwen2", true},
 };
 
+/// A JSON value as an error message shows it: its text, cut short when long.
+std::string Shown(const Json& value) {
+  std::string text = value.dump();
+  return text.size() <= 40 ? text : text.substr(0, 37) + "...";
+}
+
 std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, std::string* error) {
+  if (auto nesting = JsonNestingError(text)) {
+    *error = *nesting;
+    return std::nullopt;
+  }
   Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
     *error = "is not a JSON object";
@@ -29,28 +46,52 @@ std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, st
     *error = what;
     return std::nullopt;
   };
+  // Sizes are bounded by int32 so that no product of two of them, nor a token id, overflows downstream; the
+  // memory a config asks for is checked against the machine when the model is built (llama.cpp).
+  constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();
   auto integer = [&](const char* key, int64_t& into, bool required, int64_t minimum) -> bool {
     auto it = json.find(key);
     if (it == json.end() || it->is_null()) {
       if (required) *error = "has no `" + std::string(key) + "`";
       return !required;
     }
-    if (!it->is_number_integer() || it->get<int64_t>() < minimum) {
-      *error = "`" + std::string(key) + "` must be an integer >= " + std::to_string(minimum);
+    if (!it->is_number_integer() || it->get<int64_t>() < minimum || it->get<int64_t>() > kMaxSize ||
+        (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(kMaxSize))) {
+      *error = "`" + std::string(key) + "` must be an integer >= " + std::to_string(minimum) + " and <= " +
+               std::to_string(kMaxSize) + ", not " + Shown(*it);
       return false;
     }
     into = it->get<int64_t>();
     return true;
   };
-  auto number = [&](const char* key, double& into) -> bool {
-    auto it = json.find(key);
-    if (it == json.end() || it->is_null()) return true;
-    if (!it->is_number() || it->get<double>() <= 0) {
-      *error = "`" + std::string(key) + "` must be a positive number";
+  auto positive = [&](const Json& object, const std::string& key, const std::string& name, double& into) -> bool {
+    auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return true;
+    if (!it->is_number() || !(it->get<double>() > 0) || !std::isfinite(it->get<double>())) {
+      *error = "`" + name + "` must be a positive number, not " + Shown(*it);
       return false;
     }
     into = it->get<double>();
     return true;
+  };
+  auto number = [&](const char* key, double& into) -> bool { return positive(json, key, key, into); };
+  auto boolean = [&](const char* key) -> std::optional<bool> {  // nullopt: absent or null; sets error when not a bool
+    auto it = json.find(key);
+    if (it == json.end() || it->is_null()) return std::nullopt;
+    if (!it->is_boolean()) {
+      *error = "`" + std::string(key) + "` must be true or false, not " + Shown(*it);
+      return std::nullopt;
+    }
+    return it->get<bool>();
+  };
+  auto string = [&](const char* key) -> std::optional<std::string> {  // the same for strings
+    auto it = json.find(key);
+    if (it == json.end() || it->is_null()) return std::nullopt;
+    if (!it->is_string()) {
+      *error = "`" + std::string(key) + "` must be a string, not " + Shown(*it);
+      return std::nullopt;
+    }
+    return it->get<std::string>();
   };
 
   auto architectures = json.find("architectures");
@@ -93,74 +134,144 @@ std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, st
       !number("initializer_range", config.initializer_range)) {
     return std::nullopt;
   }
-  if (auto act = json.find("hidden_act"); act != json.end() && act->is_string() && act->get<std::string>() != "silu") {
-    return fail("`hidden_act` " + act->get<std::string>() + " is not supported (the decoder uses SwiGLU with silu)");
+  if (auto act = string("hidden_act"); act && *act != "silu") {
+    return fail("`hidden_act` " + *act + " is not supported (the decoder uses SwiGLU with silu)");
   }
-  if (auto bias = json.find("attention_bias"); bias != json.end() && bias->is_boolean() && bias->get<bool>()) {
-    config.qkv_bias = true;
-  }
-  if (auto bias = json.find("mlp_bias"); bias != json.end() && bias->is_boolean() && bias->get<bool>()) {
-    return fail("`mlp_bias` true is not supported");
-  }
-  if (auto tp = json.find("pretraining_tp"); tp != json.end() && tp->is_number_integer() && tp->get<int64_t>() != 1) {
-    return fail("`pretraining_tp` " + std::to_string(tp->get<int64_t>()) + " is not supported (only 1 is)");
-  }
-  if (auto window = json.find("use_sliding_window"); window != json.end() && window->is_boolean() && window->get<bool>()) {
+  if (!error->empty()) return std::nullopt;
+  if (auto bias = boolean("attention_bias"); bias && *bias) config.qkv_bias = true;
+  if (auto bias = boolean("mlp_bias"); bias && *bias) return fail("`mlp_bias` true is not supported");
+  if (auto window = boolean("use_sliding_window"); window && *window) {
     return fail("`use_sliding_window` true is not supported");
   }
-  if (auto tie = json.find("tie_word_embeddings"); tie != json.end() && tie->is_boolean()) {
-    config.tie_word_embeddings = tie->get<bool>();
+  if (auto tie = boolean("tie_word_embeddings")) config.tie_word_embeddings = *tie;
+  if (!error->empty()) return std::nullopt;
+  if (auto tp = json.find("pretraining_tp"); tp != json.end() && !tp->is_null()) {
+    if (!tp->is_number_integer() || tp->get<int64_t>() != 1) {
+      return fail("`pretraining_tp` " + Shown(*tp) + " is not supported (only 1 is)");
+    }
   }
   if (auto scaling = json.find("rope_scaling"); scaling != json.end() && !scaling->is_null()) {
-    if (!scaling->is_object()) return fail("`rope_scaling` must be an object or null");
-    std::string kind = scaling->value("rope_type", scaling->value("type", std::string("default")));
+    if (!scaling->is_object()) return fail("`rope_scaling` must be an object or null, not " + Shown(*scaling));
+    std::string kind = "default";
+    for (const char* key : {"type", "rope_type"}) {  // rope_type is the newer name and wins
+      auto it = scaling->find(key);
+      if (it == scaling->end() || it->is_null()) continue;
+      if (!it->is_string()) return fail("`rope_scaling." + std::string(key) + "` must be a string, not " + Shown(*it));
+      kind = it->get<std::string>();
+    }
+    RopeScaling& rope = config.rope_scaling;
     if (kind == "llama3") {
-      config.rope_scaling.kind = RopeScaling::Kind::Llama3;
-      config.rope_scaling.factor = scaling->value("factor", 8.0);
-      config.rope_scaling.low_freq_factor = scaling->value("low_freq_factor", 1.0);
-      config.rope_scaling.high_freq_factor = scaling->value("high_freq_factor", 4.0);
-      config.rope_scaling.original_max_position = scaling->value("original_max_position_embeddings", int64_t{8192});
-      if (config.rope_scaling.high_freq_factor <= config.rope_scaling.low_freq_factor) {
+      rope.kind = RopeScaling::Kind::Llama3;
+      rope.factor = 8.0;
+      double original = static_cast<double>(rope.original_max_position);
+      if (!positive(*scaling, "factor", "rope_scaling.factor", rope.factor) ||
+          !positive(*scaling, "low_freq_factor", "rope_scaling.low_freq_factor", rope.low_freq_factor) ||
+          !positive(*scaling, "high_freq_factor", "rope_scaling.high_freq_factor", rope.high_freq_factor) ||
+          !positive(*scaling, "original_max_position_embeddings", "rope_scaling.original_max_position_embeddings",
+                    original)) {
+        return std::nullopt;
+      }
+      if (original != std::floor(original) || original > static_cast<double>(kMaxSize)) {
+        return fail("`rope_scaling.original_max_position_embeddings` must be an integer, not " +
+                    Shown((*scaling)["original_max_position_embeddings"]));
+      }
+      rope.original_max_position = static_cast<int64_t>(original);
+      if (rope.high_freq_factor <= rope.low_freq_factor) {
         return fail("`rope_scaling.high_freq_factor` must exceed `low_freq_factor`");
       }
     } else if (kind == "linear") {
-      config.rope_scaling.kind = RopeScaling::Kind::Linear;
-      config.rope_scaling.factor = scaling->value("factor", 1.0);
+      rope.kind = RopeScaling::Kind::Linear;
+      if (!positive(*scaling, "factor", "rope_scaling.factor", rope.factor)) return std::nullopt;
     } else if (kind != "default") {
       return fail("`rope_scaling` type `" + kind + "` is not supported (llama3 and linear are)");
     }
-    if (config.rope_scaling.factor <= 0) return fail("`rope_scaling.factor` must be positive");
   }
-  if (auto bos = json.find("bos_token_id"); bos != json.end() && bos->is_number_integer()) {
-    config.bos_token_id = bos->get<int64_t>();
+  auto token_id = [&](const char* key, const Json& id) -> std::optional<int64_t> {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > kMaxSize) {
+      *error = "`" + std::string(key) + "` must be a token id (an integer >= 0) or a list of them, not " + Shown(id);
+      return std::nullopt;
+    }
+    return id.get<int64_t>();
+  };
+  if (auto bos = json.find("bos_token_id"); bos != json.end() && !bos->is_null()) {
+    config.bos_token_id = token_id("bos_token_id", *bos);
+    if (!config.bos_token_id) return std::nullopt;
   }
-  if (auto eos = json.find("eos_token_id"); eos != json.end()) {
-    if (eos->is_number_integer()) config.eos_token_ids.push_back(eos->get<int64_t>());
-    if (eos->is_array()) {
-      for (const auto& id : *eos) {
-        if (id.is_number_integer()) config.eos_token_ids.push_back(id.get<int64_t>());
-      }
+  if (auto eos = json.find("eos_token_id"); eos != json.end() && !eos->is_null()) {
+    for (const Json& id : eos->is_array() ? *eos : Json::array({*eos})) {
+      auto parsed = token_id("eos_token_id", id);
+      if (!parsed) return std::nullopt;
+      config.eos_token_ids.push_back(*parsed);
     }
   }
-  if (auto dtype = json.find("torch_dtype"); dtype != json.end() && dtype->is_string()) {
-    config.torch_dtype = dtype->get<std::string>();
+  if (auto dtype = string("torch_dtype")) {
+    config.torch_dtype = *dtype;
     if (config.torch_dtype != "float32" && config.torch_dtype != "bfloat16" && config.torch_dtype != "float16") {
       return fail("`torch_dtype` " + config.torch_dtype + " is not supported (float32, bfloat16, float16 are)");
     }
+  }
+  if (!error->empty()) return std::nullopt;
+  if (!ModelWeightCount(config)) {
+    return fail("describes a model of more than 2^64 weights (`num_hidden_layers` " + std::to_string(config.num_layers) +
+                ", `hidden_size` " + std::to_string(config.hidden_size) + ", `intermediate_size` " +
+                std::to_string(config.intermediate_size) + ", `vocab_size` " + std::to_string(config.vocab_size) + ")");
   }
   return config;
 }
 
 }  // namespace
 
-std::optional<ModelConfig> ParseModelConfig(const std::string& text, std::string* error) {
-  // Fields of the wrong JSON type surface as exceptions from nlohmann's accessors.
-  try {
-    return ParseModelConfigUnchecked(text, error);
-  } catch (const nlohmann::json::exception& exception) {
-    *error = std::string("has a field of the wrong type: ") + exception.what();
+std::optional<ModelConfig> ReadModelConfig(const std::string& dir, std::string* error) {
+  std::filesystem::path path = std::filesystem::path(dir) / "config.json";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    *error = dir + ": not a model directory" + (ec && ec != std::errc::no_such_file_or_directory ? " (" + ec.message() + ")" : "");
     return std::nullopt;
   }
+  const auto status = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(status)) {
+    *error = path.string() + ": is a directory, not a file";
+    return std::nullopt;
+  }
+  auto text = ReadWholeFile(path.string());
+  if (!text) {
+    *error = path.string() + (ec && ec != std::errc::no_such_file_or_directory
+                                  ? ": cannot read: " + ec.message()
+                                  : ": no such file (a model directory holds config.json and safetensors weights)");
+    return std::nullopt;
+  }
+  auto config = ParseModelConfig(*text, error);
+  if (!config) *error = path.string() + ": " + *error;
+  return config;
+}
+
+std::optional<ModelConfig> ParseModelConfig(const std::string& text, std::string* error) {
+  // Every field's type is checked before it is read; a JSON accessor that still throws is a field this
+  // parser forgot, reported without nlohmann's text (which names no field).
+  error->clear();
+  try {
+    return ParseModelConfigUnchecked(text, error);
+  } catch (const nlohmann::json::exception&) {
+    *error = "has a field of an unexpected JSON type";
+    return std::nullopt;
+  }
+}
+
+std::optional<uint64_t> ModelWeightCount(const ModelConfig& config) {
+  // Each size is below 2^31 once parsed, so no product of three overflows 128 bits.
+  __extension__ using Wide = unsigned __int128;
+  const auto hidden = static_cast<Wide>(config.hidden_size);
+  const Wide attention = static_cast<Wide>(config.num_heads) * static_cast<Wide>(config.head_dim);
+  const Wide key_value = static_cast<Wide>(config.num_kv_heads) * static_cast<Wide>(config.head_dim);
+  const Wide projections = hidden * (2 * attention + 2 * key_value);  // q and o, k and v
+  const Wide mlp = hidden * 3 * static_cast<Wide>(config.intermediate_size);  // gate, up, down
+  const Wide biases = config.qkv_bias ? attention + 2 * key_value : 0;
+  const Wide layer = projections + mlp + biases + 2 * hidden;  // and two norms
+  const Wide embedding = static_cast<Wide>(config.vocab_size) * hidden;
+  const Wide total = layer * static_cast<Wide>(config.num_layers) + embedding * (config.tie_word_embeddings ? 1 : 2) +
+                     hidden;  // the final norm
+  if (total > std::numeric_limits<uint64_t>::max()) return std::nullopt;
+  return static_cast<uint64_t>(total);
 }
 
 std::string ModelConfigToJson(const ModelConfig& config) {

@@ -48,8 +48,15 @@ struct ModelConfig {
   nlohmann::ordered_json raw = nlohmann::ordered_json::object();
 };
 
-/// Parses and validates a config.json. On failure returns nullopt with `error` naming the field.
+/// Parses and validates a config.json. On failure returns nullopt with `error` naming the field and its value
+/// (`hidden_size` must be an integer >= 1 and <= 2147483647, not 32.5); every field fusec reads has its JSON
+/// type checked, so no library text reaches the user.
 std::optional<ModelConfig> ParseModelConfig(const std::string& text, std::string* error);
+/// Reads and validates `dir`/config.json; `error` starts with the file's path.
+std::optional<ModelConfig> ReadModelConfig(const std::string& dir, std::string* error);
+/// How many weights the model has (embeddings, layers, norms, the head unless tied), as llama.cpp builds it;
+/// nullopt when the count does not fit in 64 bits (ParseModelConfig refuses such configs).
+std::optional<uint64_t> ModelWeightCount(const ModelConfig& config);
 /// The config.json text Hugging Face tools read (raw fields first, then fusec's values over them).
 std::string ModelConfigToJson(const ModelConfig& config);
 

@@ -3,9 +3,14 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/linear.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <numbers>
 
+#include "runtime/support/run_error.h"
 #include "runtime/support/torch_compat.h"
 
 namespace fusec::rt {
@@ -271,7 +276,46 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& config) {
   rotary_emb = register_module("rotary_emb", RotaryEmbedding(config));
 }
 
+namespace {
+
+std::string ByteSizeText(double bytes) {
+  const char* unit = "B";
+  for (const char* larger : {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}) {
+    if (bytes < 1024) break;
+    bytes /= 1024;
+    unit = larger;
+  }
+  char text[64];
+  std::snprintf(text, sizeof text, "%.1f %s", bytes, unit);
+  return text;
+}
+
+/// The machine's memory, or 0 when it cannot be told.
+uint64_t PhysicalMemoryBytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) : 0;
+}
+
+}  // namespace
+
+void CheckModelFitsInMemory(const ModelConfig& config) {
+  // The model is built in float32 on the CPU before it moves to its device and dtype, so this is what it needs.
+  const uint64_t weights = ModelWeightCount(config).value_or(std::numeric_limits<uint64_t>::max());
+  const double bytes = static_cast<double>(weights) * sizeof(float);
+  const uint64_t memory = PhysicalMemoryBytes();
+  if (memory == 0 || bytes <= static_cast<double>(memory)) return;
+  throw RunError(RunErrorKind::OutOfMemory, "out of memory: the model needs " + ByteSizeText(bytes) + " for its " +
+                                                std::to_string(weights) + " weights in float32, more than the " +
+                                                ByteSizeText(static_cast<double>(memory)) + " this machine has")
+      .Note("`num_hidden_layers` " + std::to_string(config.num_layers) + ", `hidden_size` " +
+            std::to_string(config.hidden_size) + ", `intermediate_size` " + std::to_string(config.intermediate_size) +
+            ", `vocab_size` " + std::to_string(config.vocab_size))
+      .Help("check the sizes in config.json, or use a machine with more memory");
+}
+
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(ModelConfig config) : config_(std::move(config)) {
+  CheckModelFitsInMemory(config_);  // before any allocation: an absurd config is one clear error, not a crash
   model = register_module("model", LlamaModel(config_));
   if (!config_.tie_word_embeddings) {
     lm_head = register_module("lm_head", MakeLinear(config_.hidden_size, config_.vocab_size, false));

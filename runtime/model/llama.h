@@ -113,8 +113,13 @@ class LlamaModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaModel);
 
+/// Throws the RunError OutOfMemory, with the size the config asks for, when the model's float32 weights do not
+/// fit in the machine's memory (a `num_hidden_layers` of 2^31 would otherwise allocate until it crashed).
+void CheckModelFitsInMemory(const ModelConfig& config);
+
 class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
+  /// Checks CheckModelFitsInMemory first.
   explicit LlamaForCausalLMImpl(ModelConfig config);
 
   /// Final hidden states [B, T, hidden]. input_ids, positions: [B, T] int64. allowed: bool [B, T, S] with

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "runtime/support/json_text.h"
+
 namespace fusec::rt {
 namespace {
 
@@ -61,7 +63,12 @@ std::optional<SafetensorsHeader> ParseSafetensorsHeader(std::string_view prefix,
     *error = "header is not readable";
     return std::nullopt;
   }
-  nlohmann::json json = nlohmann::json::parse(prefix.substr(8, header_size), nullptr, /*allow_exceptions=*/false);
+  const std::string_view header_text = prefix.substr(8, header_size);
+  if (auto nesting = JsonNestingError(header_text)) {
+    *error = "has a header that " + *nesting;
+    return std::nullopt;
+  }
+  nlohmann::json json = nlohmann::json::parse(header_text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
     *error = "has a header that is not a JSON object";
     return std::nullopt;
@@ -123,15 +130,36 @@ std::optional<SafetensorsHeader> ParseSafetensorsHeader(std::string_view prefix,
     }
     header.tensors.push_back(std::move(tensor));
   }
-  // Two tensors must not share bytes.
+  // The tensors tile the data region exactly, as the reference implementation requires: sorted by offset,
+  // each starts where the one before ended, and the last ends where the file does. Two tensors sharing bytes,
+  // bytes no tensor owns (a gap, or data past the last tensor) mean the header does not describe this file.
   std::vector<const TensorInfo*> by_offset;
   for (const TensorInfo& tensor : header.tensors) by_offset.push_back(&tensor);
-  std::sort(by_offset.begin(), by_offset.end(), [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    if (by_offset[i]->begin < by_offset[i - 1]->end && by_offset[i]->begin != by_offset[i]->end) {
-      *error = "tensors `" + by_offset[i - 1]->name + "` and `" + by_offset[i]->name + "` overlap";
+  std::sort(by_offset.begin(), by_offset.end(), [](const TensorInfo* a, const TensorInfo* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t covered = 0;  // the data region is covered up to here
+  const TensorInfo* previous = nullptr;
+  for (const TensorInfo* tensor : by_offset) {
+    if (tensor->begin < covered) {
+      *error = "tensors `" + previous->name + "` and `" + tensor->name + "` overlap (`" + tensor->name + "` starts at " +
+               std::to_string(tensor->begin) + ", inside `" + previous->name + "`, which ends at " +
+               std::to_string(covered) + ")";
       return std::nullopt;
     }
+    if (tensor->begin > covered) {
+      *error = "bytes [" + std::to_string(covered) + ", " + std::to_string(tensor->begin) + ") of the data region " +
+               "belong to no tensor (a gap before `" + tensor->name + "`)";
+      return std::nullopt;
+    }
+    covered = tensor->end;
+    if (tensor->end > tensor->begin) previous = tensor;
+  }
+  if (covered != data_size) {
+    *error = "has " + std::to_string(data_size) + " data bytes but its tensors cover only " + std::to_string(covered) +
+             (previous != nullptr ? " (the last, `" + previous->name + "`, ends there)" : "") +
+             "; the header does not describe this file";
+    return std::nullopt;
   }
   std::sort(header.tensors.begin(), header.tensors.end(),
             [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });

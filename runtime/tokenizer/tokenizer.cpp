@@ -1,6 +1,7 @@
 #include "runtime/tokenizer/tokenizer.h"
 
 #include "compiler/support/sha256.h"
+#include "runtime/support/json_text.h"
 #include "runtime/support/text.h"
 #include "runtime/tokenizer/chat_template.h"
 
@@ -18,6 +19,72 @@ namespace fusec::rt {
 namespace {
 
 using Json = nlohmann::json;
+
+/// A field of tokenizer.json or tokenizer_config.json that is there but malformed; the message names the field
+/// by its path (`model.merges[3]`). Thrown by the typed reads below, caught in Tokenizer::FromJson.
+struct MalformedField {
+  std::string message;
+};
+
+/// A JSON value as an error message shows it: its text, cut short when long.
+std::string Shown(const Json& value) {
+  std::string text = value.dump();
+  return text.size() <= 40 ? text : text.substr(0, 37) + "...";
+}
+
+[[noreturn]] void Malformed(const std::string& path, const std::string& expected, const Json& value) {
+  throw MalformedField{"`" + path + "` must be " + expected + ", not " + Shown(value)};
+}
+
+/// The field `key` of `object`; nullptr when it is absent or null.
+const Json* Field(const Json& object, const char* key) {
+  auto it = object.find(key);
+  return it == object.end() || it->is_null() ? nullptr : &*it;
+}
+
+std::string StringField(const Json& object, const char* key, const std::string& path, std::string fallback) {
+  const Json* value = Field(object, key);
+  if (value == nullptr) return fallback;
+  if (!value->is_string()) Malformed(path, "a string", *value);
+  return value->get<std::string>();
+}
+
+bool BoolField(const Json& object, const char* key, const std::string& path, bool fallback) {
+  const Json* value = Field(object, key);
+  if (value == nullptr) return fallback;
+  if (!value->is_boolean()) Malformed(path, "true or false", *value);
+  return value->get<bool>();
+}
+
+/// An object-valued field; an empty object when absent.
+const Json& ObjectField(const Json& object, const char* key, const std::string& path) {
+  static const Json kEmpty = Json::object();
+  const Json* value = Field(object, key);
+  if (value == nullptr) return kEmpty;
+  if (!value->is_object()) Malformed(path, "an object", *value);
+  return *value;
+}
+
+/// A list-valued field; an empty list when absent.
+const Json& ListField(const Json& object, const char* key, const std::string& path) {
+  static const Json kEmpty = Json::array();
+  const Json* value = Field(object, key);
+  if (value == nullptr) return kEmpty;
+  if (!value->is_array()) Malformed(path, "a list", *value);
+  return *value;
+}
+
+/// Token ids are bounded so that the id-to-token table stays a plausible size.
+constexpr int64_t kMaxTokenId = 10'000'000;
+
+int32_t TokenIdValue(const Json& value, const std::string& path) {
+  if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > kMaxTokenId) {
+    Malformed(path, "a token id (an integer from 0 to " + std::to_string(kMaxTokenId) + ")", value);
+  }
+  return value.get<int32_t>();
+}
+
+std::string Indexed(const std::string& path, size_t index) { return path + "[" + std::to_string(index) + "]"; }
 
 /// The length of the UTF-8 sequence starting at `text[i]` (1 for invalid lead bytes).
 size_t Utf8Length(std::string_view text, size_t i) {
@@ -267,25 +334,45 @@ Tokenizer::~Tokenizer() = default;
 
 std::optional<Tokenizer> Tokenizer::Load(const std::string& path, std::string* error) {
   namespace fs = std::filesystem;
-  fs::path file = fs::is_directory(path) ? fs::path(path) / "tokenizer.json" : fs::path(path);
-  auto text = ReadWholeFile(file.string());
-  if (!text) {
-    *error = file.string() + ": no such file";
+  std::error_code ec;
+  fs::path file = fs::is_directory(path, ec) ? fs::path(path) / "tokenizer.json" : fs::path(path);
+  if (fs::is_directory(file, ec)) {
+    *error = file.string() + ": is a directory, not tokenizer.json";
     return std::nullopt;
   }
-  std::string config = ReadWholeFile((file.parent_path() / "tokenizer_config.json").string()).value_or("");
+  auto text = ReadWholeFile(file.string());
+  if (!text) {
+    (void)fs::status(file, ec);  // why it cannot be read
+    *error = file.string() + ": " + (ec ? ec.message() : std::string("cannot read"));
+    if (ec == std::errc::no_such_file_or_directory) *error = file.string() + ": no such file";
+    return std::nullopt;
+  }
+  const fs::path config_path = file.parent_path() / "tokenizer_config.json";
+  std::string config = ReadWholeFile(config_path.string()).value_or("");
   auto tokenizer = FromJson(*text, config, error);
-  if (!tokenizer) *error = file.string() + ": " + *error;
+  if (!tokenizer) {
+    // FromJson says which of the two files is wrong by its name; here it becomes the path.
+    constexpr std::string_view kConfigName = "tokenizer_config.json: ";
+    if (error->starts_with(kConfigName)) {
+      *error = config_path.string() + ": " + error->substr(kConfigName.size());
+    } else {
+      *error = file.string() + ": " + *error;
+    }
+  }
   return tokenizer;
 }
 
 std::optional<Tokenizer> Tokenizer::FromJson(const std::string& tokenizer_json, const std::string& config_json,
                                              std::string* error) {
-  // Fields of the wrong JSON type surface as exceptions from nlohmann's accessors.
+  // The typed reads throw MalformedField naming the field; a JSON accessor that still throws is a read this
+  // code forgot to type, reported without nlohmann's text (which names no field).
   try {
     return FromJsonUnchecked(tokenizer_json, config_json, error);
-  } catch (const nlohmann::json::exception& exception) {
-    *error = std::string("malformed tokenizer files: ") + exception.what();
+  } catch (const MalformedField& malformed) {
+    *error = malformed.message;
+    return std::nullopt;
+  } catch (const nlohmann::json::exception&) {
+    *error = "has a field of an unexpected JSON type";
     return std::nullopt;
   }
 }
@@ -296,113 +383,132 @@ std::optional<Tokenizer> Tokenizer::FromJsonUnchecked(const std::string& tokeniz
     *error = what;
     return std::nullopt;
   };
+  if (auto nesting = JsonNestingError(tokenizer_json)) return fail(*nesting);
   Json json = Json::parse(tokenizer_json, nullptr, false);
   if (json.is_discarded() || !json.is_object()) return fail("tokenizer.json is not a JSON object");
   auto state = std::make_unique<State>();
   state->fingerprint = Sha256Hex(tokenizer_json + std::string(1, '\0') + config_json);
 
   // The model: byte-level BPE.
-  const Json& model = json.value("model", Json::object());
-  if (model.value("type", std::string("BPE")) != "BPE") {
-    return fail("model type `" + model.value("type", std::string()) + "` is not supported (BPE is)");
+  const Json* model_field = Field(json, "model");
+  if (model_field == nullptr) return fail("has no `model`");
+  if (!model_field->is_object()) Malformed("model", "an object", *model_field);
+  const Json& model = *model_field;
+  const std::string model_type = StringField(model, "type", "model.type", "BPE");
+  if (model_type != "BPE") return fail("model type `" + model_type + "` is not supported (BPE is)");
+  if (BoolField(model, "byte_fallback", "model.byte_fallback", false)) {
+    return fail("BPE `byte_fallback` is not supported (byte-level BPE is)");
   }
-  if (model.value("byte_fallback", false)) return fail("BPE `byte_fallback` is not supported (byte-level BPE is)");
-  if (model.contains("dropout") && !model["dropout"].is_null()) return fail("BPE `dropout` is not supported");
+  if (Field(model, "dropout") != nullptr) return fail("BPE `dropout` is not supported");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    if (model.contains(key) && !model[key].is_null() && model[key] != "") {
+    if (!StringField(model, key, "model." + std::string(key), "").empty()) {
       return fail("BPE `" + std::string(key) + "` is not supported");
     }
   }
-  if (!model.contains("vocab") || !model["vocab"].is_object()) return fail("model has no `vocab`");
+  const Json* vocab = Field(model, "vocab");
+  if (vocab == nullptr) return fail("model has no `vocab`");
+  if (!vocab->is_object()) Malformed("model.vocab", "an object of tokens and their ids", *vocab);
+  if (vocab->empty()) return fail("`model.vocab` is empty");
   int32_t max_id = -1;
-  for (const auto& [token, id] : model["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > 10'000'000) {
-      return fail("vocabulary entry `" + token + "` has no valid id");
+  for (const auto& [token, id] : vocab->items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > kMaxTokenId) {
+      return fail("vocabulary entry `" + token + "` has no valid id (`model.vocab` maps it to " + Shown(id) + ")");
     }
     state->vocab[token] = id.get<int32_t>();
     max_id = std::max(max_id, id.get<int32_t>());
   }
-  state->ignore_merges = model.value("ignore_merges", false);
-  if (model.contains("unk_token") && model["unk_token"].is_string()) {
-    auto it = state->vocab.find(model["unk_token"].get<std::string>());
+  state->ignore_merges = BoolField(model, "ignore_merges", "model.ignore_merges", false);
+  if (const std::string unk = StringField(model, "unk_token", "model.unk_token", ""); !unk.empty()) {
+    auto it = state->vocab.find(unk);
     if (it != state->vocab.end()) state->unk_id = it->second;
   }
-  if (model.contains("merges") && model["merges"].is_array()) {
-    int32_t rank = 0;
-    for (const Json& merge : model["merges"]) {
-      std::string left;
-      std::string right;
-      if (merge.is_string()) {
-        std::string text = merge.get<std::string>();
-        size_t space = text.find(' ', 1);
-        if (space == std::string::npos) return fail("merge `" + text + "` is not two tokens");
-        left = text.substr(0, space);
-        right = text.substr(space + 1);
-      } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
-        left = merge[0].get<std::string>();
-        right = merge[1].get<std::string>();
-      } else {
-        return fail("merge " + std::to_string(rank) + " is not two tokens");
-      }
-      auto a = state->vocab.find(left);
-      auto b = state->vocab.find(right);
-      auto merged = state->vocab.find(left + right);
-      if (a == state->vocab.end() || b == state->vocab.end() || merged == state->vocab.end()) {
-        return fail("merge `" + left + " " + right + "` uses tokens that are not in the vocabulary");
-      }
-      state->merges.emplace(PairKey(a->second, b->second), std::make_pair(rank++, merged->second));
+  const bool has_merges = Field(model, "merges") != nullptr;  // checked below, after what is not supported
+  const Json& merges = ListField(model, "merges", "model.merges");
+  int32_t rank = 0;
+  for (const Json& merge : merges) {
+    std::string left;
+    std::string right;
+    if (merge.is_string()) {
+      std::string text = merge.get<std::string>();
+      size_t space = text.find(' ', 1);
+      if (space == std::string::npos) return fail("merge `" + text + "` is not two tokens");
+      left = text.substr(0, space);
+      right = text.substr(space + 1);
+    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+      left = merge[0].get<std::string>();
+      right = merge[1].get<std::string>();
+    } else {
+      return fail("merge " + std::to_string(rank) + " is not two tokens (`" + Indexed("model.merges", static_cast<size_t>(rank)) +
+                  "` is " + Shown(merge) + ")");
     }
+    auto a = state->vocab.find(left);
+    auto b = state->vocab.find(right);
+    auto merged = state->vocab.find(left + right);
+    if (a == state->vocab.end() || b == state->vocab.end() || merged == state->vocab.end()) {
+      return fail("merge `" + left + " " + right + "` uses tokens that are not in the vocabulary");
+    }
+    state->merges.emplace(PairKey(a->second, b->second), std::make_pair(rank++, merged->second));
   }
 
   // Added tokens.
-  if (json.contains("added_tokens") && json["added_tokens"].is_array()) {
-    for (const Json& entry : json["added_tokens"]) {
-      AddedToken token;
-      token.id = entry.value("id", -1);
-      token.content = entry.value("content", std::string());
-      token.special = entry.value("special", false);
-      token.lstrip = entry.value("lstrip", false);
-      token.rstrip = entry.value("rstrip", false);
-      token.single_word = entry.value("single_word", false);
-      if (token.id < 0 || token.content.empty()) return fail("an added token has no id or content");
-      max_id = std::max(max_id, token.id);
-      state->added_by_id[token.id] = state->added_tokens.size();
-      state->added_tokens.push_back(std::move(token));
+  const Json& added_tokens = ListField(json, "added_tokens", "added_tokens");
+  for (size_t i = 0; i < added_tokens.size(); ++i) {
+    const Json& entry = added_tokens[i];
+    const std::string where = Indexed("added_tokens", i);
+    if (!entry.is_object()) Malformed(where, "an object with `id` and `content`", entry);
+    const Json* id = Field(entry, "id");
+    const Json* content = Field(entry, "content");
+    if (id == nullptr || content == nullptr) return fail("an added token has no id or content (`" + where + "`)");
+    AddedToken token;
+    token.id = TokenIdValue(*id, where + ".id");
+    if (!content->is_string() || content->get<std::string>().empty()) {
+      Malformed(where + ".content", "a non-empty string", *content);
     }
+    token.content = content->get<std::string>();
+    token.special = BoolField(entry, "special", where + ".special", false);
+    token.lstrip = BoolField(entry, "lstrip", where + ".lstrip", false);
+    token.rstrip = BoolField(entry, "rstrip", where + ".rstrip", false);
+    token.single_word = BoolField(entry, "single_word", where + ".single_word", false);
+    max_id = std::max(max_id, token.id);
+    state->added_by_id[token.id] = state->added_tokens.size();
+    state->added_tokens.push_back(std::move(token));
   }
   state->id_to_token.assign(static_cast<size_t>(max_id + 1), "");
   for (const auto& [token, id] : state->vocab) state->id_to_token[static_cast<size_t>(id)] = token;
   for (const AddedToken& token : state->added_tokens) state->id_to_token[static_cast<size_t>(token.id)] = token.content;
 
   // Normalizer and pre-tokenizer.
-  if (json.contains("normalizer") && !json["normalizer"].is_null()) {
-    return fail("normalizer `" + json["normalizer"].value("type", std::string("?")) + "` is not supported");
+  if (const Json* normalizer = Field(json, "normalizer")) {
+    if (!normalizer->is_object()) Malformed("normalizer", "an object or null", *normalizer);
+    return fail("normalizer `" + StringField(*normalizer, "type", "normalizer.type", "?") + "` is not supported");
   }
-  std::vector<Json> steps;
-  if (json.contains("pre_tokenizer") && !json["pre_tokenizer"].is_null()) {
-    const Json& pre = json["pre_tokenizer"];
-    if (pre.value("type", std::string()) == "Sequence") {
-      for (const Json& step : pre.value("pretokenizers", Json::array())) steps.push_back(step);
+  std::vector<std::pair<Json, std::string>> steps;  // each step and its path
+  if (const Json* pre = Field(json, "pre_tokenizer")) {
+    if (!pre->is_object()) Malformed("pre_tokenizer", "an object or null", *pre);
+    if (StringField(*pre, "type", "pre_tokenizer.type", "") == "Sequence") {
+      const Json& list = ListField(*pre, "pretokenizers", "pre_tokenizer.pretokenizers");
+      for (size_t i = 0; i < list.size(); ++i) steps.emplace_back(list[i], Indexed("pre_tokenizer.pretokenizers", i));
     } else {
-      steps.push_back(pre);
+      steps.emplace_back(*pre, "pre_tokenizer");
     }
   }
-  for (const Json& step : steps) {
-    std::string type = step.value("type", std::string());
+  for (const auto& [step, where] : steps) {
+    if (!step.is_object()) Malformed(where, "an object", step);
+    std::string type = StringField(step, "type", where + ".type", "");
     PreTokenizerStep parsed;
     if (type == "Split") {
       parsed.kind = PreTokenizerStep::Kind::Split;
-      std::string behavior = step.value("behavior", std::string("Isolated"));
+      std::string behavior = StringField(step, "behavior", where + ".behavior", "Isolated");
       if (behavior != "Isolated") return fail("Split behavior `" + behavior + "` is not supported (Isolated is)");
-      if (step.value("invert", false)) return fail("an inverted Split is not supported");
-      const Json& pattern = step.value("pattern", Json::object());
+      if (BoolField(step, "invert", where + ".invert", false)) return fail("an inverted Split is not supported");
+      const Json& pattern = ObjectField(step, "pattern", where + ".pattern");
       if (!pattern.contains("Regex") || !pattern["Regex"].is_string()) return fail("a Split without a Regex is not supported");
       parsed.regex = Regex::Compile(pattern["Regex"].get<std::string>(), error);
       if (!parsed.regex) return std::nullopt;
     } else if (type == "ByteLevel") {
       parsed.kind = PreTokenizerStep::Kind::ByteLevel;
-      parsed.add_prefix_space = step.value("add_prefix_space", false);
-      if (step.value("use_regex", true)) {
+      parsed.add_prefix_space = BoolField(step, "add_prefix_space", where + ".add_prefix_space", false);
+      if (BoolField(step, "use_regex", where + ".use_regex", true)) {
         parsed.regex = Regex::Compile(kGpt2Pattern, error);
         if (!parsed.regex) return std::nullopt;
       }
@@ -416,32 +522,54 @@ std::optional<Tokenizer> Tokenizer::FromJsonUnchecked(const std::string& tokeniz
   if (!has_byte_level) return fail("only byte-level tokenizers are supported (the pre-tokenizer has no ByteLevel)");
 
   // Post-processor: the tokens it adds around a single sequence.
-  std::vector<Json> processors;
-  if (json.contains("post_processor") && !json["post_processor"].is_null()) {
-    const Json& post = json["post_processor"];
-    if (post.value("type", std::string()) == "Sequence") {
-      for (const Json& p : post.value("processors", Json::array())) processors.push_back(p);
+  std::vector<std::pair<Json, std::string>> processors;
+  if (const Json* post = Field(json, "post_processor")) {
+    if (!post->is_object()) Malformed("post_processor", "an object or null", *post);
+    if (StringField(*post, "type", "post_processor.type", "") == "Sequence") {
+      const Json& list = ListField(*post, "processors", "post_processor.processors");
+      for (size_t i = 0; i < list.size(); ++i) processors.emplace_back(list[i], Indexed("post_processor.processors", i));
     } else {
-      processors.push_back(post);
+      processors.emplace_back(*post, "post_processor");
     }
   }
-  for (const Json& processor : processors) {
-    std::string type = processor.value("type", std::string());
+  for (const auto& [processor, where] : processors) {
+    if (!processor.is_object()) Malformed(where, "an object", processor);
+    std::string type = StringField(processor, "type", where + ".type", "");
     if (type == "ByteLevel") continue;  // offsets only
     if (type != "TemplateProcessing") return fail("post-processor `" + type + "` is not supported");
+    const Json& special = ObjectField(processor, "special_tokens", where + ".special_tokens");
+    const Json& single = ListField(processor, "single", where + ".single");
     bool after = false;
-    for (const Json& piece : processor.value("single", Json::array())) {
+    for (size_t i = 0; i < single.size(); ++i) {
+      const Json& piece = single[i];
+      const std::string piece_path = Indexed(where + ".single", i);
+      if (!piece.is_object()) Malformed(piece_path, "an object (`Sequence` or `SpecialToken`)", piece);
       if (piece.contains("Sequence")) {
         after = true;
         continue;
       }
-      if (!piece.contains("SpecialToken")) continue;
-      std::string id = piece["SpecialToken"].value("id", std::string());
-      const Json& special = processor.value("special_tokens", Json::object());
-      if (!special.contains(id) || !special[id].contains("ids")) return fail("post-processor token `" + id + "` has no id");
-      for (const Json& token_id : special[id]["ids"]) (after ? state->suffix_ids : state->prefix_ids).push_back(token_id.get<int32_t>());
+      if (!piece.contains("SpecialToken")) return fail("`" + piece_path + "` is neither a `Sequence` nor a `SpecialToken`");
+      const Json& token = ObjectField(piece, "SpecialToken", piece_path + ".SpecialToken");
+      std::string id = StringField(token, "id", piece_path + ".SpecialToken.id", "");
+      if (!special.contains(id) || !special[id].is_object() || !special[id].contains("ids")) {
+        return fail("post-processor token `" + id + "` has no id (`" + where + ".special_tokens` does not give it)");
+      }
+      const std::string ids_path = where + ".special_tokens." + id + ".ids";
+      const Json& ids = ListField(special[id], "ids", ids_path);
+      for (size_t k = 0; k < ids.size(); ++k) {
+        int32_t token_id = TokenIdValue(ids[k], Indexed(ids_path, k));
+        if (token_id > max_id) {
+          return fail("post-processor token `" + id + "` has id " + std::to_string(token_id) +
+                      ", which is not in the vocabulary (`" + Indexed(ids_path, k) + "`)");
+        }
+        (after ? state->suffix_ids : state->prefix_ids).push_back(token_id);
+      }
     }
   }
+
+  // Every BPE tokenizer.json lists its merges (an empty list for a byte-level vocabulary); a file without
+  // them is cut short or not what it claims, and tokenizing with none would silently give other ids.
+  if (!has_merges) return fail("the BPE model has no `model.merges` (a byte-level vocabulary without merges lists none: [])");
 
   // Byte-level decoding table.
   const auto& alphabet = ByteLevelAlphabet();
@@ -450,28 +578,38 @@ std::optional<Tokenizer> Tokenizer::FromJsonUnchecked(const std::string& tokeniz
     state->char_to_byte[DecodeUtf8(alphabet[static_cast<size_t>(b)], i)] = static_cast<uint8_t>(b);
   }
 
-  // tokenizer_config.json: BOS, EOS and the chat template.
+  // tokenizer_config.json: BOS, EOS and the chat template. Its errors start with the file's name, which Load
+  // turns into its path.
   if (!config_json.empty()) {
+    const std::string kConfig = "tokenizer_config.json: ";
+    if (auto nesting = JsonNestingError(config_json)) return fail(kConfig + *nesting);
     Json config = Json::parse(config_json, nullptr, false);
-    if (config.is_discarded() || !config.is_object()) return fail("tokenizer_config.json is not a JSON object");
-    auto token_text = [](const Json& value) -> std::string {
-      if (value.is_string()) return value.get<std::string>();
-      if (value.is_object() && value.contains("content") && value["content"].is_string()) return value["content"];
-      return "";
-    };
-    if (config.contains("bos_token")) state->bos_token = token_text(config["bos_token"]);
-    if (config.contains("eos_token")) state->eos_token = token_text(config["eos_token"]);
-    state->clean_up_tokenization_spaces = config.value("clean_up_tokenization_spaces", false);
-    if (config.contains("chat_template") && config["chat_template"].is_string()) {
-      state->chat_template = config["chat_template"].get<std::string>();
-    }
-    // Without a post-processor, tokenizers that say so add BOS themselves (LlamaTokenizerFast's flags).
-    if (processors.empty() && config.value("add_bos_token", false) && !state->bos_token.empty()) {
-      auto it = state->vocab.find(state->bos_token);
-      for (const AddedToken& token : state->added_tokens) {
-        if (token.content == state->bos_token) state->prefix_ids = {token.id};
+    if (config.is_discarded() || !config.is_object()) return fail(kConfig + "is not a JSON object");
+    try {
+      auto token_text = [](const Json& value, const std::string& path) -> std::string {
+        if (value.is_null()) return "";
+        if (value.is_string()) return value.get<std::string>();
+        if (value.is_object()) return StringField(value, "content", path + ".content", "");
+        Malformed(path, "a token (a string or an object with `content`)", value);
+      };
+      if (config.contains("bos_token")) state->bos_token = token_text(config["bos_token"], "bos_token");
+      if (config.contains("eos_token")) state->eos_token = token_text(config["eos_token"], "eos_token");
+      state->clean_up_tokenization_spaces =
+          BoolField(config, "clean_up_tokenization_spaces", "clean_up_tokenization_spaces", false);
+      if (const Json* chat = Field(config, "chat_template"); chat != nullptr && chat->is_string()) {
+        state->chat_template = chat->get<std::string>();  // a list of named templates is not read (the default is chosen)
       }
-      if (state->prefix_ids.empty() && it != state->vocab.end()) state->prefix_ids = {it->second};
+      // Without a post-processor, tokenizers that say so add BOS themselves (LlamaTokenizerFast's flags).
+      const bool add_bos = BoolField(config, "add_bos_token", "add_bos_token", false);
+      if (processors.empty() && add_bos && !state->bos_token.empty()) {
+        auto it = state->vocab.find(state->bos_token);
+        for (const AddedToken& token : state->added_tokens) {
+          if (token.content == state->bos_token) state->prefix_ids = {token.id};
+        }
+        if (state->prefix_ids.empty() && it != state->vocab.end()) state->prefix_ids = {it->second};
+      }
+    } catch (const MalformedField& malformed) {
+      return fail(kConfig + malformed.message);
     }
   }
   return Tokenizer(std::move(state));

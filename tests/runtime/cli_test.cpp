@@ -184,14 +184,17 @@ TEST_F(RuntimeCli, UsageAndInputErrors) {
 }
 
 // A model too large for memory is "out of memory" with its size, not an internal error. Its embedding alone
-// is 1 PiB, beyond any address space, so the allocation fails at once whatever the machine's overcommit.
+// is 1 PiB, beyond any address space; the whole model's size is checked against the machine's memory before
+// anything is allocated (llama.h's CheckModelFitsInMemory).
 TEST(RuntimeCliErrors, AModelLargerThanMemoryIsOutOfMemoryWithItsSize) {
   ScratchDir dir("runtime_cli_oom");
   WriteFile(dir / "config.json", R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 4194304,
     "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 67108864})");
   Result result = RunCli({"init-model", "--config", dir / "config.json", "--out", dir / "model"});
   EXPECT_EQ(result.status, 1);
-  EXPECT_NE(result.err.find("error: out of memory: an allocation of 1.0 PiB failed"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("config.json: error: out of memory: the model needs 2.3 PiB for its 633319515488256 weights"),
+            std::string::npos)
+      << result.err;
   EXPECT_EQ(result.err.find("internal"), std::string::npos) << result.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "model"));
 }

@@ -91,7 +91,7 @@ TEST(ModelConfig, NamesWhatItDoesNotSupport) {
       {"mlp_bias", "true", "`mlp_bias`"},
       {"pretraining_tp", "2", "`pretraining_tp` 2"},
       {"torch_dtype", R"("int8")", "`torch_dtype` int8"},
-      {"rope_scaling", R"({"rope_type": "llama3", "factor": "big"})", "wrong type"},
+      {"rope_scaling", R"({"rope_type": "llama3", "factor": "big"})", "`rope_scaling.factor` must be a positive number, not \"big\""},
   };
   for (const Case& c : cases) {
     auto json = nlohmann::ordered_json::parse(kLlama31Config);

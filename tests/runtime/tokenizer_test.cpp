@@ -92,7 +92,7 @@ TEST(Tokenizer, RefusesWhatItDoesNotImplement) {
         {"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}}}},
        "does not compile"},
       {{{"model", {{"type", "BPE"}, {"vocab", vocab}}}, {"added_tokens", {{{"id", "x"}, {"content", 3}}}}},
-       "malformed tokenizer files"},
+       "`added_tokens[0].id` must be a token id"},
   };
   for (const Case& c : cases) {
     std::string error;
