@@ -3,11 +3,14 @@
 // unused-stage warning on sibling stages. Each test fails on the code before its fix.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
 
+#include "compiler/parse/parse.h"
 #include "compiler/sema/check.h"
 
 namespace fusec {
@@ -85,6 +88,68 @@ TEST(ByteOrderMark, SweepFilesAndTheirTomlGridsCheckWithABom) {
     EXPECT_EQ(CheckText(copy.string(), ReadFile(copy)), "") << copy;
   }
   fs::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parse time is linear in the input
+
+/// Seconds to parse `text` (the best of three runs, so one preempted run does not count).
+double SecondsToParse(const std::string& text) {
+  double best = 1e9;
+  for (int run = 0; run < 3; ++run) {
+    SourceManager sources;
+    Diagnostics diagnostics;
+    FileId file = sources.Add("big.fuse", "", text);
+    auto start = std::chrono::steady_clock::now();
+    Parse(sources, file, diagnostics);
+    RenderAll(diagnostics, sources);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
+}
+
+std::string Repeat(std::string_view piece, size_t times) {
+  std::string out;
+  out.reserve(piece.size() * times);
+  for (size_t i = 0; i < times; ++i) out += piece;
+  return out;
+}
+
+// Before the fix every syntax error scanned its line to find the line number, so `let x = 1 * * * ...`
+// (one error per `*`) took 3.5 s for 32k `*` and 10 s for 64k. Inputs of n and 8n pieces: linear time
+// gives a ratio near 8, quadratic near 64; the bound (24, plus 50 ms for noise on a tiny base) is far from
+// both, so the test neither flakes nor lets quadratic recovery through.
+TEST(LinearParse, GarbageOfEveryShapeParsesInLinearTime) {
+  const std::vector<std::pair<std::string, std::string>> shapes = {
+      {"let x = 1 ", "* "},      // a syntax error per token, on one line
+      {"", "*\n"},               // one per line
+      {"let x = 1 ", "& "},      // characters the lexer skips, apart
+      {"let x = ", "1q "},       // invalid numbers
+      {"", "let s = \"open\n"},  // unterminated strings
+      {"experiment e { a = ", "(] "},
+  };
+  constexpr size_t kSmall = 2048;
+  for (const auto& [prefix, piece] : shapes) {
+    double small = SecondsToParse(prefix + Repeat(piece, kSmall));
+    double large = SecondsToParse(prefix + Repeat(piece, 8 * kSmall));
+    EXPECT_LT(large, 24 * small + 0.05) << "`" << piece << "`: " << small << " s for " << kSmall << " pieces, "
+                                        << large << " s for " << 8 * kSmall;
+  }
+}
+
+TEST(LinearParse, StopsAfterTooManyErrorsAndSaysWhere) {
+  SourceManager sources;
+  Diagnostics diagnostics;
+  FileId file = sources.Add("big.fuse", "", "let x = 1 " + Repeat("* ", 100000));
+  Parse(sources, file, diagnostics);
+  ASSERT_EQ(diagnostics.all().size(), 26u);
+  const Diagnostic& last = diagnostics.all().back();
+  EXPECT_EQ(last.kind, DiagnosticKind::TooManyErrors);
+  EXPECT_EQ(last.span.begin, 10u + 2 * 26);  // the 27th `*`: the 26th error, which was not reported
+  EXPECT_TRUE(Render(last, sources).starts_with(
+      "big.fuse:1:63: error: too many errors in this file (25); stopped reading here [TooManyErrors]\n"))
+      << Render(last, sources).substr(0, 200);
+  EXPECT_NE(Render(last, sources).find("help: fix the errors above and check again\n"), std::string::npos);
 }
 
 }  // namespace
