@@ -152,5 +152,54 @@ TEST(LinearParse, StopsAfterTooManyErrorsAndSaysWhere) {
   EXPECT_NE(Render(last, sources).find("help: fix the errors above and check again\n"), std::string::npos);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Deep nesting
+
+// Nesting written out (parentheses, `if` chains, lists, calls, types), also after a byte-order mark (that
+// input used 4.2 GB before), is a NestingTooDeep error at the place.
+TEST(DeepNesting, WrittenOutIsAnErrorAtThePlace) {
+  constexpr size_t kDeep = 20000;
+  const std::vector<std::string> inputs = {
+      "let x = " + Repeat("(", kDeep) + "1" + Repeat(")", kDeep),
+      std::string(kBom) + "let x = " + Repeat("if true then 1 else ", kDeep) + "0",
+      "let x = " + Repeat("[", kDeep) + "1" + Repeat("]", kDeep),
+      "let x = " + Repeat("f(", kDeep) + "1" + Repeat(")", kDeep),
+      "let x = " + Repeat("{a: ", kDeep) + "1" + Repeat("}", kDeep),
+      "let x = 1" + Repeat(" + 1", kDeep),
+      "objective o(x: " + Repeat("list[", kDeep) + "int" + Repeat("]", kDeep) + ") per pair(c, r) { loss = 0 }",
+  };
+  for (const std::string& input : inputs) {
+    std::string out = CheckText("deep.fuse", input + "\n");
+    EXPECT_NE(out.find("levels deep [NestingTooDeep]"), std::string::npos) << input.substr(0, 40) << ": " << out;
+    EXPECT_TRUE(out.starts_with("deep.fuse:1:")) << out.substr(0, 200);
+  }
+}
+
+std::string LetChain(size_t count, const std::string& step) {
+  std::string text = "let a0 = 1\n";
+  for (size_t i = 1; i <= count; ++i) {
+    std::string line = step;
+    for (size_t at = line.find('@'); at != std::string::npos; at = line.find('@')) {
+      line.replace(at, 1, "a" + std::to_string(i - 1));
+    }
+    text += "let a" + std::to_string(i) + " = " + line + "\n";
+  }
+  return text + "experiment e { target = a" + std::to_string(count) + " }\n";
+}
+
+// Nesting built up through `let`s, which the parser cannot see: 100k `let a<i+1> = [a<i>]` overflowed the
+// stack in the value printer (SIGSEGV); 40 `let a<i+1> = [a<i>, a<i>]` (2^40 elements in shared parts)
+// did not finish printing the mismatch message.
+TEST(DeepNesting, BuiltThroughLetsIsAnErrorOrABoundedMessage) {
+  std::string wrapped = CheckText("deep.fuse", LetChain(20000, "[@]"));
+  EXPECT_NE(wrapped.find("error: value is nested more than 200 levels deep [NestingTooDeep]"), std::string::npos)
+      << wrapped.substr(0, 400);
+  auto start = std::chrono::steady_clock::now();
+  std::string doubled = CheckText("deep.fuse", LetChain(40, "[@, @]"));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 30.0);
+  EXPECT_NE(doubled.find("expects `model`, got `list["), std::string::npos) << doubled.substr(0, 400);
+  EXPECT_LT(doubled.size(), 1u << 20);
+}
+
 }  // namespace
 }  // namespace fusec
