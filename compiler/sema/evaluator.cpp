@@ -334,6 +334,19 @@ ValueRef Sema::Coerce(const ValueRef& value, const TypeRef& expected, const std:
     if (IsAssignable(*value->type, *expected)) return values::Unknown(expected, value->span);
     return mismatch("`" + ToString(value->type) + "`");
   }
+  // The runtime computes in float32 and float64 tensors: a float the checker accepts must be finite and fit
+  // a float32 (`dpo(beta: 1e300)` passed the checker, then overflowed in the runtime). Folded constants
+  // (`1e300 * 1e300` is inf) are refused here too, at the expression.
+  if (expected->kind == TypeKind::Float) {
+    if (std::optional<double> number = value->AsNumber();
+        number && !(std::isfinite(*number) && std::abs(*number) <= std::numeric_limits<float>::max())) {
+      Report(DiagnosticKind::OutOfRange, at,
+             what + " must be a finite number of at most 3.4e38 in size (fusec trains in 32-bit floats), got `" +
+                 Shown(value) + "`")
+          .Help("use a smaller value");
+      return values::Error(at);
+    }
+  }
   if (expected->kind == TypeKind::Float && value->type->kind == TypeKind::Int) {
     return values::Float(static_cast<double>(*value->As<int64_t>()), value->span);
   }
