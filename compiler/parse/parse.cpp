@@ -4,8 +4,12 @@
 //   1. reject invalid UTF-8 (ANTLR's converter would throw on it);
 //   2. lex everything, and check the tokens ANTLR accepts loosely: numbers with unit suffixes, strings with
 //      escapes, unterminated strings and comments (lexical errors, reported once, by token);
-//   3. parse, turning ANTLR's syntax errors into diagnostics (at most one per token, capped per file);
+//   3. parse, turning ANTLR's syntax errors into diagnostics (at most one per token);
 //   4. when nothing was reported, transform the tree into ast::Module.
+// Every step costs time linear in the file: positions come from ANTLR's token lines or one binary search,
+// never from a scan of the line per error, and after kMaxErrorsPerFile lexical and syntax errors the phase
+// reports `TooManyErrors` at the next one and stops (ANTLR's recovery would otherwise go on reporting, and
+// each rendered error prints its line, so the output would grow with errors x line length).
 // ANTLR positions are code-point indices; CodePointMap turns them into the byte offsets of SourceSpan.
 
 #include "compiler/parse/parse.h"
@@ -26,7 +30,7 @@ namespace {
 using fuse_grammar::FuseLexer;
 using fuse_grammar::FuseParser;
 
-constexpr size_t kMaxSyntaxErrorsPerFile = 25;
+constexpr size_t kMaxErrorsPerFile = 25;
 /// Deepest AST the transformer builds. Left-associative chains (`a + b + c ...`) do not recurse in the
 /// parser but do nest in the tree, so the transformer bounds them itself.
 constexpr int kMaxTreeDepth = 256;
@@ -240,12 +244,17 @@ std::string DescribeRule(size_t rule_index) {
   }
 }
 
+/// Thrown by the parser's error listener once the file has too many errors: ANTLR unwinds its rules (they
+/// exit through RAII) and ParseWith catches it.
+struct TooManyErrors {};
+
 struct ErrorState {
   const SourceManager* sources;
   FileId file;
   const CodePointMap* map;
   Diagnostics* diagnostics;
-  size_t reported = 0;
+  size_t reported = 0;  // lexical and syntax errors of this file
+  bool stopped = false;  // TooManyErrors was reported: nothing more is
   std::set<size_t> tokens_with_errors;  // token index, so recovery does not report one spot twice
   /// Tokens already reported as lexical errors; syntax errors at them would only repeat the news.
   std::set<size_t> lexical_error_tokens;
@@ -257,6 +266,21 @@ struct ErrorState {
   /// End of the last token before the end of the file: "unexpected end of file" points just after the
   /// last thing written, not at trailing comments.
   uint32_t end_of_last_token = 0;
+
+  /// Whether one more error at `span` may be reported. The first refused one reports `TooManyErrors` there.
+  bool Admit(SourceSpan span) {
+    if (stopped) return false;
+    if (reported < kMaxErrorsPerFile) {
+      ++reported;
+      return true;
+    }
+    stopped = true;
+    diagnostics
+        ->Report(DiagnosticKind::TooManyErrors, span,
+                 "too many errors in this file (" + std::to_string(kMaxErrorsPerFile) + "); stopped reading here")
+        .Help("fix the errors above and check again");
+    return false;
+  }
 
   SourceSpan SpanOf(const antlr4::Token* token) const {
     if (token == nullptr) return SourceSpan{};
@@ -272,17 +296,19 @@ class LexerErrorListener : public antlr4::BaseErrorListener {
  public:
   explicit LexerErrorListener(ErrorState* state) : state_(state) {}
 
-  void syntaxError(antlr4::Recognizer* /*recognizer*/, antlr4::Token* /*offending*/, size_t line,
-                   size_t char_position, const std::string& /*message*/, std::exception_ptr /*e*/) override {
-    const SourceFile& file = state_->sources->file(state_->file);
-    uint32_t begin = file.OffsetOf(static_cast<uint32_t>(line), static_cast<uint32_t>(char_position) + 1);
-    uint32_t end = begin + 1;
-    const std::string& text = file.text();
+  void syntaxError(antlr4::Recognizer* recognizer, antlr4::Token* /*offending*/, size_t line,
+                   size_t /*char_position*/, const std::string& /*message*/, std::exception_ptr /*e*/) override {
+    // The lexer reports at the character it skips: its index, not OffsetOf(line, column), which would scan
+    // the line once per bad character.
+    auto* lexer = static_cast<antlr4::Lexer*>(recognizer);
+    uint32_t begin = state_->map->ByteOffset(lexer->tokenStartCharIndex);
+    const std::string& text = state_->sources->file(state_->file).text();
+    uint32_t end = std::min<uint32_t>(begin + 1, static_cast<uint32_t>(text.size()));
     while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
-    if (!ranges_.empty() && ranges_.back().second == begin) {
-      ranges_.back().second = end;
+    if (!ranges_.empty() && ranges_.back().end == begin) {
+      ranges_.back().end = end;
     } else {
-      ranges_.emplace_back(begin, end);
+      ranges_.push_back(Range{begin, end, static_cast<uint32_t>(line)});
     }
   }
 
@@ -290,7 +316,9 @@ class LexerErrorListener : public antlr4::BaseErrorListener {
   std::set<uint32_t> Report() {
     std::set<uint32_t> lines;
     const SourceFile& file = state_->sources->file(state_->file);
-    for (const auto& [begin, end] : ranges_) {
+    for (const auto& [begin, end, line] : ranges_) {
+      lines.insert(line);
+      if (!state_->Admit(SourceSpan{state_->file, begin, end})) continue;
       std::string characters = file.text().substr(begin, end - begin);
       auto builder = state_->diagnostics->Report(
           DiagnosticKind::SyntaxError, SourceSpan{state_->file, begin, end},
@@ -299,14 +327,18 @@ class LexerErrorListener : public antlr4::BaseErrorListener {
       if (characters.find_first_of("&|!") != std::string::npos) {
         builder.Help("logical operators are spelled `and`, `or` and `not`");
       }
-      lines.insert(file.Locate(begin).line);
     }
     return lines;
   }
 
  private:
+  struct Range {
+    uint32_t begin;
+    uint32_t end;
+    uint32_t line;  // 1-based, as ANTLR counts
+  };
   ErrorState* state_;
-  std::vector<std::pair<uint32_t, uint32_t>> ranges_;
+  std::vector<Range> ranges_;
 };
 
 /// Whether the token at `index` follows `(` or `,` and a name: the `lr =` of `adamw(lr = 1e-5)`.
@@ -333,12 +365,10 @@ class ParserErrorListener : public antlr4::BaseErrorListener {
     if (state_->lexical_error_tokens.count(index) > 0) return;
     SourceSpan span = state_->SpanOf(offending);
     if (state_->unterminated_comment_from && span.begin >= *state_->unterminated_comment_from) return;
-    if (state_->lines_with_bad_characters.count(state_->sources->file(state_->file).Locate(span.begin).line) > 0) {
-      return;
-    }
+    // ANTLR's line, not Locate(): that scans the line, once per error.
+    if (state_->lines_with_bad_characters.count(static_cast<uint32_t>(offending->getLine())) > 0) return;
     if (!state_->tokens_with_errors.insert(index).second) return;
-    if (state_->reported >= kMaxSyntaxErrorsPerFile) return;
-    ++state_->reported;
+    if (!state_->Admit(span)) throw TooManyErrors{};
 
     auto* parser = static_cast<FuseParser*>(recognizer);
     std::string found = offending->getType() == antlr4::Token::EOF
@@ -860,7 +890,7 @@ void ScanTokens(antlr4::CommonTokenStream& tokens, ErrorState& state) {
       case FuseLexer::NUMBER: {
         std::string error;
         std::string help;
-        if (!ParseNumber(sources.Text(span), &error, &help)) {
+        if (!ParseNumber(sources.Text(span), &error, &help) && state.Admit(span)) {
           auto builder = state.diagnostics->Report(DiagnosticKind::InvalidNumber, span, error);
           if (!help.empty()) builder.Help(help);
         }
@@ -869,7 +899,7 @@ void ScanTokens(antlr4::CommonTokenStream& tokens, ErrorState& state) {
       case FuseLexer::STRING: {
         size_t bad = 0;
         std::string_view text = sources.Text(span);
-        if (!Unquote(text, &bad)) {
+        if (!Unquote(text, &bad) && state.Admit(span)) {
           SourceSpan escape{span.file, span.begin + static_cast<uint32_t>(bad),
                             span.begin + static_cast<uint32_t>(bad) + 2};
           state.diagnostics
@@ -881,6 +911,7 @@ void ScanTokens(antlr4::CommonTokenStream& tokens, ErrorState& state) {
       }
       case FuseLexer::UNTERMINATED_STRING:
         state.lexical_error_tokens.insert(token->getTokenIndex());
+        if (!state.Admit(span)) break;
         state.diagnostics
             ->Report(DiagnosticKind::InvalidString, SourceSpan{span.file, span.begin, span.begin + 1},
                      "unterminated string")
@@ -890,6 +921,7 @@ void ScanTokens(antlr4::CommonTokenStream& tokens, ErrorState& state) {
         std::string_view text = sources.Text(span);
         if (text.size() < 4 || text.substr(text.size() - 2) != "*/") {
           state.unterminated_comment_from = span.begin;
+          if (!state.Admit(span)) break;
           state.diagnostics
               ->Report(DiagnosticKind::UnterminatedComment, SourceSpan{span.file, span.begin, span.begin + 2},
                        "unterminated comment")
@@ -923,7 +955,7 @@ void ParseWith(const SourceManager& sources, FileId file, Diagnostics& diagnosti
   }
   CodePointMap map(text);
   size_t errors_before = diagnostics.error_count();
-  ErrorState state{&sources, file, &map, &diagnostics, 0, {}, {}, std::nullopt, {}, 0};
+  ErrorState state{&sources, file, &map, &diagnostics};
 
   antlr4::ANTLRInputStream input(text);
   FuseLexer lexer(&input);
@@ -934,6 +966,7 @@ void ParseWith(const SourceManager& sources, FileId file, Diagnostics& diagnosti
   tokens.fill();
   state.lines_with_bad_characters = lexer_listener.Report();
   ScanTokens(tokens, state);
+  if (state.stopped) return;
 
   FuseParser parser(&tokens);
   ParserErrorListener parser_listener(&state);
@@ -949,6 +982,8 @@ void ParseWith(const SourceManager& sources, FileId file, Diagnostics& diagnosti
                 "expression is nested more than " + std::to_string(FuseParser::kMaxExprNesting) +
                     " levels deep")
         .Help("split it with `let` bindings");
+    return;
+  } catch (const TooManyErrors&) {
     return;
   }
   if (diagnostics.error_count() > errors_before || tree == nullptr) return;

@@ -18,6 +18,21 @@ namespace {
 
 constexpr size_t kMaxExpansion = 2'000'000;
 constexpr size_t kMaxInlineDepth = 64;
+/// Deepest list or record value (`[[[...]]]` built up through `let`s, which the parser's nesting bound does
+/// not see). The printers, type checks and destructors of values recurse over their nesting, so a bound
+/// here keeps every later walk within the stack.
+constexpr size_t kMaxValueNesting = 200;
+
+/// Nesting of list and record types, counted no further than `limit + 1`.
+size_t TypeNesting(const Type& type, size_t limit) {
+  if (limit == 0) return 1;
+  size_t deepest = 0;
+  if (type.element) deepest = TypeNesting(*type.element, limit - 1);
+  for (const auto& [name, field] : type.fields) {
+    if (field) deepest = std::max(deepest, TypeNesting(*field, limit - 1));
+  }
+  return (type.kind == TypeKind::List || type.kind == TypeKind::Record ? 1 : 0) + deepest;
+}
 
 bool IsNumberType(const Type& type) { return type.kind == TypeKind::Int || type.kind == TypeKind::Float; }
 
@@ -318,6 +333,19 @@ ValueRef Sema::Coerce(const ValueRef& value, const TypeRef& expected, const std:
   if (value->is_unknown()) {
     if (IsAssignable(*value->type, *expected)) return values::Unknown(expected, value->span);
     return mismatch("`" + ToString(value->type) + "`");
+  }
+  // The runtime computes in float32 and float64 tensors: a float the checker accepts must be finite and fit
+  // a float32 (`dpo(beta: 1e300)` passed the checker, then overflowed in the runtime). Folded constants
+  // (`1e300 * 1e300` is inf) are refused here too, at the expression.
+  if (expected->kind == TypeKind::Float) {
+    if (std::optional<double> number = value->AsNumber();
+        number && !(std::isfinite(*number) && std::abs(*number) <= std::numeric_limits<float>::max())) {
+      Report(DiagnosticKind::OutOfRange, at,
+             what + " must be a finite number of at most 3.4e38 in size (fusec trains in 32-bit floats), got `" +
+                 Shown(value) + "`")
+          .Help("use a smaller value");
+      return values::Error(at);
+    }
   }
   if (expected->kind == TypeKind::Float && value->type->kind == TypeKind::Int) {
     return values::Float(static_cast<double>(*value->As<int64_t>()), value->span);
@@ -1440,6 +1468,7 @@ class ExpressionEvaluator {
     if (!ok) return values::Error(expr.span);
     if (!element_type) element_type = types::Error();  // `[]`: fits any list type
     TypeRef type = types::List(element_type);
+    if (!CheckValueNesting(*type, expr.span)) return values::Error(expr.span);
     // Widen ints in a float list now, so the value reads back with one type.
     for (ValueRef& element : out.elements) {
       if (element_type->kind == TypeKind::Float && element->type->kind == TypeKind::Int && element->is_known()) {
@@ -1469,7 +1498,18 @@ class ExpressionEvaluator {
       out.fields.emplace_back(field.name.text, value);
     }
     if (!ok) return values::Error(expr.span);
-    return values::Make(types::Record(std::move(field_types)), expr.span, std::move(out));
+    TypeRef type = types::Record(std::move(field_types));
+    if (!CheckValueNesting(*type, expr.span)) return values::Error(expr.span);
+    return values::Make(type, expr.span, std::move(out));
+  }
+
+  /// Reports a list or record value nested deeper than kMaxValueNesting.
+  bool CheckValueNesting(const Type& type, SourceSpan span) {
+    if (TypeNesting(type, kMaxValueNesting) <= kMaxValueNesting) return true;
+    sema_.Report(DiagnosticKind::NestingTooDeep, span,
+                 "value is nested more than " + std::to_string(kMaxValueNesting) + " levels deep")
+        .Help("lists and records nest a few levels; build flat lists");
+    return false;
   }
 
   // 'within' name '{' role: selector, ... '}'

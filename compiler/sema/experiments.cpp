@@ -207,10 +207,20 @@ std::optional<CheckedExperiment> Sema::ElaborateExperiment(const std::string& na
         .Help("add a stage, as in `stage sft = fuse_sft { init = target; data = ... }`");
     ok = false;
   }
-  // A stage nothing reads is likely a mistake, unless it is the experiment's last, its result. After an
-  // error these warnings are skipped: a stage that failed may be the one that would have used the others.
+  // A stage nothing reads is likely a mistake, unless it is the experiment's last, its result, or the
+  // experiment evaluates it: `evaluate(...)` without `models` compares the target and every stage, so
+  // sibling stages (an ablation, stages from one base) are all used. After an error these warnings are
+  // skipped: a stage that failed may be the one that would have used the others.
   bool clean = diagnostics_.error_count() == errors_before;
-  for (size_t i = 0; clean && i + 1 < stage_decls.size(); ++i) {
+  bool evaluates_every_stage = false;
+  if (experiment.eval) {
+    if (const auto* evaluate = experiment.eval->As<ConstructedVal>()) {
+      ValueRef models = FindNamed(evaluate->args, "models");
+      const auto* listed = models ? models->As<ListVal>() : nullptr;
+      evaluates_every_stage = listed == nullptr || listed->elements.empty();
+    }
+  }
+  for (size_t i = 0; clean && !evaluates_every_stage && i + 1 < stage_decls.size(); ++i) {
     Binding* binding = experiment_scope->FindLocal(stage_decls[i]->name.text);
     if (binding != nullptr && !binding->used) {
       Report(DiagnosticKind::UnusedStage, stage_decls[i]->name.span,

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "compiler/diag/suggest.h"
@@ -88,6 +90,43 @@ std::optional<int64_t> IntOf(const ValueRef& value) {
   if (!value) return std::nullopt;
   if (const auto* i = value->As<int64_t>()) return *i;
   return std::nullopt;
+}
+
+/// Where the setting of a field named as in TRL's or OpenRLHF's trainer arguments lives in a stage: users
+/// coming from those write `learning_rate = ...` or `beta = ...`, which no edit distance leads to.
+std::optional<std::string> TrainerFieldPointer(const std::string& name) {
+  static const std::map<std::string, std::string> pointers = {
+      {"lr", "`lr` is set in the optimizer: `optim = adamw(lr: ...)`"},
+      {"learning_rate", "the learning rate is set in the optimizer: `optim = adamw(lr: ...)`"},
+      {"warmup", "`warmup` is set in the optimizer: `optim = adamw(warmup: ...)`"},
+      {"warmup_ratio", "the warmup fraction is set in the optimizer: `optim = adamw(warmup: ...)`"},
+      {"schedule", "`schedule` is set in the optimizer: `optim = adamw(schedule: cosine)`"},
+      {"lr_scheduler_type", "the schedule is set in the optimizer: `optim = adamw(schedule: cosine)`"},
+      {"weight_decay", "`weight_decay` is set in the optimizer: `optim = adamw(weight_decay: ...)`"},
+      {"adam_epsilon", "epsilon is set in the optimizer: `optim = adamw(eps: ...)`"},
+      {"beta", "`beta` is an argument of the objective, as in `objective = dpo(beta: ...)`"},
+      {"loss_type", "the loss is the objective, as in `objective = dpo(beta: 0.1)` or `simpo(...)`"},
+      {"per_device_train_batch_size",
+       "the batch is set per stage over all devices: `batch = ...` (and `micro_batch = ...` for memory)"},
+      {"train_batch_size", "the batch is set with `batch = ...`"},
+      {"gradient_accumulation_steps",
+       "set `batch = ...` and `micro_batch = ...`; fusec accumulates `batch / micro_batch` steps"},
+      {"num_train_epochs", "epochs are set with `epochs = ...`"},
+      {"max_epochs", "epochs are set with `epochs = ...`"},
+      {"max_length", "the token limit is set with `max_len = ...`"},
+      {"max_seq_length", "the token limit is set with `max_len = ...`"},
+      {"max_prompt_length", "the prompt limit is set with `max_prompt_len = ...`"},
+      {"max_grad_norm", "gradient clipping is set with `grad_clip = ...`"},
+      {"save_steps", "checkpoints are written with `save_every = ...`"},
+      {"bf16", "the precision is set with `precision = bf16`"},
+      {"fp16", "the precision is set with `precision = ...`"},
+      {"model_name_or_path", "the model a stage starts from is `init = ...` (for example `init = target`)"},
+      {"ref_model", "the reference model is set with `reference = ...`"},
+      {"dataset", "the data is set with `data = ...`"},
+  };
+  auto it = pointers.find(name);
+  if (it == pointers.end()) return std::nullopt;
+  return it->second;
 }
 
 }  // namespace
@@ -231,10 +270,10 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
       if (FindField(name) == nullptr) {
         auto builder = Report(DiagnosticKind::UnknownField, field->name.span, "stages have no field `" + name + "`");
         std::string hint = DidYouMean(name, StageFieldNames());
-        if (!hint.empty()) {
+        if (std::optional<std::string> pointer = TrainerFieldPointer(name)) {
+          builder.Help(*pointer);
+        } else if (!hint.empty()) {
           builder.Help(hint);
-        } else if (name == "lr" || name == "warmup" || name == "schedule") {
-          builder.Help("`" + name + "` is set in the optimizer: `optim = adamw(" + name + ": ...)`");
         }
         ok = false;
         continue;

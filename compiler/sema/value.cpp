@@ -58,11 +58,26 @@ std::string QuoteString(const std::string& text) {
   return out + "\"";
 }
 
+/// Longest text ToString() prints for one value. Values share their parts, so a few `let`s can build a
+/// list of 2^40 elements in little memory (`let b = [a, a]`, ...): printing it whole would not end.
+constexpr size_t kMaxValueTextBytes = 64 * 1024;
+
+/// Appends `text` of one part, or `...` once `out` is full; returns whether there is room for more.
+bool AppendBounded(std::string& out, const ValueRef& part) {
+  if (out.size() >= kMaxValueTextBytes) {
+    out += "...";
+    return false;
+  }
+  out += ToString(part);
+  return true;
+}
+
 std::string JoinNamed(const NamedValues& values) {
   std::string out;
   for (size_t i = 0; i < values.size(); ++i) {
     if (i > 0) out += ", ";
-    out += values[i].first + ": " + ToString(values[i].second);
+    out += values[i].first + ": ";
+    if (!AppendBounded(out, values[i].second)) break;
   }
   return out;
 }
@@ -83,7 +98,7 @@ std::string ToString(const Value& value) {
       std::string out = "[";
       for (size_t i = 0; i < v.elements.size(); ++i) {
         if (i > 0) out += ", ";
-        out += sema::ToString(v.elements[i]);
+        if (!AppendBounded(out, v.elements[i])) break;
       }
       return out + "]";
     }

@@ -22,6 +22,7 @@ SourceFile::SourceFile(std::string display_name, std::string canonical_path, std
     : display_name_(std::move(display_name)),
       canonical_path_(std::move(canonical_path)),
       text_(std::move(text)) {
+  if (text_.starts_with(kUtf8ByteOrderMark)) text_.erase(0, kUtf8ByteOrderMark.size());
   line_starts_.push_back(0);
   for (uint32_t i = 0; i < text_.size(); ++i) {
     if (text_[i] == '\n') line_starts_.push_back(i + 1);

@@ -4,7 +4,9 @@
 // bytes, and line and column are computed only when a diagnostic is rendered. One SourceManager owns every
 // file of a run: the files named on the command line, the modules they import, TOML grid files, and the
 // pseudo-file that holds command-line overrides. Columns count code points, not bytes, so a caret under a
-// line with `τ` in it still lands where the eye expects.
+// line with `τ` in it still lands where the eye expects. A UTF-8 byte-order mark, which some editors write
+// at the start of a file, is not part of the text: SourceFile drops it, so offsets, columns and the lexer all
+// see the same bytes.
 #pragma once
 
 #include <cstdint>
@@ -95,5 +97,9 @@ std::string NormalizePath(const std::string& path);
 /// Position of the first invalid UTF-8 sequence in `text`, or nullopt when it is valid (surrogates and
 /// overlong forms are invalid).
 std::optional<size_t> FindInvalidUtf8(std::string_view text);
+
+/// The UTF-8 byte-order mark some editors (Notepad, Excel's CSV export) put at the start of a file; SourceFile
+/// drops it (toml++, which parses the manifests from their text, skips it itself).
+inline constexpr std::string_view kUtf8ByteOrderMark = "\xEF\xBB\xBF";
 
 }  // namespace fusec

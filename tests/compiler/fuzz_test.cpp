@@ -4,6 +4,8 @@
 //
 // "Never crashes" is checked by the run completing (under the `dev` preset, with ASan and UBSan); "never
 // hangs" by a per-input time bound far above the normal cost; "deterministic" by running a sample twice.
+// The mutators include what issue 14 found: byte-order marks, long runs of one token, deep nesting, and
+// numbers at the edges of float32 and float64; the iteration count is fixed, so the run's cost is too.
 
 #include <gtest/gtest.h>
 
@@ -58,6 +60,9 @@ const std::vector<std::string>& Dictionary() {
       "logp(y)", "ref_logp(chosen)", "reward", "weight", "progress", "sum(", "loo_mean(", "softmax(", "max(",
       "top_k(", "argmax(", "fuse_po", "fuse_sft", "dpo(beta: 0.1)", "init = sft", "target", "per group of pair(",
       "grid(\"x.toml\")", "import \"input.fuse\"", "τ", "\xff", "\n", "let f(x) = f(x)", "let a = b\nlet b = a\n",
+      // Issue 14: byte-order marks, numbers at and beyond float32 and float64, signed zeros, nan-like names.
+      "\xEF\xBB\xBF", "1e300", "1e39", "3.4028235e38", "-0", "-0.0", "0.0", "nan", "inf", "-inf", "NaN", "1e-400",
+      "1e400", "9223372036854775807", "9223372036854775808", "beta: 1e300", "lr: 1e39",
   };
   return words;
 }
@@ -67,7 +72,11 @@ std::string Mutate(const std::string& input, const std::vector<std::string>& cor
   int edits = 1 + static_cast<int>(rng() % 4);
   for (int e = 0; e < edits; ++e) {
     size_t position = out.empty() ? 0 : rng() % (out.size() + 1);
-    switch (rng() % 6) {
+    // The issue-14 mutators (6 to 8) make bigger inputs: each is picked one time in 20, so the run's cost
+    // stays near that of the plain mutators.
+    uint64_t kind = rng() % 20;
+    if (kind >= 9) kind %= 6;
+    switch (kind) {
       case 0:  // flip a byte
         if (!out.empty()) out[rng() % out.size()] = static_cast<char>(rng() % 256);
         break;
@@ -94,6 +103,34 @@ std::string Mutate(const std::string& input, const std::vector<std::string>& cor
           size_t from = rng() % other.size();
           out.insert(position, other.substr(from, rng() % 200));
         }
+        break;
+      }
+      case 6:  // a byte-order mark in front (editors write one)
+        out.insert(0, "\xEF\xBB\xBF");
+        break;
+      case 7: {  // a long run of one token: parse-error recovery must stay linear
+        const auto& words = Dictionary();
+        const std::string& word = words[rng() % words.size()];
+        size_t times = 64 + rng() % 1024;
+        std::string run;
+        for (size_t k = 0; k < times && run.size() < 8 * 1024; ++k) run += word;
+        out.insert(position, run);
+        break;
+      }
+      case 8: {  // deep nesting around a piece: parser, sema and printers must bound it
+        static const std::pair<const char*, const char*> brackets[] = {
+            {"(", ")"}, {"[", "]"}, {"f(", ")"}, {"{a: ", "}"}, {"if true then 1 else ", ""}, {"-", ""}};
+        const auto& [open, close] = brackets[rng() % std::size(brackets)];
+        size_t depth = 150 + rng() % 150;  // around the limits of 200 (parser) and 256 (transformer)
+        std::string opens;
+        std::string closes;
+        for (size_t k = 0; k < depth; ++k) {
+          opens += open;
+          closes += close;
+        }
+        size_t end = position + std::min<size_t>(rng() % 32, out.size() - std::min(position, out.size()));
+        out.insert(std::min(end, out.size()), closes);
+        out.insert(position, opens);
         break;
       }
       default:  // truncate
@@ -159,6 +196,33 @@ TEST(FrontEndFuzz, PathologicalInputsAreDiagnosedQuickly) {
         for (int i = 0; i < 100000; ++i) list += "1,";
         return list;
       }() + "] + 1",
+      // Issue 14: a byte-order mark before a deep `if` chain (4.2 GB), a run of `*` (quadratic recovery),
+      // nesting built through lets (stack overflow in the value printer), a value of 2^40 shared elements.
+      "\xEF\xBB\xBF" + [] {
+        std::string chain = "let x = ";
+        for (int i = 0; i < 50000; ++i) chain += "if true then 1 else ";
+        return chain + "1";
+      }(),
+      std::string(256 * 1024, '*'),
+      "let x = 1 " + [] {
+        std::string run;
+        for (int i = 0; i < 128 * 1024; ++i) run += "* ";
+        return run;
+      }(),
+      [] {
+        std::string lets = "let a0 = 1\n";
+        for (int i = 1; i <= 20000; ++i) lets += "let a" + std::to_string(i) + " = [a" + std::to_string(i - 1) + "]\n";
+        return lets + "experiment e { target = a20000 }";
+      }(),
+      [] {
+        std::string lets = "let a0 = 1\n";
+        for (int i = 1; i <= 40; ++i) {
+          lets += "let a" + std::to_string(i) + " = [a" + std::to_string(i - 1) + ", a" + std::to_string(i - 1) + "]\n";
+        }
+        return lets + "experiment e { target = a40 }";
+      }(),
+      "import std.objectives.{dpo}\nexperiment e { target = hf_model(\"m\")\n stage p = po { init = target; "
+      "data = jsonl(\"d.jsonl\"); objective = dpo(beta: 1e300) } }",
       "/* never closed",
       "let s = \"never closed",
       std::string("let x = 1\xc3\x28"),
