@@ -301,17 +301,25 @@ void Report(const Diagnostics& diagnostics, const SourceManager& sources, std::o
 
 std::string Plural(size_t n, const char* word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); }
 
+/// Adds a MissingInput error for every input file of `checked` that is not there; false (after printing the
+/// diagnostics so far and the bug) when lowering it hit an internal error.
+bool ReportedMissingInputs(Checked& checked, std::ostream& err) {
+  try {
+    ReportMissingInputs(checked.program, checked.sources, checked.diagnostics);
+  } catch (const std::logic_error& bug) {
+    Report(checked.diagnostics, checked.sources, err);
+    err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
+    return false;
+  }
+  return true;
+}
+
 int RunCheck(const std::vector<std::string>& files, const CommonOptions& common, std::ostream& out,
              std::ostream& err) {
   auto checked = CheckFiles(files, common);
-  if (!checked->diagnostics.has_errors() && !common.allow_missing_inputs) {
-    try {
-      ReportMissingInputs(checked->program, checked->sources, checked->diagnostics);
-    } catch (const std::logic_error& bug) {
-      Report(checked->diagnostics, checked->sources, err);
-      err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
-      return kExitInternal;
-    }
+  if (!checked->diagnostics.has_errors() && !common.allow_missing_inputs &&
+      !ReportedMissingInputs(*checked, err)) {
+    return kExitInternal;
   }
   Report(checked->diagnostics, checked->sources, err);
   if (checked->diagnostics.has_errors()) return kExitErrors;
@@ -381,14 +389,9 @@ int RunPlan(PlanOptions plan, CommonOptions common, std::ostream& out, std::ostr
   auto checked = CheckFiles({plan.file}, common);
   std::optional<Config> config = LoadConfig(common, checked->sources, checked->diagnostics);
   // A replay reads its inputs where the manifest recorded them and names those that changed (below).
-  if (!checked->diagnostics.has_errors() && !common.allow_missing_inputs && !replay) {
-    try {
-      ReportMissingInputs(checked->program, checked->sources, checked->diagnostics);
-    } catch (const std::logic_error& bug) {
-      Report(checked->diagnostics, checked->sources, err);
-      err << "internal error: " << bug.what() << "\nthis is a bug in fusec; please report it with the input\n";
-      return kExitInternal;
-    }
+  if (!checked->diagnostics.has_errors() && !common.allow_missing_inputs && !replay &&
+      !ReportedMissingInputs(*checked, err)) {
+    return kExitInternal;
   }
   if (checked->diagnostics.has_errors() || !config) {
     Report(checked->diagnostics, checked->sources, err);

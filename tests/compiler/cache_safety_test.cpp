@@ -11,6 +11,7 @@
 #include "compiler/driver/driver.h"
 #include "compiler/support/file_lock.h"
 #include "compiler/support/sha256.h"
+#include "run_fusec.h"
 
 namespace fusec {
 namespace {
@@ -46,9 +47,8 @@ class CacheSafetyTest : public testing::Test {
 
   /// `fusec ARGS...`: exit status and stdout + stderr.
   std::pair<int, std::string> Fusec(std::vector<std::string> args) {
-    std::ostringstream out, err;
-    int status = Main(args, out, err);
-    return {status, out.str() + err.str()};
+    testing::Outcome outcome = testing::Fusec(std::move(args));
+    return {outcome.status, outcome.out + outcome.err};
   }
 
   fs::path dir_;

@@ -9,22 +9,13 @@
 
 #include "compiler/cache/cache.h"
 #include "compiler/driver/driver.h"
+#include "run_fusec.h"
 
 namespace fusec {
 namespace {
 
-struct Outcome {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-Outcome Fusec(std::vector<std::string> args) {
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = Main(args, out, err);
-  return {status, out.str(), err.str()};
-}
+using testing::Fusec;
+using testing::Outcome;
 
 /// Writes a .fuse file into the test directory, beside the model directory `m` and the data file `d.jsonl`
 /// that kClean reads (check and plan report missing inputs).

@@ -10,24 +10,15 @@
 #include <sstream>
 
 #include "compiler/driver/driver.h"
+#include "run_fusec.h"
 
 namespace fusec {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Outcome {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-Outcome Fusec(std::vector<std::string> args) {
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = Main(args, out, err);
-  return {status, out.str(), err.str()};
-}
+using testing::Fusec;
+using testing::Outcome;
 
 /// A fresh directory for one test, with the model directory `m` and the data file `d.jsonl` the experiments
 /// below read (check and plan report missing inputs).
