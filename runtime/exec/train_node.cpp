@@ -5,10 +5,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <ostream>
-#include <sstream>
 
 #include "runtime/exec/run_context.h"
 #include "runtime/model/checkpoint.h"
@@ -21,7 +19,6 @@ namespace fusec::rt {
 namespace {
 
 namespace fs = std::filesystem;
-using Json = nlohmann::ordered_json;
 
 /// A finished stage from the cache: its metrics go to the run directories, the model is the entry's.
 NodeValue ReuseCached(const ir::Node& node, const std::string& entry, const ModelHandle& init, RunContext& run) {
@@ -68,44 +65,37 @@ bool UsesBf16(ir::Precision precision, RunContext& run) {
   return bf16;
 }
 
-/// The stage's metrics.jsonl beside its checkpoints until it completes, so a resumed stage keeps the lines of
-/// the steps before its checkpoint (and drops those it redoes); every line also goes to the run directories.
+/// The stage's metrics lines: each step's, and when resuming those of the steps before the checkpoint (which
+/// keeps them, so a stage resumed at any step, its last included, reports what an uninterrupted one does).
+/// Every line also goes to the run directories.
 class StageMetrics {
  public:
-  StageMetrics(const ir::Node& node, fs::path file, bool resuming, Reporter& reporter)
-      : node_(node), file_(std::move(file)), reporter_(reporter), start_(std::chrono::steady_clock::now()) {
-    if (!resuming) fs::remove(file_);
+  StageMetrics(const ir::Node& node, Reporter& reporter)
+      : node_(node), reporter_(reporter), start_(std::chrono::steady_clock::now()) {}
+
+  void OnResume(const std::string& lines) {
+    lines_ = lines;
+    reporter_.AppendMetrics(node_.stages, lines);
   }
 
   void OnStep(const StepMetrics& m) {
-    if (first_step_ < 0) KeepEarlierLines(m.step);
+    if (first_step_ < 0) first_step_ = m.step;
     last = m;
     std::string line = Reporter::MetricsJson(RunContext::Label(node_), m).dump() + "\n";
-    std::ofstream(file_, std::ios::app) << line;
+    lines_ += line;
     reporter_.AppendMetrics(node_.stages, line);
     reporter_.Step(RunContext::Label(node_), m, first_step_, start_);
   }
 
-  const fs::path& file() const { return file_; }
+  /// metrics.jsonl of the stage so far.
+  const std::string& lines() const { return lines_; }
   StepMetrics last;
 
  private:
-  void KeepEarlierLines(int64_t step) {
-    first_step_ = step;
-    std::string earlier;
-    std::istringstream lines(ReadWholeFile(file_.string()).value_or(""));
-    for (std::string line; std::getline(lines, line);) {
-      Json json = Json::parse(line, nullptr, false);
-      if (!json.is_discarded() && json.value("step", int64_t{0}) < step) earlier += line + "\n";
-    }
-    WriteOrThrow(file_, earlier);
-    reporter_.AppendMetrics(node_.stages, earlier);
-  }
-
   const ir::Node& node_;
-  fs::path file_;
   Reporter& reporter_;
   std::chrono::steady_clock::time_point start_;
+  std::string lines_;
   int64_t first_step_ = -1;
 };
 
@@ -131,6 +121,14 @@ void TrainOrThrow(LlamaForCausalLMImpl& model, const TrainData& data, const ir::
   } catch (const NonFiniteLossError& error) {
     throw RunError(RunErrorKind::NonFiniteLoss, error.what())
         .Help("a smaller learning rate, or a loss that stays finite (`log` of a positive value), trains on");
+  } catch (const CheckpointError& error) {
+    if (error.when == CheckpointError::When::Saving) {
+      throw RunError(RunErrorKind::Checkpoint, error.what())
+          .Help("free space on the device and rerun: the stage resumes from its previous checkpoint, which is kept");
+    }
+    throw RunError(RunErrorKind::Checkpoint, std::string("cannot resume: ") + error.what())
+        .Help("the checkpoint cannot be trusted: `fusec run --restart` discards it and trains the stage from its "
+              "first step");
   } catch (const c10::Error& torch_error) {  // out of memory, a shape LibTorch refuses
     if (auto out_of_memory = OutOfMemoryMessage(torch_error)) {
       throw RunError(RunErrorKind::OutOfMemory, *out_of_memory + " while training")
@@ -165,12 +163,15 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
   const fs::path checkpoints = run.cache().CheckpointPath(node.hash);
   const bool resuming = ResumesFromCheckpoint(label, checkpoints, run);
   fs::create_directories(checkpoints);
-  StageMetrics metrics(node, checkpoints / "metrics.jsonl", resuming, run.reporter());
+  StageMetrics metrics(node, run.reporter());
 
   TrainOptions train;
   train.stage = label;
+  train.stage_hash = node.hash;
   train.checkpoint_dir = checkpoints.string();
   train.resume = resuming;
+  train.metrics_so_far = [&] { return metrics.lines(); };
+  train.on_resume = [&](const std::string& lines) { metrics.OnResume(lines); };
   train.stop_after = run.options().stop_after_steps;
   if (run.options().checkpoint_minutes > 0) train.checkpoint_interval_s = run.options().checkpoint_minutes * 60;
   train.should_stop = [] { return InterruptSignal() != 0; };
@@ -205,10 +206,10 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
   save.tokenizer_dir = init.dir;
   std::string error;
   if (!SaveModel(*opened.model, staging + "/model", save, &error)) throw RunError(RunErrorKind::FileSystem, error);
-  fs::copy_file(metrics.file(), fs::path(staging) / "metrics.jsonl");
+  WriteOrThrow(fs::path(staging) / "metrics.jsonl", metrics.lines());
   std::string entry = run.Commit(node, staging);
   fs::remove_all(checkpoints);
-  run.reporter().StageDone(node.stages, "trained", metrics.last.loss);
+  run.reporter().StageDone(node.stages, "trained", Reporter::LastLoss(metrics.lines()));
   return NodeValue{ModelHandle{entry + "/model", init.chat}};
 }
 

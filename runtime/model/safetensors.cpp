@@ -186,32 +186,39 @@ const TensorInfo* SafetensorsFile::Find(std::string_view name) const {
   return it != header_.tensors.end() && it->name == name ? &*it : nullptr;
 }
 
-bool WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                      const std::map<std::string, std::string>& metadata, std::string* error) {
+std::string SafetensorsPrefix(const std::vector<TensorToWrite>& tensors,
+                              const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  std::vector<uint64_t> sizes;
   for (const TensorToWrite& tensor : tensors) {
-    uint64_t numel = 1;
-    for (int64_t d : tensor.shape) numel *= static_cast<uint64_t>(d);
-    uint64_t size = numel * DTypeSize(tensor.dtype);
+    const uint64_t size = TensorByteSize(tensor);
     header[tensor.name] = {{"dtype", DTypeName(tensor.dtype)}, {"shape", tensor.shape}, {"data_offsets", {offset, offset + size}}};
     offset += size;
-    sizes.push_back(size);
   }
   std::string text = header.dump();
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');
+  const uint64_t length = text.size();
+  std::string prefix(8, '\0');
+  for (int i = 0; i < 8; ++i) prefix[static_cast<size_t>(i)] = static_cast<char>((length >> (8 * i)) & 0xFF);
+  return prefix + text;
+}
+
+uint64_t TensorByteSize(const TensorToWrite& tensor) {
+  uint64_t numel = 1;
+  for (int64_t d : tensor.shape) numel *= static_cast<uint64_t>(d);
+  return numel * DTypeSize(tensor.dtype);
+}
+
+bool WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                      const std::map<std::string, std::string>& metadata, std::string* error) {
+  const std::string prefix = SafetensorsPrefix(tensors, metadata);
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary);
-    uint64_t length = text.size();
-    char prefix[8];
-    for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>((length >> (8 * i)) & 0xFF);
-    out.write(prefix, 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      out.write(static_cast<const char*>(tensors[i].data), static_cast<std::streamsize>(sizes[i]));
+    out.write(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+    for (const TensorToWrite& tensor : tensors) {
+      out.write(static_cast<const char*>(tensor.data), static_cast<std::streamsize>(TensorByteSize(tensor)));
     }
     if (!out) {
       *error = "cannot write " + tmp;

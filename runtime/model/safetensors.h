@@ -76,6 +76,15 @@ struct TensorToWrite {
   const void* data = nullptr;
 };
 
+/// The bytes `tensor`'s data takes.
+uint64_t TensorByteSize(const TensorToWrite& tensor);
+
+/// What a safetensors file of `tensors` begins with: the header's length (8 bytes, little-endian) and the
+/// header, padded so the data that follows (the tensors' bytes, in order) is 8-byte aligned. For writers that
+/// write the data themselves (training checkpoints, which check and hash every write).
+std::string SafetensorsPrefix(const std::vector<TensorToWrite>& tensors,
+                              const std::map<std::string, std::string>& metadata);
+
 /// Writes a safetensors file (tensors in the given order, data 8-byte aligned as the reference writer does),
 /// to a temporary file then renamed into place. Returns false with `error` set on failure.
 bool WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,

@@ -2,15 +2,28 @@
 //
 // A checkpoint directory holds one `step-NNNNNNNN/` directory per saved step: the weights in fp32
 // (model.safetensors, named as the model's parameters), the optimizer's state (optimizer.pt, LibTorch's
-// serialization: AdamW's moments and step counts) and state.json (`step`, `total_steps`); `LATEST` names the
-// newest complete one. A checkpoint is written into `step-N.partial/`, fsynced and renamed into place, then
-// published by replacing LATEST atomically, and only then are older ones removed: a process killed at any
-// moment (SIGKILL included) leaves LATEST naming a complete checkpoint, or no LATEST before the first.
+// serialization: AdamW's moments and step counts), the stage's metrics lines up to the step (metrics.jsonl, so
+// a resumed stage reports them as an uninterrupted one does), state.json (the format version, the stage's
+// hash, `step`, `total_steps` and the model's identity: the SHA-256 of its configuration and of its
+// parameters' names and shapes) and manifest.json (the size and SHA-256 of each of those four files); `LATEST`
+// names the newest complete one. A checkpoint is written into `step-N.partial/`, every write checked and
+// fsynced, renamed into place, then published by replacing LATEST atomically, and only then are older ones
+// removed: a process killed at any moment (SIGKILL included) leaves LATEST naming a complete checkpoint, or no
+// LATEST before the first; a write that fails (a full disk) removes `step-N.partial/` and leaves the previous
+// checkpoint as it was.
+//
+// Resuming trusts nothing it has not verified: a checkpoint is refused, with the file and what does not
+// match, when a file is missing, its size or SHA-256 differs from the manifest's (a bit flip, a truncated
+// file, another model's weights copied in), a field of state.json or LATEST is missing, of the wrong type or
+// inconsistent (an edited step), it is of another stage or another model, or of another format version
+// (older checkpoints, without checksums, included). It is refused rather than an older one tried: only the
+// newest is kept, and a stage that silently trained on from somewhere else would be a wrong result.
 //
 // Reading the weights back shares the model directory loader's copy out of the mapping (checkpoint.h), but a
 // training checkpoint must match the model exactly, every parameter in fp32 and nothing converted, since a
 // resumed run must end with the same weights as an uninterrupted one. Failures are `false` or nullopt with
-// `error` set, as elsewhere in runtime/model; the trainer turns them into a TrainError.
+// `error` set (beginning with the file), as elsewhere in runtime/model; the trainer turns them into a
+// CheckpointError.
 #pragma once
 
 #include <torch/optim/optimizer.h>
@@ -23,23 +36,33 @@
 
 namespace fusec::rt {
 
-/// Where training stands, as state.json records it.
+/// The version of the checkpoint format this fusec writes and reads (state.json's and manifest.json's
+/// `format_version`). 1, implicit: before checksums and identities.
+inline constexpr int64_t kTrainingCheckpointFormat = 2;
+
+/// Where training stands, as a checkpoint records it.
 struct TrainingState {
   int64_t step = 0;         // optimizer steps taken
   int64_t total_steps = 0;  // optimizer steps of the whole stage
+  std::string stage;        // the stage's hash: a checkpoint resumes only the stage that wrote it
+  std::string metrics;      // the stage's metrics.jsonl lines of steps 1..step, kept as they are
 };
 
 /// Writes `model`'s weights, `optimizer`'s state and `state` as checkpoint `step-N` of `dir` (which must exist),
-/// publishes it as LATEST and removes the older ones. False with `error` when a file cannot be written.
+/// publishes it as LATEST and removes the older ones. False with `error` naming the file and the reason ("no
+/// space left on device") when one cannot be written; the previous checkpoint is then kept as it was.
 bool SaveTrainingCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::Optimizer& optimizer,
                             const TrainingState& state, const std::string& dir, std::string* error);
 
-/// The checkpoint `dir`/LATEST names (a `step-N` directory in `dir`); nullopt when there is none yet.
-std::optional<std::string> LatestTrainingCheckpoint(const std::string& dir);
+/// The checkpoint `dir`/LATEST names (a `step-N` directory in `dir`). Nullopt with `error` empty when there is
+/// none yet (no LATEST); nullopt with `error` naming LATEST when it does not name a checkpoint directory of `dir`.
+std::optional<std::string> LatestTrainingCheckpoint(const std::string& dir, std::string* error);
 
-/// Loads `checkpoint` (a `step-N` directory) into `model` and `optimizer`. Nullopt with `error` naming the
-/// checkpoint, its file or the tensor when it is damaged or does not match the model.
+/// Verifies `checkpoint` (a `step-N` directory) as stage `stage`'s, then loads it into `model` and
+/// `optimizer`. Nullopt with `error` naming the file, the field or the tensor, and what does not match, when it
+/// is damaged, foreign or of another format; the model and optimizer may then be partly loaded.
 std::optional<TrainingState> LoadTrainingCheckpoint(LlamaForCausalLMImpl& model, torch::optim::Optimizer& optimizer,
-                                                    const std::string& checkpoint, std::string* error);
+                                                    const std::string& checkpoint, const std::string& stage,
+                                                    std::string* error);
 
 }  // namespace fusec::rt

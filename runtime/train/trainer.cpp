@@ -416,20 +416,32 @@ bool IsCheckpointStep(int64_t step, int64_t total_steps, const std::optional<int
   return step == total_steps || (save_every && step % *save_every == 0);
 }
 
-void SaveCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::AdamW& optimizer, const TrainingState& state,
-                    const std::string& dir) {
+void SaveCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::AdamW& optimizer, int64_t step,
+                    int64_t total_steps, const TrainOptions& options) {
+  const TrainingState state{step, total_steps, options.stage_hash,
+                            options.metrics_so_far ? options.metrics_so_far() : std::string()};
   std::string error;
-  if (!SaveTrainingCheckpoint(model, optimizer, state, dir, &error)) throw TrainError(error);
+  if (!SaveTrainingCheckpoint(model, optimizer, state, options.checkpoint_dir, &error)) {
+    throw CheckpointError(CheckpointError::When::Saving, error);
+  }
 }
 
-/// Loads the newest checkpoint of `dir` into the model and optimizer and returns its step; 0 when there is none.
+/// Loads the newest checkpoint of the stage into the model and optimizer, hands its metrics lines to
+/// `on_resume` and returns its step; 0 when there is none.
 int64_t ResumeFromLatestCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer,
-                                   const std::string& dir) {
-  const std::optional<std::string> latest = LatestTrainingCheckpoint(dir);
-  if (!latest) return 0;
+                                   const TrainOptions& options, int64_t total_steps) {
   std::string error;
-  const std::optional<TrainingState> state = LoadTrainingCheckpoint(model, optimizer, *latest, &error);
-  if (!state) throw TrainError(error);
+  const std::optional<std::string> latest = LatestTrainingCheckpoint(options.checkpoint_dir, &error);
+  if (!latest && error.empty()) return 0;
+  std::optional<TrainingState> state;
+  if (latest) state = LoadTrainingCheckpoint(model, optimizer, *latest, options.stage_hash, &error);
+  if (!state) throw CheckpointError(CheckpointError::When::Resuming, error);
+  if (state->total_steps != total_steps) {
+    throw CheckpointError(CheckpointError::When::Resuming,
+                          *latest + "/state.json: `total_steps` is " + std::to_string(state->total_steps) +
+                              ", the stage has " + std::to_string(total_steps) + " steps");
+  }
+  if (options.on_resume) options.on_resume(state->metrics);
   return state->step;
 }
 
@@ -454,7 +466,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
   torch::optim::AdamW optimizer(model.parameters(), AdamWOptionsOf(settings));
   int64_t step = 0;  // optimizer steps taken
   if (options.resume && !options.checkpoint_dir.empty()) {
-    step = ResumeFromLatestCheckpoint(model, optimizer, options.checkpoint_dir);
+    step = ResumeFromLatestCheckpoint(model, optimizer, options, plan.total_steps);
   }
   if (!options.checkpoint_dir.empty()) fs::create_directories(options.checkpoint_dir);
 
@@ -498,7 +510,7 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
         IsCheckpointStep(step, plan.total_steps, settings.spec.save_every) || stopping ||
         (options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s);
     if (!options.checkpoint_dir.empty() && checkpoint_is_due) {
-      SaveCheckpoint(model, optimizer, {step, plan.total_steps}, options.checkpoint_dir);
+      SaveCheckpoint(model, optimizer, step, plan.total_steps, options);
       last_checkpoint = std::chrono::steady_clock::now();
     }
     if (stopping) break;

@@ -97,6 +97,11 @@ struct TrainOptions {
   /// Asked after each step: true stops the stage there (SIGINT, SIGTERM), after writing a checkpoint.
   std::function<bool()> should_stop;
   std::function<void(const StepMetrics&)> on_step;
+  std::string stage_hash;  // recorded in each checkpoint: one of another stage is not resumed
+  /// The stage's metrics lines so far (after on_step of the step just taken), kept in each checkpoint.
+  std::function<std::string()> metrics_so_far;
+  /// Called when resuming, with the metrics lines of the checkpoint's steps.
+  std::function<void(const std::string& metrics)> on_resume;
 };
 
 /// A stage that cannot train on: a loss that is not finite, a loss graph the batch does not fit. The message
@@ -104,6 +109,15 @@ struct TrainOptions {
 class TrainError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+/// A checkpoint cannot be written (a full disk) or resumed from (damaged, foreign, of another format). The
+/// message names the file and what is wrong.
+class CheckpointError : public TrainError {
+ public:
+  enum class When { Saving, Resuming };
+  CheckpointError(When when, const std::string& message) : TrainError(message), when(when) {}
+  When when;
 };
 
 /// The loss became NaN or infinite: the stage stops at that step, keeping its last good checkpoint.

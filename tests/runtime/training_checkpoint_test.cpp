@@ -16,6 +16,8 @@ namespace {
 
 using testing::ScratchDir;
 
+const std::string kStage = std::string(64, 'c');
+
 ModelConfig TinyConfig(int64_t hidden_size = 32) {
   std::string error;
   auto config = ParseModelConfig(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": )" +
@@ -62,30 +64,42 @@ TEST(TrainingCheckpoint, ResumesTheWeightsTheOptimizerAndTheStep) {
   StepWithFixedGradients(*saved, saved_optimizer);
   StepWithFixedGradients(*saved, saved_optimizer);
   std::string error;
-  EXPECT_FALSE(LatestTrainingCheckpoint(dir.path().string()));
-  ASSERT_TRUE(SaveTrainingCheckpoint(*saved, saved_optimizer, {2, 10}, dir.path().string(), &error)) << error;
+  EXPECT_FALSE(LatestTrainingCheckpoint(dir.path().string(), &error));
+  EXPECT_EQ(error, "");
+  ASSERT_TRUE(SaveTrainingCheckpoint(*saved, saved_optimizer, {2, 10, kStage, "{\"step\":1}\n{\"step\":2}\n"},
+                                     dir.path().string(), &error))
+      << error;
 
   EXPECT_EQ(testing::ReadFile(dir / "LATEST"), "step-00000002\n");
-  EXPECT_EQ(testing::ReadFile(dir / "step-00000002/state.json"), "{\n  \"step\": 2,\n  \"total_steps\": 10\n}\n");
-  EXPECT_TRUE(std::filesystem::exists(dir / "step-00000002/model.safetensors"));
-  EXPECT_TRUE(std::filesystem::exists(dir / "step-00000002/optimizer.pt"));
+  const nlohmann::json state_json = nlohmann::json::parse(testing::ReadFile(dir / "step-00000002/state.json"));
+  EXPECT_EQ(state_json["format_version"], kTrainingCheckpointFormat);
+  EXPECT_EQ(state_json["stage"], kStage);
+  EXPECT_EQ(state_json["step"], 2);
+  EXPECT_EQ(state_json["total_steps"], 10);
+  const nlohmann::json manifest = nlohmann::json::parse(testing::ReadFile(dir / "step-00000002/manifest.json"));
+  for (const char* file : {"model.safetensors", "optimizer.pt", "metrics.jsonl", "state.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir.path() / "step-00000002" / file)) << file;
+    EXPECT_EQ(manifest["files"][file]["size"], std::filesystem::file_size(dir.path() / "step-00000002" / file)) << file;
+  }
   EXPECT_FALSE(std::filesystem::exists(dir / "step-00000002.partial"));
 
   LlamaForCausalLM resumed = TinyModel(2);
   torch::optim::AdamW resumed_optimizer = Optimizer(*resumed);
-  auto latest = LatestTrainingCheckpoint(dir.path().string());
+  auto latest = LatestTrainingCheckpoint(dir.path().string(), &error);
   ASSERT_TRUE(latest);
   EXPECT_EQ(*latest, dir / "step-00000002");
-  auto state = LoadTrainingCheckpoint(*resumed, resumed_optimizer, *latest, &error);
+  auto state = LoadTrainingCheckpoint(*resumed, resumed_optimizer, *latest, kStage, &error);
   ASSERT_TRUE(state) << error;
   EXPECT_EQ(state->step, 2);
   EXPECT_EQ(state->total_steps, 10);
+  EXPECT_EQ(state->stage, kStage);
+  EXPECT_EQ(state->metrics, "{\"step\":1}\n{\"step\":2}\n");
   EXPECT_TRUE(SameWeights(*saved, *resumed));
   // The moments came back too: the next step is the same, where the checkpoint's weights with a fresh AdamW
   // (whose first step has no history) take another.
   LlamaForCausalLM fresh = TinyModel(3);
   torch::optim::AdamW discarded = Optimizer(*fresh);
-  ASSERT_TRUE(LoadTrainingCheckpoint(*fresh, discarded, *latest, &error)) << error;
+  ASSERT_TRUE(LoadTrainingCheckpoint(*fresh, discarded, *latest, kStage, &error)) << error;
   torch::optim::AdamW fresh_optimizer = Optimizer(*fresh);
   StepWithFixedGradients(*saved, saved_optimizer);
   StepWithFixedGradients(*resumed, resumed_optimizer);
@@ -94,32 +108,33 @@ TEST(TrainingCheckpoint, ResumesTheWeightsTheOptimizerAndTheStep) {
   EXPECT_FALSE(SameWeights(*saved, *fresh));
 
   // A newer checkpoint replaces the older one and LATEST names it.
-  ASSERT_TRUE(SaveTrainingCheckpoint(*saved, saved_optimizer, {3, 10}, dir.path().string(), &error)) << error;
+  ASSERT_TRUE(SaveTrainingCheckpoint(*saved, saved_optimizer, {3, 10, kStage, ""}, dir.path().string(), &error)) << error;
   EXPECT_EQ(testing::ReadFile(dir / "LATEST"), "step-00000003\n");
   EXPECT_FALSE(std::filesystem::exists(dir / "step-00000002"));
   EXPECT_FALSE(std::filesystem::exists(dir / "LATEST.tmp"));
 }
 
-TEST(TrainingCheckpoint, ErrorsNameTheCheckpointAndTheTensor) {
+TEST(TrainingCheckpoint, ErrorsNameTheCheckpointAndItsFile) {
   ScratchDir dir("training_checkpoint_errors");
   LlamaForCausalLM model = TinyModel(1);
   torch::optim::AdamW optimizer = Optimizer(*model);
   std::string error;
-  ASSERT_TRUE(SaveTrainingCheckpoint(*model, optimizer, {4, 8}, dir.path().string(), &error)) << error;
+  ASSERT_TRUE(SaveTrainingCheckpoint(*model, optimizer, {4, 8, kStage, ""}, dir.path().string(), &error)) << error;
   const std::string checkpoint = dir / "step-00000004";
 
   LlamaForCausalLM wider = TinyModel(1, /*hidden_size=*/48);
   torch::optim::AdamW wider_optimizer = Optimizer(*wider);
-  EXPECT_FALSE(LoadTrainingCheckpoint(*wider, wider_optimizer, checkpoint, &error));
-  EXPECT_EQ(error, checkpoint + ": the checkpoint does not match the model at `model.embed_tokens.weight`");
+  EXPECT_FALSE(LoadTrainingCheckpoint(*wider, wider_optimizer, checkpoint, kStage, &error));
+  EXPECT_EQ(error, checkpoint + "/state.json: the checkpoint is of another model (its configuration differs from "
+                                "this one's)");
 
   std::filesystem::remove(checkpoint + "/model.safetensors");
-  EXPECT_FALSE(LoadTrainingCheckpoint(*model, optimizer, checkpoint, &error));
-  EXPECT_TRUE(error.starts_with("cannot resume: " + checkpoint + "/model.safetensors")) << error;
+  EXPECT_FALSE(LoadTrainingCheckpoint(*model, optimizer, checkpoint, kStage, &error));
+  EXPECT_EQ(error, checkpoint + "/model.safetensors: no such file or directory");
 
   testing::WriteFile(checkpoint + "/state.json", "{\"ste");
-  EXPECT_FALSE(LoadTrainingCheckpoint(*model, optimizer, checkpoint, &error));
-  EXPECT_EQ(error, checkpoint + ": the checkpoint's state.json is missing or damaged");
+  EXPECT_FALSE(LoadTrainingCheckpoint(*model, optimizer, checkpoint, kStage, &error));
+  EXPECT_EQ(error, checkpoint + "/state.json: not a JSON object (damaged)");
 }
 
 }  // namespace
