@@ -23,15 +23,16 @@ inline std::optional<std::string> OutOfMemoryMessage(const c10::Error& error) {
   const std::string marker = "you tried to allocate ";
   const size_t at = message.find(marker);
   if (message.find("can't allocate memory") == std::string::npos || at == std::string::npos) return std::nullopt;
-  double size = std::strtod(message.c_str() + at + marker.size(), nullptr) / (1024.0 * 1024.0);
-  const char* unit = "MiB";
-  for (const char* larger : {"GiB", "TiB", "PiB"}) {
+  double size = std::strtod(message.c_str() + at + marker.size(), nullptr);
+  if (!(size >= 1)) return std::string("out of memory: an allocation failed (the machine's memory is exhausted)");
+  const char* unit = "bytes";
+  for (const char* larger : {"KiB", "MiB", "GiB", "TiB", "PiB"}) {
     if (size < 1024) break;
     size /= 1024;
     unit = larger;
   }
   char text[64];
-  std::snprintf(text, sizeof text, "%.1f %s", size, unit);
+  std::snprintf(text, sizeof text, unit[0] == 'b' ? "%.0f %s" : "%.1f %s", size, unit);
   return std::string("out of memory: an allocation of ") + text + " failed";
 }
 

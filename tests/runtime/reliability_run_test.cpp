@@ -11,6 +11,7 @@
 #include "compiler/support/file_lock.h"
 #include "runtime/support/interrupt.h"
 #include "runtime/support/run_error.h"
+#include "runtime/support/torch_errors.h"
 #include "tests/runtime/run_support.h"
 
 namespace fusec::rt {
@@ -173,6 +174,18 @@ TEST(Reliability, ACorruptEntryIsRebuiltAndTheExportIsTheVerifiedModel) {
   EXPECT_NE(again.err.find("its cache entry is corrupt"), std::string::npos) << again.err;
   EXPECT_EQ(ReadFile(dir / "run/export/po/model.safetensors"), good);
   EXPECT_EQ(cache.Find(fs::path(po_entry).filename().string(), CacheCheck::Full).status, CacheStatus::Complete);
+}
+
+TEST(Reliability, OutOfMemoryMessagesGiveTheSizeInUnitsThatFit) {
+  auto message = [](const std::string& bytes) {
+    const std::string what = "DefaultCPUAllocator: can't allocate memory: you tried to allocate " + bytes +
+                             " bytes. Error code 12 (Cannot allocate memory)";
+    return OutOfMemoryMessage(c10::Error(c10::SourceLocation{__func__, __FILE__, __LINE__}, what)).value_or("none");
+  };
+  EXPECT_EQ(message("512"), "out of memory: an allocation of 512 bytes failed");
+  EXPECT_EQ(message("3145728"), "out of memory: an allocation of 3.0 MiB failed");
+  EXPECT_EQ(message("1125899906842624"), "out of memory: an allocation of 1.0 PiB failed");
+  EXPECT_EQ(message("0"), "out of memory: an allocation failed (the machine's memory is exhausted)");
 }
 
 }  // namespace
