@@ -77,6 +77,9 @@ NodeValue CreateModel(const ir::Node& node, const ir::NewModelSpec& spec, RunCon
   InitializeWeights(*model, static_cast<uint64_t>(spec.seed));
   SaveOptions save;
   save.tokenizer_dir = tokenizer_dir.string();
+  // `chat` (plain by default) is recorded, not the tokenizer's own Jinja: hf_model() on this directory, and
+  // every model trained from it, renders as it was made to.
+  save.chat_template = ResolveChat(spec.chat, *tokenizer).kind;
   if (!SaveModel(*model, staging + "/model", save, &error)) throw RunError(RunErrorKind::FileSystem, error);
   fs::remove_all(tokenizer_dir);
   std::string entry = run.Commit(node, staging);

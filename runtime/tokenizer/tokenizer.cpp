@@ -143,6 +143,9 @@ struct Tokenizer::State {
   std::string bos_token;
   std::string eos_token;
   std::string chat_template;
+  bool has_config = false;
+  std::string chat_template_problem;
+  std::string recorded_chat_template;
   bool clean_up_tokenization_spaces = false;
   std::string fingerprint;
   std::unordered_map<uint32_t, uint8_t> char_to_byte;
@@ -462,8 +465,14 @@ std::optional<Tokenizer> Tokenizer::FromJsonUnchecked(const std::string& tokeniz
     if (config.contains("bos_token")) state->bos_token = token_text(config["bos_token"]);
     if (config.contains("eos_token")) state->eos_token = token_text(config["eos_token"]);
     state->clean_up_tokenization_spaces = config.value("clean_up_tokenization_spaces", false);
+    state->has_config = true;
     if (config.contains("chat_template") && config["chat_template"].is_string()) {
       state->chat_template = config["chat_template"].get<std::string>();
+    } else if (config.contains("chat_template") && !config["chat_template"].is_null()) {
+      state->chat_template_problem = "`chat_template` is not a string (a list of named templates is not supported)";
+    }
+    if (config.contains(kRecordedChatTemplateKey) && config[kRecordedChatTemplateKey].is_string()) {
+      state->recorded_chat_template = config[kRecordedChatTemplateKey].get<std::string>();
     }
     // Without a post-processor, tokenizers that say so add BOS themselves (LlamaTokenizerFast's flags).
     if (processors.empty() && config.value("add_bos_token", false) && !state->bos_token.empty()) {
@@ -550,6 +559,9 @@ std::optional<int32_t> Tokenizer::bos_id() const { return state_->bos_token.empt
 std::optional<int32_t> Tokenizer::eos_id() const { return state_->eos_token.empty() ? std::nullopt : TokenId(state_->eos_token); }
 const std::string& Tokenizer::fingerprint() const { return state_->fingerprint; }
 const std::string& Tokenizer::chat_template() const { return state_->chat_template; }
+bool Tokenizer::has_config() const { return state_->has_config; }
+const std::string& Tokenizer::chat_template_problem() const { return state_->chat_template_problem; }
+const std::string& Tokenizer::recorded_chat_template() const { return state_->recorded_chat_template; }
 const std::vector<AddedToken>& Tokenizer::added_tokens() const { return state_->added_tokens; }
 
 std::pair<std::string, std::string> ByteTokenizerFiles() {
