@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "runtime/data/data_checks.h"
 #include "runtime/data/jsonl.h"
 #include "runtime/exec/run_context.h"
 #include "runtime/model/checkpoint.h"
@@ -131,6 +132,17 @@ NodeValue RunLoadData(const ir::Node& node, RunContext& run) {
   for (const std::string& message : reader->skipped_messages()) progress << "  skipped " << message << "\n";
   progress << "  read " << path << ": " << data->size() << " prompts"
            << (reader->skipped() > 0 ? ", " + std::to_string(reader->skipped()) + " bad lines skipped" : "") << "\n";
+  DataCheckReport checked = CheckRecords(*data, options.fields, reader->skipped());
+  if (checked.error) {
+    RunError failure(RunErrorKind::DataFile, checked.error->message);
+    failure.Place(path);
+    if (!checked.error->help.empty()) failure.Help(checked.error->help);
+    throw failure;
+  }
+  for (const DataProblem& warning : checked.warnings) {
+    progress << "warning: " << path << ": " << warning.message << "\n";
+    if (!warning.help.empty()) progress << "help: " << warning.help << "\n";
+  }
   return NodeValue{std::nullopt, data};
 }
 

@@ -126,5 +126,86 @@ TEST(NumericsRun, EvaluateMaxNewTokensIsBoundedByTheModelsPositions) {
   EXPECT_TRUE(Contains(outcome.err, "help: lower `max_new_tokens` to at most")) << outcome.err;
 }
 
+/// An experiment training `sft` (or `po`, with DPO) on DIR/data.jsonl read with `jsonl_arguments`.
+std::string TrainOn(const std::string& jsonl_arguments, const std::string& stage_kind = "sft") {
+  const bool pairs = stage_kind == "po";
+  return std::string(pairs ? "import std.objectives.{dpo}\n" : "") +
+         "experiment e {\n"
+         "  target = new_model(hidden_size: 32, intermediate_size: 64, num_layers: 1, num_heads: 4)\n"
+         "  data = jsonl(\"data.jsonl\"" + jsonl_arguments + ")\n"
+         "  stage s = " + stage_kind + " { init = target; batch = 2; max_steps = 1" +
+         (pairs ? "; objective = dpo(beta: 0.1)" : "") + " }\n"
+         "}\n";
+}
+
+/// A JSONL line with the id `id_json` (JSON: `1` or `"q1"`) and the responses' JSON objects.
+std::string Line(const std::string& id_json, const std::string& responses) {
+  std::string prompt = id_json;
+  std::erase(prompt, '"');
+  return "{\"id\": " + id_json + ", \"prompt\": \"p" + prompt + "\", \"responses\": [" + responses + "]}\n";
+}
+
+const char* kTwoResponses = R"({"source": "a", "text": "yes", "reward": 1.0}, {"source": "b", "text": "no", "reward": 0.0})";
+
+TEST(NumericsRun, AMappedKeyNoRecordHasIsAnError) {
+  ScratchDir dir("numerics_run_mapped");
+  WriteFile(dir / "data.jsonl", Line("1", kTwoResponses) + Line("2", kTwoResponses));
+  Outcome reward = RunExperiment(dir, TrainOn(", reward: \"score\""));
+  EXPECT_EQ(reward.status, 1) << reward.err;
+  EXPECT_TRUE(Contains(reward.err, "`reward: \"score\"` maps a key that no response of the 2 records has"))
+      << reward.err;
+  EXPECT_TRUE(Contains(reward.err, "[DataFile]")) << reward.err;
+  Outcome gold = RunExperiment(dir, TrainOn(", gold: \"answer\""));
+  EXPECT_EQ(gold.status, 1) << gold.err;
+  EXPECT_TRUE(Contains(gold.err, "`gold: \"answer\"` maps a key that no record of the 2 records has")) << gold.err;
+  // The default names may be absent: they are optional.
+  Outcome plain = RunExperiment(dir, TrainOn(""));
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_FALSE(Contains(plain.err, "warning")) << plain.err;
+}
+
+TEST(NumericsRun, DuplicateIdsAndPromptsWithoutResponsesAreWarnedWithCounts) {
+  ScratchDir dir("numerics_run_duplicates");
+  std::string twice;
+  for (int copy = 0; copy < 2; ++copy) {
+    for (int id = 1; id <= 3; ++id) twice += Line("\"q" + std::to_string(id) + "\"", kTwoResponses);
+  }
+  WriteFile(dir / "data.jsonl", twice);
+  Outcome doubled = RunExperiment(dir, TrainOn(""));
+  EXPECT_EQ(doubled.status, 0) << doubled.err;
+  EXPECT_TRUE(Contains(doubled.err, "3 of 6 records repeat an earlier record's id (e.g. `q1` on lines 1 and 4"))
+      << doubled.err;
+  // An integer id 1 and a string id "1" are one id.
+  WriteFile(dir / "data.jsonl", Line("1", kTwoResponses) + Line("\"1\"", kTwoResponses) + Line("2", ""));
+  Outcome mixed = RunExperiment(dir, TrainOn(""));
+  EXPECT_EQ(mixed.status, 0) << mixed.err;
+  EXPECT_TRUE(Contains(mixed.err, "1 of 3 records repeat an earlier record's id (e.g. `1` on lines 1 and 2")) << mixed.err;
+  EXPECT_TRUE(Contains(mixed.err, "1 of 3 prompts have no responses")) << mixed.err;
+}
+
+TEST(NumericsRun, NothingLeftToUseIsAnError) {
+  ScratchDir dir("numerics_run_nothing");
+  WriteFile(dir / "data.jsonl", "{\"id\": 1}\n{\"id\": 2, \"prompt\": 3}\n");
+  Outcome outcome = RunExperiment(dir, TrainOn(", bad_lines: skip"));
+  EXPECT_EQ(outcome.status, 1) << outcome.err;
+  EXPECT_TRUE(Contains(outcome.err, "every line was bad: 2 skipped, no records left")) << outcome.err;
+  EXPECT_TRUE(Contains(outcome.err, "[DataFile]")) << outcome.err;
+}
+
+TEST(NumericsRun, PairsWithIdenticalTextsAreReported) {
+  ScratchDir dir("numerics_run_pairs");
+  const char* same = R"({"source": "a", "text": "same", "reward": 1.0}, {"source": "b", "text": "same", "reward": 0.0})";
+  WriteFile(dir / "data.jsonl", Line("1", same) + Line("2", same));
+  Outcome all_same = RunExperiment(dir, TrainOn("", "po"));
+  EXPECT_EQ(all_same.status, 1) << all_same.err;
+  EXPECT_TRUE(Contains(all_same.err, "2 of 2 pairs have identical `chosen` and `rejected` texts")) << all_same.err;
+  EXPECT_TRUE(Contains(all_same.err, "[DataRule]")) << all_same.err;
+  WriteFile(dir / "data.jsonl", Line("1", same) + Line("2", kTwoResponses));
+  Outcome some = RunExperiment(dir, TrainOn("", "po"));
+  EXPECT_EQ(some.status, 0) << some.err;
+  EXPECT_TRUE(Contains(some.err, "warning: e/s")) << some.err;
+  EXPECT_TRUE(Contains(some.err, "1 of 2 pairs have identical `chosen` and `rejected` texts (e.g. prompt `1`")) << some.err;
+}
+
 }  // namespace
 }  // namespace fusec::rt
