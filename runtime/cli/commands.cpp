@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -32,12 +33,56 @@ namespace fs = std::filesystem;
 
 constexpr const char* kSkipHint = "(--skip-bad-lines skips such lines)";
 
+/// A floating-point flag's range. CLI::Range lets NaN through (every comparison with it is false), so
+/// `--top-p nan` sampled from NaN probabilities; this refuses NaN and the infinities too. A failed check is a
+/// usage error that CLI11 prefixes with the flag's name.
+CLI::Validator FiniteRange(double min, double max) {
+  std::ostringstream range;
+  range << "[" << min << ", " << max << "]";
+  return CLI::Validator(
+      [min, max, range = range.str()](std::string& input) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(input, value) || !std::isfinite(value) || value < min || value > max) {
+          return "`" + input + "` is not a number in " + range;
+        }
+        return "";
+      },
+      "FLOAT in " + range.str());
+}
+
+/// Seeds are unsigned: digits only, so `-1` is refused instead of read as 2^64 - 1.
+CLI::Validator NonNegativeInteger() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        if (input.empty() || input.find_first_not_of("0123456789") != std::string::npos) {
+          return "`" + input + "` is not a non-negative integer";
+        }
+        return "";
+      },
+      "UINT");
+}
+
+/// The largest --max-new-tokens, --batch-tokens and --samples: beyond any model's positions or a day's work,
+/// and small enough that sums of them never overflow (a prompt's length plus --max-new-tokens was compared
+/// with max_position_embeddings after wrapping around).
+constexpr int64_t kMaxNewTokens = int64_t{1} << 24;
+constexpr int64_t kMaxBatchTokens = int64_t{1} << 32;
+constexpr int64_t kMaxSamples = 100'000;
+constexpr int64_t kMaxBatch = 65'536;
+
 /// An error in the input: printed as `error: what` and turned into exit status 1.
 struct InputError {
   std::string message;
 };
 
 [[noreturn]] void Fail(std::string message) { throw InputError{std::move(message)}; }
+
+/// A double as users write it: 0.02, 1e+300.
+std::string NumberText(double value) {
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
 
 std::string DtypeName(torch::Dtype dtype) {
   return dtype == torch::kBFloat16 ? "bf16" : dtype == torch::kHalf ? "fp16" : "fp32";
@@ -60,11 +105,16 @@ Tokenizer LoadTokenizer(const std::string& path) {
   return std::move(*tokenizer);
 }
 
-ChatTemplate ResolveTemplate(const std::string& name, const Tokenizer& tokenizer) {
+/// `--template NAME` for the tokenizer loaded from `where`; an `auto` choice worth a word (no
+/// tokenizer_config.json, an unusable `chat_template`) is a warning on `err` naming `where` and the choice.
+ChatTemplate ResolveTemplate(const std::string& name, const Tokenizer& tokenizer, const std::string& where,
+                             std::ostream& err) {
   std::string error;
+  std::string warning;
   std::optional<ChatTemplateKind> kind =
-      name == "auto" ? DetectChatTemplate(tokenizer, &error) : ChatTemplateByName(name);
-  if (!kind) Fail(name == "auto" ? error : "--template " + name + ": not one of auto, plain, llama3, chatml, gemma");
+      name == "auto" ? DetectChatTemplate(tokenizer, &error, &warning) : ChatTemplateByName(name);
+  if (!kind) Fail(name == "auto" ? where + ": " + error : "--template " + name + ": not one of auto, plain, llama3, chatml, gemma");
+  if (!warning.empty()) err << "warning: " << where << ": " << warning << " (--template names another)\n";
   return MakeChatTemplate(*kind, tokenizer);
 }
 
@@ -112,7 +162,7 @@ struct ModelOptions {
     auto model = LoadModel(model_dir, *resolved_dtype, device, &error);
     if (!model) Fail(error);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    ChatTemplate chat_template = ResolveTemplate(chat, loaded_tokenizer);
+    ChatTemplate chat_template = ResolveTemplate(chat, loaded_tokenizer, tokenizer.empty() ? model_dir : tokenizer, err);
     err << "loaded " << model_dir << " (" << config->architecture << ", " << config->num_layers << " layers, "
         << config->hidden_size << " hidden, " << DtypeName(*resolved_dtype) << " on " << device.str() << ") in "
         << std::fixed << std::setprecision(1) << seconds << " s; template " << ChatTemplateName(chat_template.kind) << "\n";
@@ -142,7 +192,8 @@ void ApplyFieldMappings(const std::vector<std::string>& mappings, JsonlFields& f
 }
 
 int RunInitModel(const std::string& config_path, uint64_t seed, const std::string& out_dir,
-                 const std::string& tokenizer_path, const std::string& dtype, bool force, std::ostream& out) {
+                 const std::string& tokenizer_path, const std::string& chat, const std::string& dtype, bool force,
+                 std::ostream& out, std::ostream& err) {
   auto text = ReadWholeFile(config_path);
   if (!text) Fail(config_path + ": cannot read");
   std::string error;
@@ -167,6 +218,9 @@ int RunInitModel(const std::string& config_path, uint64_t seed, const std::strin
     tokenizer_dir = fs::path(tokenizer_path).parent_path().string();
   }
   Tokenizer tokenizer = LoadTokenizer(tokenizer_dir);
+  // Recorded in the model's tokenizer_config.json, so `score`, `generate` and hf_model() default to it.
+  const ChatTemplateKind chat_kind =
+      ResolveTemplate(chat, tokenizer, tokenizer_path.empty() ? "the byte tokenizer" : tokenizer_path, err).kind;
   if (tokenizer.vocab_size() > config->vocab_size) {
     Fail(config_path + ": vocab_size " + std::to_string(config->vocab_size) + " is smaller than the tokenizer's " +
          std::to_string(tokenizer.vocab_size()) + " tokens");
@@ -185,6 +239,7 @@ int RunInitModel(const std::string& config_path, uint64_t seed, const std::strin
                                                     : torch::kFloat;
   }
   save.tokenizer_dir = tokenizer_dir;
+  save.chat_template = chat_kind;
   LlamaForCausalLM model{nullptr};
   try {
     model = LlamaForCausalLM(*config);
@@ -193,13 +248,22 @@ int RunInitModel(const std::string& config_path, uint64_t seed, const std::strin
     throw too_large.Place(config_path);
   }
   InitializeWeights(*model, seed);
+  // A wide initializer overflows the dtype written (fp16 ends at 65504): refuse rather than write Inf.
+  for (const auto& item : model->named_parameters()) {
+    if (!item.value().to(save.dtype).isfinite().all().item<bool>()) {
+      if (!staging_tokenizer.empty()) fs::remove_all(staging_tokenizer);
+      Fail(config_path + ": `initializer_range` " + NumberText(config->initializer_range) +
+           " gives non-finite weights in " + DtypeName(save.dtype) + " (tensor `" + item.key() +
+           "`)\nhelp: use a smaller `initializer_range` (Hugging Face's default is 0.02) or a wider --dtype");
+    }
+  }
   bool saved = SaveModel(*model, out_dir, save, &error);
   if (!staging_tokenizer.empty()) fs::remove_all(staging_tokenizer);
   if (!saved) Fail(error);
   int64_t parameters = 0;
   for (const auto& parameter : model->parameters()) parameters += parameter.numel();
   out << "wrote " << out_dir << ": " << config->architecture << ", " << parameters << " parameters, seed " << seed
-      << "\n";
+      << ", template " << ChatTemplateName(chat_kind) << "\n";
   return kExitOk;
 }
 
@@ -352,7 +416,7 @@ int RunGenerate(const ModelOptions& model_options, GenerateOptions options, std:
 }
 
 int RunTokenize(const std::string& tokenizer_path, const std::string& chat, bool no_special, std::istream& in,
-                std::ostream& out) {
+                std::ostream& out, std::ostream& err) {
   Tokenizer tokenizer = LoadTokenizer(tokenizer_path);
   std::ostringstream buffer;
   buffer << in.rdbuf();
@@ -361,7 +425,7 @@ int RunTokenize(const std::string& tokenizer_path, const std::string& chat, bool
   if (chat.empty()) {
     ids = tokenizer.Encode(input, !no_special);
   } else {
-    ChatTemplate chat_template = ResolveTemplate(chat, tokenizer);
+    ChatTemplate chat_template = ResolveTemplate(chat, tokenizer, tokenizer_path, err);
     nlohmann::json messages = nlohmann::json::parse(input, nullptr, false);
     if (messages.is_discarded() || !messages.is_array()) Fail("stdin: with --template, expected a JSON list of messages");
     std::vector<ChatMessage> conversation;
@@ -400,15 +464,20 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
   std::string out_dir;
   std::string init_tokenizer;
   std::string init_dtype = "auto";
+  std::string init_template = "auto";
   uint64_t seed = 0;
   bool force = false;
   CLI::App* init = app.add_subcommand("init-model", "Write a randomly initialised model directory");
   init->add_option("--config", config_path, "A Hugging Face config.json")->required()->check(CLI::ExistingFile);
-  init->add_option("--seed", seed, "Random seed of the initialisation")->capture_default_str();
+  init->add_option("--seed", seed, "Random seed of the initialisation")->check(NonNegativeInteger())->capture_default_str();
   init->add_option("--out", out_dir, "The model directory to write")->required();
   init->add_option("--tokenizer", init_tokenizer, "Tokenizer files to copy along (default: fusec's byte tokenizer)");
   init->add_option("--dtype", init_dtype, "Weights dtype: auto (the config's torch_dtype), fp32, bf16, fp16")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp16"}))
+      ->capture_default_str();
+  init->add_option("--template", init_template,
+                   "Chat template recorded in the model: auto (the tokenizer's), plain, llama3, chatml, gemma")
+      ->check(CLI::IsMember({"auto", "plain", "llama3", "chatml", "gemma"}))
       ->capture_default_str();
   init->add_flag("--force", force, "Replace --out if it exists");
 
@@ -425,7 +494,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
   score->add_option("--field", score_fields, "Key names of the data, e.g. --field text=completion");
   score->add_flag("--skip-bad-lines", score_skip, "Skip and count malformed lines instead of stopping");
   score->add_option("--batch-tokens", batch_tokens, "Tokens a batch computes (packed, each prompt once)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(int64_t{1}, kMaxBatchTokens))
       ->capture_default_str();
 
   ModelOptions generate_model;
@@ -438,20 +507,20 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
   generate->add_option("--field", generate_options.fields, "Key names of the data, e.g. --field prompt=question");
   generate->add_flag("--skip-bad-lines", generate_options.skip_bad_lines, "Skip malformed lines instead of stopping");
   generate->add_option("--max-new-tokens", generate_options.sampling.max_new_tokens)
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(int64_t{1}, kMaxNewTokens))
       ->capture_default_str();
   generate->add_option("--temperature", generate_options.sampling.temperature, "0 for greedy decoding")
-      ->check(CLI::Range(0.0, 100.0))
+      ->check(FiniteRange(0.0, 100.0))
       ->capture_default_str();
   generate->add_option("--top-p", generate_options.sampling.top_p, "Nucleus sampling mass")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(FiniteRange(0.0, 1.0))
       ->capture_default_str();
-  generate->add_option("--seed", generate_options.sampling.seed)->capture_default_str();
+  generate->add_option("--seed", generate_options.sampling.seed)->check(NonNegativeInteger())->capture_default_str();
   generate->add_option("--batch", generate_options.batch, "Prompts generated together")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(int64_t{1}, kMaxBatch))
       ->capture_default_str();
   generate->add_option("--samples", generate_options.samples, "Completions per prompt")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(int64_t{1}, kMaxSamples))
       ->capture_default_str();
   generate->add_option("--stop", generate_options.stop, "More stop tokens (the template's end of turn and EOS stop)");
 
@@ -462,12 +531,12 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       "fusion-mini", "Six checkable task families, four sources with complementary skills, noisy rewards");
   synth->require_subcommand(1);
   fusion_mini->add_option("--out", synth_out, "The directory to write")->required();
-  fusion_mini->add_option("--seed", synth_options.seed)->capture_default_str();
+  fusion_mini->add_option("--seed", synth_options.seed)->check(NonNegativeInteger())->capture_default_str();
   fusion_mini->add_option("--prompts", synth_options.prompts, "Prompts in all (40% SFT, 40% PO, 20% evaluation)")
       ->check(CLI::Range(int64_t{5}, int64_t{10'000'000}))
       ->capture_default_str();
   fusion_mini->add_option("--noise", synth_options.noise, "Standard deviation of the reward noise")
-      ->check(CLI::Range(0.0, 10.0))
+      ->check(FiniteRange(0.0, 10.0))
       ->capture_default_str();
   fusion_mini->add_option("--samples", synth_options.samples, "Samples per source per prompt")
       ->check(CLI::Range(int64_t{1}, int64_t{100}))
@@ -530,10 +599,10 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     return kExitUsage;
   }
   try {
-    if (init->parsed()) return RunInitModel(config_path, seed, out_dir, init_tokenizer, init_dtype, force, out);
+    if (init->parsed()) return RunInitModel(config_path, seed, out_dir, init_tokenizer, init_template, init_dtype, force, out, err);
     if (score->parsed()) return RunScore(score_model, score_data, score_fields, score_skip, batch_tokens, out, err);
     if (generate->parsed()) return RunGenerate(generate_model, generate_options, out, err);
-    if (tokenize->parsed()) return RunTokenize(tokenizer_path, tokenize_template, no_special, in, out);
+    if (tokenize->parsed()) return RunTokenize(tokenizer_path, tokenize_template, no_special, in, out, err);
     if (fusion_mini->parsed()) {
       std::string error;
       if (!WriteFusionMini(synth_options, synth_out, &error)) Fail(error);

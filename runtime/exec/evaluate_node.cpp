@@ -79,6 +79,22 @@ std::optional<double> BestResponseNll(LlamaForCausalLMImpl& model, const std::ve
   return nll / static_cast<double>(tokens);
 }
 
+/// Generation past the model's position table would run on positions it never learned (and past the rotary
+/// tables fusec sizes by it): an error before any work, not a clamp, so `max_new_tokens` means what it says.
+void RequirePositions(const PromptRecord& record, int64_t prompt_tokens, int64_t max_new_tokens,
+                      const std::string& model, int64_t max_position) {
+  if (prompt_tokens + max_new_tokens <= max_position) return;
+  throw RunError(RunErrorKind::PositionLimit,
+                 "prompt `" + record.id + "` (line " + std::to_string(record.line) + ") has " +
+                     std::to_string(prompt_tokens) + " tokens, and with `max_new_tokens` " +
+                     std::to_string(max_new_tokens) + " needs more than the " + std::to_string(max_position) +
+                     " positions (`max_position_embeddings`) of model `" + model + "`")
+      .Help(prompt_tokens < max_position
+                ? "lower `max_new_tokens` to at most " + std::to_string(max_position - prompt_tokens) +
+                      ", or leave the longest prompts out of the evaluation data"
+                : "leave prompts longer than the model's positions out of the evaluation data");
+}
+
 /// Greedy completions of every prompt (written to `completions`), and the mean per-token NLL of each prompt's
 /// best response.
 EvalResult EvaluateModel(const std::string& name, const ModelHandle& handle, const Dataset& data,
@@ -104,6 +120,8 @@ EvalResult EvaluateModel(const std::string& name, const ModelHandle& handle, con
       const PromptRecord& record = data[i];
       auto ids = TokenizePrompt(record, tokenizer, chat, &error);
       if (!ids) throw RunError(RunErrorKind::Tokenization, "prompt `" + record.id + "`: " + error);
+      RequirePositions(record, static_cast<int64_t>(ids->size()), spec.max_new_tokens, name,
+                       opened.model->config().max_position);
       prompts.push_back(*ids);
       if (int32_t top = BestResponse(record); top >= 0) {
         const ResponseRecord& response = record.responses[static_cast<size_t>(top)];

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "runtime/data/data_checks.h"
 #include "runtime/data/jsonl.h"
 #include "runtime/exec/run_context.h"
 #include "runtime/model/checkpoint.h"
@@ -77,6 +78,9 @@ NodeValue CreateModel(const ir::Node& node, const ir::NewModelSpec& spec, RunCon
   InitializeWeights(*model, static_cast<uint64_t>(spec.seed));
   SaveOptions save;
   save.tokenizer_dir = tokenizer_dir.string();
+  // `chat` (plain by default) is recorded, not the tokenizer's own Jinja: hf_model() on this directory, and
+  // every model trained from it, renders as it was made to.
+  save.chat_template = ResolveChat(spec.chat, *tokenizer).kind;
   if (!SaveModel(*model, staging + "/model", save, &error)) throw RunError(RunErrorKind::FileSystem, error);
   fs::remove_all(tokenizer_dir);
   std::string entry = run.Commit(node, staging);
@@ -128,6 +132,17 @@ NodeValue RunLoadData(const ir::Node& node, RunContext& run) {
   for (const std::string& message : reader->skipped_messages()) progress << "  skipped " << message << "\n";
   progress << "  read " << path << ": " << data->size() << " prompts"
            << (reader->skipped() > 0 ? ", " + std::to_string(reader->skipped()) + " bad lines skipped" : "") << "\n";
+  DataCheckReport checked = CheckRecords(*data, options.fields, reader->skipped());
+  if (checked.error) {
+    RunError failure(RunErrorKind::DataFile, checked.error->message);
+    failure.Place(path);
+    if (!checked.error->help.empty()) failure.Help(checked.error->help);
+    throw failure;
+  }
+  for (const DataProblem& warning : checked.warnings) {
+    progress << "warning: " << path << ": " << warning.message << "\n";
+    if (!warning.help.empty()) progress << "help: " << warning.help << "\n";
+  }
   return NodeValue{std::nullopt, data};
 }
 

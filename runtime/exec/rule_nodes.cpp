@@ -30,6 +30,32 @@ std::shared_ptr<const Dataset> WithTokenCounts(const Dataset& data, const ModelH
   return counted;
 }
 
+/// Pairs whose chosen and rejected texts are the same teach nothing (their logp difference is 0 whatever the
+/// weights): a warning with the count, an error when every pair is one (the rule surely pairs the wrong way).
+void CheckPairTexts(const ir::Node& node, const Dataset& data, const ItemSet& items, RunContext& run) {
+  int64_t identical = 0;
+  std::string example;
+  for (const Item& item : items.items) {
+    const PromptRecord& record = data[item.prompt];
+    bool same = item.responses.size() > 1;
+    for (size_t r = 1; r < item.responses.size(); ++r) {
+      same = same && record.responses[static_cast<size_t>(item.responses[r])].text ==
+                         record.responses[static_cast<size_t>(item.responses[0])].text;
+    }
+    if (same && identical++ == 0) example = "e.g. prompt `" + record.id + "` (line " + std::to_string(record.line) + ")";
+  }
+  if (identical == 0) return;
+  const std::string counted = std::to_string(identical) + " of " + std::to_string(items.items.size()) +
+                              " pairs have identical `" + items.roles.front() + "` and `" + items.roles.back() +
+                              "` texts (" + example + ")";
+  if (identical == static_cast<int64_t>(items.items.size())) {
+    throw RunError(RunErrorKind::DataRule, counted + ": there is no preference to learn")
+        .Help("pair responses that differ, e.g. by reward, or deduplicate the responses of each prompt");
+  }
+  run.reporter().progress() << "warning: " << RunContext::Label(node) << ": " << counted
+                            << "; they teach nothing\n";
+}
+
 }  // namespace
 
 NodeValue RunFilterSources(const ir::Node& node, RunContext& run) {
@@ -54,6 +80,7 @@ NodeValue RunRule(const ir::Node& node, RunContext& run) {
                             << (items.roles.size() > 1 ? "pairs" : "items")
                             << (items.groups > 0 ? " in " + std::to_string(items.groups) + " groups" : "")
                             << " from " << data->size() << " prompts\n";
+  if (node.get_if<ir::Pairs>() != nullptr) CheckPairTexts(node, *data, items, run);
   return NodeValue{std::nullopt, data, std::make_shared<ItemSet>(std::move(items))};
 }
 

@@ -99,7 +99,11 @@ OpenedModel RunContext::Open(const ModelHandle& handle) {
                                                      std::to_string((*model)->config().vocab_size))
         .Place(handle.dir);
   }
-  ChatTemplate chat = ResolveChat(handle.chat, *tokenizer);
+  std::string warning;
+  ChatTemplate chat = ResolveChat(handle.chat, *tokenizer, &warning);
+  if (!warning.empty() && chat_warned_.insert(handle.dir).second) {
+    reporter_.progress() << "warning: " << handle.dir << ": " << warning << "\n";
+  }
   return OpenedModel{*model, std::move(tokenizer), chat};
 }
 
@@ -119,12 +123,13 @@ std::string RunContext::ExperimentOf(const ir::Node& node) {
   return label.substr(0, label.find('/'));
 }
 
-ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer) {
+ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer, std::string* warning) {
   std::string error;
+  if (warning != nullptr) warning->clear();
   std::optional<ChatTemplateKind> kind;
   switch (name) {
     case ir::ChatTemplateName::Auto:
-      kind = DetectChatTemplate(tokenizer, &error);
+      kind = DetectChatTemplate(tokenizer, &error, warning);
       break;
     case ir::ChatTemplateName::Llama3:
       kind = ChatTemplateKind::Llama3;

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -127,10 +128,13 @@ class RunContext {
   std::filesystem::path base_dir_;
   torch::Device device_ = torch::kCPU;
   std::string started_;
+  std::set<std::string> chat_warned_;  // model directories whose template choice was warned about (once each)
 };
 
-/// The chat template `name` means for `tokenizer` (`auto`: the tokenizer's own, detected).
-ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer);
+/// The chat template `name` means for `tokenizer` (`auto`: the one recorded or carried by its
+/// tokenizer_config.json, detected). `warning`, if given, receives what the user should hear about an `auto`
+/// choice (DetectChatTemplate); empty if nothing.
+ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer, std::string* warning = nullptr);
 
 /// Tokenized training items: the items whose sequences fit the length limits, with their original indexes.
 struct TokenizedItems {

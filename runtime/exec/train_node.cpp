@@ -204,6 +204,7 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
   std::string staging = run.cache().BeginEntry(node.hash);
   SaveOptions save;
   save.tokenizer_dir = init.dir;
+  save.chat_template = opened.chat.kind;  // what it was trained with, so readers of the export default to it
   std::string error;
   if (!SaveModel(*opened.model, staging + "/model", save, &error)) throw RunError(RunErrorKind::FileSystem, error);
   WriteOrThrow(fs::path(staging) / "metrics.jsonl", metrics.lines());

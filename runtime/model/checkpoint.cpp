@@ -191,6 +191,14 @@ bool LoadWeights(LlamaForCausalLMImpl& model, const std::string& dir, std::strin
       return false;
     }
     CopyTensorInto(*file, *info, parameter);
+    // Once, on load: a NaN or Inf weight (or a value the conversion to the parameter's dtype overflows)
+    // would otherwise surface as NaN scores far from its cause.
+    if (!parameter.isfinite().all().item<bool>()) {
+      *error = file->path() + ": tensor `" + name + "` has non-finite values (NaN or Inf" +
+               (TorchDtype(info->dtype) == parameter.scalar_type() ? std::string(")")
+                                                                   : ", in the dtype it is loaded in)");
+      return false;
+    }
     used.insert(name);
   }
   std::vector<std::string> unexpected;
@@ -235,6 +243,7 @@ std::optional<LlamaForCausalLM> LoadModel(const std::string& dir, torch::Dtype d
   model->to(device, dtype);  // before loading, so the weights are never held twice on the device
   if (!LoadWeights(*model, dir, error)) return std::nullopt;
   model->eval();
+  model->set_source(dir);
   return model;
 }
 
@@ -324,6 +333,18 @@ bool SaveModel(LlamaForCausalLMImpl& model, const std::string& dir, const SaveOp
         *error = from.string() + ": cannot copy: " + ec.message();
         return false;
       }
+    }
+  }
+  if (options.chat_template) {
+    const fs::path config_path = staging / "tokenizer_config.json";
+    auto recorded = RecordChatTemplate(ReadWholeFile(config_path.string()).value_or(""), *options.chat_template, error);
+    if (!recorded) {
+      *error = (fs::path(options.tokenizer_dir) / "tokenizer_config.json").string() + ": " + *error;
+      return false;
+    }
+    if (!WriteWholeFile(config_path.string(), *recorded)) {
+      *error = config_path.string() + ": cannot write";
+      return false;
     }
   }
   // Replace the old directory only now that the new one is complete.

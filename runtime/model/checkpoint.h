@@ -17,6 +17,7 @@
 #include "runtime/model/config.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/safetensors.h"
+#include "runtime/tokenizer/chat_template.h"
 
 namespace fusec::rt {
 
@@ -43,6 +44,9 @@ struct SaveOptions {
   torch::Dtype dtype = torch::kFloat;           // the dtype written (and recorded as torch_dtype)
   uint64_t max_shard_bytes = uint64_t{5} << 30;  // transformers' default, 5 GiB
   std::string tokenizer_dir;                     // tokenizer files are copied from here, if set
+  /// The chat template the model was made or trained with, recorded in its tokenizer_config.json
+  /// (RecordChatTemplate) so readers default to it; unset: the copied files stay as they are.
+  std::optional<ChatTemplateKind> chat_template;
 };
 
 /// Writes `model` as a Hugging Face model directory at `dir` (which must not exist, or be a fusec model

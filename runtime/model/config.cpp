@@ -1,6 +1,7 @@
 #include "runtime/model/config.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 
@@ -11,6 +12,35 @@ namespace fusec::rt {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+/// The ranges of config.json's float fields. Outside them the decoder computes NaN or Inf, or nonsense: a
+/// `rope_theta` below 1 makes the rotary frequencies grow instead of fall (1e-300 overflows them), and an
+/// `rms_norm_eps` that float32 rounds to 0 divides a zero row by 0.
+struct FloatRange {
+  double min;
+  double max;
+};
+constexpr FloatRange kRmsNormEpsRange{1e-12, 1.0};
+constexpr FloatRange kRopeThetaRange{1.0, 1e12};
+constexpr FloatRange kInitializerRange{1e-30, 1e30};  // init-model also checks the weights it draws
+constexpr FloatRange kRopeFactorRange{1e-6, 1e6};
+static_assert(kRmsNormEpsRange.min > 1.2e-38, "rms_norm_eps must stay a normal float32");
+
+std::string Number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+/// "`key` must be a positive number in [min, max] (got value)".
+std::string RangeError(const std::string& key, FloatRange range, const std::string& got) {
+  return "`" + key + "` must be a positive number in [" + Number(range.min) + ", " + Number(range.max) + "]" +
+         (got.empty() ? "" : " (got " + got + ")");
+}
+
+bool InRange(double value, FloatRange range) {
+  return std::isfinite(value) && value >= range.min && value <= range.max;
+}
 
 struct Architecture {
   const char* name;
@@ -74,7 +104,16 @@ std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, st
     into = it->get<double>();
     return true;
   };
-  auto number = [&](const char* key, double& into) -> bool { return positive(json, key, key, into); };
+  auto number = [&](const char* key, double& into, FloatRange range) -> bool {
+    auto it = json.find(key);
+    if (it == json.end() || it->is_null()) return true;
+    if (!it->is_number() || !InRange(it->get<double>(), range)) {
+      *error = RangeError(key, range, Shown(*it));
+      return false;
+    }
+    into = it->get<double>();
+    return true;
+  };
   auto boolean = [&](const char* key) -> std::optional<bool> {  // nullopt: absent or null; sets error when not a bool
     auto it = json.find(key);
     if (it == json.end() || it->is_null()) return std::nullopt;
@@ -130,8 +169,9 @@ std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, st
                 "`num_key_value_heads` " + std::to_string(config.num_kv_heads));
   }
   if (config.head_dim % 2 != 0) return fail("the head size " + std::to_string(config.head_dim) + " is odd");
-  if (!number("rms_norm_eps", config.rms_norm_eps) || !number("rope_theta", config.rope_theta) ||
-      !number("initializer_range", config.initializer_range)) {
+  if (!number("rms_norm_eps", config.rms_norm_eps, kRmsNormEpsRange) ||
+      !number("rope_theta", config.rope_theta, kRopeThetaRange) ||
+      !number("initializer_range", config.initializer_range, kInitializerRange)) {
     return std::nullopt;
   }
   if (auto act = string("hidden_act"); act && *act != "silu") {
@@ -184,6 +224,16 @@ std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, st
       if (!positive(*scaling, "factor", "rope_scaling.factor", rope.factor)) return std::nullopt;
     } else if (kind != "default") {
       return fail("`rope_scaling` type `" + kind + "` is not supported (llama3 and linear are)");
+    }
+    if (!InRange(config.rope_scaling.factor, kRopeFactorRange)) {
+      return fail(RangeError("rope_scaling.factor", kRopeFactorRange, Number(config.rope_scaling.factor)));
+    }
+    if (!InRange(config.rope_scaling.low_freq_factor, kRopeFactorRange) ||
+        !InRange(config.rope_scaling.high_freq_factor, kRopeFactorRange)) {
+      return fail(RangeError("rope_scaling.low_freq_factor` and `high_freq_factor", kRopeFactorRange, ""));
+    }
+    if (config.rope_scaling.original_max_position < 1) {
+      return fail("`rope_scaling.original_max_position_embeddings` must be a positive integer");
     }
   }
   auto token_id = [&](const char* key, const Json& id) -> std::optional<int64_t> {

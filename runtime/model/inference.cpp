@@ -7,11 +7,31 @@
 
 #include <algorithm>
 
+#include "runtime/support/run_error.h"
 #include "runtime/support/torch_compat.h"
 
 namespace fusec::rt {
 
 namespace {
+
+/// Throws [NonFiniteModel] naming the model's directory when a row of `values` ([N] or [N, ...], one row a
+/// `unit`) holds a NaN or an Inf: a broken model is an error where its outputs are consumed, never a `null`
+/// score or a completion of token 0s.
+void RequireFinite(const LlamaForCausalLMImpl& model, const torch::Tensor& values, const std::string& what,
+                   const std::string& unit) {
+  if (values.numel() == 0) return;
+  const int64_t bad =
+      values.isfinite().logical_not().reshape({values.size(0), -1}).any(1).sum().item<int64_t>();
+  if (bad == 0) return;
+  const std::string& dir = model.source();
+  // The directory is the error's place (rendered before the message, or as `note: at DIR` under a span).
+  RunError error(RunErrorKind::NonFiniteModel, "the model's " + what + " are not finite (NaN or Inf) for " +
+                                                   std::to_string(bad) + " of " + std::to_string(values.size(0)) +
+                                                   " " + unit);
+  if (!dir.empty()) error.Place(dir);
+  throw error.Help("the weights are finite (checked on load): a value of config.json (`rope_theta`, `rms_norm_eps`, "
+                   "`rope_scaling`) or a narrow dtype (fp16) overflows; fp32 has the widest range");
+}
 
 /// The chunked head (ChunkedTokenLogProbs). Forward keeps only the per-token log-normaliser [N]; backward
 /// recomputes each chunk's logits, turns them into d(logp)/d(logits) = grad * (onehot(target) - softmax) in
@@ -262,6 +282,7 @@ std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& mod
                                        groups.begin() + static_cast<std::ptrdiff_t>(end));
     std::vector<int64_t> counts;
     torch::Tensor sums = ResponseLogProbs(model, batch, options, &counts).to(torch::kDouble).cpu();
+    RequireFinite(model, sums, "log-probabilities", "responses");
     size_t k = 0;
     for (size_t g = begin; g < end; ++g) {
       for (ResponseScore& score : scores[g]) {
@@ -370,6 +391,7 @@ std::vector<Generation> Generate(LlamaForCausalLMImpl& model, const std::vector<
   std::vector<bool> finished(static_cast<size_t>(batch), false);
   int64_t remaining = batch;
   for (int64_t step = 0; step < options.max_new_tokens && remaining > 0; ++step) {
+    RequireFinite(model, logits, "logits", "sequences");
     std::vector<int64_t> next = NextTokens(logits, options, generators);
     for (int64_t b = 0; b < batch; ++b) {
       if (finished[static_cast<size_t>(b)]) continue;

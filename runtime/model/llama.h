@@ -136,6 +136,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids);
 
   const ModelConfig& config() const { return config_; }
+  /// The directory the model was loaded from (LoadModel sets it), so errors about its outputs can name it;
+  /// empty for a model built in memory.
+  const std::string& source() const { return source_; }
+  void set_source(std::string dir) { source_ = std::move(dir); }
   /// The weight the LM head multiplies by: lm_head's, or the token embedding when tied. [vocab, hidden]
   torch::Tensor OutputWeight() const;
 
@@ -144,6 +148,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
  private:
   ModelConfig config_;
+  std::string source_;
 };
 TORCH_MODULE(LlamaForCausalLM);
 

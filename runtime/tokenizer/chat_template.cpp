@@ -1,6 +1,7 @@
 #include "runtime/tokenizer/chat_template.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "runtime/support/text.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -61,8 +62,10 @@ std::string_view ChatTemplateJinja(ChatTemplateKind kind) {
   return "";
 }
 
-std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, std::string* error) {
-  const std::string& jinja = tokenizer.chat_template();
+namespace {
+
+/// The implemented template whose Jinja `jinja` is (whitespace aside); Plain for no Jinja; nullopt for another.
+std::optional<ChatTemplateKind> TemplateOfJinja(const std::string& jinja) {
   if (jinja.empty()) return ChatTemplateKind::Plain;
   auto squeeze = [](std::string_view text) {
     std::string out;
@@ -75,6 +78,42 @@ std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, s
   for (ChatTemplateKind kind : {ChatTemplateKind::Llama3, ChatTemplateKind::ChatMl, ChatTemplateKind::Gemma}) {
     if (squeezed == squeeze(ChatTemplateJinja(kind))) return kind;
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, std::string* error,
+                                                   std::string* warning) {
+  std::string ignored;
+  std::string& said = warning != nullptr ? *warning : ignored;
+  said.clear();
+  const std::string& jinja = tokenizer.chat_template();
+  std::optional<ChatTemplateKind> from_jinja = TemplateOfJinja(jinja);
+  // What fusec recorded when it wrote the model wins: it is the template the model was trained with.
+  if (const std::string& recorded = tokenizer.recorded_chat_template(); !recorded.empty()) {
+    std::optional<ChatTemplateKind> kind = ChatTemplateByName(recorded);
+    if (!kind) {
+      *error = "tokenizer_config.json's `" + std::string(kRecordedChatTemplateKey) + "` is `" + recorded +
+               "`, not one of plain, llama3, chatml, gemma";
+      return std::nullopt;
+    }
+    if (from_jinja != kind) {
+      said = "tokenizer_config.json records the `" + recorded + "` template but its `chat_template` Jinja is " +
+             (from_jinja ? "`" + std::string(ChatTemplateName(*from_jinja)) + "`'s" : "another") + "; using `" +
+             recorded + "`";
+    }
+    return kind;
+  }
+  if (!tokenizer.has_config()) {
+    said = "there is no tokenizer_config.json (it holds the chat template): using the `plain` template";
+    return ChatTemplateKind::Plain;
+  }
+  if (!tokenizer.chat_template_problem().empty()) {
+    said = "tokenizer_config.json's " + tokenizer.chat_template_problem() + ": using the `plain` template";
+    return ChatTemplateKind::Plain;
+  }
+  if (from_jinja) return from_jinja;
   // A template with familiar markers but other text (Llama-3.1's adds a dated system turn, Qwen2.5's another
   // default system prompt) would render differently: refuse rather than train on the wrong text.
   std::string near;
@@ -89,6 +128,23 @@ std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, s
     *error += "; name one of llama3, chatml, gemma or plain";
   }
   return std::nullopt;
+}
+
+std::optional<std::string> RecordChatTemplate(const std::string& config_json, ChatTemplateKind kind,
+                                              std::string* error) {
+  nlohmann::ordered_json config = config_json.empty() ? nlohmann::ordered_json::object()
+                                                      : nlohmann::ordered_json::parse(config_json, nullptr, false);
+  if (config.is_discarded() || !config.is_object()) {
+    *error = "tokenizer_config.json is not a JSON object";
+    return std::nullopt;
+  }
+  if (kind == ChatTemplateKind::Plain) {
+    config.erase("chat_template");
+  } else {
+    config["chat_template"] = std::string(ChatTemplateJinja(kind));
+  }
+  config[kRecordedChatTemplateKey] = std::string(ChatTemplateName(kind));
+  return config.dump(2) + "\n";
 }
 
 ChatTemplate MakeChatTemplate(ChatTemplateKind kind, const Tokenizer& tokenizer) {

@@ -31,9 +31,24 @@ std::string_view ChatTemplateJinja(ChatTemplateKind kind);
 /// The names the language and the command line use: plain, llama3, chatml, gemma (and auto, resolved below).
 std::optional<ChatTemplateKind> ChatTemplateByName(std::string_view name);
 std::string_view ChatTemplateName(ChatTemplateKind kind);
-/// `auto`: the template whose markers the tokenizer's own Jinja template uses; Plain when it has none.
-/// nullopt with `error` set when it has a template fusec does not implement.
-std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, std::string* error);
+/// The key of tokenizer_config.json under which fusec records the template a model was written (and trained)
+/// with, next to Hugging Face's `chat_template` Jinja: `plain` has no Jinja, and the name is what `auto` reads
+/// back first.
+inline constexpr const char* kRecordedChatTemplateKey = "fusec_chat_template";
+
+/// `auto`: the template fusec recorded in tokenizer_config.json (kRecordedChatTemplateKey), else the one
+/// whose Jinja the tokenizer carries; Plain when it has none. nullopt with `error` set when it has a template
+/// fusec does not implement. `warning`, if given, receives what a user should hear about the choice (no
+/// tokenizer_config.json, an unusable `chat_template`, a recorded name the Jinja contradicts); empty if nothing.
+std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, std::string* error,
+                                                   std::string* warning = nullptr);
+
+/// `config_json` (a tokenizer_config.json's text; empty for none) with `kind` recorded: Hugging Face's
+/// `chat_template` set to its Jinja (removed for Plain, which has none) and kRecordedChatTemplateKey to its
+/// name, so every later reader (`fusec score`, `hf_model()`, transformers) renders as the model was trained.
+/// nullopt with `error` when the text is not a JSON object.
+std::optional<std::string> RecordChatTemplate(const std::string& config_json, ChatTemplateKind kind,
+                                              std::string* error);
 
 struct ChatMessage {
   std::string role;  // system, user, assistant

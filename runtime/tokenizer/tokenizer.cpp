@@ -210,6 +210,9 @@ struct Tokenizer::State {
   std::string bos_token;
   std::string eos_token;
   std::string chat_template;
+  bool has_config = false;
+  std::string chat_template_problem;
+  std::string recorded_chat_template;
   bool clean_up_tokenization_spaces = false;
   std::string fingerprint;
   std::unordered_map<uint32_t, uint8_t> char_to_byte;
@@ -585,6 +588,7 @@ std::optional<Tokenizer> Tokenizer::FromJsonUnchecked(const std::string& tokeniz
     if (auto nesting = JsonNestingError(config_json)) return fail(kConfig + *nesting);
     Json config = Json::parse(config_json, nullptr, false);
     if (config.is_discarded() || !config.is_object()) return fail(kConfig + "is not a JSON object");
+    state->has_config = true;
     try {
       auto token_text = [](const Json& value, const std::string& path) -> std::string {
         if (value.is_null()) return "";
@@ -597,7 +601,12 @@ std::optional<Tokenizer> Tokenizer::FromJsonUnchecked(const std::string& tokeniz
       state->clean_up_tokenization_spaces =
           BoolField(config, "clean_up_tokenization_spaces", "clean_up_tokenization_spaces", false);
       if (const Json* chat = Field(config, "chat_template"); chat != nullptr && chat->is_string()) {
-        state->chat_template = chat->get<std::string>();  // a list of named templates is not read (the default is chosen)
+        state->chat_template = chat->get<std::string>();
+      } else if (chat != nullptr && !chat->is_null()) {
+        state->chat_template_problem = "`chat_template` is not a string (a list of named templates is not supported)";
+      }
+      if (config.contains(kRecordedChatTemplateKey) && config[kRecordedChatTemplateKey].is_string()) {
+        state->recorded_chat_template = config[kRecordedChatTemplateKey].get<std::string>();
       }
       // Without a post-processor, tokenizers that say so add BOS themselves (LlamaTokenizerFast's flags).
       const bool add_bos = BoolField(config, "add_bos_token", "add_bos_token", false);
@@ -688,6 +697,9 @@ std::optional<int32_t> Tokenizer::bos_id() const { return state_->bos_token.empt
 std::optional<int32_t> Tokenizer::eos_id() const { return state_->eos_token.empty() ? std::nullopt : TokenId(state_->eos_token); }
 const std::string& Tokenizer::fingerprint() const { return state_->fingerprint; }
 const std::string& Tokenizer::chat_template() const { return state_->chat_template; }
+bool Tokenizer::has_config() const { return state_->has_config; }
+const std::string& Tokenizer::chat_template_problem() const { return state_->chat_template_problem; }
+const std::string& Tokenizer::recorded_chat_template() const { return state_->recorded_chat_template; }
 const std::vector<AddedToken>& Tokenizer::added_tokens() const { return state_->added_tokens; }
 
 std::pair<std::string, std::string> ByteTokenizerFiles() {

@@ -57,6 +57,14 @@ class Tokenizer {
   const std::string& fingerprint() const;
   /// The Jinja chat template of tokenizer_config.json, if any.
   const std::string& chat_template() const;
+  /// Whether a tokenizer_config.json came with tokenizer.json (without one there is no chat template to read).
+  bool has_config() const;
+  /// Why tokenizer_config.json's `chat_template` cannot be used (not a string, e.g. a list of named
+  /// templates); empty when it can, or when there is none.
+  const std::string& chat_template_problem() const;
+  /// The template fusec recorded when it wrote the model (`fusec_chat_template`: plain, llama3, ...); empty
+  /// for tokenizers fusec did not write.
+  const std::string& recorded_chat_template() const;
   const std::vector<AddedToken>& added_tokens() const;
 
  private:
