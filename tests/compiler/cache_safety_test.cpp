@@ -47,7 +47,7 @@ class CacheSafetyTest : public testing::Test {
 
   /// `fusec ARGS...`: exit status and stdout + stderr.
   std::pair<int, std::string> Fusec(std::vector<std::string> args) {
-    testing::Outcome outcome = testing::Fusec(std::move(args));
+    test_support::Outcome outcome = test_support::Fusec(std::move(args));
     return {outcome.status, outcome.out + outcome.err};
   }
 

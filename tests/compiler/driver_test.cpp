@@ -14,8 +14,8 @@
 namespace fusec {
 namespace {
 
-using testing::Fusec;
-using testing::Outcome;
+using test_support::Fusec;
+using test_support::Outcome;
 
 /// Writes a .fuse file into the test directory, beside the model directory `m` and the data file `d.jsonl`
 /// that kClean reads (check and plan report missing inputs).

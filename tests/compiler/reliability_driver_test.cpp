@@ -17,8 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using testing::Fusec;
-using testing::Outcome;
+using test_support::Fusec;
+using test_support::Outcome;
 
 /// A fresh directory for one test, with the model directory `m` and the data file `d.jsonl` the experiments
 /// below read (check and plan report missing inputs).

@@ -7,7 +7,7 @@
 
 #include "compiler/driver/driver.h"
 
-namespace fusec::testing {
+namespace fusec::test_support {
 
 struct Outcome {
   int status;
@@ -22,4 +22,4 @@ inline Outcome Fusec(std::vector<std::string> args) {
   return {status, out.str(), err.str()};
 }
 
-}  // namespace fusec::testing
+}  // namespace fusec::test_support
