@@ -172,6 +172,13 @@ TermRef Sema::ToTerm(const ValueRef& value, SourceSpan span) {
     constant.type = ScalarType::Int;
     constant.number = static_cast<double>(*i);
   } else if (const auto* f = value->As<double>()) {
+    // Terms are computed in 32-bit floats (losses on tensors): a constant beyond them would be inf there.
+    if (!(std::isfinite(*f) && std::abs(*f) <= std::numeric_limits<float>::max())) {
+      Report(DiagnosticKind::OutOfRange, constant.span,
+             "a constant in a data-dependent expression must be a finite number of at most 3.4e38 in size (fusec "
+             "computes these in 32-bit floats), got `" + Shown(value) + "`")
+          .Help("use a smaller value");
+    }
     constant.type = ScalarType::Float;
     constant.number = *f;
   } else if (const auto* b = value->As<bool>()) {

@@ -54,7 +54,9 @@ void ExpectRendered(const std::string& err, const std::string& file, const std::
   EXPECT_NE(at[1].find(source), std::string::npos) << "the source line: " << at[1];
   EXPECT_NE(at[2].find('^'), std::string::npos) << "the caret line: " << at[2];
   const bool has_help = std::any_of(at, lines.end(), [](const std::string& line) { return line.rfind("help: ", 0) == 0; });
-  if (help) EXPECT_TRUE(has_help) << err;
+  if (help) {
+    EXPECT_TRUE(has_help) << err;
+  }
 }
 
 /// Runs `fuse_text` as dir/exp.fuse, with experiments/data/smoke.jsonl beside it as smoke.jsonl.
