@@ -487,13 +487,14 @@ std::string HumanSize(uint64_t bytes) {
 
 /// The stage cache fusec.toml (or --cache) names, for the `fusec cache` commands; nullopt after reporting a
 /// bad configuration.
-std::optional<StageCache> OpenConfiguredCache(const CommonOptions& common, std::ostream& err) {
+std::optional<StageCache> OpenConfiguredCache(const CommonOptions& common, std::ostream& err,
+                                              CacheUse use = CacheUse::Inspect) {
   SourceManager sources;
   Diagnostics diagnostics;
   auto config = LoadConfig(common, sources, diagnostics);
   Report(diagnostics, sources, err);
   if (!config) return std::nullopt;
-  return OpenCacheOrReport(config->cache_dir, CacheUse::Inspect, err);
+  return OpenCacheOrReport(config->cache_dir, use, err);
 }
 
 /// The stages in flight (checkpoints that `fusec run` resumes), after the entries.
@@ -512,7 +513,8 @@ void PrintResumable(const StageCache& cache, std::ostream& out) {
 }
 
 int RunCacheList(const CommonOptions& common, std::ostream& out, std::ostream& err) {
-  std::optional<StageCache> cache = OpenConfiguredCache(common, err);
+  // Listing a cache that does not exist yet lists nothing; verifying or cleaning one is an error.
+  std::optional<StageCache> cache = OpenConfiguredCache(common, err, CacheUse::Read);
   if (!cache) return kExitErrors;
   auto entries = cache->List(CacheCheck::Quick);
   out << "cache " << cache->dir() << ": " << Plural(entries.size(), "entry") << "\n";

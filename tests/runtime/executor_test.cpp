@@ -328,8 +328,9 @@ TEST(Run, AMissingModelDirectoryIsADiagnosticAtTheModel) {
   ExpectRendered(outcome.err, "exp.fuse", "2:12", "ModelDirectory", "load_model: ", "hf_model(\"no/such/model\")",
                  /*help=*/true);
   EXPECT_NE(outcome.err.find("note: at " + (dir / "no/such/model")), std::string::npos) << outcome.err;
-  // Nothing already produced is lost: the run directory and its manifest are there.
-  EXPECT_TRUE(std::filesystem::exists(dir / "run/manifest.toml")) << outcome.err;
+  // Nothing already produced is lost: the attempt's record (its manifest) is beside the run directory.
+  EXPECT_TRUE(std::filesystem::exists(dir / "run.partial/manifest.toml")) << outcome.err;
+  EXPECT_NE(outcome.err.find("note: this run's record is in " + (dir / "run.partial")), std::string::npos);
 }
 
 // A target too large for memory stops the run with "out of memory", the node and its span, not an internal
@@ -343,7 +344,7 @@ TEST(Run, AModelLargerThanMemoryIsOutOfMemoryWithTheNodeAndSpan) {
            "  data = jsonl(\"smoke.jsonl\")\n  stage sft = sft { init = target; batch = 4 }\n}\n");
   EXPECT_EQ(outcome.status, 1);
   ExpectRendered(outcome.err, "exp.fuse", "2:12", "OutOfMemory",
-                 "load_model: out of memory: an allocation of 1.0 PiB failed", "target = new_model(", /*help=*/true);
+                 "load_model: out of memory: the model needs 1.3 PiB for its 351844538777600 weights in float32", "target = new_model(", /*help=*/true);
   EXPECT_EQ(outcome.err.find("internal"), std::string::npos) << outcome.err;
 }
 

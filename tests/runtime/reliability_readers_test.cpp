@@ -113,7 +113,7 @@ TEST(ReadersConfig, AbsurdOrMistypedSizesNameTheFieldAndTheValue) {
       {"eos_token_id", "\"</s>\"", "`eos_token_id` must be a token id (an integer >= 0) or a list of them, not \"</s>\""},
       {"eos_token_id", "[2, -1]", "`eos_token_id` must be a token id (an integer >= 0) or a list of them, not -1"},
       {"bos_token_id", "1.5", "`bos_token_id` must be a token id"},
-      {"rope_theta", "\"big\"", "`rope_theta` must be a positive number, not \"big\""},
+      {"rope_theta", "\"big\"", "`rope_theta` must be a positive number in [1, 1e+12] (got \"big\")"},
       {"rope_scaling", "[1]", "`rope_scaling` must be an object or null, not [1]"},
       {"rope_scaling", R"({"rope_type": 3})", "`rope_scaling.rope_type` must be a string, not 3"},
       {"rope_scaling", R"({"rope_type": "llama3", "original_max_position_embeddings": 8192.5})",
