@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "runtime/cli/commands.h"
-#include "tests/runtime/test_support.h"
+#include "tests/runtime/cli_support.h"
 
 namespace fusec::rt {
 namespace {
@@ -13,19 +13,8 @@ namespace {
 using testing::ScratchDir;
 using testing::WriteFile;
 
-struct Result {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-Result RunCli(const std::vector<std::string>& args, const std::string& input = "") {
-  std::istringstream in(input);
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = RuntimeMain(args, in, out, err);
-  return {status, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::RunCli;
 
 std::vector<nlohmann::json> JsonLines(const std::string& text) {
   std::vector<nlohmann::json> lines;

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "runtime/cli/run_experiments.h"
-#include "tests/runtime/test_support.h"
+#include "tests/runtime/run_support.h"
 
 namespace fusec::rt {
 namespace {
@@ -18,27 +18,12 @@ using testing::ReadFile;
 using testing::ScratchDir;
 using testing::WriteFile;
 
-const std::string kSmoke = std::string(FUSEC_REPO_DIR) + "/experiments/smoke.fuse";
-
-struct Outcome {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-Outcome RunFuse(RunOptions options) {
-  options.stdlib = FUSEC_SOURCE_STDLIB;
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = RunExperiments(options, out, err);
-  return {status, out.str(), err.str()};
-}
+using testing::Outcome;
+using testing::RunFuse;
 
 RunOptions Smoke(const ScratchDir& dir, const std::string& run, const std::string& cache) {
-  RunOptions options;
-  options.file = kSmoke;
+  RunOptions options = testing::Smoke(dir, run);
   options.cache = dir / cache;
-  options.out = dir / run;
   return options;
 }
 

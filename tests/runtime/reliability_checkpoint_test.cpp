@@ -16,6 +16,7 @@
 #include "runtime/model/config.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/training_checkpoint.h"
+#include "tests/runtime/checkpoint_support.h"
 #include "tests/runtime/test_support.h"
 
 namespace fusec::rt {
@@ -28,30 +29,9 @@ using testing::WriteFile;
 
 const std::string kStage = std::string(64, 'a');
 
-LlamaForCausalLM TinyModel(uint64_t seed, int64_t hidden_size = 32) {
-  std::string error;
-  auto config = ParseModelConfig(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": )" +
-                                     std::to_string(hidden_size) + R"(, "intermediate_size": 64,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 260,
-    "max_position_embeddings": 128, "tie_word_embeddings": true})",
-                                 &error);
-  EXPECT_TRUE(config) << error;
-  LlamaForCausalLM model(*config);
-  InitializeWeights(*model, seed);
-  return model;
-}
-
-torch::optim::AdamW Optimizer(LlamaForCausalLMImpl& model) {
-  return torch::optim::AdamW(model.parameters(), torch::optim::AdamWOptions(1e-2));
-}
-
-void StepWithFixedGradients(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer) {
-  optimizer.zero_grad();
-  for (auto& parameter : model.parameters()) {
-    parameter.mutable_grad() = torch::linspace(-1.0, 1.0, parameter.numel()).reshape(parameter.sizes()).clone();
-  }
-  optimizer.step();
-}
+using testing::Optimizer;
+using testing::StepWithFixedGradients;
+using testing::TinyModel;
 
 /// Two metrics lines, as the stage's metrics.jsonl holds them after step 2.
 const std::string kMetrics = "{\"stage\":\"e/s\",\"step\":1,\"loss\":2.5}\n{\"stage\":\"e/s\",\"step\":2,\"loss\":2.25}\n";

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "runtime/cli/commands.h"
+#include "tests/runtime/cli_support.h"
 
 namespace fusec::rt {
 namespace {
@@ -15,12 +16,8 @@ struct Usage {
 };
 
 Usage RunUsage(const std::vector<std::string>& args) {
-  std::istringstream in;
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = RuntimeMain(args, in, out, err);
-  std::string text = err.str();
-  return {status, text.substr(0, text.find('\n'))};
+  testing::CliResult result = testing::RunCli(args);
+  return {result.status, result.err.substr(0, result.err.find('\n'))};
 }
 
 TEST(RuntimeCommandLine, AnUnknownOptionOrCommandIsNamedWithASuggestion) {

@@ -9,7 +9,7 @@
 
 #include "runtime/cli/commands.h"
 #include "runtime/model/checkpoint.h"
-#include "tests/runtime/test_support.h"
+#include "tests/runtime/cli_support.h"
 
 namespace fusec::rt {
 namespace {
@@ -18,19 +18,8 @@ using testing::ReadFile;
 using testing::ScratchDir;
 using testing::WriteFile;
 
-struct Result {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-Result RunCli(const std::vector<std::string>& args) {
-  std::istringstream in;
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = RuntimeMain(args, in, out, err);
-  return {status, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::RunCli;
 
 #define EXPECT_HAS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
 
@@ -54,12 +43,7 @@ class ModelReaders : public ::testing::Test {
   }
   /// A copy of the model with its config.json's `key` set to `value` (JSON text).
   std::string WithConfig(const std::string& name, const std::string& key, const std::string& value) {
-    std::string copy = dir_ / name;
-    std::filesystem::copy(model_, copy, std::filesystem::copy_options::recursive);
-    auto config = nlohmann::ordered_json::parse(ReadFile(copy + "/config.json"));
-    config[key] = nlohmann::ordered_json::parse(value);
-    WriteFile(copy + "/config.json", config.dump());
-    return copy;
+    return testing::CopyWithConfigField(model_, dir_ / name, key, value);
   }
   ScratchDir dir_{"model_readers"};
   std::string model_ = dir_ / "model";

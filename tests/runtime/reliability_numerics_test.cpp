@@ -10,7 +10,7 @@
 
 #include "runtime/cli/commands.h"
 #include "runtime/model/checkpoint.h"
-#include "tests/runtime/test_support.h"
+#include "tests/runtime/cli_support.h"
 
 namespace fusec::rt {
 namespace {
@@ -19,19 +19,8 @@ using testing::ReadFile;
 using testing::ScratchDir;
 using testing::WriteFile;
 
-struct Result {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-Result RunCli(const std::vector<std::string>& args, const std::string& input = "") {
-  std::istringstream in(input);
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = RuntimeMain(args, in, out, err);
-  return {status, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::RunCli;
 
 bool Contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
@@ -78,12 +67,7 @@ class Numerics : public ::testing::Test {
 
   /// A copy of the model with config.json's `key` replaced by the JSON `value`.
   std::string WithConfig(const std::string& name, const std::string& key, const std::string& value) {
-    std::string out = dir_ / name;
-    std::filesystem::copy(model_, out, std::filesystem::copy_options::recursive);
-    auto config = nlohmann::json::parse(ReadFile(out + "/config.json"));
-    config[key] = nlohmann::json::parse(value);
-    WriteFile(out + "/config.json", config.dump());
-    return out;
+    return testing::CopyWithConfigField(model_, dir_ / name, key, value);
   }
 
   ScratchDir dir_{"reliability_numerics"};
