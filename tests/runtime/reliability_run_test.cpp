@@ -176,6 +176,47 @@ TEST(Reliability, ACorruptEntryIsRebuiltAndTheExportIsTheVerifiedModel) {
   EXPECT_EQ(cache.Find(fs::path(po_entry).filename().string(), CacheCheck::Full).status, CacheStatus::Complete);
 }
 
+TEST(Reliability, ASweepSharesItsCommonModelsAndEvaluatesThemOnce) {
+  ScratchDir dir("rel_sweep");
+  std::string text = ReadFile(kSmoke);
+  text.replace(text.find("experiment smoke {"), std::string("experiment smoke {").size(),
+               "experiment smoke(tau: float > 0 = 1.0) {");
+  text.replace(text.find("fuse_po(tau: 1.0)"), std::string("fuse_po(tau: 1.0)").size(), "fuse_po(tau: tau)");
+  text += "\nsweep taus = smoke over { tau: [0.5, 2.0] }\n";
+  fs::create_directories(dir / "data");
+  fs::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/data/smoke.jsonl", dir / "data/smoke.jsonl");
+  WriteFile(dir / "sweep.fuse", text);
+  const fs::path previous = fs::current_path();
+  fs::current_path(dir.path());  // sweep points write runs/taus/<point>/ under the current directory
+  RunOptions options;
+  options.file = dir / "sweep.fuse";
+  options.cache = dir / "cache";
+  Outcome outcome = RunFuse(options);
+  fs::current_path(previous);
+  ASSERT_EQ(outcome.status, 0) << outcome.err;
+  std::vector<fs::path> points;
+  for (const auto& entry : fs::directory_iterator(dir / "runs/taus")) {
+    if (entry.is_directory() && !entry.path().string().ends_with(".partial")) points.push_back(entry.path());
+  }
+  ASSERT_EQ(points.size(), 2U);
+  // The shared stage's export is one file in the cache, linked into both points.
+  struct stat a {}, b {};
+  ASSERT_EQ(::stat((points[0] / "export/sft/model.safetensors").c_str(), &a), 0);
+  ASSERT_EQ(::stat((points[1] / "export/sft/model.safetensors").c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  // The target and the shared stage are evaluated once; the second point reuses their results.
+  size_t reused = 0;
+  for (size_t at = 0; (at = outcome.err.find("as before in this run, reused", at)) != std::string::npos; ++at) ++reused;
+  EXPECT_EQ(reused, 2U) << outcome.err;
+  auto first = nlohmann::json::parse(ReadFile((points[0] / "eval/results.json").string()));
+  auto second = nlohmann::json::parse(ReadFile((points[1] / "eval/results.json").string()));
+  ASSERT_EQ(first.size(), 3U);
+  ASSERT_EQ(second.size(), 3U);
+  EXPECT_EQ(first[0], second[0]);  // target
+  EXPECT_EQ(first[1], second[1]);  // sft
+  EXPECT_EQ(ReadFile((points[0] / "eval/sft.jsonl").string()), ReadFile((points[1] / "eval/sft.jsonl").string()));
+}
+
 TEST(Reliability, OutOfMemoryMessagesGiveTheSizeInUnitsThatFit) {
   auto message = [](const std::string& bytes) {
     const std::string what = "DefaultCPUAllocator: can't allocate memory: you tried to allocate " + bytes +
