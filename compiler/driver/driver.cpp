@@ -346,7 +346,8 @@ std::optional<StageCache> OpenCacheOrReport(const std::string& dir, CacheUse use
   if (!cache) {
     err << "error: " << error << " [InvalidConfig]\n"
         << "  = help: name a stage cache with `--cache DIR` or fusec.toml's `[cache] dir` (a new or empty directory "
-           "becomes one)\n";
+           "becomes one); a cache written before fusec marked its caches can be adopted by writing `format = 1` "
+           "into its fusec-cache.toml\n";
   }
   return cache;
 }
