@@ -11,8 +11,9 @@ std::string Key(const std::string& name) { return "`" + name + "`"; }
 /// key of another file), and without the check every value would silently be missing.
 std::optional<DataProblem> MissingMappedKey(const std::vector<PromptRecord>& records, const JsonlFields& fields) {
   const JsonlFields defaults;
-  bool any_response = false, any_reward = false, any_gold = false, any_family = false;
+  bool any_response = false, any_reward = false, any_gold = false, any_family = false, any_id = false;
   for (const PromptRecord& record : records) {
+    any_id = any_id || record.has_id;
     any_gold = any_gold || record.gold.has_value();
     any_family = any_family || record.family.has_value();
     for (const ResponseRecord& response : record.responses) {
@@ -29,6 +30,7 @@ std::optional<DataProblem> MissingMappedKey(const std::vector<PromptRecord>& rec
     const char* where;
   };
   const Mapped mapped[] = {
+      {"id", fields.id, defaults.id, any_id, true, "record"},
       {"reward", fields.reward, defaults.reward, any_reward, any_response, "response"},
       {"gold", fields.gold, defaults.gold, any_gold, true, "record"},
       {"family", fields.family, defaults.family, any_family, true, "record"},

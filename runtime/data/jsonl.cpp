@@ -129,6 +129,7 @@ std::optional<PromptRecord> JsonlReader::ParseLine(const std::string& text, cons
   record.line = line;
   record.id = std::to_string(line);
   if (element id; object.at_key(fields.id).get(id) == simdjson::SUCCESS) {
+    record.has_id = true;
     std::string_view id_text;
     int64_t id_number = 0;
     if (id.get(id_text) == simdjson::SUCCESS) {

@@ -54,6 +54,7 @@ struct ResponseRecord {
 
 struct PromptRecord {
   std::string id;  // the line's id (a string or an integer in the file); its line number when it has none
+  bool has_id = false;  // whether the file gave the id (a mapped id key no record has is an error)
   int64_t line = 0;
   std::optional<std::string> prompt;  // exactly one of prompt and messages is set
   std::vector<ChatMessage> messages;

@@ -1,5 +1,6 @@
 // The command line: subcommands, exit statuses (0 clean, 1 errors, 2 usage), --help and --version.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -19,8 +20,14 @@ using test_support::Outcome;
 
 /// Writes a .fuse file into the test directory, beside the model directory `m` and the data file `d.jsonl`
 /// that kClean reads (check and plan report missing inputs).
+/// This process's scratch directory: ctest runs the test cases as parallel processes, which must not share
+/// files (one case's `remove_all` would pull another's inputs away).
+std::filesystem::path TempBase() {
+  return std::filesystem::temp_directory_path() / ("fusec_driver_test_" + std::to_string(::getpid()));
+}
+
 std::string WriteTemp(const std::string& name, const std::string& text) {
-  auto path = std::filesystem::temp_directory_path() / "fusec_driver_test";
+  auto path = TempBase();
   std::filesystem::create_directories(path / "m");
   std::ofstream(path / "d.jsonl", std::ios::app).flush();
   path /= name;
@@ -94,7 +101,7 @@ TEST(Driver, PlanPrintsTheCheckedProgramOnlyWhenClean) {
 }
 
 TEST(Driver, AnExplicitStdlibIsUsed) {
-  auto dir = std::filesystem::temp_directory_path() / "fusec_driver_test" / "stdlib";
+  auto dir = TempBase() / "stdlib";
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "stages.fuse") << "stage only_kind() = train { select = all }\n";
   std::string file = WriteTemp("own_stdlib.fuse", "experiment e { target = hf_model(\"m\"); stage s = sft { init = target } }\n");
@@ -111,7 +118,7 @@ namespace {
 
 TEST(Driver, PlanEmitsTheGraphInEachFormat) {
   std::string file = WriteTemp("plan.fuse", kClean);
-  std::string cache = (std::filesystem::temp_directory_path() / "fusec_driver_test" / "no-cache").string();
+  std::string cache = (TempBase() / "no-cache").string();
   Outcome ir = Fusec({"plan", file, "--cache", cache});
   EXPECT_EQ(ir.status, kExitOk) << ir.err;
   EXPECT_NE(ir.out.find("= train(init: %0, items: %3)"), std::string::npos) << ir.out;
@@ -130,7 +137,7 @@ TEST(Driver, PlanEmitsTheGraphInEachFormat) {
 }
 
 TEST(Driver, AManifestReproducesThePlan) {
-  std::string dir = (std::filesystem::temp_directory_path() / "fusec_driver_test" / "manifest").string();
+  std::string dir = (TempBase() / "manifest").string();
   std::filesystem::create_directories(dir + "/lib");
   std::filesystem::create_directories(dir + "/m");
   std::ofstream(dir + "/d.jsonl") << "{}\n";
@@ -176,7 +183,7 @@ sweep seeds = t over grid("grid.toml")
 }
 
 TEST(Driver, CacheCommandsListVerifyAndCollect) {
-  std::string dir = (std::filesystem::temp_directory_path() / "fusec_driver_test" / "cache").string();
+  std::string dir = (TempBase() / "cache").string();
   std::filesystem::remove_all(dir);
   std::string file = WriteTemp("cached.fuse", kClean);
   // Put an entry for the plan's train node in the cache, as a run would.

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "runtime/data/data_checks.h"
 #include "runtime/data/examples.h"
 #include "runtime/data/jsonl.h"
 #include "tests/runtime/test_support.h"
@@ -290,6 +291,22 @@ TEST(TokenizedExamples, DamagedCacheBytesAreRefusedNotTrusted) {
   flipped[flipped.size() - 3] ^= 1;
   EXPECT_FALSE(DeserializeTokenized(flipped, &error));
   EXPECT_NE(error.find("checksum"), std::string::npos);
+}
+
+TEST(DataChecks, AMappedIdKeyThatNoRecordHasIsAnError) {
+  std::vector<PromptRecord> records(3);
+  for (size_t i = 0; i < records.size(); ++i) {
+    records[i].id = std::to_string(i + 1);  // the line numbers the reader gives records without an id
+    records[i].line = static_cast<int64_t>(i + 1);
+    records[i].prompt = "p";
+  }
+  JsonlFields fields;
+  fields.id = "uid";
+  DataCheckReport report = CheckRecords(records, fields, 0);
+  ASSERT_TRUE(report.error.has_value());
+  EXPECT_EQ(report.error->message, "`id: \"uid\"` maps a key that no record of the 3 records has");
+  records[1].has_id = true;
+  EXPECT_FALSE(CheckRecords(records, fields, 0).error.has_value());
 }
 
 }  // namespace
