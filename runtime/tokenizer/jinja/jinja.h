@@ -1,0 +1,48 @@
+// A Jinja interpreter for chat templates: the model's own `chat_template` from tokenizer_config.json,
+// rendered as Hugging Face's `apply_chat_template` renders it (jinja2 with trim_blocks and lstrip_blocks).
+//
+// Written for what real chat templates use, not for all of Jinja: statements for/if/elif/else/set/macro,
+// `namespace()`, loop variables, the filters and string methods chat templates call, tests, slicing,
+// `raise_exception` and `strftime_now`. Whatever a template uses that the interpreter lacks is refused by
+// name when the template is parsed, never rendered differently. Values are JSON-like (the context is a
+// nlohmann::json object); no LibTorch here.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace fusec::rt::jinja {
+
+struct TemplateError {
+  /// The template called `raise_exception(message)` (Gemma's "System role not supported"): the
+  /// conversation is one the template refuses, not a defect of the template.
+  bool raised = false;
+  std::string message;  // e.g. "line 3: unknown filter `wordwrap`" or the raised message
+};
+
+class Template {
+ public:
+  /// nullopt with `error` when `source` does not parse or uses a statement, filter, test, method or global
+  /// the interpreter does not implement (named in the message, with its line).
+  static std::optional<Template> Parse(std::string_view source, TemplateError* error);
+
+  /// The rendered text for `context` (an object: messages, add_generation_prompt, bos_token, eos_token, ...).
+  /// nullopt with `error` when the template raises or fails at run time (an undefined value called, a type
+  /// error), with the line.
+  std::optional<std::string> Render(const nlohmann::json& context, TemplateError* error) const;
+
+  Template(Template&&) noexcept;
+  Template& operator=(Template&&) noexcept;
+  ~Template();
+
+ private:
+  struct Program;
+  explicit Template(std::shared_ptr<const Program> program);
+  std::shared_ptr<const Program> program_;  // shared: a Template is cheap to copy and immutable
+};
+
+}  // namespace fusec::rt::jinja
