@@ -12,7 +12,7 @@ packages=(
   antlr4 libantlr4-runtime-dev
   libtorch-dev libgloo-dev libopenblas0-openmp python3-torch
   libtomlplusplus-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
-  libsimdjson-dev libpcre2-dev
+  libsimdjson-dev libpcre2-dev libicu-dev
   libgtest-dev libgmock-dev googletest pkgconf
   cmake g++ make
 )

@@ -35,6 +35,8 @@ class Template {
   /// error), with the line.
   std::optional<std::string> Render(const nlohmann::json& context, TemplateError* error) const;
 
+  Template(const Template&);
+  Template& operator=(const Template&);
   Template(Template&&) noexcept;
   Template& operator=(Template&&) noexcept;
   ~Template();
