@@ -27,7 +27,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 device_dir="$root/.device"
-debs=(nlohmann-json3-dev libsimdjson-dev libsimdjson14 libpcre2-dev libpcre2-8-0 libcli11-dev libgtest-dev googletest
+debs=(nlohmann-json3-dev libsimdjson-dev libsimdjson14 libpcre2-dev libpcre2-8-0 libicu-dev libicu72 libcli11-dev libgtest-dev googletest
       libtomlplusplus-dev libtomlplusplus3 libantlr4-runtime-dev libantlr4-runtime4.9 uuid-dev libuuid1)
 
 prepare() {
