@@ -111,11 +111,10 @@ ChatTemplate ResolveTemplate(const std::string& name, const Tokenizer& tokenizer
                              std::ostream& err) {
   std::string error;
   std::string warning;
-  std::optional<ChatTemplateKind> kind =
-      name == "auto" ? DetectChatTemplate(tokenizer, &error, &warning) : ChatTemplateByName(name);
-  if (!kind) Fail(name == "auto" ? where + ": " + error : "--template " + name + ": not one of auto, plain, llama3, chatml, gemma");
+  auto chat = ResolveChatTemplate(name, tokenizer, where, &error, &warning);
+  if (!chat) Fail(name == "auto" ? error : "--template " + name + ": " + error);
   if (!warning.empty()) err << "warning: " << where << ": " << warning << " (--template names another)\n";
-  return MakeChatTemplate(*kind, tokenizer);
+  return std::move(*chat);
 }
 
 struct LoadedModel {

@@ -80,7 +80,7 @@ NodeValue CreateModel(const ir::Node& node, const ir::NewModelSpec& spec, RunCon
   save.tokenizer_dir = tokenizer_dir.string();
   // `chat` (plain by default) is recorded, not the tokenizer's own Jinja: hf_model() on this directory, and
   // every model trained from it, renders as it was made to.
-  save.chat_template = ResolveChat(spec.chat, *tokenizer).kind;
+  save.chat_template = ResolveChat(spec.chat, *tokenizer, spec.tokenizer.empty() ? "the byte tokenizer" : spec.tokenizer).kind;
   if (!SaveModel(*model, staging + "/model", save, &error)) throw RunError(RunErrorKind::FileSystem, error);
   fs::remove_all(tokenizer_dir);
   std::string entry = run.Commit(node, staging);

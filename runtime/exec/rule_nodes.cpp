@@ -15,7 +15,7 @@ std::shared_ptr<const Dataset> WithTokenCounts(const Dataset& data, const ModelH
   std::string error;
   auto tokenizer = Tokenizer::Load(model.dir, &error);
   if (!tokenizer) throw RunError(RunErrorKind::ModelDirectory, error).Place(model.dir);
-  const ChatTemplate chat = ResolveChat(model.chat, *tokenizer);
+  const ChatTemplate chat = ResolveChat(model.chat, *tokenizer, model.dir);
   auto counted = std::make_shared<Dataset>(data);
   for (PromptRecord& record : *counted) {
     for (ResponseRecord& response : record.responses) {

@@ -100,7 +100,7 @@ OpenedModel RunContext::Open(const ModelHandle& handle) {
         .Place(handle.dir);
   }
   std::string warning;
-  ChatTemplate chat = ResolveChat(handle.chat, *tokenizer, &warning);
+  ChatTemplate chat = ResolveChat(handle.chat, *tokenizer, handle.dir, &warning);
   if (!warning.empty() && chat_warned_.insert(handle.dir).second) {
     reporter_.progress() << "warning: " << handle.dir << ": " << warning << "\n";
   }
@@ -123,29 +123,12 @@ std::string RunContext::ExperimentOf(const ir::Node& node) {
   return label.substr(0, label.find('/'));
 }
 
-ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer, std::string* warning) {
+ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer, const std::string& source,
+                         std::string* warning) {
   std::string error;
-  if (warning != nullptr) warning->clear();
-  std::optional<ChatTemplateKind> kind;
-  switch (name) {
-    case ir::ChatTemplateName::Auto:
-      kind = DetectChatTemplate(tokenizer, &error, warning);
-      break;
-    case ir::ChatTemplateName::Llama3:
-      kind = ChatTemplateKind::Llama3;
-      break;
-    case ir::ChatTemplateName::Chatml:
-      kind = ChatTemplateKind::ChatMl;
-      break;
-    case ir::ChatTemplateName::Gemma:
-      kind = ChatTemplateKind::Gemma;
-      break;
-    case ir::ChatTemplateName::Plain:
-      kind = ChatTemplateKind::Plain;
-      break;
-  }
-  if (!kind) throw RunError(RunErrorKind::Tokenization, error);
-  return MakeChatTemplate(*kind, tokenizer);
+  auto chat = ResolveChatTemplate(ir::Spelling(name), tokenizer, source, &error, warning);
+  if (!chat) throw RunError(RunErrorKind::Tokenization, error).Place(source);
+  return std::move(*chat);
 }
 
 TokenizedItems TokenizeItems(const Dataset& dataset, const ItemSet& items, const Tokenizer& tokenizer,

@@ -131,10 +131,11 @@ class RunContext {
   std::set<std::string> chat_warned_;  // model directories whose template choice was warned about (once each)
 };
 
-/// The chat template `name` means for `tokenizer` (`auto`: the one recorded or carried by its
-/// tokenizer_config.json, detected). `warning`, if given, receives what the user should hear about an `auto`
-/// choice (DetectChatTemplate); empty if nothing.
-ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer, std::string* warning = nullptr);
+/// The chat template `name` means for `tokenizer`, loaded from `source` (`auto`: the one recorded in its
+/// tokenizer_config.json, else its own Jinja; ResolveChatTemplate). `warning`, if given, receives what the user
+/// should hear about an `auto` choice (DetectChatTemplate); empty if nothing.
+ChatTemplate ResolveChat(ir::ChatTemplateName name, const Tokenizer& tokenizer, const std::string& source,
+                         std::string* warning = nullptr);
 
 /// Tokenized training items: the items whose sequences fit the length limits, with their original indexes.
 struct TokenizedItems {

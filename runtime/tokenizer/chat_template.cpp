@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/support/text.h"
+#include "runtime/tokenizer/jinja/jinja.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace fusec::rt {
@@ -31,6 +32,8 @@ std::string_view ChatTemplateName(ChatTemplateKind kind) {
       return "chatml";
     case ChatTemplateKind::Gemma:
       return "gemma";
+    case ChatTemplateKind::Jinja:
+      return "jinja";
   }
   return "?";
 }
@@ -58,6 +61,8 @@ std::string_view ChatTemplateJinja(ChatTemplateKind kind) {
              "= 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + "
              "message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt "
              "%}{{'<start_of_turn>model\n'}}{% endif %}";
+    case ChatTemplateKind::Jinja:
+      return "";
   }
   return "";
 }
@@ -89,16 +94,21 @@ std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, s
   std::string& said = warning != nullptr ? *warning : ignored;
   said.clear();
   const std::string& jinja = tokenizer.chat_template();
-  std::optional<ChatTemplateKind> from_jinja = TemplateOfJinja(jinja);
   // What fusec recorded when it wrote the model wins: it is the template the model was trained with.
   if (const std::string& recorded = tokenizer.recorded_chat_template(); !recorded.empty()) {
-    std::optional<ChatTemplateKind> kind = ChatTemplateByName(recorded);
+    std::optional<ChatTemplateKind> kind =
+        recorded == ChatTemplateName(ChatTemplateKind::Jinja) ? ChatTemplateKind::Jinja : ChatTemplateByName(recorded);
     if (!kind) {
       *error = "tokenizer_config.json's `" + std::string(kRecordedChatTemplateKey) + "` is `" + recorded +
-               "`, not one of plain, llama3, chatml, gemma";
+               "`, not one of plain, llama3, chatml, gemma, jinja";
       return std::nullopt;
     }
-    if (from_jinja != kind) {
+    if (*kind == ChatTemplateKind::Jinja && jinja.empty()) {
+      *error = "tokenizer_config.json records the model's own `jinja` template but has no `chat_template`";
+      return std::nullopt;
+    }
+    std::optional<ChatTemplateKind> from_jinja = TemplateOfJinja(jinja);
+    if (*kind != ChatTemplateKind::Jinja && from_jinja != kind) {
       said = "tokenizer_config.json records the `" + recorded + "` template but its `chat_template` Jinja is " +
              (from_jinja ? "`" + std::string(ChatTemplateName(*from_jinja)) + "`'s" : "another") + "; using `" +
              recorded + "`";
@@ -113,21 +123,11 @@ std::optional<ChatTemplateKind> DetectChatTemplate(const Tokenizer& tokenizer, s
     said = "tokenizer_config.json's " + tokenizer.chat_template_problem() + ": using the `plain` template";
     return ChatTemplateKind::Plain;
   }
-  if (from_jinja) return from_jinja;
-  // A template with familiar markers but other text (Llama-3.1's adds a dated system turn, Qwen2.5's another
-  // default system prompt) would render differently: refuse rather than train on the wrong text.
-  std::string near;
-  if (jinja.find("<|start_header_id|>") != std::string::npos) near = "llama3";
-  if (jinja.find("<|im_start|>") != std::string::npos) near = "chatml";
-  if (jinja.find("<start_of_turn>") != std::string::npos) near = "gemma";
-  *error = "the tokenizer's chat template is not one fusec implements exactly";
-  if (!near.empty()) {
-    *error += " (it looks like " + near + " but differs from it; name `" + near +
-              "` explicitly to render with fusec's " + near + " template)";
-  } else {
-    *error += "; name one of llama3, chatml, gemma or plain";
+  if (jinja.empty()) {
+    said = "tokenizer_config.json has no `chat_template`: using the `plain` template";
+    return ChatTemplateKind::Plain;
   }
-  return std::nullopt;
+  return ChatTemplateKind::Jinja;
 }
 
 std::optional<std::string> RecordChatTemplate(const std::string& config_json, ChatTemplateKind kind,
@@ -140,7 +140,7 @@ std::optional<std::string> RecordChatTemplate(const std::string& config_json, Ch
   }
   if (kind == ChatTemplateKind::Plain) {
     config.erase("chat_template");
-  } else {
+  } else if (kind != ChatTemplateKind::Jinja) {
     config["chat_template"] = std::string(ChatTemplateJinja(kind));
   }
   config[kRecordedChatTemplateKey] = std::string(ChatTemplateName(kind));
@@ -148,11 +148,75 @@ std::optional<std::string> RecordChatTemplate(const std::string& config_json, Ch
 }
 
 ChatTemplate MakeChatTemplate(ChatTemplateKind kind, const Tokenizer& tokenizer) {
-  return ChatTemplate{kind, tokenizer.bos_token(), tokenizer.eos_token()};
+  ChatTemplate chat;
+  chat.kind = kind;
+  chat.bos_token = tokenizer.bos_token();
+  chat.eos_token = tokenizer.eos_token();
+  return chat;
+}
+
+namespace {
+
+/// What follows a reply in the template's rendering of it (Qwen's `<|im_end|>`, Mistral's `</s>`), found by
+/// rendering a probe conversation; the EOS token when the template adds nothing after the reply.
+std::string FindEndOfTurn(const ChatTemplate& chat) {
+  constexpr std::string_view kProbe = "fusec-probe-reply";
+  std::string ignored;
+  auto rendered = chat.Render({ChatMessage{"user", "Hi"}}, kProbe, &ignored);
+  if (!rendered) return chat.eos_token;
+  size_t at = rendered->response.rfind(kProbe);
+  if (at == std::string::npos) return chat.eos_token;
+  std::string after = TrimPythonSpace(rendered->response.substr(at + kProbe.size()));
+  return after.empty() ? chat.eos_token : after;
+}
+
+}  // namespace
+
+std::optional<ChatTemplate> MakeJinjaChatTemplate(const Tokenizer& tokenizer, const std::string& source,
+                                                  std::string* error) {
+  if (tokenizer.chat_template().empty()) {
+    *error = source + ": tokenizer_config.json has no `chat_template`";
+    return std::nullopt;
+  }
+  jinja::TemplateError parse_error;
+  auto parsed = jinja::Template::Parse(tokenizer.chat_template(), &parse_error);
+  if (!parsed) {
+    *error = source + ": tokenizer_config.json's `chat_template`: " + parse_error.message;
+    return std::nullopt;
+  }
+  ChatTemplate chat = MakeChatTemplate(ChatTemplateKind::Jinja, tokenizer);
+  chat.jinja = std::make_shared<const jinja::Template>(std::move(*parsed));
+  chat.source = source;
+  chat.end_of_turn = FindEndOfTurn(chat);
+  return chat;
+}
+
+std::optional<ChatTemplate> ResolveChatTemplate(std::string_view name, const Tokenizer& tokenizer,
+                                                const std::string& source, std::string* error,
+                                                std::string* warning) {
+  if (warning != nullptr) warning->clear();
+  std::optional<ChatTemplateKind> kind;
+  if (name == "auto") {
+    kind = DetectChatTemplate(tokenizer, error, warning);
+    if (!kind) {
+      *error = source + ": " + *error;
+      return std::nullopt;
+    }
+  } else {
+    kind = ChatTemplateByName(name);
+    if (!kind) {
+      *error = "`" + std::string(name) + "` is not a chat template: name one of auto, plain, llama3, chatml, gemma";
+      return std::nullopt;
+    }
+  }
+  if (*kind == ChatTemplateKind::Jinja) return MakeJinjaChatTemplate(tokenizer, source, error);
+  return MakeChatTemplate(*kind, tokenizer);
 }
 
 std::string ChatTemplate::EndOfTurn() const {
   switch (kind) {
+    case ChatTemplateKind::Jinja:
+      return end_of_turn.empty() ? eos_token : end_of_turn;
     case ChatTemplateKind::Plain:
       return eos_token;
     case ChatTemplateKind::Llama3:
@@ -178,6 +242,8 @@ std::optional<RenderedChat> ChatTemplate::Render(const std::vector<ChatMessage>&
   }
   RenderedChat out;
   switch (kind) {
+    case ChatTemplateKind::Jinja:
+      return RenderJinja(messages, response, error);
     case ChatTemplateKind::Plain:
       if (messages.size() != 1 || messages[0].role != "user") {
         *error = "the plain template takes one user message; name a chat template for conversations";
@@ -224,6 +290,50 @@ std::optional<RenderedChat> ChatTemplate::Render(const std::vector<ChatMessage>&
       return out;
   }
   return std::nullopt;
+}
+
+std::optional<RenderedChat> ChatTemplate::RenderJinja(const std::vector<ChatMessage>& messages,
+                                                      std::optional<std::string_view> response,
+                                                      std::string* error) const {
+  if (!jinja) {
+    *error = "the model's own chat template was not loaded";
+    return std::nullopt;
+  }
+  nlohmann::json context = {{"messages", nlohmann::json::array()},
+                            {"add_generation_prompt", true},
+                            {"bos_token", bos_token},
+                            {"eos_token", eos_token}};
+  for (const ChatMessage& message : messages) {
+    context["messages"].push_back({{"role", message.role}, {"content", message.content}});
+  }
+  auto render = [&](const char* what) -> std::optional<std::string> {
+    jinja::TemplateError failure;
+    auto text = jinja->Render(context, &failure);
+    if (!text) {
+      *error = failure.raised ? "the chat template of " + source + " refuses " + what + ": " + failure.message
+                              : "the chat template of " + source + " failed on " + what + ": " + failure.message;
+    }
+    return text;
+  };
+  RenderedChat out;
+  auto prompt = render("this conversation");
+  if (!prompt) return std::nullopt;
+  out.prompt = std::move(*prompt);
+  if (!response) return out;
+  context["messages"].push_back({{"role", "assistant"}, {"content", std::string(*response)}});
+  context["add_generation_prompt"] = false;
+  auto whole = render("this conversation with its reply");
+  if (!whole) return std::nullopt;
+  // The reply's tokens are what rendering with the reply adds; a template that renders the turns before it
+  // differently once a reply follows (some drop a generation-only system note) has no such split.
+  if (whole->compare(0, out.prompt.size(), out.prompt) != 0) {
+    *error = "the chat template of " + source +
+             " renders the conversation differently once the reply follows it, so the prompt and the reply "
+             "cannot be told apart; name one of llama3, chatml, gemma or plain";
+    return std::nullopt;
+  }
+  out.response = whole->substr(out.prompt.size());
+  return out;
 }
 
 std::optional<RenderedChat> ChatTemplate::RenderText(std::string_view prompt, std::optional<std::string_view> response,

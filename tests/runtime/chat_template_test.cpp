@@ -137,23 +137,30 @@ TEST(ChatTemplate, PromptsAndPlainText) {
   EXPECT_NE(error.find("plain template takes one user message"), std::string::npos) << error;
 }
 
-TEST(ChatTemplate, DetectsTheTokenizersTemplateExactlyOrRefuses) {
+// `auto` is the tokenizer's own Jinja, whatever its text: Llama 3's, and a template with Llama 3's markers but
+// other text (Llama 3.1's dated system turn), which fusec once refused for not being its hand-written llama3.
+TEST(ChatTemplate, AutoTakesTheTokenizersOwnTemplate) {
   std::string error;
   auto llama3 = Tokenizer::Load(Llama3Dir(), &error);
   ASSERT_TRUE(llama3) << error;
-  EXPECT_EQ(DetectChatTemplate(*llama3, &error), ChatTemplateKind::Llama3) << error;
+  EXPECT_EQ(DetectChatTemplate(*llama3, &error), ChatTemplateKind::Jinja) << error;
 
-  // A template with Llama 3's markers but other text (Llama 3.1's dated system turn) is not taken for it.
   Json tokenizer_json = Json::parse(testing::ReadFile(Llama3Dir() + "/tokenizer.json"));
   Json config = Json::parse(testing::ReadFile(Llama3Dir() + "/tokenizer_config.json"));
   config["chat_template"] = std::string("{{ bos_token }}Cutting Knowledge Date: December 2023") + llama3->chat_template();
   auto altered = Tokenizer::FromJson(tokenizer_json.dump(), config.dump(), &error);
   ASSERT_TRUE(altered) << error;
-  EXPECT_FALSE(DetectChatTemplate(*altered, &error));
-  EXPECT_NE(error.find("looks like llama3"), std::string::npos) << error;
+  EXPECT_EQ(DetectChatTemplate(*altered, &error), ChatTemplateKind::Jinja) << error;
+  auto chat = ResolveChatTemplate("auto", *altered, "models/llama", &error);
+  ASSERT_TRUE(chat) << error;
+  auto rendered = chat->RenderText("Hi", std::nullopt, &error);
+  ASSERT_TRUE(rendered) << error;
+  EXPECT_EQ(rendered->prompt.rfind("<|begin_of_text|>Cutting Knowledge Date: December 2023<|begin_of_text|>", 0), 0u)
+      << rendered->prompt;
 
   EXPECT_EQ(ChatTemplateByName("gemma"), ChatTemplateKind::Gemma);
   EXPECT_EQ(ChatTemplateByName("vicuna"), std::nullopt);
+  EXPECT_EQ(ChatTemplateByName("jinja"), std::nullopt) << "jinja is what auto finds, not a name to give";
 }
 
 }  // namespace

