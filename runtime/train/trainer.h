@@ -30,7 +30,6 @@ struct TrainSettings {
   /// Visit prompts in an order drawn from `spec.seed` each epoch; off: in data order (benchmarks comparing steps
   /// with another implementation).
   bool shuffle = true;
-  std::optional<int64_t> save_every;
   /// Mixed precision: forward passes under bf16 autocast, fp32 master weights and optimizer (none: fp32).
   bool bf16_autocast = false;
   /// How policy log-probabilities are computed (packing, shared prompts, the chunked head); the losses do
