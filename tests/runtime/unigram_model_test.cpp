@@ -218,6 +218,29 @@ TEST(UnigramModel, AcceptsWhatTheRustLibraryAccepts) {
   EXPECT_EQ(Ids(loaded, "ab"), (std::vector<int32_t>{1, 2}));
 }
 
+TEST(UnigramModel, RandomBytesNeverReadOutOfBounds) {
+  // Under the dev preset's sanitizers: arbitrary bytes (invalid UTF-8 most of the time) against vocabularies
+  // with and without byte pieces give ids in range, and the same ids twice.
+  std::mt19937 rng(5);
+  std::vector<std::pair<std::string, double>> pieces = {{"<unk>", 0}, {"\xc3\xa9", -2}, {"a", -1}, {"ab", -1.5}};
+  for (int b = 0; b < 256; b += 2) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    pieces.emplace_back(name, -5);
+  }
+  for (const bool byte_fallback : {false, true}) {
+    UnigramModel model = Load(ModelJson(pieces, 0, byte_fallback));
+    for (int i = 0; i < 2000; ++i) {
+      std::string text(rng() % 12, '\0');
+      for (char& c : text) c = static_cast<char>(rng() % 4 == 0 ? 'a' + rng() % 2 : rng() % 256);
+      const std::vector<int32_t> ids = Ids(model, text);
+      EXPECT_EQ(ids, Ids(model, text));
+      EXPECT_EQ(ids.empty(), text.empty());
+      for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < model.vocab_size()) << id;
+    }
+  }
+}
+
 // --- Equal ids to the JavaScript port --------------------------------------------------------------------------
 
 std::string Utf8(char32_t c) {
