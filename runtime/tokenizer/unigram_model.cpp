@@ -148,55 +148,52 @@ std::optional<UnigramModel> UnigramModel::FromPieces(std::vector<std::pair<std::
 void UnigramModel::BuildTrie() {
   // Pieces sorted by their bytes: the pieces below one trie node are a contiguous range, the one that ends
   // at the node (if any) first. Breadth first, each node's children are created together, so they are
-  // contiguous in edges_.
+  // contiguous and the node after a node tells where its children end.
   std::vector<int32_t> order(pieces_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return pieces_[a] < pieces_[b]; });
   struct Pending {
-    int32_t node;
     size_t begin;
     size_t end;
     size_t depth;
   };
   nodes_.assign(1, TrieNode{});
-  edges_.clear();
-  std::vector<Pending> queue = {{0, 0, order.size(), 0}};
-  for (size_t head = 0; head < queue.size(); ++head) {
-    const Pending pending = queue[head];
-    size_t i = pending.begin;
-    if (i < pending.end && pieces_[order[i]].size() == pending.depth) nodes_[pending.node].piece = order[i++];
-    nodes_[pending.node].first_child = static_cast<int32_t>(edges_.size());
-    while (i < pending.end) {
-      const uint8_t label = static_cast<uint8_t>(pieces_[order[i]][pending.depth]);
+  labels_.assign(1, 0);
+  std::vector<Pending> pending = {{0, order.size(), 0}};  // pending[n] is node n's range of pieces
+  for (size_t node = 0; node < pending.size(); ++node) {
+    const auto [begin, end, depth] = pending[node];
+    size_t i = begin;
+    if (i < end && pieces_[order[i]].size() == depth) nodes_[node].piece = order[i++];
+    nodes_[node].first_child = static_cast<int32_t>(nodes_.size());
+    while (i < end) {
+      const uint8_t label = static_cast<uint8_t>(pieces_[order[i]][depth]);
       size_t j = i + 1;
-      while (j < pending.end && static_cast<uint8_t>(pieces_[order[j]][pending.depth]) == label) ++j;
-      const int32_t child = static_cast<int32_t>(nodes_.size());
+      while (j < end && static_cast<uint8_t>(pieces_[order[j]][depth]) == label) ++j;
       nodes_.push_back(TrieNode{});
-      edges_.push_back(TrieEdge{label, child});
-      queue.push_back({child, i, j, pending.depth + 1});
+      labels_.push_back(label);
+      pending.push_back({i, j, depth + 1});
       i = j;
     }
-    nodes_[pending.node].child_count = static_cast<int32_t>(edges_.size()) - nodes_[pending.node].first_child;
   }
+  nodes_.push_back(TrieNode{static_cast<int32_t>(nodes_.size()), -1});
   std::fill(std::begin(root_children_), std::end(root_children_), 0);
-  for (int32_t e = 0; e < nodes_[0].child_count; ++e) {
-    const TrieEdge& edge = edges_[static_cast<size_t>(nodes_[0].first_child + e)];
-    root_children_[edge.label] = edge.node;
+  for (int32_t child = nodes_[0].first_child; child < nodes_[1].first_child; ++child) {
+    root_children_[labels_[static_cast<size_t>(child)]] = child;
   }
 }
 
 int32_t UnigramModel::Child(int32_t node, uint8_t label) const {
-  const TrieNode& parent = nodes_[static_cast<size_t>(node)];
-  const TrieEdge* first = edges_.data() + parent.first_child;
-  const TrieEdge* last = first + parent.child_count;
-  if (parent.child_count <= 8) {
-    for (const TrieEdge* edge = first; edge != last; ++edge) {
-      if (edge->label == label) return edge->node;
+  const int32_t first = nodes_[static_cast<size_t>(node)].first_child;
+  const int32_t last = nodes_[static_cast<size_t>(node) + 1].first_child;
+  if (last - first <= 8) {
+    for (int32_t child = first; child < last; ++child) {
+      if (labels_[static_cast<size_t>(child)] == label) return child;
     }
     return 0;
   }
-  const TrieEdge* found = std::lower_bound(first, last, label, [](const TrieEdge& e, uint8_t l) { return e.label < l; });
-  return found != last && found->label == label ? found->node : 0;
+  const uint8_t* begin = labels_.data() + first;
+  const uint8_t* found = std::lower_bound(begin, labels_.data() + last, label);
+  return found != labels_.data() + last && *found == label ? first + static_cast<int32_t>(found - begin) : 0;
 }
 
 bool UnigramModel::BestPath(std::string_view text, std::vector<Segment>* path, std::string* error) const {

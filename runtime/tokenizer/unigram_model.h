@@ -60,18 +60,16 @@ class UnigramModel {
   double score(int32_t id) const { return scores_[static_cast<size_t>(id)]; }
   /// The score an unknown character gets: the lowest score minus kUnkPenalty.
   double unk_score() const { return min_score_ - kUnkPenalty; }
+  /// The byte trie's size, for measurements (9 bytes a node).
+  size_t trie_nodes() const { return nodes_.size() - 1; }
 
  private:
-  /// One node of the byte trie: its children are children_[first_child, first_child + child_count), sorted
-  /// by label; `piece` is the id of the piece that ends here, or -1.
+  /// One node of the byte trie. Nodes are numbered breadth first and each node's children are created
+  /// together, so they are the nodes [first_child, next node's first_child), sorted by label; `piece` is the
+  /// id of the piece that ends here, or -1.
   struct TrieNode {
     int32_t first_child = 0;
-    int32_t child_count = 0;
     int32_t piece = -1;
-  };
-  struct TrieEdge {
-    uint8_t label = 0;
-    int32_t node = 0;
   };
   /// A segment of the best path: bytes [begin, end) read as `id`.
   struct Segment {
@@ -98,8 +96,8 @@ class UnigramModel {
   std::optional<int32_t> unk_id_;
   bool byte_fallback_ = false;
   double min_score_ = 0;
-  std::vector<TrieNode> nodes_;  // nodes_[0] is the root
-  std::vector<TrieEdge> edges_;
+  std::vector<TrieNode> nodes_;   // nodes_[0] is the root; the last one only ends the last node's children
+  std::vector<uint8_t> labels_;   // the byte that leads to each node from its parent
   int32_t root_children_[256] = {};  // the root's child for each first byte, or 0 (the root is no one's child)
   int32_t byte_pieces_[256] = {};    // the id of `<0xNN>`, or -1 (byte_fallback)
 };
