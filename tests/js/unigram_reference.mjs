@@ -2,7 +2,9 @@
 // @lenml/tokenizers (a JavaScript port of transformers.js, itself a port of Hugging Face `tokenizers`).
 // Reads a JSON request on stdin, writes the answer on stdout:
 //   {"cases": [{"tokenizer": <tokenizer.json object>, "texts": ["text", ...]}, ...]}
-//     -> [{"ids": [[id, ...], ...], "pieces": [["piece", ...], ...], "rust_ids": [[id, ...], ...]}, ...]
+//     -> {"cases": [{"ids": [[id, ...], ...], "pieces": [["piece", ...], ...], "rust_ids": [[id, ...], ...]}, ...]}
+//   {"normalize": {"normalizer": <tokenizer.json normalizer>, "texts": ["text", ...]}}
+//     -> {"normalize": ["normalized text", ...]}   (for the Precompiled normalizer's test)
 // `ids` are the port's own encode (no special tokens); `pieces` its segmentation after fusing unknowns.
 // The port has no Unigram `byte_fallback`, so `rust_ids` applies the Rust library's rule (model.rs,
 // `Model::tokenize`) to the port's pieces: a piece not in the vocabulary becomes its UTF-8 bytes as
@@ -11,7 +13,8 @@ import { tokenizers } from "@lenml/tokenizers";
 import { readFileSync } from "node:fs";
 
 const request = JSON.parse(readFileSync(0, "utf8"));
-const answer = request.cases.map(({ tokenizer: json, texts }) => {
+const answer = {};
+answer.cases = (request.cases ?? []).map(({ tokenizer: json, texts }) => {
   const tokenizer = new tokenizers.PreTrainedTokenizer(json, {});
   const ids_of = new Map(json.model.vocab.map(([piece], id) => [piece, id]));
   const unk_id = json.model.unk_id;
@@ -31,4 +34,11 @@ const answer = request.cases.map(({ tokenizer: json, texts }) => {
     rust_ids: pieces.map((list) => list.flatMap(rust_id)),
   };
 });
+if (request.normalize) {
+  const { normalizer, texts } = request.normalize;
+  const json = { added_tokens: [], normalizer, pre_tokenizer: null, post_processor: null, decoder: null,
+                 model: { type: "Unigram", unk_id: 0, vocab: [["<unk>", 0]] } };
+  const tokenizer = new tokenizers.PreTrainedTokenizer(json, {});
+  answer.normalize = texts.map((text) => tokenizer.normalizer(text));
+}
 process.stdout.write(JSON.stringify(answer));
