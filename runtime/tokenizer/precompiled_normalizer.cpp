@@ -90,8 +90,8 @@ std::optional<PrecompiledNormalizer> PrecompiledNormalizer::FromJson(const nlohm
     return std::nullopt;
   };
   if (!normalizer.is_object()) return fail(path + " must be an object");
-  if (auto type = normalizer.find("type"); type != normalizer.end() && type->is_string() &&
-                                           type->get<std::string>() != "Precompiled") {
+  if (auto type = normalizer.find("type");
+      type != normalizer.end() && type->is_string() && type->get<std::string>() != "Precompiled") {
     return fail(path + ".type must be \"Precompiled\"");
   }
   auto charsmap = normalizer.find("precompiled_charsmap");
@@ -104,13 +104,13 @@ std::optional<PrecompiledNormalizer> PrecompiledNormalizer::FromJson(const nlohm
 }
 
 std::optional<PrecompiledNormalizer> PrecompiledNormalizer::FromCharsMap(std::string_view charsmap,
-                                                                         const std::string& path,
-                                                                         std::string* error) {
+                                                                         const std::string& path, std::string* error) {
   auto fail = [&](const std::string& what) -> std::optional<PrecompiledNormalizer> {
     *error = what;
     return std::nullopt;
   };
-  if (charsmap.size() < 4) return fail(path + " is " + std::to_string(charsmap.size()) + " bytes, too short for a charsmap");
+  if (charsmap.size() < 4)
+    return fail(path + " is " + std::to_string(charsmap.size()) + " bytes, too short for a charsmap");
   uint32_t trie_size = 0;
   for (int k = 3; k >= 0; --k) trie_size = (trie_size << 8) | static_cast<uint8_t>(charsmap[static_cast<size_t>(k)]);
   if (trie_size % 4 != 0 || trie_size > charsmap.size() - 4) {

@@ -84,7 +84,8 @@ std::optional<UnigramModel> UnigramModel::FromJson(const nlohmann::json& model, 
     if (!unk->is_number_integer() || (!unk->is_number_unsigned() && unk->get<int64_t>() < 0)) {
       return fail(path + ".unk_id must be a piece's index or null, not " + Shown(*unk));
     }
-    const uint64_t value = unk->is_number_unsigned() ? unk->get<uint64_t>() : static_cast<uint64_t>(unk->get<int64_t>());
+    const uint64_t value =
+        unk->is_number_unsigned() ? unk->get<uint64_t>() : static_cast<uint64_t>(unk->get<int64_t>());
     if (value >= pieces.size()) {
       return fail(path + ".unk_id is " + std::to_string(value) + " but the vocabulary has " +
                   std::to_string(pieces.size()) + " pieces");
@@ -258,8 +259,7 @@ bool UnigramModel::BestPath(std::string_view text, std::vector<Segment>* path, s
   return true;
 }
 
-bool UnigramModel::TryTokenize(std::string_view normalized_piece, std::vector<int32_t>* ids,
-                               std::string* error) const {
+bool UnigramModel::TryTokenize(std::string_view normalized_piece, std::vector<int32_t>* ids, std::string* error) const {
   if (normalized_piece.empty()) return true;
   thread_local std::vector<Segment> path;  // reused: no allocation per word
   if (!BestPath(normalized_piece, &path, error)) return false;

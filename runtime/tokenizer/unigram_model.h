@@ -33,8 +33,7 @@ class UnigramModel {
 
   /// `model` is the "model" object of tokenizer.json ({"type":"Unigram","unk_id":..,"vocab":[["piece",score],...],
   /// "byte_fallback":..}); `path` the JSON path for errors ("tokenizer.json: model").
-  static std::optional<UnigramModel> FromJson(const nlohmann::json& model, const std::string& path,
-                                              std::string* error);
+  static std::optional<UnigramModel> FromJson(const nlohmann::json& model, const std::string& path, std::string* error);
   /// A model from pieces and scores, checked as FromJson checks them (for tests and synthetic vocabularies).
   static std::optional<UnigramModel> FromPieces(std::vector<std::pair<std::string, double>> pieces,
                                                 std::optional<int32_t> unk_id, bool byte_fallback,
@@ -96,8 +95,8 @@ class UnigramModel {
   std::optional<int32_t> unk_id_;
   bool byte_fallback_ = false;
   double min_score_ = 0;
-  std::vector<TrieNode> nodes_;   // nodes_[0] is the root; the last one only ends the last node's children
-  std::vector<uint8_t> labels_;   // the byte that leads to each node from its parent
+  std::vector<TrieNode> nodes_;      // nodes_[0] is the root; the last one only ends the last node's children
+  std::vector<uint8_t> labels_;      // the byte that leads to each node from its parent
   int32_t root_children_[256] = {};  // the root's child for each first byte, or 0 (the root is no one's child)
   int32_t byte_pieces_[256] = {};    // the id of `<0xNN>`, or -1 (byte_fallback)
 };

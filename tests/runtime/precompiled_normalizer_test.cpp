@@ -65,13 +65,13 @@ TEST(PrecompiledNormalizer, ReadsTheRulesOfTheNmtNfkcCharsMap) {
   EXPECT_EQ(normalizer.Transform("ﬁ"), "fi");
   EXPECT_EQ(normalizer.Transform("Ｆ"), "F");
   EXPECT_EQ(normalizer.Transform("①"), "1");
-  EXPECT_EQ(normalizer.Transform("\x01"), "");             // controls are removed
+  EXPECT_EQ(normalizer.Transform("\x01"), "");  // controls are removed
   EXPECT_EQ(normalizer.Transform("\u3000"), " ");
-  EXPECT_EQ(normalizer.Transform("e\u0301"), "é");        // a two-character source
-  EXPECT_EQ(normalizer.Transform("a"), std::nullopt);      // no rule: kept
+  EXPECT_EQ(normalizer.Transform("e\u0301"), "é");     // a two-character source
+  EXPECT_EQ(normalizer.Transform("a"), std::nullopt);  // no rule: kept
   EXPECT_EQ(normalizer.Transform("é"), std::nullopt);
   EXPECT_EQ(normalizer.Transform(""), std::nullopt);
-  EXPECT_EQ(normalizer.Transform("ﬁx"), "fi");             // the first source that is a prefix
+  EXPECT_EQ(normalizer.Transform("ﬁx"), "fi");  // the first source that is a prefix
 }
 
 TEST(PrecompiledNormalizer, MatchesSentencePieceOnTheCorpusExceptWhereHuggingFaceDiffers) {
@@ -79,7 +79,8 @@ TEST(PrecompiledNormalizer, MatchesSentencePieceOnTheCorpusExceptWhereHuggingFac
   // the rules spm_normalize --decompile lists (so equal `hf` says the trie and strings are read right, and
   // ICU's clusters are the regex module's). Where the libraries differ, Hugging Face's answer is the one.
   PrecompiledNormalizer normalizer = Load();
-  const Json golden = Json::parse(testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/precompiled_spm.json"));
+  const Json golden =
+      Json::parse(testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/precompiled_spm.json"));
   const auto texts = golden["texts"].get<std::vector<std::string>>();
   const auto spm = golden["spm"].get<std::vector<std::string>>();
   const auto hf = golden["hf"].get<std::vector<std::string>>();
@@ -98,18 +99,18 @@ TEST(PrecompiledNormalizer, MatchesSentencePieceOnTheCorpusExceptWhereHuggingFac
     }
     changed += texts[i] != spm[i];
   }
-  EXPECT_GT(changed, texts.size() / 2);          // the corpus reaches the rules
+  EXPECT_GT(changed, texts.size() / 2);            // the corpus reaches the rules
   EXPECT_LT(libraries_differ, texts.size() / 10);  // and the libraries agree on most of it
 }
 
 TEST(PrecompiledNormalizer, FollowsHuggingFaceWhereSentencePieceDiffers) {
   PrecompiledNormalizer normalizer = Load();
   // A cluster of 6 bytes or more goes character by character: no rule of two characters applies.
-  EXPECT_EQ(normalizer.Normalize("ｶﾞ"), "ガ");                          // SentencePiece: ガ
+  EXPECT_EQ(normalizer.Normalize("ｶﾞ"), "ガ");          // SentencePiece: ガ
   EXPECT_EQ(normalizer.Normalize("각"), "각");  // SentencePiece: 각
   // A shorter cluster becomes the first rule that is a prefix of it, and the rest of it is dropped.
-  EXPECT_EQ(normalizer.Normalize("ſ‍"), "s");                            // SentencePiece: s + ZWJ
-  EXPECT_EQ(normalizer.Normalize("①̂"), "1");                            // SentencePiece: 1 + U+0302
+  EXPECT_EQ(normalizer.Normalize("ſ‍"), "s");  // SentencePiece: s + ZWJ
+  EXPECT_EQ(normalizer.Normalize("①̂"), "1");      // SentencePiece: 1 + U+0302
   // Where the cluster is a rule's source, both agree.
   EXPECT_EQ(normalizer.Normalize("é"), "é");
   EXPECT_EQ(normalizer.Normalize("ﬁ"), "fi");
@@ -117,10 +118,12 @@ TEST(PrecompiledNormalizer, FollowsHuggingFaceWhereSentencePieceDiffers) {
 
 TEST(PrecompiledNormalizer, MatchesTheJavaScriptPortWhereItsApproximationHolds) {
   PrecompiledNormalizer normalizer = Load();
-  const Json golden = Json::parse(testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/precompiled_spm.json"));
+  const Json golden =
+      Json::parse(testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/precompiled_spm.json"));
   const auto texts = golden["texts"].get<std::vector<std::string>>();
   testing::ScratchDir dir("precompiled_reference");
-  testing::WriteFile(dir / "request.json", Json{{"normalize", {{"normalizer", NormalizerJson()}, {"texts", texts}}}}.dump());
+  testing::WriteFile(dir / "request.json",
+                     Json{{"normalize", {{"normalizer", NormalizerJson()}, {"texts", texts}}}}.dump());
   const std::string js = FUSEC_TESTS_JS_DIR;
   ASSERT_EQ(testing::RunCommand("node " + js + "/unigram_reference.mjs < " + (dir / "request.json") + " > " +
                                 (dir / "answer.json")),
@@ -140,9 +143,11 @@ TEST(PrecompiledNormalizer, RefusesMalformedCharsMapsNamingTheField) {
   EXPECT_EQ(error, "tokenizer.json: normalizer must be an object");
   EXPECT_FALSE(PrecompiledNormalizer::FromJson({{"type", "Precompiled"}}, kPath, &error));
   EXPECT_EQ(error, "tokenizer.json: normalizer.precompiled_charsmap must be a base64 string");
-  EXPECT_FALSE(PrecompiledNormalizer::FromJson({{"type", "Precompiled"}, {"precompiled_charsmap", nullptr}}, kPath, &error));
+  EXPECT_FALSE(
+      PrecompiledNormalizer::FromJson({{"type", "Precompiled"}, {"precompiled_charsmap", nullptr}}, kPath, &error));
   EXPECT_EQ(error, "tokenizer.json: normalizer.precompiled_charsmap must be a base64 string");
-  EXPECT_FALSE(PrecompiledNormalizer::FromJson({{"type", "Precompiled"}, {"precompiled_charsmap", "AB$="}}, kPath, &error));
+  EXPECT_FALSE(
+      PrecompiledNormalizer::FromJson({{"type", "Precompiled"}, {"precompiled_charsmap", "AB$="}}, kPath, &error));
   EXPECT_EQ(error, "tokenizer.json: normalizer.precompiled_charsmap is not valid base64");
   EXPECT_FALSE(PrecompiledNormalizer::FromJson({{"type", "Precompiled"}, {"precompiled_charsmap", ""}}, kPath, &error));
   EXPECT_EQ(error, "tokenizer.json: normalizer.precompiled_charsmap is 0 bytes, too short for a charsmap");
@@ -163,7 +168,8 @@ TEST(PrecompiledNormalizer, CorruptCharsMapsNeverReadOutOfBounds) {
   // Under the dev preset's sanitizers: bytes of the real charsmap overwritten at random, the trie cut short,
   // and offsets into the strings past their end all read as missing rules, not as reads past the end.
   const std::string charsmap = CharsMap();
-  const Json golden = Json::parse(testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/precompiled_spm.json"));
+  const Json golden =
+      Json::parse(testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/precompiled_spm.json"));
   const auto texts = golden["texts"].get<std::vector<std::string>>();
   std::mt19937 rng(3);
   for (int round = 0; round < 40; ++round) {

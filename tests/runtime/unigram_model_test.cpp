@@ -9,8 +9,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -49,11 +49,11 @@ std::vector<int32_t> Ids(const UnigramModel& model, std::string_view text) {
 
 TEST(UnigramModel, PicksTheSegmentationWithTheHighestScoreSum) {
   UnigramModel joined = Load(ModelJson({{"<unk>", 0}, {"a", -1}, {"b", -2}, {"ab", -2.5}}, 0, false));
-  EXPECT_EQ(Ids(joined, "ab"), (std::vector<int32_t>{3}));         // -2.5 > -1 + -2
+  EXPECT_EQ(Ids(joined, "ab"), (std::vector<int32_t>{3}));  // -2.5 > -1 + -2
   EXPECT_EQ(Ids(joined, "abab"), (std::vector<int32_t>{3, 3}));
   EXPECT_EQ(Ids(joined, "ba"), (std::vector<int32_t>{2, 1}));
   UnigramModel split = Load(ModelJson({{"<unk>", 0}, {"a", -1}, {"b", -2}, {"ab", -3.5}}, 0, false));
-  EXPECT_EQ(Ids(split, "ab"), (std::vector<int32_t>{1, 2}));       // -3 > -3.5
+  EXPECT_EQ(Ids(split, "ab"), (std::vector<int32_t>{1, 2}));  // -3 > -3.5
   EXPECT_EQ(Ids(split, ""), (std::vector<int32_t>{}));
   EXPECT_EQ(split.vocab_size(), 4);
   EXPECT_EQ(split.TokenToId("ab"), 3);
@@ -145,7 +145,10 @@ TEST(UnigramModel, InvalidUtf8IsReadByteByByte) {
   EXPECT_EQ(Ids(model, std::string("a\xff", 2)), (std::vector<int32_t>{1, 0}));
   EXPECT_EQ(Ids(model, std::string("a\xc3", 2)), (std::vector<int32_t>{1, 0}));
   EXPECT_EQ(Ids(model, std::string("\xe2\x98", 2)), (std::vector<int32_t>{0}));
-  EXPECT_EQ(Ids(model, std::string("\xed\xa0\x80" "a", 4)), (std::vector<int32_t>{0, 1}));  // a surrogate
+  EXPECT_EQ(Ids(model, std::string("\xed\xa0\x80"
+                                   "a",
+                                   4)),
+            (std::vector<int32_t>{0, 1}));  // a surrogate
 }
 
 // --- Hostile vocabularies --------------------------------------------------------------------------------------
@@ -174,18 +177,24 @@ TEST(UnigramModel, RefusesMalformedModelsNamingTheField) {
       {Json{{"type", "Unigram"}, {"unk_id", 0}}, "tokenizer.json: model has no `vocab`"},
       {with("vocab", Json::object()), "tokenizer.json: model.vocab must be a list of [piece, score] pairs, not {}"},
       {with("vocab", Json::array()), "tokenizer.json: model.vocab is empty"},
-      {with("vocab", Json::parse(R"([["a", -1], "b"])")), "tokenizer.json: model.vocab[1] must be a [piece, score] pair, not \"b\""},
-      {with("vocab", Json::parse(R"([["a", -1], [2, -1]])")), "tokenizer.json: model.vocab[1] must be a [piece, score] pair, not [2,-1]"},
-      {with("vocab", Json::parse(R"([["a", "-1"]])")), "tokenizer.json: model.vocab[0] must be a [piece, score] pair, not [\"a\",\"-1\"]"},
-      {with("vocab", Json::parse(R"([["a", -1, 3]])")), "tokenizer.json: model.vocab[0] must be a [piece, score] pair, not [\"a\",-1,3]"},
+      {with("vocab", Json::parse(R"([["a", -1], "b"])")),
+       "tokenizer.json: model.vocab[1] must be a [piece, score] pair, not \"b\""},
+      {with("vocab", Json::parse(R"([["a", -1], [2, -1]])")),
+       "tokenizer.json: model.vocab[1] must be a [piece, score] pair, not [2,-1]"},
+      {with("vocab", Json::parse(R"([["a", "-1"]])")),
+       "tokenizer.json: model.vocab[0] must be a [piece, score] pair, not [\"a\",\"-1\"]"},
+      {with("vocab", Json::parse(R"([["a", -1, 3]])")),
+       "tokenizer.json: model.vocab[0] must be a [piece, score] pair, not [\"a\",-1,3]"},
       {with("vocab", Json::parse(R"([["a"]])")), "tokenizer.json: model.vocab[0] must be a [piece, score] pair"},
       {with("vocab", Json::parse(R"([["a", null]])")), "tokenizer.json: model.vocab[0] must be a [piece, score] pair"},
-      {with("vocab", Json::parse(R"([["a", -1], ["b", -2], ["a", -3]])")), "tokenizer.json: model.vocab[2] repeats the piece \"a\" of tokenizer.json: model.vocab[0]"},
+      {with("vocab", Json::parse(R"([["a", -1], ["b", -2], ["a", -3]])")),
+       "tokenizer.json: model.vocab[2] repeats the piece \"a\" of tokenizer.json: model.vocab[0]"},
       {with("unk_id", 2), "tokenizer.json: model.unk_id is 2 but the vocabulary has 2 pieces"},
       {with("unk_id", -1), "tokenizer.json: model.unk_id must be a piece's index or null, not -1"},
       {with("unk_id", 0.5), "tokenizer.json: model.unk_id must be a piece's index or null, not 0.5"},
       {with("unk_id", "0"), "tokenizer.json: model.unk_id must be a piece's index or null, not \"0\""},
-      {with("unk_id", Json::parse("18446744073709551615")), "tokenizer.json: model.unk_id is 18446744073709551615 but the vocabulary has 2 pieces"},
+      {with("unk_id", Json::parse("18446744073709551615")),
+       "tokenizer.json: model.unk_id is 18446744073709551615 but the vocabulary has 2 pieces"},
       {with("byte_fallback", 1), "tokenizer.json: model.byte_fallback must be true or false, not 1"},
   };
   for (const Case& c : cases) EXPECT_EQ(LoadError(c.model).substr(0, c.message.size()), c.message) << c.model.dump();
@@ -199,7 +208,8 @@ TEST(UnigramModel, RefusesScoresThatAreNotFinite) {
     EXPECT_EQ(error, "tokenizer.json: model.vocab[1] has a score that is not a finite number");
   }
   // JSON has no infinity, but a number too large for a double reads as one.
-  Json parsed = Json::parse(R"({"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0], ["a", -1e999]]})", nullptr, false);
+  Json parsed =
+      Json::parse(R"({"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0], ["a", -1e999]]})", nullptr, false);
   if (!parsed.is_discarded()) {
     EXPECT_EQ(LoadError(parsed), "tokenizer.json: model.vocab[1] has a score that is not a finite number");
   }
@@ -265,11 +275,11 @@ std::string Utf8(char32_t c) {
 
 /// Code point ranges of the scripts the generated texts mix.
 const std::vector<std::pair<char32_t, char32_t>> kScripts = {
-    {U'a', U'z'},         {U'A', U'Z'},         {U'0', U'9'},   {0x00E0, 0x00FF},  // Latin, accents
-    {0x0391, 0x03C9},     {0x0410, 0x044F},                                        // Greek, Cyrillic
-    {0x05D0, 0x05EA},     {0x0627, 0x064A},     {0x0905, 0x0939},                  // Hebrew, Arabic, Devanagari
-    {0x4E00, 0x4E60},     {0x3041, 0x3096},     {0xAC00, 0xAC60},                  // CJK, Hiragana, Hangul
-    {0x1F600, 0x1F640},                                                            // emoji
+    {U'a', U'z'},       {U'A', U'Z'},     {U'0', U'9'},     {0x00E0, 0x00FF},  // Latin, accents
+    {0x0391, 0x03C9},   {0x0410, 0x044F},                                      // Greek, Cyrillic
+    {0x05D0, 0x05EA},   {0x0627, 0x064A}, {0x0905, 0x0939},                    // Hebrew, Arabic, Devanagari
+    {0x4E00, 0x4E60},   {0x3041, 0x3096}, {0xAC00, 0xAC60},                    // CJK, Hiragana, Hangul
+    {0x1F600, 0x1F640},                                                        // emoji
 };
 
 std::string RandomWord(std::mt19937& rng) {
@@ -284,11 +294,37 @@ std::string RandomWord(std::mt19937& rng) {
 /// characters outside any script above.
 std::vector<std::string> Corpus() {
   std::vector<std::string> corpus = {
-      "Hello world", "▁Hello▁world", "héllo wörld", "he\u0301llo", "Ｆｕｌｌｗｉｄｔｈ", "日本語のテキスト",
-      "한국어 텍스트", "Ελληνικά", "русский текст", "עברית", "العربية", "हिन्दी", "👩‍👩‍👧‍👦 family",
-      "🇫🇷🇯🇵 flags", "tabs\tand\t\ttabs", "CRLF\r\nline", "many     spaces", " lead", "trail ", "\n\n",
-      "x = f(y) + 12345678901234567890;", "ÿ€✓☃", "\x01\x02\x7f control", "<s> </s> <pad>", "a", "",
-      "zzzzzzzz", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "Ω≈ç√∫", "¡¿", "ŉŀĳ",
+      "Hello world",
+      "▁Hello▁world",
+      "héllo wörld",
+      "he\u0301llo",
+      "Ｆｕｌｌｗｉｄｔｈ",
+      "日本語のテキスト",
+      "한국어 텍스트",
+      "Ελληνικά",
+      "русский текст",
+      "עברית",
+      "العربية",
+      "हिन्दी",
+      "👩‍👩‍👧‍👦 family",
+      "🇫🇷🇯🇵 flags",
+      "tabs\tand\t\ttabs",
+      "CRLF\r\nline",
+      "many     spaces",
+      " lead",
+      "trail ",
+      "\n\n",
+      "x = f(y) + 12345678901234567890;",
+      "ÿ€✓☃",
+      "\x01\x02\x7f control",
+      "<s> </s> <pad>",
+      "a",
+      "",
+      "zzzzzzzz",
+      "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+      "Ω≈ç√∫",
+      "¡¿",
+      "ŉŀĳ",
   };
   std::mt19937 rng(15);
   const std::vector<std::string> separators = {" ", "▁", "  ", "\t", "\n", "\r\n", ",", ".", "\u00a0", ""};
@@ -337,21 +373,23 @@ std::vector<std::pair<std::string, double>> GeneratedVocabulary(uint32_t seed, s
 }
 
 Json TokenizerJson(const Json& model) {
-  return {{"version", "1.0"},      {"truncation", nullptr}, {"padding", nullptr},  {"added_tokens", Json::array()},
-          {"normalizer", nullptr}, {"pre_tokenizer", nullptr}, {"model", model}, {"post_processor", nullptr},
+  return {{"version", "1.0"},      {"truncation", nullptr},    {"padding", nullptr}, {"added_tokens", Json::array()},
+          {"normalizer", nullptr}, {"pre_tokenizer", nullptr}, {"model", model},     {"post_processor", nullptr},
           {"decoder", nullptr}};
 }
 
 /// The models compared with the JavaScript port.
 const std::vector<std::pair<std::string, Json>>& ComparedModels() {
   static const std::vector<std::pair<std::string, Json>> models = {
-      {"hand-written",
-       ModelJson({{"<unk>", 0}, {"▁", -2}, {"a", -3}, {"b", -4}, {"ab", -5}, {"▁ab", -5.5}, {"c", -4.5}, {"abc", -7},
-                  {"é", -6}, {"日本", -8}, {"日", -7}, {"本", -7.5}, {"語", -9}, {" ", -3}, {"he", -4}, {"llo", -6},
-                  {"l", -3}, {"o", -3.5}, {"h", -4}, {"e", -2.5}, {"👩", -9}, {"\u200d", -9.5}},
-                 0, false)},
-      {"hand-written, byte_fallback", [] {
-         std::vector<std::pair<std::string, double>> pieces = {{"<unk>", 0}, {"▁", -2}, {"a", -3}, {"ab", -5}, {"é", -6}};
+      {"hand-written", ModelJson({{"<unk>", 0}, {"▁", -2},   {"a", -3},  {"b", -4},       {"ab", -5}, {"▁ab", -5.5},
+                                  {"c", -4.5},  {"abc", -7}, {"é", -6},  {"日本", -8},    {"日", -7}, {"本", -7.5},
+                                  {"語", -9},   {" ", -3},   {"he", -4}, {"llo", -6},     {"l", -3},  {"o", -3.5},
+                                  {"h", -4},    {"e", -2.5}, {"👩", -9},  {"\u200d", -9.5}},
+                                 0, false)},
+      {"hand-written, byte_fallback",
+       [] {
+         std::vector<std::pair<std::string, double>> pieces = {
+             {"<unk>", 0}, {"▁", -2}, {"a", -3}, {"ab", -5}, {"é", -6}};
          for (int b = 0; b < 256; b += (b < 0x80 ? 3 : 1)) {  // every byte from 0x80 up, a third of ASCII
            char name[8];
            std::snprintf(name, sizeof(name), "<0x%02X>", b);
@@ -361,7 +399,8 @@ const std::vector<std::pair<std::string, Json>>& ComparedModels() {
        }()},
       {"generated 3000", ModelJson(GeneratedVocabulary(1, 3000, false), 0, false)},
       {"generated 5000, byte_fallback", ModelJson(GeneratedVocabulary(2, 5000, true), 0, true)},
-      {"generated 4000, unk last", [] {
+      {"generated 4000, unk last",
+       [] {
          auto pieces = GeneratedVocabulary(3, 4000, false);
          std::swap(pieces.front(), pieces.back());
          return ModelJson(pieces, static_cast<int>(pieces.size()) - 1, false);
@@ -380,8 +419,8 @@ const Json& JavaScriptAnswers() {
     testing::ScratchDir dir("unigram_reference");
     testing::WriteFile(dir / "request.json", request.dump());
     const std::string js = FUSEC_TESTS_JS_DIR;
-    const int status = testing::RunCommand("node " + js + "/unigram_reference.mjs < " + (dir / "request.json") +
-                                           " > " + (dir / "answer.json"));
+    const int status = testing::RunCommand("node " + js + "/unigram_reference.mjs < " + (dir / "request.json") + " > " +
+                                           (dir / "answer.json"));
     if (status != 0) return Json();
     Json answer = Json::parse(testing::ReadFile(dir / "answer.json"), nullptr, false);
     return answer.is_object() && answer.contains("cases") ? answer["cases"] : Json();
@@ -442,8 +481,11 @@ TEST(UnigramModel, TokenizesFastWithAQuarterMillionPieces) {
   const auto start = std::chrono::steady_clock::now();
   for (const std::string& word : words) model.Tokenize(word, &ids);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("[ unigram ] 250000 pieces, %zu trie nodes: load %.2f s; %zu bytes, %zu words -> %zu tokens in %.3f s: %.0f tokens/s, %.1f MB/s\n",
-              model.trie_nodes(), load_seconds, bytes, words.size(), ids.size(), seconds, ids.size() / seconds, bytes / seconds / 1e6);
+  std::printf(
+      "[ unigram ] 250000 pieces, %zu trie nodes: load %.2f s; %zu bytes, %zu words -> %zu tokens in %.3f s: %.0f "
+      "tokens/s, %.1f MB/s\n",
+      model.trie_nodes(), load_seconds, bytes, words.size(), ids.size(), seconds, ids.size() / seconds,
+      bytes / seconds / 1e6);
   ASSERT_GE(ids.size(), words.size());
   for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < model.vocab_size());
 }
