@@ -299,8 +299,8 @@ std::optional<int32_t> UnigramModel::TokenToId(std::string_view token) const {
 }
 
 const std::string& UnigramModel::IdToToken(int32_t id) const {
-  static const std::string kNone;
-  if (id < 0 || static_cast<size_t>(id) >= pieces_.size()) return kNone;
+  static const std::string none;
+  if (id < 0 || static_cast<size_t>(id) >= pieces_.size()) return none;
   return pieces_[static_cast<size_t>(id)];
 }
 

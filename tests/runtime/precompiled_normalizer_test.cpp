@@ -18,10 +18,10 @@ namespace fusec::rt {
 namespace {
 
 using Json = nlohmann::json;
-const std::string kPath = "tokenizer.json: normalizer";
+constexpr char kPath[] = "tokenizer.json: normalizer";
 
 std::string EncodeBase64(std::string_view bytes) {
-  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   for (size_t i = 0; i < bytes.size(); i += 3) {
     uint32_t bits = static_cast<uint8_t>(bytes[i]) << 16;

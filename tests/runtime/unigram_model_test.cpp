@@ -23,7 +23,7 @@ namespace fusec::rt {
 namespace {
 
 using Json = nlohmann::json;
-const std::string kPath = "tokenizer.json: model";
+constexpr char kPath[] = "tokenizer.json: model";
 
 Json ModelJson(const std::vector<std::pair<std::string, double>>& pieces, Json unk_id, bool byte_fallback) {
   Json vocab = Json::array();
@@ -274,7 +274,7 @@ std::string Utf8(char32_t c) {
 }
 
 /// Code point ranges of the scripts the generated texts mix.
-const std::vector<std::pair<char32_t, char32_t>> kScripts = {
+constexpr std::pair<char32_t, char32_t> kScripts[] = {
     {U'a', U'z'},       {U'A', U'Z'},     {U'0', U'9'},     {0x00E0, 0x00FF},  // Latin, accents
     {0x0391, 0x03C9},   {0x0410, 0x044F},                                      // Greek, Cyrillic
     {0x05D0, 0x05EA},   {0x0627, 0x064A}, {0x0905, 0x0939},                    // Hebrew, Arabic, Devanagari
@@ -283,7 +283,7 @@ const std::vector<std::pair<char32_t, char32_t>> kScripts = {
 };
 
 std::string RandomWord(std::mt19937& rng) {
-  const auto& [first, last] = kScripts[rng() % kScripts.size()];
+  const auto& [first, last] = kScripts[rng() % std::size(kScripts)];
   std::string word;
   const int length = 1 + static_cast<int>(rng() % 7);
   for (int i = 0; i < length; ++i) word += Utf8(first + static_cast<char32_t>(rng() % (last - first + 1)));
