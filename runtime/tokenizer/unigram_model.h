@@ -11,7 +11,8 @@
 // - ties keep the segmentation found first (the piece that starts earliest).
 // Pieces are found with a byte trie whose nodes keep their children contiguous, so each position costs one
 // walk bounded by the longest piece, whatever the vocabulary's size (XLM-R has 250k pieces). The model knows
-// nothing of normalizers or pre-tokenizers: it gets one normalized, pre-tokenized piece at a time.
+// nothing of normalizers or pre-tokenizers: it gets one normalized, pre-tokenized piece at a time. Tokenizing
+// is const and thread-safe (the Viterbi scratch is per thread, so word after word allocates nothing).
 #pragma once
 
 #include <cstdint>
@@ -55,7 +56,7 @@ class UnigramModel {
   int32_t vocab_size() const { return static_cast<int32_t>(pieces_.size()); }
   std::optional<int32_t> unk_id() const { return unk_id_; }
   bool byte_fallback() const { return byte_fallback_; }
-  /// The score of `id` as the vocabulary gives it.
+  /// The score of `id` (in [0, vocab_size())) as the vocabulary gives it.
   double score(int32_t id) const { return scores_[static_cast<size_t>(id)]; }
   /// The score an unknown character gets: the lowest score minus kUnkPenalty.
   double unk_score() const { return min_score_ - kUnkPenalty; }
