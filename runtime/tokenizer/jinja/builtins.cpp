@@ -42,8 +42,10 @@ void ArgReader::Finish() {
 
 std::vector<Value> Iterate(const Value& v, int line) {
   switch (v.kind) {
-    case ValueKind::Undefined: return {};
-    case ValueKind::List: return v.list->items;
+    case ValueKind::Undefined:
+      return {};
+    case ValueKind::List:
+      return v.list->items;
     case ValueKind::Dict: {
       std::vector<Value> keys;
       keys.reserve(v.dict->entries.size());
@@ -58,17 +60,23 @@ std::vector<Value> Iterate(const Value& v, int line) {
         chars.push_back(Value::String(v.text.substr(offsets[k], offsets[k + 1] - offsets[k])));
       return chars;
     }
-    default: Fail(line, "`" + std::string(TypeName(v)) + "` object is not iterable");
+    default:
+      Fail(line, "`" + std::string(TypeName(v)) + "` object is not iterable");
   }
 }
 
 int64_t Length(const Value& v, int line) {
   switch (v.kind) {
-    case ValueKind::Undefined: return 0;
-    case ValueKind::String: return static_cast<int64_t>(pystr::CodePointCount(v.text));
-    case ValueKind::List: return static_cast<int64_t>(v.list->items.size());
-    case ValueKind::Dict: return static_cast<int64_t>(v.dict->entries.size());
-    default: Fail(line, "object of type `" + std::string(TypeName(v)) + "` has no length");
+    case ValueKind::Undefined:
+      return 0;
+    case ValueKind::String:
+      return static_cast<int64_t>(pystr::CodePointCount(v.text));
+    case ValueKind::List:
+      return static_cast<int64_t>(v.list->items.size());
+    case ValueKind::Dict:
+      return static_cast<int64_t>(v.dict->entries.size());
+    default:
+      Fail(line, "object of type `" + std::string(TypeName(v)) + "` has no length");
   }
 }
 
@@ -85,7 +93,8 @@ int64_t ExpectInt(const Value& v, std::string_view what, int line) {
 
 bool Contains(const Value& container, const Value& item, int line) {
   switch (container.kind) {
-    case ValueKind::Undefined: return false;
+    case ValueKind::Undefined:
+      return false;
     case ValueKind::String:
       if (!item.is_string())
         Fail(line, "`in <string>` requires a string on the left, not " + std::string(TypeName(item)));
@@ -94,8 +103,10 @@ bool Contains(const Value& container, const Value& item, int line) {
       for (const Value& v : container.list->items)
         if (Equal(v, item)) return true;
       return false;
-    case ValueKind::Dict: return item.is_string() && container.dict->Find(item.text) != nullptr;
-    default: Fail(line, "argument of type `" + std::string(TypeName(container)) + "` is not iterable");
+    case ValueKind::Dict:
+      return item.is_string() && container.dict->Find(item.text) != nullptr;
+    default:
+      Fail(line, "argument of type `" + std::string(TypeName(container)) + "` is not iterable");
   }
 }
 

@@ -14,7 +14,9 @@ constexpr size_t kTemplateFrame = 2;  // frames_[0] globals, [1] the context, [2
 }
 
 double AsDouble(const Value& v) {
-  return v.kind == ValueKind::Float ? v.number : v.kind == ValueKind::Bool ? (v.boolean ? 1 : 0) : static_cast<double>(v.integer);
+  return v.kind == ValueKind::Float  ? v.number
+         : v.kind == ValueKind::Bool ? (v.boolean ? 1 : 0)
+                                     : static_cast<double>(v.integer);
 }
 int64_t AsInt(const Value& v) { return v.kind == ValueKind::Bool ? (v.boolean ? 1 : 0) : v.integer; }
 bool IsIntLike(const Value& v) { return v.kind == ValueKind::Int || v.kind == ValueKind::Bool; }
@@ -133,21 +135,30 @@ Evaluator::Flow Evaluator::Exec(const Body& body) {
 Evaluator::Flow Evaluator::ExecStmt(const Stmt& s) {
   line_ = s.line;
   switch (s.kind) {
-    case StmtKind::Text: Write(s.text); return Flow::Normal;
-    case StmtKind::Output: Write(ToStr(Eval(*s.expr))); return Flow::Normal;
+    case StmtKind::Text:
+      Write(s.text);
+      return Flow::Normal;
+    case StmtKind::Output:
+      Write(ToStr(Eval(*s.expr)));
+      return Flow::Normal;
     case StmtKind::If:
       for (const auto& [condition, body] : s.branches)
         if (Truthy(Eval(*condition))) return Exec(body);
       return Exec(s.else_body);
-    case StmtKind::For: return ExecFor(s);
-    case StmtKind::Set: ExecSet(s); return Flow::Normal;
+    case StmtKind::For:
+      return ExecFor(s);
+    case StmtKind::Set:
+      ExecSet(s);
+      return Flow::Normal;
     case StmtKind::SetBlock: {
       Value text = Value::String(Capture(s.body));
       if (s.expr) text = ApplyFilterChain(*s.expr, text);
       Define(s.targets[0], text);
       return Flow::Normal;
     }
-    case StmtKind::Macro: Define(s.name, MakeMacro(s.body, s.params, s.name)); return Flow::Normal;
+    case StmtKind::Macro:
+      Define(s.name, MakeMacro(s.body, s.params, s.name));
+      return Flow::Normal;
     case StmtKind::CallBlock: {
       const Expr& call = *s.expr;
       Value callee = Eval(*call.children[0]);
@@ -157,10 +168,15 @@ Evaluator::Flow Evaluator::ExecStmt(const Stmt& s) {
       Write(ToStr(Call(callee, args, s.line)));
       return Flow::Normal;
     }
-    case StmtKind::FilterBlock: Write(ToStr(ApplyFilterChain(*s.expr, Value::String(Capture(s.body))))); return Flow::Normal;
-    case StmtKind::Break: return Flow::Break;
-    case StmtKind::Continue: return Flow::Continue;
-    case StmtKind::Generation: return Exec(s.body);
+    case StmtKind::FilterBlock:
+      Write(ToStr(ApplyFilterChain(*s.expr, Value::String(Capture(s.body)))));
+      return Flow::Normal;
+    case StmtKind::Break:
+      return Flow::Break;
+    case StmtKind::Continue:
+      return Flow::Continue;
+    case StmtKind::Generation:
+      return Exec(s.body);
   }
   return Flow::Normal;
 }
@@ -333,7 +349,8 @@ Value Evaluator::Call(const Value& callee, CallArgs& args, int line) {
 
 Value Evaluator::GetAttr(const Value& object, std::string_view name, int line) {
   switch (object.kind) {
-    case ValueKind::Undefined: FailUndefined(object, line);
+    case ValueKind::Undefined:
+      FailUndefined(object, line);
     case ValueKind::Dict: {
       if (auto method = FindMethod(object, name, line)) return *method;
       if (const Value* v = object.dict->Find(name)) return *v;
@@ -342,17 +359,21 @@ Value Evaluator::GetAttr(const Value& object, std::string_view name, int line) {
     case ValueKind::Namespace:
       if (const Value* v = object.ns->Find(name)) return *v;
       return Value::Undefined("namespace has no attribute '" + std::string(name) + "'");
-    case ValueKind::String: case ValueKind::List:
+    case ValueKind::String:
+    case ValueKind::List:
       if (auto method = FindMethod(object, name, line)) return *method;
       break;
-    default: break;
+    default:
+      break;
   }
-  return Value::Undefined("'" + std::string(TypeName(object)) + " object' has no attribute '" + std::string(name) + "'");
+  return Value::Undefined("'" + std::string(TypeName(object)) + " object' has no attribute '" + std::string(name) +
+                          "'");
 }
 
 Value Evaluator::GetItem(const Value& object, const Value& key, int line) {
   switch (object.kind) {
-    case ValueKind::Undefined: FailUndefined(object, line);
+    case ValueKind::Undefined:
+      FailUndefined(object, line);
     case ValueKind::Dict:
       if (key.is_string()) {
         if (const Value* v = object.dict->Find(key.text)) return *v;
@@ -379,13 +400,14 @@ Value Evaluator::GetItem(const Value& object, const Value& key, int line) {
         int64_t i = AsInt(key);
         if (i < 0) i += n;
         if (i >= 0 && i < n)
-          return Value::String(object.text.substr(offsets[static_cast<size_t>(i)],
-                                                  offsets[static_cast<size_t>(i) + 1] - offsets[static_cast<size_t>(i)]));
+          return Value::String(object.text.substr(
+              offsets[static_cast<size_t>(i)], offsets[static_cast<size_t>(i) + 1] - offsets[static_cast<size_t>(i)]));
         return Value::Undefined("string index out of range");
       }
       if (key.is_string()) return GetAttr(object, key.text, line);
       break;
-    default: break;
+    default:
+      break;
   }
   return Value::Undefined("'" + std::string(TypeName(object)) + " object' has no item " + Repr(key));
 }
@@ -411,7 +433,8 @@ Value Evaluator::EvalSlice(const Value& object, const Expr& e) {
     std::vector<size_t> offsets = pystr::CodePointOffsets(object.text);
     std::string out;
     for (int64_t i : SliceIndices(static_cast<int64_t>(offsets.size()) - 1, as_opt(start), as_opt(stop), step_n))
-      out.append(object.text, offsets[static_cast<size_t>(i)], offsets[static_cast<size_t>(i) + 1] - offsets[static_cast<size_t>(i)]);
+      out.append(object.text, offsets[static_cast<size_t>(i)],
+                 offsets[static_cast<size_t>(i) + 1] - offsets[static_cast<size_t>(i)]);
     return Value::String(std::move(out));
   }
   if (object.is_list()) {
@@ -432,7 +455,8 @@ Value Evaluator::EvalBinary(const std::string& op, const Value& a, const Value& 
   if (a.is_undefined()) FailUndefined(a, line);
   if (b.is_undefined()) FailUndefined(b, line);
   auto unsupported = [&]() -> Value {
-    Fail(line, "unsupported operand types for `" + op + "`: " + std::string(TypeName(a)) + " and " + std::string(TypeName(b)));
+    Fail(line, "unsupported operand types for `" + op + "`: " + std::string(TypeName(a)) + " and " +
+                   std::string(TypeName(b)));
   };
   if (a.is_number() && b.is_number()) {
     bool ints = IsIntLike(a) && IsIntLike(b);
@@ -516,7 +540,8 @@ Value Evaluator::EvalBinary(const std::string& op, const Value& a, const Value& 
     if (!IsIntLike(count) || !(seq.is_string() || seq.is_list())) return unsupported();
     int64_t n = std::max<int64_t>(AsInt(count), 0);
     size_t unit = seq.is_string() ? seq.text.size() : seq.items().size() * sizeof(Value);
-    if (unit > 0 && static_cast<uint64_t>(n) > limits_.max_output_bytes / unit) CheckSize(limits_.max_output_bytes + 1, line);
+    if (unit > 0 && static_cast<uint64_t>(n) > limits_.max_output_bytes / unit)
+      CheckSize(limits_.max_output_bytes + 1, line);
     if (seq.is_string()) {
       std::string out;
       out.reserve(unit * static_cast<size_t>(n));
@@ -537,10 +562,14 @@ Value Evaluator::EvalCompare(const Expr& e) {
     Value right = Eval(*e.children[k + 1]);
     const std::string& op = e.ops[k];
     bool holds;
-    if (op == "==") holds = Equal(left, right);
-    else if (op == "!=") holds = !Equal(left, right);
-    else if (op == "in") holds = Contains(right, left, e.line);
-    else if (op == "notin") holds = !Contains(right, left, e.line);
+    if (op == "==")
+      holds = Equal(left, right);
+    else if (op == "!=")
+      holds = !Equal(left, right);
+    else if (op == "in")
+      holds = Contains(right, left, e.line);
+    else if (op == "notin")
+      holds = !Contains(right, left, e.line);
     else {
       if (left.is_undefined()) FailUndefined(left, e.line);
       if (right.is_undefined()) FailUndefined(right, e.line);
@@ -558,8 +587,10 @@ Value Evaluator::Eval(const Expr& e) {
     case ExprKind::Literal:
       if (e.name == "__body__") return Value::String(filter_body_ ? *filter_body_ : std::string());
       return e.value;
-    case ExprKind::Name: return Lookup(e.name);
-    case ExprKind::List: case ExprKind::Tuple: {
+    case ExprKind::Name:
+      return Lookup(e.name);
+    case ExprKind::List:
+    case ExprKind::Tuple: {
       std::vector<Value> items;
       items.reserve(e.children.size());
       for (const ExprPtr& c : e.children) items.push_back(Eval(*c));
@@ -574,12 +605,14 @@ Value Evaluator::Eval(const Expr& e) {
       }
       return Value::Dict(std::move(entries));
     }
-    case ExprKind::GetAttr: return GetAttr(Eval(*e.children[0]), e.name, e.line);
+    case ExprKind::GetAttr:
+      return GetAttr(Eval(*e.children[0]), e.name, e.line);
     case ExprKind::GetItem: {
       Value object = Eval(*e.children[0]);
       return GetItem(object, Eval(*e.children[1]), e.line);
     }
-    case ExprKind::Slice: return EvalSlice(Eval(*e.children[0]), e);
+    case ExprKind::Slice:
+      return EvalSlice(Eval(*e.children[0]), e);
     case ExprKind::Call: {
       Value callee = Eval(*e.children[0]);
       CallArgs args;
@@ -598,7 +631,8 @@ Value Evaluator::Eval(const Expr& e) {
       EvalArgs(e, 1, &args);
       return Value::Bool(ApplyTest(*e.test, operand, args, e.line) != e.negated);
     }
-    case ExprKind::Negate: case ExprKind::Plus: {
+    case ExprKind::Negate:
+    case ExprKind::Plus: {
       Value v = Eval(*e.children[0]);
       if (v.is_undefined()) FailUndefined(v, e.line);
       if (!v.is_number()) Fail(e.line, "bad operand type for unary `-`: " + std::string(TypeName(v)));
@@ -609,7 +643,8 @@ Value Evaluator::Eval(const Expr& e) {
       }
       return Value::Float(-v.number);
     }
-    case ExprKind::Not: return Value::Bool(!Truthy(Eval(*e.children[0])));
+    case ExprKind::Not:
+      return Value::Bool(!Truthy(Eval(*e.children[0])));
     case ExprKind::Binary: {
       Value a = Eval(*e.children[0]);
       return EvalBinary(e.name, a, Eval(*e.children[1]), e.line);
@@ -622,7 +657,8 @@ Value Evaluator::Eval(const Expr& e) {
       Value a = Eval(*e.children[0]);
       return Truthy(a) ? a : Eval(*e.children[1]);
     }
-    case ExprKind::Compare: return EvalCompare(e);
+    case ExprKind::Compare:
+      return EvalCompare(e);
     case ExprKind::Conditional:
       if (Truthy(Eval(*e.children[0]))) return Eval(*e.children[1]);
       return e.children[2] ? Eval(*e.children[2]) : Value::Undefined("the conditional's else");

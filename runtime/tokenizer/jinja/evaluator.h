@@ -1,7 +1,8 @@
 // The walk that renders a parsed template: statements write to an output buffer, expressions give values.
 // Scopes are jinja2's: a `for` body (each iteration afresh) and a macro have their own frame (a `set` inside
-// a loop is invisible after it, and in the next iteration, hence `namespace()`), `if` has none. Every loop, call and byte written is counted against
-// limits, so a hostile template ends with an error rather than exhausting time, memory or the stack.
+// a loop is invisible after it, and in the next iteration, hence `namespace()`), `if` has none. Every loop, call and
+// byte written is counted against limits, so a hostile template ends with an error rather than exhausting time, memory
+// or the stack.
 #pragma once
 
 #include <ctime>
@@ -38,8 +39,8 @@ class Evaluator {
   int line() const { return line_; }
 
   /// Calls a macro (or a `{% call %}` block's `caller`): its parameters bound in a frame of its own.
-  Value InvokeMacro(const Body& body, const std::vector<MacroParam>& params, const std::string& name,
-                    CallArgs& args, int line);
+  Value InvokeMacro(const Body& body, const std::vector<MacroParam>& params, const std::string& name, CallArgs& args,
+                    int line);
 
  private:
   enum class Flow : uint8_t { Normal, Break, Continue };
@@ -70,7 +71,7 @@ class Evaluator {
   RenderLimits limits_;
   int64_t iterations_ = 0;
   int call_depth_ = 0;
-  int line_ = 0;  // the statement being run, for errors thrown without a line
+  int line_ = 0;      // the statement being run, for errors thrown without a line
   size_t floor_ = 0;  // inside a macro: its frame; lookups skip the frames between it and the template's
   const std::string* filter_body_ = nullptr;  // a filter block's rendered body
 };

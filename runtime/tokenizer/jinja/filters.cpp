@@ -24,7 +24,8 @@ Value GetPath(Evaluator& ev, const Value& object, const Value& path, int line) {
     size_t dot = path.text.find('.', start);
     std::string part = path.text.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
-    current = ev.GetItem(current, numeric ? Value::Int(std::strtoll(part.c_str(), nullptr, 10)) : Value::String(part), line);
+    current =
+        ev.GetItem(current, numeric ? Value::Int(std::strtoll(part.c_str(), nullptr, 10)) : Value::String(part), line);
     if (dot == std::string::npos) return current;
     start = dot + 1;
   }
@@ -160,8 +161,10 @@ Value IntFilter(Evaluator&, const Value& v, CallArgs& a) {
   int64_t base = ExpectInt(r.Take("base", Value::Int(10)), "`int`'s base", a.line);
   r.Finish();
   switch (v.kind) {
-    case ValueKind::Int: return v;
-    case ValueKind::Bool: return Value::Int(v.boolean ? 1 : 0);
+    case ValueKind::Int:
+      return v;
+    case ValueKind::Bool:
+      return Value::Int(v.boolean ? 1 : 0);
     case ValueKind::Float:
       if (std::isfinite(v.number) && std::abs(v.number) < 9.2e18) return Value::Int(static_cast<int64_t>(v.number));
       return fallback;
@@ -171,7 +174,8 @@ Value IntFilter(Evaluator&, const Value& v, CallArgs& a) {
       if (f && std::isfinite(*f) && std::abs(*f) < 9.2e18) return Value::Int(static_cast<int64_t>(*f));
       return fallback;
     }
-    default: return fallback;
+    default:
+      return fallback;
   }
 }
 
@@ -180,14 +184,18 @@ Value FloatFilter(Evaluator&, const Value& v, CallArgs& a) {
   Value fallback = r.Take("default", Value::Float(0.0));
   r.Finish();
   switch (v.kind) {
-    case ValueKind::Int: return Value::Float(static_cast<double>(v.integer));
-    case ValueKind::Bool: return Value::Float(v.boolean ? 1.0 : 0.0);
-    case ValueKind::Float: return v;
+    case ValueKind::Int:
+      return Value::Float(static_cast<double>(v.integer));
+    case ValueKind::Bool:
+      return Value::Float(v.boolean ? 1.0 : 0.0);
+    case ValueKind::Float:
+      return v;
     case ValueKind::String: {
       auto f = ParseFloat(v.text);
       return f ? Value::Float(*f) : fallback;
     }
-    default: return fallback;
+    default:
+      return fallback;
   }
 }
 
@@ -208,7 +216,8 @@ Value ReplaceFilter(Evaluator& ev, const Value& v, CallArgs& a) {
   std::string new_text = ToStr(r.Required("new"));
   Value count = r.Take("count", Value::None());
   r.Finish();
-  std::string out = pystr::Replace(ToStr(v), old_text, new_text, count.is_none() ? -1 : ExpectInt(count, "count", a.line));
+  std::string out =
+      pystr::Replace(ToStr(v), old_text, new_text, count.is_none() ? -1 : ExpectInt(count, "count", a.line));
   ev.CheckSize(out.size(), a.line);
   return Value::String(std::move(out));
 }
@@ -234,7 +243,8 @@ Value Sort(Evaluator& ev, const Value& v, CallArgs& a) {
   std::vector<Value> items = Iterate(v, a.line);
   std::vector<std::pair<Value, size_t>> keyed;
   for (size_t k = 0; k < items.size(); ++k)
-    keyed.emplace_back(SortKey(attribute.is_none() ? items[k] : GetPath(ev, items[k], attribute, a.line), case_sensitive), k);
+    keyed.emplace_back(
+        SortKey(attribute.is_none() ? items[k] : GetPath(ev, items[k], attribute, a.line), case_sensitive), k);
   int line = a.line;
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
     int c = Compare(x.first, y.first, line);
@@ -287,11 +297,14 @@ Value Sum(Evaluator& ev, const Value& v, CallArgs& a) {
     Value x = attribute.is_none() ? item : GetPath(ev, item, attribute, a.line);
     if (!x.is_number() || !total.is_number()) Fail(a.line, "`sum` needs numbers, not " + std::string(TypeName(x)));
     if (x.kind == ValueKind::Float || total.kind == ValueKind::Float) {
-      auto d = [](const Value& n) { return n.kind == ValueKind::Float ? n.number : static_cast<double>(ExpectInt(n, "", 0)); };
+      auto d = [](const Value& n) {
+        return n.kind == ValueKind::Float ? n.number : static_cast<double>(ExpectInt(n, "", 0));
+      };
       total = Value::Float(d(total) + d(x));
     } else {
       int64_t out = 0;
-      if (__builtin_add_overflow(ExpectInt(total, "", 0), ExpectInt(x, "", 0), &out)) Fail(a.line, "integer overflow in `sum`");
+      if (__builtin_add_overflow(ExpectInt(total, "", 0), ExpectInt(x, "", 0), &out))
+        Fail(a.line, "integer overflow in `sum`");
       total = Value::Int(out);
     }
   }
@@ -307,10 +320,14 @@ Value Round(Evaluator&, const Value& v, CallArgs& a) {
   double x = v.kind == ValueKind::Float ? v.number : static_cast<double>(ExpectInt(v, "", 0));
   double scale = std::pow(10.0, static_cast<double>(std::clamp<int64_t>(precision, -300, 300)));
   double scaled = x * scale;
-  if (method == "common") scaled = std::nearbyint(scaled);  // Python's round(): half to even
-  else if (method == "ceil") scaled = std::ceil(scaled);
-  else if (method == "floor") scaled = std::floor(scaled);
-  else Fail(a.line, "`round`'s method must be common, ceil or floor");
+  if (method == "common")
+    scaled = std::nearbyint(scaled);  // Python's round(): half to even
+  else if (method == "ceil")
+    scaled = std::ceil(scaled);
+  else if (method == "floor")
+    scaled = std::floor(scaled);
+  else
+    Fail(a.line, "`round`'s method must be common, ceil or floor");
   return Value::Float(scaled / scale);
 }
 
@@ -320,9 +337,10 @@ Value Indent(Evaluator& ev, const Value& v, CallArgs& a) {
   bool first = Truthy(r.Take("first", Value::Bool(false)));
   bool blank = Truthy(r.Take("blank", Value::Bool(false)));
   r.Finish();
-  std::string indention = width.is_string()
-                              ? width.text
-                              : std::string(static_cast<size_t>(std::clamp<int64_t>(ExpectInt(width, "width", a.line), 0, 1024)), ' ');
+  std::string indention =
+      width.is_string()
+          ? width.text
+          : std::string(static_cast<size_t>(std::clamp<int64_t>(ExpectInt(width, "width", a.line), 0, 1024)), ' ');
   std::vector<std::string> lines = pystr::SplitLines(ToStr(v) + "\n", false);
   std::string out;
   for (size_t k = 0; k < lines.size(); ++k) {
@@ -433,12 +451,23 @@ Value Escape(Evaluator&, const Value& v, CallArgs& a) {
   std::string out;
   for (char c : ToStr(v)) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return Value::String(std::move(out));

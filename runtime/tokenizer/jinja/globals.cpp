@@ -53,7 +53,8 @@ std::vector<std::pair<std::string, Value>> DictArgs(CallArgs& a, std::string_vie
   if (a.positional.size() > 1) Fail(a.line, "`" + std::string(function) + "` takes at most one positional argument");
   if (a.positional.size() == 1) {
     const Value& source = a.positional[0];
-    if (!source.is_dict()) Fail(a.line, "`" + std::string(function) + "` needs a mapping, not " + std::string(TypeName(source)));
+    if (!source.is_dict())
+      Fail(a.line, "`" + std::string(function) + "` needs a mapping, not " + std::string(TypeName(source)));
     entries = source.dict->entries;
   }
   for (auto& kw : a.keyword) entries.push_back(std::move(kw));

@@ -17,18 +17,25 @@ constexpr int kMaxContextDepth = 256;
 /// The context's JSON as values; either nlohmann flavour (sorted or insertion-ordered objects).
 template <typename Json>
 Value FromJson(const Json& json, int depth) {
-  if (depth > kMaxContextDepth) throw Failure{0, "the context nests deeper than " + std::to_string(kMaxContextDepth), false};
+  if (depth > kMaxContextDepth)
+    throw Failure{0, "the context nests deeper than " + std::to_string(kMaxContextDepth), false};
   using Type = typename Json::value_t;
   switch (json.type()) {
-    case Type::null: return Value::None();
-    case Type::boolean: return Value::Bool(json.template get<bool>());
-    case Type::number_integer: return Value::Int(json.template get<int64_t>());
+    case Type::null:
+      return Value::None();
+    case Type::boolean:
+      return Value::Bool(json.template get<bool>());
+    case Type::number_integer:
+      return Value::Int(json.template get<int64_t>());
     case Type::number_unsigned: {
       uint64_t u = json.template get<uint64_t>();
-      return u <= static_cast<uint64_t>(INT64_MAX) ? Value::Int(static_cast<int64_t>(u)) : Value::Float(static_cast<double>(u));
+      return u <= static_cast<uint64_t>(INT64_MAX) ? Value::Int(static_cast<int64_t>(u))
+                                                   : Value::Float(static_cast<double>(u));
     }
-    case Type::number_float: return Value::Float(json.template get<double>());
-    case Type::string: return Value::String(json.template get<std::string>());
+    case Type::number_float:
+      return Value::Float(json.template get<double>());
+    case Type::string:
+      return Value::String(json.template get<std::string>());
     case Type::array: {
       std::vector<Value> items;
       items.reserve(json.size());
@@ -38,10 +45,12 @@ Value FromJson(const Json& json, int depth) {
     case Type::object: {
       std::vector<std::pair<std::string, Value>> entries;
       entries.reserve(json.size());
-      for (auto it = json.begin(); it != json.end(); ++it) entries.emplace_back(it.key(), FromJson(it.value(), depth + 1));
+      for (auto it = json.begin(); it != json.end(); ++it)
+        entries.emplace_back(it.key(), FromJson(it.value(), depth + 1));
       return Value::Dict(std::move(entries));
     }
-    default: return Value::Undefined();
+    default:
+      return Value::Undefined();
   }
 }
 
@@ -58,7 +67,8 @@ std::optional<std::string> RenderWith(const Body& body, const Json& context, con
   try {
     if (!context.is_object()) throw Failure{0, "the context must be a JSON object", false};
     std::vector<std::pair<std::string, Value>> variables;
-    for (auto it = context.begin(); it != context.end(); ++it) variables.emplace_back(it.key(), FromJson(it.value(), 1));
+    for (auto it = context.begin(); it != context.end(); ++it)
+      variables.emplace_back(it.key(), FromJson(it.value(), 1));
     Evaluator evaluator(std::move(variables), options.now ? *options.now : std::time(nullptr), options.limits);
     return evaluator.Render(body);
   } catch (const Failure& f) {

@@ -10,11 +10,10 @@
 
 #include <ctime>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace fusec::rt::jinja {
 
@@ -29,7 +28,7 @@ struct TemplateError {
 struct RenderLimits {
   size_t max_output_bytes = size_t{64} << 20;  // also bounds any one string built
   int64_t max_iterations = 1'000'000;          // loop iterations and range() items (100 turns take ~1000)
-  int max_call_depth = 100;                     // macro calls inside macro calls
+  int max_call_depth = 100;                    // macro calls inside macro calls
 };
 
 struct RenderOptions {

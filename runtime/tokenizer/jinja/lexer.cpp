@@ -260,8 +260,9 @@ class Lexer {
       return j;
     };
     auto dec = [](char c) { return IsDigit(c); };
-    if (src_[k] == '0' && k + 1 < src_.size() && (src_[k + 1] == 'x' || src_[k + 1] == 'X' || src_[k + 1] == 'o' ||
-                                                  src_[k + 1] == 'O' || src_[k + 1] == 'b' || src_[k + 1] == 'B')) {
+    if (src_[k] == '0' && k + 1 < src_.size() &&
+        (src_[k + 1] == 'x' || src_[k + 1] == 'X' || src_[k + 1] == 'o' || src_[k + 1] == 'O' || src_[k + 1] == 'b' ||
+         src_[k + 1] == 'B')) {
       char base_char = static_cast<char>(src_[k + 1] | 0x20);
       int base = base_char == 'x' ? 16 : base_char == 'o' ? 8 : 2;
       size_t j = k + 2;
@@ -344,20 +345,47 @@ class Lexer {
         pystr::AppendUtf8(cp, &value);
       };
       switch (e) {
-        case '\n': break;
-        case '\\': value.push_back('\\'); break;
-        case '\'': value.push_back('\''); break;
-        case '"': value.push_back('"'); break;
-        case 'a': value.push_back('\a'); break;
-        case 'b': value.push_back('\b'); break;
-        case 'f': value.push_back('\f'); break;
-        case 'n': value.push_back('\n'); break;
-        case 'r': value.push_back('\r'); break;
-        case 't': value.push_back('\t'); break;
-        case 'v': value.push_back('\v'); break;
-        case 'x': hex(2); break;
-        case 'u': hex(4); break;
-        case 'U': hex(8); break;
+        case '\n':
+          break;
+        case '\\':
+          value.push_back('\\');
+          break;
+        case '\'':
+          value.push_back('\'');
+          break;
+        case '"':
+          value.push_back('"');
+          break;
+        case 'a':
+          value.push_back('\a');
+          break;
+        case 'b':
+          value.push_back('\b');
+          break;
+        case 'f':
+          value.push_back('\f');
+          break;
+        case 'n':
+          value.push_back('\n');
+          break;
+        case 'r':
+          value.push_back('\r');
+          break;
+        case 't':
+          value.push_back('\t');
+          break;
+        case 'v':
+          value.push_back('\v');
+          break;
+        case 'x':
+          hex(2);
+          break;
+        case 'u':
+          hex(4);
+          break;
+        case 'U':
+          hex(8);
+          break;
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = static_cast<uint32_t>(e - '0');

@@ -37,7 +37,8 @@ Value StartsOrEndsWith(Evaluator&, const Value& self, CallArgs& a) {
   auto matches = [&](const Value& v) {
     const std::string& s = ExpectString(v, kEnd ? "`endswith`'s suffix" : "`startswith`'s prefix", a.line);
     if (s.size() > self.text.size()) return false;
-    return kEnd ? self.text.compare(self.text.size() - s.size(), s.size(), s) == 0 : self.text.compare(0, s.size(), s) == 0;
+    return kEnd ? self.text.compare(self.text.size() - s.size(), s.size(), s) == 0
+                : self.text.compare(0, s.size(), s) == 0;
   };
   if (affix.is_list() && affix.list->is_tuple)
     return Value::Bool(std::any_of(affix.items().begin(), affix.items().end(), matches));
@@ -138,7 +139,8 @@ Value RemoveAffix(Evaluator&, const Value& self, CallArgs& a) {
   if (affix.size() <= self.text.size()) {
     if (kSuffix && self.text.compare(self.text.size() - affix.size(), affix.size(), affix) == 0)
       return Value::String(self.text.substr(0, self.text.size() - affix.size()));
-    if (!kSuffix && self.text.compare(0, affix.size(), affix) == 0) return Value::String(self.text.substr(affix.size()));
+    if (!kSuffix && self.text.compare(0, affix.size(), affix) == 0)
+      return Value::String(self.text.substr(affix.size()));
   }
   return self;
 }
@@ -151,8 +153,10 @@ Value FormatMethod(Evaluator& ev, const Value& self, CallArgs& a) {
   for (size_t k = 0; k < f.size(); ++k) {
     char c = f[k];
     if (c == '}') {
-      if (k + 1 < f.size() && f[k + 1] == '}') ++k;
-      else Fail(a.line, "single `}` in a format string");
+      if (k + 1 < f.size() && f[k + 1] == '}')
+        ++k;
+      else
+        Fail(a.line, "single `}` in a format string");
       out.push_back('}');
       continue;
     }
@@ -172,7 +176,8 @@ Value FormatMethod(Evaluator& ev, const Value& self, CallArgs& a) {
     const Value* value = nullptr;
     if (field.empty() || std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
       size_t index = field.empty() ? auto_index++ : std::stoul(field);
-      if (index >= a.positional.size()) Fail(a.line, "`format`: replacement index " + std::to_string(index) + " out of range");
+      if (index >= a.positional.size())
+        Fail(a.line, "`format`: replacement index " + std::to_string(index) + " out of range");
       value = &a.positional[index];
     } else {
       for (const auto& [name, v] : a.keyword)
@@ -277,21 +282,21 @@ constexpr MethodSpec kStringMethods[] = {
 };
 
 constexpr MethodSpec kDictMethods[] = {
-    {"clear", nullptr}, {"copy", Copy},        {"fromkeys", nullptr}, {"get", DictGet},       {"items", DictItems},
-    {"keys", DictKeys}, {"pop", nullptr},      {"popitem", nullptr},  {"setdefault", nullptr}, {"update", nullptr},
-    {"values", DictValues},
+    {"clear", nullptr},      {"copy", Copy},      {"fromkeys", nullptr},  {"get", DictGet},
+    {"items", DictItems},    {"keys", DictKeys},  {"pop", nullptr},       {"popitem", nullptr},
+    {"setdefault", nullptr}, {"update", nullptr}, {"values", DictValues},
 };
 
 constexpr MethodSpec kListMethods[] = {
-    {"append", nullptr}, {"clear", nullptr},  {"copy", Copy},      {"count", CountMethod}, {"extend", nullptr},
-    {"index", ListIndex}, {"insert", nullptr}, {"pop", nullptr},   {"remove", nullptr},    {"reverse", nullptr},
-    {"sort", nullptr},
+    {"append", nullptr}, {"clear", nullptr},   {"copy", Copy},      {"count", CountMethod},
+    {"extend", nullptr}, {"index", ListIndex}, {"insert", nullptr}, {"pop", nullptr},
+    {"remove", nullptr}, {"reverse", nullptr}, {"sort", nullptr},
 };
 
 /// The methods that would change a list or dict: the sandbox Hugging Face renders in refuses them.
 bool Mutates(std::string_view name) {
-  for (std::string_view m : {"append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort", "popitem",
-                             "setdefault", "update"})
+  for (std::string_view m :
+       {"append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort", "popitem", "setdefault", "update"})
     if (m == name) return true;
   return false;
 }

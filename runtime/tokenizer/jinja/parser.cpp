@@ -9,8 +9,8 @@ namespace fusec::rt::jinja {
 namespace {
 
 /// Statements jinja2 has that this interpreter does not: refused by name.
-constexpr std::string_view kUnsupportedStatements[] = {
-    "include", "import", "from", "extends", "block", "with", "do", "autoescape", "trans", "pluralize", "print"};
+constexpr std::string_view kUnsupportedStatements[] = {"include", "import",     "from",  "extends",   "block", "with",
+                                                       "do",      "autoescape", "trans", "pluralize", "print"};
 
 class Parser {
  public:
@@ -44,16 +44,27 @@ class Parser {
   [[noreturn]] void FailHere(const std::string& message) const { throw Failure{Cur().line, message, false}; }
   std::string Describe(const Token& t) const {
     switch (t.kind) {
-      case TokenKind::Data: return "text";
-      case TokenKind::VariableBegin: return "`{{`";
-      case TokenKind::VariableEnd: return "`}}`";
-      case TokenKind::BlockBegin: return "`{%`";
-      case TokenKind::BlockEnd: return "`%}`";
-      case TokenKind::Name: return "`" + t.text + "`";
-      case TokenKind::String: return "a string";
-      case TokenKind::Integer: case TokenKind::Float: return "a number";
-      case TokenKind::Operator: return "`" + t.text + "`";
-      case TokenKind::End: return "the end of the template";
+      case TokenKind::Data:
+        return "text";
+      case TokenKind::VariableBegin:
+        return "`{{`";
+      case TokenKind::VariableEnd:
+        return "`}}`";
+      case TokenKind::BlockBegin:
+        return "`{%`";
+      case TokenKind::BlockEnd:
+        return "`%}`";
+      case TokenKind::Name:
+        return "`" + t.text + "`";
+      case TokenKind::String:
+        return "a string";
+      case TokenKind::Integer:
+      case TokenKind::Float:
+        return "a number";
+      case TokenKind::Operator:
+        return "`" + t.text + "`";
+      case TokenKind::End:
+        return "the end of the template";
     }
     return "?";
   }
@@ -283,7 +294,8 @@ class Parser {
       if (IsOp(")")) break;
       MacroParam param;
       param.name = ExpectName("a parameter name");
-      if (SkipOp("=")) param.default_value = Expression(true);
+      if (SkipOp("="))
+        param.default_value = Expression(true);
       else if (!s->params.empty() && s->params.back().default_value)
         FailHere("parameter `" + param.name + "` without a default follows one with a default");
       s->params.push_back(std::move(param));
@@ -310,8 +322,10 @@ class Parser {
           (!extra_end.empty() && IsName(extra_end)) || (!with_condexpr && IsName("if") && !items.empty()))
         break;
       items.push_back(Expression(with_condexpr));
-      if (IsOp(",")) is_tuple = true;
-      else break;
+      if (IsOp(","))
+        is_tuple = true;
+      else
+        break;
     }
     if (!is_tuple) {
       if (!items.empty()) return std::move(items[0]);
@@ -389,9 +403,8 @@ class Parser {
     std::vector<std::string> ops;
     while (true) {
       std::string op;
-      if (Cur().kind == TokenKind::Operator &&
-          (Cur().text == "==" || Cur().text == "!=" || Cur().text == "<" || Cur().text == ">" ||
-           Cur().text == "<=" || Cur().text == ">=")) {
+      if (Cur().kind == TokenKind::Operator && (Cur().text == "==" || Cur().text == "!=" || Cur().text == "<" ||
+                                                Cur().text == ">" || Cur().text == "<=" || Cur().text == ">=")) {
         op = Cur().text;
         Next();
       } else if (IsName("in")) {
@@ -700,8 +713,8 @@ class Parser {
       CallArgs(e.get());
     } else {
       const Token& t = Cur();
-      bool starts_primary = t.kind == TokenKind::String || t.kind == TokenKind::Integer ||
-                            t.kind == TokenKind::Float || (t.kind == TokenKind::Operator && (t.text == "[" || t.text == "{")) ||
+      bool starts_primary = t.kind == TokenKind::String || t.kind == TokenKind::Integer || t.kind == TokenKind::Float ||
+                            (t.kind == TokenKind::Operator && (t.text == "[" || t.text == "{")) ||
                             (t.kind == TokenKind::Name && t.text != "else" && t.text != "or" && t.text != "and" &&
                              t.text != "if" && t.text != "is");
       if (starts_primary) {

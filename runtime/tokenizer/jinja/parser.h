@@ -11,7 +11,7 @@
 
 namespace fusec::rt::jinja {
 
-inline constexpr int kMaxNesting = 128;     // parentheses, brackets and statements inside each other
+inline constexpr int kMaxNesting = 128;    // parentheses, brackets and statements inside each other
 inline constexpr int kMaxExprDepth = 256;  // the depth of one expression's tree (`a + b + ...` grows it too)
 
 /// The template's statements. Throws Failure with the line.

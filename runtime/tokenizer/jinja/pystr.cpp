@@ -132,9 +132,24 @@ size_t CodePointCount(std::string_view text) {
 
 bool IsSpace(uint32_t cp) {
   switch (cp) {
-    case ' ': case '\t': case '\n': case '\v': case '\f': case '\r':
-    case 0x1C: case 0x1D: case 0x1E: case 0x1F: case 0x85: case 0xA0: case 0x1680:
-    case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\v':
+    case '\f':
+    case '\r':
+    case 0x1C:
+    case 0x1D:
+    case 0x1E:
+    case 0x1F:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200A;
@@ -272,8 +287,8 @@ std::vector<std::string> SplitLines(std::string_view text, bool keep_ends) {
   while (pos < text.size()) {
     size_t at = pos;
     uint32_t cp = NextCodePoint(text, &pos);
-    bool is_break = cp == '\n' || cp == '\r' || cp == '\v' || cp == '\f' || cp == 0x1C || cp == 0x1D ||
-                    cp == 0x1E || cp == 0x85 || cp == 0x2028 || cp == 0x2029;
+    bool is_break = cp == '\n' || cp == '\r' || cp == '\v' || cp == '\f' || cp == 0x1C || cp == 0x1D || cp == 0x1E ||
+                    cp == 0x85 || cp == 0x2028 || cp == 0x2029;
     if (!is_break) continue;
     if (cp == '\r' && pos < text.size() && text[pos] == '\n') ++pos;
     lines.emplace_back(text.substr(start, (keep_ends ? pos : at) - start));
@@ -322,7 +337,8 @@ int64_t Find(std::string_view text, std::string_view needle, bool from_right) {
 int64_t Count(std::string_view text, std::string_view needle) {
   if (needle.empty()) return static_cast<int64_t>(CodePointCount(text)) + 1;
   int64_t count = 0;
-  for (size_t found = text.find(needle); found != std::string_view::npos; found = text.find(needle, found + needle.size()))
+  for (size_t found = text.find(needle); found != std::string_view::npos;
+       found = text.find(needle, found + needle.size()))
     ++count;
   return count;
 }

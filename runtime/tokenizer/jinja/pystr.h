@@ -24,7 +24,7 @@ bool IsSpace(uint32_t cp);
 
 std::string Upper(std::string_view text);
 std::string Lower(std::string_view text);
-std::string Capitalize(std::string_view text);  // str.capitalize(): first upper, the rest lower
+std::string Capitalize(std::string_view text);   // str.capitalize(): first upper, the rest lower
 std::string TitleMethod(std::string_view text);  // str.title()
 std::string TitleFilter(std::string_view text);  // jinja2's `title` filter (words split at [-\s({\[<]+)
 

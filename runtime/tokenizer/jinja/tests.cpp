@@ -77,12 +77,19 @@ bool SameAs(Evaluator&, const Value& v, CallArgs& a) {
   r.Finish();
   if (v.kind != other.kind) return false;
   switch (v.kind) {
-    case ValueKind::None: case ValueKind::Undefined: return true;
-    case ValueKind::Bool: return v.boolean == other.boolean;
-    case ValueKind::List: return v.list == other.list;
-    case ValueKind::Dict: return v.dict == other.dict;
-    case ValueKind::Namespace: return v.ns == other.ns;
-    default: return Equal(v, other);  // small ints and interned strings are the same object in CPython
+    case ValueKind::None:
+    case ValueKind::Undefined:
+      return true;
+    case ValueKind::Bool:
+      return v.boolean == other.boolean;
+    case ValueKind::List:
+      return v.list == other.list;
+    case ValueKind::Dict:
+      return v.dict == other.dict;
+    case ValueKind::Namespace:
+      return v.ns == other.ns;
+    default:
+      return Equal(v, other);  // small ints and interned strings are the same object in CPython
   }
 }
 

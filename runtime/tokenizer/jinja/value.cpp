@@ -14,7 +14,9 @@ constexpr size_t kIndexedDictSize = 8;  // smaller dicts are searched in order
 int Sign(double d) { return d < 0 ? -1 : d > 0 ? 1 : 0; }
 
 double AsDouble(const Value& v) {
-  return v.kind == ValueKind::Float ? v.number : v.kind == ValueKind::Bool ? (v.boolean ? 1 : 0) : static_cast<double>(v.integer);
+  return v.kind == ValueKind::Float  ? v.number
+         : v.kind == ValueKind::Bool ? (v.boolean ? 1 : 0)
+                                     : static_cast<double>(v.integer);
 }
 int64_t AsInt(const Value& v) { return v.kind == ValueKind::Bool ? (v.boolean ? 1 : 0) : v.integer; }
 
@@ -30,14 +32,29 @@ void AppendJsonString(std::string_view text, bool ensure_ascii, std::string* out
     size_t start = pos;
     uint32_t cp = pystr::NextCodePoint(text, &pos);
     switch (cp) {
-      case '"': *out += "\\\""; continue;
-      case '\\': *out += "\\\\"; continue;
-      case '\n': *out += "\\n"; continue;
-      case '\r': *out += "\\r"; continue;
-      case '\t': *out += "\\t"; continue;
-      case '\b': *out += "\\b"; continue;
-      case '\f': *out += "\\f"; continue;
-      default: break;
+      case '"':
+        *out += "\\\"";
+        continue;
+      case '\\':
+        *out += "\\\\";
+        continue;
+      case '\n':
+        *out += "\\n";
+        continue;
+      case '\r':
+        *out += "\\r";
+        continue;
+      case '\t':
+        *out += "\\t";
+        continue;
+      case '\b':
+        *out += "\\b";
+        continue;
+      case '\f':
+        *out += "\\f";
+        continue;
+      default:
+        break;
     }
     if (cp < 0x20) {
       append_u(cp);
@@ -63,15 +80,26 @@ void Dump(const Value& v, const JsonDumpOptions& o, int line, int depth, std::st
     for (int k = 0; k < level; ++k) *out += *o.indent;
   };
   switch (v.kind) {
-    case ValueKind::None: *out += "null"; return;
-    case ValueKind::Bool: *out += v.boolean ? "true" : "false"; return;
-    case ValueKind::Int: *out += std::to_string(v.integer); return;
-    case ValueKind::Float:
-      if (std::isnan(v.number)) *out += "NaN";
-      else if (std::isinf(v.number)) *out += v.number > 0 ? "Infinity" : "-Infinity";
-      else *out += FloatRepr(v.number);
+    case ValueKind::None:
+      *out += "null";
       return;
-    case ValueKind::String: AppendJsonString(v.text, o.ensure_ascii, out); return;
+    case ValueKind::Bool:
+      *out += v.boolean ? "true" : "false";
+      return;
+    case ValueKind::Int:
+      *out += std::to_string(v.integer);
+      return;
+    case ValueKind::Float:
+      if (std::isnan(v.number))
+        *out += "NaN";
+      else if (std::isinf(v.number))
+        *out += v.number > 0 ? "Infinity" : "-Infinity";
+      else
+        *out += FloatRepr(v.number);
+      return;
+    case ValueKind::String:
+      AppendJsonString(v.text, o.ensure_ascii, out);
+      return;
     case ValueKind::List: {
       if (v.list->items.empty()) {
         *out += "[]";
@@ -223,14 +251,23 @@ void NamespaceData::Set(const std::string& key, Value value) {
 
 bool Truthy(const Value& v) {
   switch (v.kind) {
-    case ValueKind::Undefined: case ValueKind::None: return false;
-    case ValueKind::Bool: return v.boolean;
-    case ValueKind::Int: return v.integer != 0;
-    case ValueKind::Float: return v.number != 0;
-    case ValueKind::String: return !v.text.empty();
-    case ValueKind::List: return !v.list->items.empty();
-    case ValueKind::Dict: return !v.dict->entries.empty();
-    default: return true;
+    case ValueKind::Undefined:
+    case ValueKind::None:
+      return false;
+    case ValueKind::Bool:
+      return v.boolean;
+    case ValueKind::Int:
+      return v.integer != 0;
+    case ValueKind::Float:
+      return v.number != 0;
+    case ValueKind::String:
+      return !v.text.empty();
+    case ValueKind::List:
+      return !v.list->items.empty();
+    case ValueKind::Dict:
+      return !v.dict->entries.empty();
+    default:
+      return true;
   }
 }
 
@@ -254,7 +291,8 @@ std::string FloatRepr(double d) {
     } else if (static_cast<size_t>(exponent) + 1 >= digits.size()) {
       out += digits + std::string(static_cast<size_t>(exponent) + 1 - digits.size(), '0') + ".0";
     } else {
-      out += digits.substr(0, static_cast<size_t>(exponent) + 1) + "." + digits.substr(static_cast<size_t>(exponent) + 1);
+      out +=
+          digits.substr(0, static_cast<size_t>(exponent) + 1) + "." + digits.substr(static_cast<size_t>(exponent) + 1);
     }
     return out;
   }
@@ -268,20 +306,29 @@ std::string FloatRepr(double d) {
 
 std::string Repr(const Value& v) {
   switch (v.kind) {
-    case ValueKind::String: return pystr::Repr(v.text);
-    case ValueKind::Undefined: return "";
-    default: return ToStr(v);
+    case ValueKind::String:
+      return pystr::Repr(v.text);
+    case ValueKind::Undefined:
+      return "";
+    default:
+      return ToStr(v);
   }
 }
 
 std::string ToStr(const Value& v) {
   switch (v.kind) {
-    case ValueKind::Undefined: return "";
-    case ValueKind::None: return "None";
-    case ValueKind::Bool: return v.boolean ? "True" : "False";
-    case ValueKind::Int: return std::to_string(v.integer);
-    case ValueKind::Float: return FloatRepr(v.number);
-    case ValueKind::String: return v.text;
+    case ValueKind::Undefined:
+      return "";
+    case ValueKind::None:
+      return "None";
+    case ValueKind::Bool:
+      return v.boolean ? "True" : "False";
+    case ValueKind::Int:
+      return std::to_string(v.integer);
+    case ValueKind::Float:
+      return FloatRepr(v.number);
+    case ValueKind::String:
+      return v.text;
     case ValueKind::List: {
       std::string out = v.list->is_tuple ? "(" : "[";
       for (size_t k = 0; k < v.list->items.size(); ++k) {
@@ -312,23 +359,34 @@ std::string ToStr(const Value& v) {
       }
       return out + "}>";
     }
-    case ValueKind::Callable: return "<function " + v.callable->name + ">";
+    case ValueKind::Callable:
+      return "<function " + v.callable->name + ">";
   }
   return "";
 }
 
 std::string_view TypeName(const Value& v) {
   switch (v.kind) {
-    case ValueKind::Undefined: return "undefined";
-    case ValueKind::None: return "NoneType";
-    case ValueKind::Bool: return "bool";
-    case ValueKind::Int: return "int";
-    case ValueKind::Float: return "float";
-    case ValueKind::String: return "str";
-    case ValueKind::List: return v.list->is_tuple ? "tuple" : "list";
-    case ValueKind::Dict: return "dict";
-    case ValueKind::Namespace: return "namespace";
-    case ValueKind::Callable: return "function";
+    case ValueKind::Undefined:
+      return "undefined";
+    case ValueKind::None:
+      return "NoneType";
+    case ValueKind::Bool:
+      return "bool";
+    case ValueKind::Int:
+      return "int";
+    case ValueKind::Float:
+      return "float";
+    case ValueKind::String:
+      return "str";
+    case ValueKind::List:
+      return v.list->is_tuple ? "tuple" : "list";
+    case ValueKind::Dict:
+      return "dict";
+    case ValueKind::Namespace:
+      return "namespace";
+    case ValueKind::Callable:
+      return "function";
   }
   return "?";
 }
@@ -340,8 +398,11 @@ bool Equal(const Value& a, const Value& b) {
   }
   if (a.kind != b.kind) return false;
   switch (a.kind) {
-    case ValueKind::Undefined: case ValueKind::None: return true;
-    case ValueKind::String: return a.text == b.text;
+    case ValueKind::Undefined:
+    case ValueKind::None:
+      return true;
+    case ValueKind::String:
+      return a.text == b.text;
     case ValueKind::List: {
       if (a.list == b.list) return true;
       if (a.list->is_tuple != b.list->is_tuple || a.list->items.size() != b.list->items.size()) return false;
@@ -358,9 +419,12 @@ bool Equal(const Value& a, const Value& b) {
       }
       return true;
     }
-    case ValueKind::Namespace: return a.ns == b.ns;
-    case ValueKind::Callable: return a.callable == b.callable;
-    default: return false;
+    case ValueKind::Namespace:
+      return a.ns == b.ns;
+    case ValueKind::Callable:
+      return a.callable == b.callable;
+    default:
+      return false;
   }
 }
 
