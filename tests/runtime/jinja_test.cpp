@@ -821,6 +821,11 @@ TEST(Jinja, HostileTemplatesFailCleanly) {
       {"{%", "unterminated"},
       {"{% raw %}never closed", "no `{% endraw %}`"},
       {"{{ 'x' ~ }}", "expected an expression"},
+      {"{% set ns = namespace(x=1) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}",
+       "line 1: a list or dict nests deeper than 512 levels"},
+      {"{% set ns = namespace(x=1) %}{% for i in range(1000) %}{% set ns.x = {'a': ns.x} %}{% endfor %}",
+       "nests deeper than 512"},
+      {"{% set ns = namespace() %}{% set ns.me = [ns] %}{{ ns }}", "line 1: the value nests too deeply to print"},
   };
   for (const auto& [source, expected] : cases) {
     std::optional<std::string> text = TryRender(source, OJson{{"x", "abc"}}, &error);

@@ -48,9 +48,18 @@ Evaluator::Evaluator(std::vector<std::pair<std::string, Value>> context, std::ti
   frames_.emplace_back();
 }
 
+Evaluator::~Evaluator() {
+  for (const auto& ns : namespaces_) ns->attributes.clear();
+}
+
 std::string Evaluator::Render(const Body& body) {
   outputs_ = {&result_};
-  Exec(body);
+  try {
+    Exec(body);
+  } catch (Failure& f) {
+    if (f.line <= 0) f.line = line_;  // thrown by a value, which knows no line: the statement's
+    throw;
+  }
   return std::move(result_);
 }
 

@@ -21,6 +21,10 @@ class Evaluator {
  public:
   Evaluator(std::vector<std::pair<std::string, Value>> context, std::time_t now, const RenderLimits& limits);
 
+  ~Evaluator();  // empties the namespaces, which can hold themselves (`set ns.me = [ns]`) and would leak
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
+
   /// Renders `body` into the result. Throws Failure.
   std::string Render(const Body& body);
 
@@ -36,6 +40,7 @@ class Evaluator {
   /// Fails when a string or list of `size` would exceed the output limit.
   void CheckSize(size_t size, int line) const;
   std::time_t now() const { return now_; }
+  void TrackNamespace(std::shared_ptr<NamespaceData> ns) { namespaces_.push_back(std::move(ns)); }
   int line() const { return line_; }
 
   /// Calls a macro (or a `{% call %}` block's `caller`): its parameters bound in a frame of its own.
@@ -74,6 +79,7 @@ class Evaluator {
   int line_ = 0;      // the statement being run, for errors thrown without a line
   size_t floor_ = 0;  // inside a macro: its frame; lookups skip the frames between it and the template's
   const std::string* filter_body_ = nullptr;  // a filter block's rendered body
+  std::vector<std::shared_ptr<NamespaceData>> namespaces_;
 };
 
 }  // namespace fusec::rt::jinja

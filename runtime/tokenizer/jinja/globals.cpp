@@ -61,8 +61,9 @@ std::vector<std::pair<std::string, Value>> DictArgs(CallArgs& a, std::string_vie
   return entries;
 }
 
-Value Namespace(Evaluator&, CallArgs& a) {
+Value Namespace(Evaluator& ev, CallArgs& a) {
   auto data = std::make_shared<NamespaceData>();
+  ev.TrackNamespace(data);
   for (auto& [key, value] : DictArgs(a, "namespace")) data->Set(key, std::move(value));
   Value v;
   v.kind = ValueKind::Namespace;

@@ -11,6 +11,21 @@ namespace {
 
 constexpr size_t kIndexedDictSize = 8;  // smaller dicts are searched in order
 
+int Nesting(const Value& v) {
+  return v.kind == ValueKind::List ? v.list->depth : v.kind == ValueKind::Dict ? v.dict->depth : 0;
+}
+
+void CheckDepth(int depth) {
+  if (depth > kMaxValueDepth) Fail(0, "a list or dict nests deeper than " + std::to_string(kMaxValueDepth) + " levels");
+}
+
+std::string StrAt(const Value& v, int depth);
+std::string ReprAt(const Value& v, int depth) {
+  if (v.kind == ValueKind::String) return pystr::Repr(v.text);
+  if (v.kind == ValueKind::Undefined) return "";
+  return StrAt(v, depth);
+}
+
 int Sign(double d) { return d < 0 ? -1 : d > 0 ? 1 : 0; }
 
 double AsDouble(const Value& v) {
@@ -187,6 +202,8 @@ Value Value::List(std::vector<Value> items, bool is_tuple) {
   Value v;
   v.kind = ValueKind::List;
   auto data = std::make_shared<ListData>();
+  for (const Value& item : items) data->depth = std::max(data->depth, Nesting(item) + 1);
+  CheckDepth(data->depth);
   data->items = std::move(items);
   data->is_tuple = is_tuple;
   v.list = std::move(data);
@@ -196,6 +213,8 @@ Value Value::Dict(std::vector<std::pair<std::string, Value>> entries) {
   Value v;
   v.kind = ValueKind::Dict;
   auto data = std::make_shared<DictData>();
+  for (const auto& entry : entries) data->depth = std::max(data->depth, Nesting(entry.second) + 1);
+  CheckDepth(data->depth);
   // Later duplicates replace earlier ones in place, as in a Python dict display.
   for (auto& [key, value] : entries) {
     bool replaced = false;
@@ -304,18 +323,14 @@ std::string FloatRepr(double d) {
   return out;
 }
 
-std::string Repr(const Value& v) {
-  switch (v.kind) {
-    case ValueKind::String:
-      return pystr::Repr(v.text);
-    case ValueKind::Undefined:
-      return "";
-    default:
-      return ToStr(v);
-  }
-}
+std::string Repr(const Value& v) { return ReprAt(v, 0); }
+std::string ToStr(const Value& v) { return StrAt(v, 0); }
 
-std::string ToStr(const Value& v) {
+namespace {
+
+std::string StrAt(const Value& v, int depth) {
+  // Namespaces can hold themselves (`set ns.me = [ns]`): the depth bounds that too.
+  if (depth > kMaxValueDepth) Fail(0, "the value nests too deeply to print");
   switch (v.kind) {
     case ValueKind::Undefined:
       return "";
@@ -333,7 +348,7 @@ std::string ToStr(const Value& v) {
       std::string out = v.list->is_tuple ? "(" : "[";
       for (size_t k = 0; k < v.list->items.size(); ++k) {
         if (k) out += ", ";
-        out += Repr(v.list->items[k]);
+        out += ReprAt(v.list->items[k], depth + 1);
       }
       if (v.list->is_tuple && v.list->items.size() == 1) out += ",";
       out += v.list->is_tuple ? ")" : "]";
@@ -345,7 +360,7 @@ std::string ToStr(const Value& v) {
       for (const auto& [key, value] : v.dict->entries) {
         if (!first) out += ", ";
         first = false;
-        out += pystr::Repr(key) + ": " + Repr(value);
+        out += pystr::Repr(key) + ": " + ReprAt(value, depth + 1);
       }
       return out + "}";
     }
@@ -355,7 +370,7 @@ std::string ToStr(const Value& v) {
       for (const auto& [key, value] : v.ns->attributes) {
         if (!first) out += ", ";
         first = false;
-        out += pystr::Repr(key) + ": " + Repr(value);
+        out += pystr::Repr(key) + ": " + ReprAt(value, depth + 1);
       }
       return out + "}>";
     }
@@ -364,6 +379,8 @@ std::string ToStr(const Value& v) {
   }
   return "";
 }
+
+}  // namespace
 
 std::string_view TypeName(const Value& v) {
   switch (v.kind) {

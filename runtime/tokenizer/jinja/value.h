@@ -63,14 +63,20 @@ struct Value {
   const std::vector<Value>& items() const;  // List only
 };
 
+/// How deeply lists and dicts may nest (a loop can nest them without bound: `set ns.x = [ns.x]`), so that
+/// printing, comparing and destroying them cannot overflow the stack.
+inline constexpr int kMaxValueDepth = 512;
+
 struct ListData {
   std::vector<Value> items;
   bool is_tuple = false;
+  int depth = 1;  // 1 + the deepest item's
 };
 
 struct DictData {
   std::vector<std::pair<std::string, Value>> entries;  // insertion order, unique keys
   std::unordered_map<std::string, size_t> index;       // built for larger dicts only
+  int depth = 1;
   const Value* Find(std::string_view key) const;
 };
 
