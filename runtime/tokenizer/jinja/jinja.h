@@ -8,12 +8,12 @@
 // nlohmann::json object); no LibTorch here.
 #pragma once
 
+#include <ctime>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace fusec::rt::jinja {
 
@@ -22,6 +22,19 @@ struct TemplateError {
   /// conversation is one the template refuses, not a defect of the template.
   bool raised = false;
   std::string message;  // e.g. "line 3: unknown filter `wordwrap`" or the raised message
+};
+
+/// Bounds on one render, so a hostile template ends with an error instead of exhausting time or memory.
+struct RenderLimits {
+  size_t max_output_bytes = size_t{64} << 20;  // also bounds any one string built
+  int64_t max_iterations = 1'000'000;          // loop iterations and range() items (100 turns take ~1000)
+  int max_call_depth = 100;                    // macro calls inside macro calls
+};
+
+struct RenderOptions {
+  /// The clock `strftime_now` reads (local time); nullopt: now. Tests fix it.
+  std::optional<std::time_t> now;
+  RenderLimits limits;
 };
 
 class Template {
@@ -34,6 +47,10 @@ class Template {
   /// nullopt with `error` when the template raises or fails at run time (an undefined value called, a type
   /// error), with the line.
   std::optional<std::string> Render(const nlohmann::json& context, TemplateError* error) const;
+  /// The same with the context's key order kept (nlohmann::json sorts keys; Python's dicts, and so `tojson`
+  /// of a tool's schema, keep the order they were written in), and options.
+  std::optional<std::string> Render(const nlohmann::ordered_json& context, const RenderOptions& options,
+                                    TemplateError* error) const;
 
   Template(const Template&);
   Template& operator=(const Template&);
