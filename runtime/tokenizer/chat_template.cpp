@@ -299,40 +299,56 @@ std::optional<RenderedChat> ChatTemplate::RenderJinja(const std::vector<ChatMess
     *error = "the model's own chat template was not loaded";
     return std::nullopt;
   }
-  nlohmann::json context = {{"messages", nlohmann::json::array()},
-                            {"add_generation_prompt", true},
-                            {"bos_token", bos_token},
-                            {"eos_token", eos_token}};
+  nlohmann::json conversation = nlohmann::json::array();
   for (const ChatMessage& message : messages) {
-    context["messages"].push_back({{"role", message.role}, {"content", message.content}});
+    conversation.push_back({{"role", message.role}, {"content", message.content}});
   }
-  auto render = [&](const char* what) -> std::optional<std::string> {
+  // The conversation with the generation prompt, or followed by the assistant's `reply` without it.
+  auto render = [&](std::optional<std::string_view> reply) -> std::optional<std::string> {
+    nlohmann::json context = {{"messages", conversation},
+                              {"add_generation_prompt", !reply},
+                              {"bos_token", bos_token},
+                              {"eos_token", eos_token}};
+    if (reply) context["messages"].push_back({{"role", "assistant"}, {"content", std::string(*reply)}});
     jinja::TemplateError failure;
     auto text = jinja->Render(context, &failure);
     if (!text) {
-      *error = failure.raised ? "the chat template of " + source + " refuses " + what + ": " + failure.message
-                              : "the chat template of " + source + " failed on " + what + ": " + failure.message;
+      *error = "the chat template of " + source + (failure.raised ? " refuses " : " failed on ") +
+               (reply ? "this conversation with its reply: " : "this conversation: ") + failure.message;
     }
     return text;
   };
   RenderedChat out;
-  auto prompt = render("this conversation");
+  auto prompt = render(std::nullopt);
   if (!prompt) return std::nullopt;
   out.prompt = std::move(*prompt);
   if (!response) return out;
-  context["messages"].push_back({{"role", "assistant"}, {"content", std::string(*response)}});
-  context["add_generation_prompt"] = false;
-  auto whole = render("this conversation with its reply");
+  auto whole = render(*response);
   if (!whole) return std::nullopt;
-  // The reply's tokens are what rendering with the reply adds; a template that renders the turns before it
-  // differently once a reply follows (some drop a generation-only system note) has no such split.
-  if (whole->compare(0, out.prompt.size(), out.prompt) != 0) {
+  // Usually the conversation with its reply renders the prompt and then the reply: the response is what
+  // follows the prompt (end-of-turn marker, and whatever the template puts before the reply, such as Qwen3's
+  // empty think block).
+  if (whole->compare(0, out.prompt.size(), out.prompt) == 0) {
+    out.response = whole->substr(out.prompt.size());
+    return out;
+  }
+  // Some templates render the earlier turns differently once a reply follows (Mistral's put the system
+  // message into the last user turn only while it is the last message). The prompt stays what generation
+  // sees; the response is what the template writes from the reply on, found where two probe replies part.
+  auto probe_x = render("x");
+  auto probe_y = render("y");
+  if (!probe_x || !probe_y) return std::nullopt;
+  size_t reply_at = 0;
+  while (reply_at < probe_x->size() && reply_at < probe_y->size() && (*probe_x)[reply_at] == (*probe_y)[reply_at]) {
+    ++reply_at;
+  }
+  if (reply_at > whole->size() || whole->compare(0, reply_at, *probe_x, 0, reply_at) != 0) {
     *error = "the chat template of " + source +
-             " renders the conversation differently once the reply follows it, so the prompt and the reply "
+             " renders the turns before the reply in a way that depends on the reply, so the prompt and the reply "
              "cannot be told apart; name one of llama3, chatml, gemma or plain";
     return std::nullopt;
   }
-  out.response = whole->substr(out.prompt.size());
+  out.response = whole->substr(reply_at);
   return out;
 }
 

@@ -4,6 +4,7 @@
 // (tests/runtime/testdata/chat_templates, from the models' published configs).
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "runtime/tokenizer/chat_template.h"
@@ -96,17 +97,30 @@ std::vector<Conversation> Conversations() {
   };
 }
 
+/// Where @huggingface/jinja 0.5.1 departs from jinja2, which transformers renders with: what jinja2 renders.
+/// Qwen3's template strips the reply with `content.lstrip('\n')`, which strips newlines only in Python; the
+/// JavaScript port strips every leading space.
+const std::map<std::string, std::string>& Jinja2Renders() {
+  static const std::map<std::string, std::string> renders = {
+      {"qwen3 conversation 2",
+       "<|im_start|>user\n  padded with spaces and newlines \n\n<|im_end|>\n<|im_start|>assistant\n<think>\n\n"
+       "</think>\n\n  spaced reply \n<|im_end|>\n"},
+  };
+  return renders;
+}
+
 // For every family and conversation: the prompt equals the reference's rendering with the generation prompt,
 // and prompt + response its rendering of the conversation with the reply, so the loss mask starts exactly
-// where the model's own template puts the reply. Where the reference raises (gemma-2's system role, Mistral's
-// alternation), fusec refuses too, naming the model.
+// where the model's own template puts the reply. Where the template renders the earlier turns differently
+// once the reply follows (Mistral's system message goes into the last user turn only while it is last), the
+// prompt is still the generation prompt and the response is the reference's text from the reply on. Where
+// the reference raises (gemma-2's system role, Mistral's alternation), fusec refuses too, naming the model.
 TEST(ModelChatTemplate, RendersWhatHuggingFacesJinjaRendersForEveryFamily) {
   Json requests = Json::array();
   struct Expectation {
     std::string what;
     std::optional<RenderedChat> rendered;
     std::string error;
-    bool whole;
   };
   std::vector<Expectation> expectations;
   for (const Family& family : Families()) {
@@ -120,7 +134,6 @@ TEST(ModelChatTemplate, RendersWhatHuggingFacesJinjaRendersForEveryFamily) {
     std::vector<Conversation> conversations = Conversations();
     for (size_t i = 0; i < conversations.size(); ++i) {
       const Conversation& c = conversations[i];
-      std::string what = family.name + " conversation " + std::to_string(i);
       auto rendered = chat->Render(c.prompt, c.reply, &error);
       std::vector<ChatMessage> whole = c.prompt;
       whole.push_back({"assistant", c.reply});
@@ -130,34 +143,47 @@ TEST(ModelChatTemplate, RendersWhatHuggingFacesJinjaRendersForEveryFamily) {
                             {"add_generation_prompt", !with_reply},
                             {"bos_token", family.bos},
                             {"eos_token", family.eos}});
-        expectations.push_back({what + (with_reply ? " (with the reply)" : " (prompt)"), rendered,
-                                "models/" + family.name + ": " + error, with_reply});
       }
+      expectations.push_back({family.name + " conversation " + std::to_string(i), rendered, error});
     }
   }
   Json answer = testing::AskJavaScriptReference({{"render", requests}});
   ASSERT_TRUE(answer.contains("render"));
-  ASSERT_EQ(answer["render"].size(), expectations.size());
-  int compared = 0;
+  ASSERT_EQ(answer["render"].size(), 2 * expectations.size());
+  int split_after_prompt = 0;
+  int split_at_reply = 0;
   int refused = 0;
   for (size_t i = 0; i < expectations.size(); ++i) {
-    const Json& reference = answer["render"][i];
     const Expectation& e = expectations[i];
-    if (!reference.is_string()) {
-      EXPECT_FALSE(e.rendered) << e.what << ": the reference raises (" << reference.dump() << "), fusec rendered";
-      if (!e.rendered) {
-        EXPECT_NE(e.error.find("refuses"), std::string::npos) << e.what << ": " << e.error;
-        EXPECT_NE(e.error.find("models/"), std::string::npos) << e.what << ": " << e.error;
-      }
+    const Json& prompt = answer["render"][2 * i];
+    const Json& whole = answer["render"][2 * i + 1];
+    if (!prompt.is_string() || !whole.is_string()) {
+      EXPECT_FALSE(e.rendered) << e.what << ": the reference raises (" << prompt.dump() << whole.dump() << ")";
+      EXPECT_NE(e.error.find("refuses"), std::string::npos) << e.what << ": " << e.error;
+      EXPECT_NE(e.error.find("models/"), std::string::npos) << e.what << ": " << e.error;
       ++refused;
       continue;
     }
     ASSERT_TRUE(e.rendered) << e.what << ": " << e.error;
-    EXPECT_EQ(e.whole ? e.rendered->prompt + e.rendered->response : e.rendered->prompt, reference.get<std::string>())
-        << e.what;
-    ++compared;
+    std::string expected_whole = whole.get<std::string>();
+    if (auto jinja2 = Jinja2Renders().find(e.what); jinja2 != Jinja2Renders().end()) {
+      EXPECT_NE(expected_whole, jinja2->second) << e.what << ": @huggingface/jinja agrees with jinja2 now";
+      expected_whole = jinja2->second;
+    }
+    EXPECT_EQ(e.rendered->prompt, prompt.get<std::string>()) << e.what << " (prompt)";
+    if (expected_whole.rfind(prompt.get<std::string>(), 0) == 0) {
+      EXPECT_EQ(e.rendered->prompt + e.rendered->response, expected_whole) << e.what << " (with the reply)";
+      ++split_after_prompt;
+    } else {
+      const std::string& response = e.rendered->response;
+      EXPECT_TRUE(!response.empty() && expected_whole.size() >= response.size() &&
+                  expected_whole.compare(expected_whole.size() - response.size(), response.size(), response) == 0)
+          << e.what << ": the response " << Json(response).dump() << " ends " << Json(expected_whole).dump();
+      ++split_at_reply;
+    }
   }
-  EXPECT_GT(compared, 100);
+  EXPECT_GT(split_after_prompt, 40);
+  EXPECT_GT(split_at_reply, 0) << "Mistral-Nemo moves the system message";
   EXPECT_GT(refused, 0) << "gemma-2 and Mistral refuse a system turn";
 }
 
@@ -216,19 +242,19 @@ TEST(ModelChatTemplate, ATemplateUsingWhatTheInterpreterLacksIsRefusedAtLoadByNa
   EXPECT_TRUE(ResolveChatTemplate("chatml", tokenizer, "models/odd", &error)) << error;
 }
 
-// A template that renders the turns before the reply differently once the reply follows cannot be split
-// into prompt and response: refused, not masked at the wrong place.
+// A template whose text before the reply depends on the reply cannot be split into prompt and response:
+// refused, not masked at the wrong place.
 TEST(ModelChatTemplate, ATemplateWithNoPromptResponseSplitIsRefused) {
   Family shifty{"shifty",
-                "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
-                "{% if add_generation_prompt %}assistant (thinking): {% endif %}",
+                "{% for m in messages %}{{ m.role }} ({{ m.content | length }} characters): {{ m.content }}\n"
+                "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}",
                 "", "", ""};
   Tokenizer tokenizer = TokenizerWith(shifty);
   std::string error;
   auto chat = ResolveChatTemplate("auto", tokenizer, "models/shifty", &error);
   ASSERT_TRUE(chat) << error;
   EXPECT_TRUE(chat->Render({{"user", "q"}}, std::nullopt, &error)) << error;
-  EXPECT_FALSE(chat->Render({{"user", "q"}}, "a", &error));
+  EXPECT_FALSE(chat->Render({{"user", "q"}}, "a longer reply than the probes", &error));
   EXPECT_NE(error.find("cannot be told apart"), std::string::npos) << error;
 }
 
@@ -292,7 +318,15 @@ TEST(ModelChatTemplate, RealTokenizersEncodeTheirOwnTemplatesRenderingAsTheRefer
     const Json& whole = answer[2 * i + 1];
     ASSERT_TRUE(prompt.contains("ids") && whole.contains("ids")) << ours[i].what << ": " << prompt << whole;
     EXPECT_EQ(ours[i].prompt, prompt["ids"].get<std::vector<int32_t>>()) << ours[i].what << " (prompt)";
-    EXPECT_EQ(ours[i].whole, whole["ids"].get<std::vector<int32_t>>()) << ours[i].what << " (with the reply)";
+    // Where the JavaScript port renders otherwise than jinja2 (Jinja2Renders), its ids are of another text.
+    std::string family = ours[i].what.substr(0, ours[i].what.find(' '));
+    if (family == "llama3_1") family = "llama-3.1";
+    if (family == "gemma3") family = "gemma-3";
+    if (family == "deepseek_v3") family = "deepseek-v3";
+    std::string rendered_as = family + ours[i].what.substr(ours[i].what.find(' '));
+    if (Jinja2Renders().count(rendered_as) == 0) {
+      EXPECT_EQ(ours[i].whole, whole["ids"].get<std::vector<int32_t>>()) << ours[i].what << " (with the reply)";
+    }
     EXPECT_EQ(ours[i].prompt_then_reply, ours[i].whole) << ours[i].what << ": the reply's tokens differ apart";
   }
 }
