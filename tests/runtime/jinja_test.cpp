@@ -511,12 +511,47 @@ std::vector<RenderCase> FeatureCases() {
   return out;
 }
 
+/// A Llama-3.1-style tool-calling template (testdata/jinja/llama-3.1-tools-style.jinja) in each of its modes.
+std::vector<RenderCase> ToolTemplateCases() {
+  std::string source = ReadText(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/jinja/llama-3.1-tools-style.jinja");
+  OJson call =
+      OJson::parse(R"({"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}})");
+  OJson search =
+      OJson::parse(R"({"type": "function", "function": {"name": "brave_search", "arguments": {"query": "fusec"}}})");
+  OJson conversation =
+      OJson::array({Msg("system", "  Be helpful.  "), Msg("user", " Weather in Paris? "),
+                    OJson{{"role", "assistant"}, {"tool_calls", OJson::array({call})}},
+                    OJson{{"role", "tool"}, {"content", OJson{{"temperature", 22}, {"sky", "clear"}}}},
+                    OJson{{"role", "ipython"}, {"content", "plain text result"}}, Msg("assistant", "22 C and clear.")});
+  OJson builtin = OJson::array(
+      {Msg("user", "Search for fusec"), OJson{{"role", "assistant"}, {"tool_calls", OJson::array({search})}}});
+  OJson two_calls =
+      OJson::array({Msg("user", "x"), OJson{{"role", "assistant"}, {"tool_calls", OJson::array({call, call})}}});
+  auto context = [](OJson messages, OJson extra) {
+    OJson c = {{"messages", messages}, {"add_generation_prompt", true}, {"bos_token", "<|begin_of_text|>"}};
+    for (const auto& [key, value] : extra.items()) c[key] = value;
+    return c;
+  };
+  return {
+      {"llama-3.1-style: no tools", source, context(OJson::array({Msg("user", "Hi")}), OJson::object())},
+      {"llama-3.1-style: tools in the user message", source, context(conversation, OJson{{"tools", WeatherTools()}})},
+      {"llama-3.1-style: tools in the system message", source,
+       context(conversation,
+               OJson{{"tools", WeatherTools()}, {"tools_in_user_message", false}, {"date_string", "1 Jan 2025"}})},
+      {"llama-3.1-style: builtin tools", source,
+       context(builtin, OJson{{"builtin_tools", OJson::array({"brave_search", "code_interpreter", "wolfram_alpha"})}})},
+      {"llama-3.1-style: two calls at once are refused", source, context(two_calls, OJson::object())},
+      {"llama-3.1-style: tools without a user message are refused", source,
+       context(OJson::array({Msg("system", "s")}), OJson{{"tools", WeatherTools()}})},
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The references, run once for all cases of this process
 
 std::vector<RenderCase> AllCases() {
   std::vector<RenderCase> all = ModelCases();
-  for (auto* more : {FeatureCases, LongCases})
+  for (auto* more : {FeatureCases, LongCases, ToolTemplateCases})
     for (RenderCase& c : more()) all.push_back(std::move(c));
   return all;
 }
@@ -669,6 +704,24 @@ TEST(Jinja, RealChatTemplatesRenderMostConversationsAndRaiseOnTheRest) {
   Outcome alternation = RenderOurs(r.cases[r.index.at("mistral-7b-instruct-v0.1: roles that do not alternate")]);
   EXPECT_TRUE(alternation.raised);
   EXPECT_EQ(alternation.text, "Conversation roles must alternate user/assistant/user/assistant/...");
+}
+
+TEST(Jinja, AToolCallingTemplateRendersAsTheReferencesDo) {
+  size_t compared = 0;
+  ExpectMatchesReferences("llama-3.1-style:", &compared);
+  EXPECT_EQ(compared, ToolTemplateCases().size());
+  const References& r = Refs();
+  int rendered = 0;
+  for (const RenderCase& c : ToolTemplateCases()) {
+    Outcome ours = RenderOurs(c);
+    rendered += ours.ok;
+    if (c.name.find("refused") != std::string::npos) {
+      EXPECT_TRUE(ours.raised) << c.name << " " << Describe(ours);
+    }
+  }
+  EXPECT_EQ(rendered, 4);
+  EXPECT_NE(RenderOurs(r.cases[r.index.at("llama-3.1-style: no tools")]).text.find("Today Date: 23 Jul 2024"),
+            std::string::npos);
 }
 
 TEST(Jinja, EachFeatureRendersAsTheReferencesDo) {
