@@ -34,9 +34,10 @@ std::vector<std::string_view> FilterNames();
 std::vector<std::string_view> TestNames();
 
 /// `receiver.name` as a bound method, when `receiver`'s Python type has that method: nullopt when it has
-/// none (the attribute is then a key lookup or undefined, as in jinja2); fails (at `line`) when Python has it
-/// but this interpreter does not, or when the sandbox forbids it (`append`: lists are immutable there).
-std::optional<Value> FindMethod(const Value& receiver, std::string_view name, int line);
+/// none (the attribute is then a key lookup or undefined, as in jinja2). A method Python has but this
+/// interpreter does not, or that the sandbox forbids (`append`: lists are immutable there), is a callable
+/// that fails (at the call's line) with that reason.
+std::optional<Value> FindMethod(const Value& receiver, std::string_view name);
 /// "str: capitalize, ...", for the README.
 std::vector<std::pair<std::string_view, std::vector<std::string_view>>> MethodNames();
 

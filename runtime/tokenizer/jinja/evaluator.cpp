@@ -361,7 +361,7 @@ Value Evaluator::GetAttr(const Value& object, std::string_view name, int line) {
     case ValueKind::Undefined:
       FailUndefined(object, line);
     case ValueKind::Dict: {
-      if (auto method = FindMethod(object, name, line)) return *method;
+      if (auto method = FindMethod(object, name)) return *method;
       if (const Value* v = object.dict->Find(name)) return *v;
       return Value::Undefined("'dict object' has no attribute '" + std::string(name) + "'");
     }
@@ -370,7 +370,7 @@ Value Evaluator::GetAttr(const Value& object, std::string_view name, int line) {
       return Value::Undefined("namespace has no attribute '" + std::string(name) + "'");
     case ValueKind::String:
     case ValueKind::List:
-      if (auto method = FindMethod(object, name, line)) return *method;
+      if (auto method = FindMethod(object, name)) return *method;
       break;
     default:
       break;
@@ -386,7 +386,7 @@ Value Evaluator::GetItem(const Value& object, const Value& key, int line) {
     case ValueKind::Dict:
       if (key.is_string()) {
         if (const Value* v = object.dict->Find(key.text)) return *v;
-        if (auto method = FindMethod(object, key.text, line)) return *method;
+        if (auto method = FindMethod(object, key.text)) return *method;
       }
       return Value::Undefined("'dict object' has no attribute '" + ToStr(key) + "'");
     case ValueKind::Namespace:

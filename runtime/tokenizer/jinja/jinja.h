@@ -1,11 +1,14 @@
 // A Jinja interpreter for chat templates: the model's own `chat_template` from tokenizer_config.json,
 // rendered as Hugging Face's `apply_chat_template` renders it (jinja2 with trim_blocks and lstrip_blocks).
 //
-// Written for what real chat templates use, not for all of Jinja: statements for/if/elif/else/set/macro,
-// `namespace()`, loop variables, the filters and string methods chat templates call, tests, slicing,
-// `raise_exception` and `strftime_now`. Whatever a template uses that the interpreter lacks is refused by
-// name when the template is parsed, never rendered differently. Values are JSON-like (the context is a
-// nlohmann::json object); no LibTorch here.
+// Written for what real chat templates use, not for all of Jinja: statements for/if/elif/else/set/macro/
+// call/filter/break/continue/raw, `namespace()`, loop variables, the filters and string methods chat
+// templates call, tests, slicing, `raise_exception` and `strftime_now`, with Python's semantics (jinja2, not
+// @huggingface/jinja, where the two differ). A statement, filter or test the interpreter lacks is refused by
+// name when the template is parsed; a Python method it lacks fails by name when called; nothing is rendered
+// differently. The context is a JSON object; no LibTorch here. The files of this folder, in pipeline order:
+// lexer (whitespace rules applied), parser -> ast, evaluator over value, with builtins (filters, tests,
+// methods, globals) and pystr (Python's str operations on UTF-8).
 #pragma once
 
 #include <ctime>
@@ -21,7 +24,7 @@ struct TemplateError {
   /// The template called `raise_exception(message)` (Gemma's "System role not supported"): the
   /// conversation is one the template refuses, not a defect of the template.
   bool raised = false;
-  std::string message;  // e.g. "line 3: unknown filter `wordwrap`" or the raised message
+  std::string message;  // e.g. "line 3: filter `wordwrap` is not supported", or the raised message as is
 };
 
 /// Bounds on one render, so a hostile template ends with an error instead of exhausting time or memory.

@@ -97,7 +97,7 @@ Value ReplaceMethod(Evaluator& ev, const Value& self, CallArgs& a) {
 }
 
 template <bool kRight, bool kIndex>
-Value FindMethod(Evaluator&, const Value& self, CallArgs& a) {
+Value FindSubstring(Evaluator&, const Value& self, CallArgs& a) {
   ArgReader r(a, "find");
   std::string needle = ExpectString(r.Required("sub"), "the substring", a.line);
   r.Finish();
@@ -239,10 +239,10 @@ constexpr MethodSpec kStringMethods[] = {
     {"encode", nullptr},
     {"endswith", StartsOrEndsWith<true>},
     {"expandtabs", nullptr},
-    {"find", FindMethod<false, false>},
+    {"find", FindSubstring<false, false>},
     {"format", FormatMethod},
     {"format_map", nullptr},
-    {"index", FindMethod<false, true>},
+    {"index", FindSubstring<false, true>},
     {"isalnum", StringPredicate<pystr::IsAlnum>},
     {"isalpha", StringPredicate<pystr::IsAlpha>},
     {"isascii", nullptr},
@@ -264,8 +264,8 @@ constexpr MethodSpec kStringMethods[] = {
     {"removeprefix", RemoveAffix<false>},
     {"removesuffix", RemoveAffix<true>},
     {"replace", ReplaceMethod},
-    {"rfind", FindMethod<true, false>},
-    {"rindex", FindMethod<true, true>},
+    {"rfind", FindSubstring<true, false>},
+    {"rindex", FindSubstring<true, true>},
     {"rjust", nullptr},
     {"rpartition", nullptr},
     {"rsplit", SplitMethod<true>},
@@ -310,7 +310,7 @@ const MethodSpec* Lookup(const MethodSpec (&table)[N], std::string_view name) {
 
 }  // namespace
 
-std::optional<Value> FindMethod(const Value& receiver, std::string_view name, int line) {
+std::optional<Value> FindMethod(const Value& receiver, std::string_view name) {
   const MethodSpec* spec = nullptr;
   std::string_view type;
   if (receiver.is_string()) {
@@ -325,11 +325,18 @@ std::optional<Value> FindMethod(const Value& receiver, std::string_view name, in
     if (receiver.list->is_tuple && spec && spec->fn != CountMethod && spec->fn != ListIndex) spec = nullptr;
   }
   if (!spec) return std::nullopt;
-  if (!spec->fn) {
-    if (Mutates(name))
-      Fail(line, "`" + std::string(name) + "` would modify an immutable " + std::string(type) +
-                     " (Hugging Face renders templates in jinja2's immutable sandbox)");
-    Fail(line, "method `" + std::string(name) + "` of " + std::string(type) + " is not supported");
+  if (!spec->fn) {  // the attribute exists in Python (`is defined` holds); calling it fails
+    std::string message = Mutates(name)
+                              ? "`" + std::string(name) + "` would modify an immutable " + std::string(type) +
+                                    " (Hugging Face renders templates in jinja2's immutable sandbox)"
+                              : "method `" + std::string(name) + "` of " + std::string(type) + " is not supported";
+    auto data = std::make_shared<CallableData>();
+    data->name = std::string(name);
+    data->call = [message](Evaluator&, CallArgs& args) -> Value { Fail(args.line, message); };
+    Value v;
+    v.kind = ValueKind::Callable;
+    v.callable = std::move(data);
+    return v;
   }
   auto data = std::make_shared<CallableData>();
   data->name = std::string(name);
