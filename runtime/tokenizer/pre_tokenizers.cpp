@@ -187,7 +187,10 @@ void Punctuation::PreTokenize(std::vector<Piece>& pieces) const {
   });
 }
 
-Whitespace::Whitespace() : word_(Pattern::FromRegex(R"(\w+|[^\w\s]+)", "Whitespace")) {}
+// Oniguruma's Unicode \w (letters, marks, decimal digits, connector punctuation), written out: PCRE2's \w
+// differs on marks and on other numbers.
+Whitespace::Whitespace()
+    : word_(Pattern::FromRegex(R"([\p{L}\p{M}\p{Nd}\p{Pc}]+|[^\p{L}\p{M}\p{Nd}\p{Pc}\s]+)", "Whitespace")) {}
 
 void Whitespace::PreTokenize(std::vector<Piece>& pieces) const {
   SplitEach(pieces, [&](const Piece& piece, std::vector<Piece>& out) {

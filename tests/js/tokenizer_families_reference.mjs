@@ -4,11 +4,11 @@
 // Reads a JSON request on stdin, writes a JSON answer on stdout:
 //   {"cases": [{"tokenizer_path" | "tokenizer_json", "config_path" | "config_json",
 //               "texts": [...], "decode": [[ids...], ...]}, ...],
-//    "bench": {"tokenizer_path", "config_path", "texts"}}
+//    "bench": {"tokenizers": [{"tokenizer_path", "config_path"}, ...], "texts": [...]}}
 //   -> {"cases": [{"encode": [{"plain": [...], "special": [...]}, ...],           (add_special_tokens off, on)
 //                  "decode": [{"keep": "...", "skip": "..."}, ...],             (skip_special_tokens off, on)
 //                  "error": "..." when the tokenizer does not load}],
-//       "bench": {"seconds": s, "tokens": n}}           (one encode of every text, after one warm-up pass)
+//       "bench": [{"seconds": s, "tokens": n}, ...]}     (one cold encode of every text, per tokenizer)
 // Each text's ids with special tokens are also decoded (appended to "decode", after the given id lists).
 import { TokenizerLoader } from "@lenml/tokenizers";
 import { readFileSync } from "node:fs";
@@ -43,13 +43,14 @@ if (request.cases) {
   });
 }
 if (request.bench) {
-  const tokenizer = load(request.bench);
-  const texts = request.bench.texts;
-  for (const text of texts) tokenizer.encode(text, { add_special_tokens: false });  // warm-up (JIT)
-  const start = process.hrtime.bigint();
-  let tokens = 0;
-  for (const text of texts) tokens += tokenizer.encode(text, { add_special_tokens: false }).length;
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  answer.bench = { seconds, tokens };
+  // One cold run per tokenizer (no warm-up: fusec's side is timed cold too), loading not counted.
+  answer.bench = request.bench.tokenizers.map((spec) => {
+    const tokenizer = load(spec);
+    const start = process.hrtime.bigint();
+    let tokens = 0;
+    for (const text of request.bench.texts) tokens += tokenizer.encode(text, { add_special_tokens: false }).length;
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    return { seconds, tokens };
+  });
 }
 process.stdout.write(JSON.stringify(answer));

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <random>
+#include <sstream>
 
 #include "runtime/support/text.h"
 #include "runtime/tokenizer/decoders.h"
@@ -51,6 +52,19 @@ const std::vector<std::string>& Corpus() {
       std::string text;
       int pieces = 1 + static_cast<int>(rng() % 14);
       for (int p = 0; p < pieces; ++p) text += atoms[rng() % atoms.size()];
+      texts.push_back(text);
+    }
+    // And mixtures of the corpus's words, glued or separated (as bench/tokenizer_bench.cpp encodes them).
+    std::vector<std::string> words;
+    for (size_t t = 0; t < texts.size() && t < 66; ++t) {
+      std::istringstream in(texts[t]);
+      for (std::string word; in >> word;) words.push_back(word);
+    }
+    const char* separators[] = {" ", "  ", "\n", "\t", "", ", "};
+    for (int i = 0; i < 300; ++i) {
+      std::string text;
+      int count = 1 + static_cast<int>(rng() % 10);
+      for (int k = 0; k < count; ++k) text += words[rng() % words.size()] + separators[rng() % 6];
       texts.push_back(text);
     }
     return texts;
@@ -562,6 +576,18 @@ TEST(RustRule, DigitsPunctuationWhitespace) {
   EXPECT_EQ(pre({{"type", "Whitespace"}}, "\n"), (Pieces{}));
   EXPECT_EQ(pre({{"type", "Whitespace"}}, "日本語 café!!"), (Pieces{"日本語", "café", "!!"}));
   EXPECT_EQ(pre({{"type", "WhitespaceSplit"}}, "Hey  man!\u3000x"), (Pieces{"Hey", "man!", "x"}));
+}
+
+TEST(RustRule, WhiteSpaceIsOnigurumas) {
+  // Hugging Face compiles Split regexes with Oniguruma, whose Unicode \s is U+0009-U+000D, U+0085 and the
+  // Z categories: U+0085 (NEL) is white space and U+FEFF (a format character) is not. JavaScript's \s says
+  // the opposite of both, so transformers.js splits Llama-3's and Qwen's regex differently around them
+  // (bench/tokenizer_bench.cpp's mixtures meet this; the corpus does not).
+  const Json llama3 = SplitOn({{"Regex", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+                              "Isolated", false);
+  auto pieces = [&](const char* text) { return PreTokenized(*tok::PreTokenizerFromJson(llama3, "p"), {text}); };
+  EXPECT_EQ(pieces("e\uFEFF(really?)"), (Pieces{"e", "\uFEFF(", "really", "?)"}));
+  EXPECT_EQ(pieces("x\u0085(int"), (Pieces{"x", "\u0085", "(int"}));
 }
 
 TEST(RustRule, Lowercase) {
