@@ -54,9 +54,9 @@ std::unique_ptr<tok::TokenizerModel> ModelFromJson(const Json& model, const std:
   if (!model.is_object()) Malformed(path, "an object", model);
   const std::string type = StringField(model, "type", path + ".type", "BPE");
   if (type == "BPE") return tok::BpeModel::FromJson(model, path);
-  // Unigram: `#include "runtime/tokenizer/unigram_model.h"` above, `tokenizer/unigram_model.cpp` in
-  // runtime/CMakeLists.txt, and instead of the refusal below:
-  //   if (type == "Unigram") return tok::AdaptedModelOrRefuse(UnigramModel::FromJson(model, path, &error), error);
+  // Unigram plugs in here: `#include "runtime/tokenizer/unigram_model.h"`, `tokenizer/unigram_model.cpp` in
+  // runtime/CMakeLists.txt, and this line (UnigramModel has the TokenizerModel methods; AdaptedModel wraps it):
+  //   if (type == "Unigram") { std::string error; return tok::AdaptedModelOrRefuse(UnigramModel::FromJson(model, path, &error), error); }
   Refuse("model type `" + type + "` is not supported (BPE is)");
 }
 
