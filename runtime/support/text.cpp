@@ -72,15 +72,47 @@ bool IsValidUtf8(std::string_view text) {
 }
 
 std::string LossyUtf8(std::string_view bytes) {
+  // Rust's from_utf8_lossy: one U+FFFD for each maximal prefix of a sequence that cannot be completed
+  // (Unicode's "substitution of maximal subparts"), so `E5 8F` alone is one U+FFFD, not two.
   std::string out;
+  out.reserve(bytes.size());
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(bytes[i]); };
   for (size_t i = 0; i < bytes.size();) {
-    size_t start = i;
-    uint32_t cp = DecodeUtf8(bytes, i);
-    if (IsReplacement(bytes, start, cp)) {
-      AppendUtf8(out, 0xFFFD);
-    } else {
-      out.append(bytes.substr(start, i - start));
+    const unsigned char c = byte(i);
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
     }
+    size_t width = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;  // the range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      width = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      width = 3;
+      if (c == 0xE0) low = 0xA0;
+      if (c == 0xED) high = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      width = 4;
+      if (c == 0xF0) low = 0x90;
+      if (c == 0xF4) high = 0x8F;
+    }
+    size_t valid = 1;  // bytes of a sequence that can still be completed
+    if (width > 0) {
+      while (valid < width && i + valid < bytes.size()) {
+        const unsigned char next = byte(i + valid);
+        const bool ok = valid == 1 ? (next >= low && next <= high) : (next >= 0x80 && next <= 0xBF);
+        if (!ok) break;
+        ++valid;
+      }
+    }
+    if (width > 0 && valid == width) {
+      out.append(bytes.substr(i, width));
+    } else {
+      AppendUtf8(out, 0xFFFD);
+    }
+    i += valid;
   }
   return out;
 }

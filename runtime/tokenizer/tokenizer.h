@@ -1,11 +1,14 @@
-// Hugging Face tokenizers: `tokenizer.json` with byte-level BPE, as Llama-3, Qwen2 and GPT-2 use.
+// Hugging Face tokenizers: `tokenizer.json` run as the `tokenizers` library runs it, for every family fusec
+// trains or samples (Llama-3, Qwen2/Qwen3, Gemma, Llama-2/Mistral's SentencePiece BPE, DeepSeek-V3, GPT-2).
 //
-// Encoding follows the tokenizers library step by step, because ids must equal Hugging Face's on real
-// tokenizers: added tokens (specials such as `<|eot_id|>`) are split out first; the rest goes through the
-// pre-tokenizer (Llama-3's regex needs Unicode classes and look-ahead, hence PCRE2), is mapped to byte-level
-// characters, and each piece is merged by BPE rank (or taken whole with `ignore_merges`); the post-processor
-// adds BOS. Whatever a tokenizer.json asks for that is not implemented is an error naming it, never a
-// silently different tokenization. No LibTorch here: tokenizing is text work.
+// Encoding follows the library step by step, because ids must equal Hugging Face's on real tokenizers: added
+// tokens (specials such as `<|eot_id|>`) are split out first; each segment between them goes through the
+// normalizer, the pre-tokenizer and the model (BPE), and the post-processor adds BOS. Decoding runs the
+// decoder over the tokens. Each of those is a small class named after its Hugging Face counterpart, one file
+// per concern beside this one (normalizers.h, pre_tokenizers.h, bpe_model.h, post_processors.h, decoders.h,
+// added_vocabulary.h); tokenizer.cpp composes them. Whatever a tokenizer.json asks for that is not
+// implemented is an error naming it and its JSON path, never a silently different tokenization. No LibTorch
+// here: tokenizing is text work.
 #pragma once
 
 #include <cstdint>

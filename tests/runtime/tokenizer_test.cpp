@@ -57,7 +57,8 @@ TEST(BpeTokenizer, MergesByRank) {
   vocab["bc"] = 257;
   vocab["abc"] = 258;
   Json tokenizer = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"a b", "b c", "ab c"}}}},
-                    {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}}};
+                    {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+                    {"decoder", {{"type", "ByteLevel"}}}};
   std::string error;
   auto bpe = Tokenizer::FromJson(tokenizer.dump(), "", &error);
   ASSERT_TRUE(bpe) << error;
@@ -78,13 +79,16 @@ TEST(Tokenizer, RefusesWhatItDoesNotImplement) {
   Json byte_level = {{"type", "ByteLevel"}};
   std::vector<Case> cases = {
       {{{"model", {{"type", "Unigram"}, {"vocab", Json::array()}}}}, "model type `Unigram`"},
-      {{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"byte_fallback", true}}}, {"pre_tokenizer", byte_level}},
-       "byte_fallback"},
-      {{{"model", {{"type", "BPE"}, {"vocab", vocab}}}, {"normalizer", {{"type", "NFC"}}}, {"pre_tokenizer", byte_level}},
-       "normalizer `NFC`"},
-      {{{"model", {{"type", "BPE"}, {"vocab", vocab}}}, {"pre_tokenizer", {{"type", "Metaspace"}}}},
-       "pre-tokenizer `Metaspace`"},
-      {{{"model", {{"type", "BPE"}, {"vocab", vocab}}}}, "only byte-level"},
+      {{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"dropout", 0.1}}}, {"pre_tokenizer", byte_level}},
+       "BPE `dropout` 0.1 is not supported"},
+      {{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array()}}},
+        {"normalizer", {{"type", "Precompiled"}}},
+        {"pre_tokenizer", byte_level}},
+       "normalizer `Precompiled` is not supported (`normalizer`"},
+      {{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array()}}},
+        {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", {byte_level, {{"type", "BertPreTokenizer"}}}}}}},
+       "pre-tokenizer `BertPreTokenizer` is not supported (`pre_tokenizer.pretokenizers[1]`"},
+      {{{"model", {{"type", "BPE"}, {"vocab", vocab}}}}, "has no `model.merges`"},
       {{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"a z"}}}}, {"pre_tokenizer", byte_level}},
        "not in the vocabulary"},
       {{{"model", {{"type", "BPE"}, {"vocab", {{"a", "zero"}}}}}}, "no valid id"},
