@@ -52,8 +52,8 @@ struct Architecture {
 };
 
 constexpr Architecture kArchitectures[] = {
-    {"LlamaForCausalLM", "llama", Family::Llama},   {"MistralForCausalLM", "mistral", Family::Mistral},
-    {"Qwen2ForCausalLM", "qwen2", Family::Qwen2},   {"Qwen3ForCausalLM", "qwen3", Family::Qwen3},
+    {"LlamaForCausalLM", "llama", Family::Llama},    {"MistralForCausalLM", "mistral", Family::Mistral},
+    {"Qwen2ForCausalLM", "qwen2", Family::Qwen2},    {"Qwen3ForCausalLM", "qwen3", Family::Qwen3},
     {"Gemma2ForCausalLM", "gemma2", Family::Gemma2},
 };
 constexpr const char* kSupportedArchitectures =
@@ -112,7 +112,8 @@ bool ParseAttentionVariants(const Json& json, Family family, ModelConfig& config
   } else {
     for (const char* key : {"query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping"}) {
       if (auto it = json.find(key); it != json.end() && !it->is_null()) {
-        return fail("`" + std::string(key) + "` is not supported for " + config.architecture + " (Gemma2ForCausalLM has it)");
+        return fail("`" + std::string(key) + "` is not supported for " + config.architecture +
+                    " (Gemma2ForCausalLM has it)");
       }
     }
   }
@@ -123,11 +124,13 @@ bool ParseAttentionVariants(const Json& json, Family family, ModelConfig& config
   // The window's size matters only where a layer uses it: Qwen2's and Qwen3's configs carry one, unused.
   const bool windowed = family == Family::Gemma2 || family == Family::Mistral;
   if (!windowed) return true;
-  std::optional<int64_t> window = family == Family::Gemma2 ? std::optional<int64_t>(kGemma2SlidingWindow) : std::nullopt;
+  std::optional<int64_t> window =
+      family == Family::Gemma2 ? std::optional<int64_t>(kGemma2SlidingWindow) : std::nullopt;
   if (auto it = json.find("sliding_window"); it != json.end()) {
     if (it->is_null()) {
       window.reset();
-    } else if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+    } else if (!it->is_number_integer() || it->get<int64_t>() < 1 ||
+               it->get<int64_t>() > std::numeric_limits<int32_t>::max()) {
       return fail("`sliding_window` must be an integer >= 1 or null, not " + Shown(*it));
     } else {
       window = it->get<int64_t>();
@@ -434,10 +437,11 @@ std::optional<uint64_t> ModelWeightCount(const ModelConfig& config) {
   const auto hidden = static_cast<Wide>(config.hidden_size);
   const Wide attention = static_cast<Wide>(config.num_heads) * static_cast<Wide>(config.head_dim);
   const Wide key_value = static_cast<Wide>(config.num_kv_heads) * static_cast<Wide>(config.head_dim);
-  const Wide projections = hidden * (2 * attention + 2 * key_value);  // q and o, k and v
+  const Wide projections = hidden * (2 * attention + 2 * key_value);          // q and o, k and v
   const Wide mlp = hidden * 3 * static_cast<Wide>(config.intermediate_size);  // gate, up, down
   const Wide biases = config.qkv_bias ? attention + 2 * key_value : 0;
-  const Wide norms = (config.sandwich_norms ? 4 : 2) * hidden + (config.qk_norm ? 2 * static_cast<Wide>(config.head_dim) : 0);
+  const Wide norms =
+      (config.sandwich_norms ? 4 : 2) * hidden + (config.qk_norm ? 2 * static_cast<Wide>(config.head_dim) : 0);
   const Wide layer = projections + mlp + biases + norms;
   const Wide embedding = static_cast<Wide>(config.vocab_size) * hidden;
   const Wide total = layer * static_cast<Wide>(config.num_layers) + embedding * (config.tie_word_embeddings ? 1 : 2) +

@@ -80,8 +80,8 @@ struct PackedAttentionPlan {
 
   struct Block {
     int64_t begin = 0, length = 0;  // the queries (and, for a tile, the keys)
-    torch::Tensor allowed;         // tile: bool [length, length]; segment with a context: [length, context + length]
-    torch::Tensor sliding;         // `allowed` (or causal) within the window; undefined without one
+    torch::Tensor allowed;          // tile: bool [length, length]; segment with a context: [length, context + length]
+    torch::Tensor sliding;          // `allowed` (or causal) within the window; undefined without one
     int64_t context_begin = 0, context_length = 0;  // segment blocks: the keys before its own
   };
   std::vector<Block> blocks;
@@ -96,9 +96,11 @@ struct PackedAttentionPlan {
       torch::Tensor keys = block.context_length > 0
                                ? torch::cat({positions.narrow(0, block.context_begin, block.context_length), queries})
                                : queries;
-      torch::Tensor allowed = block.allowed.defined()
-                                  ? block.allowed
-                                  : torch::ones({block.length, block.length}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
+      torch::Tensor allowed =
+          block.allowed.defined()
+              ? block.allowed
+              : torch::ones({block.length, block.length}, torch::TensorOptions().dtype(torch::kBool).device(device))
+                    .tril();
       block.sliding = allowed & WithinWindow(queries, keys, *window);
     }
   }
@@ -338,7 +340,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, size_t layer) {
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                        const AttentionMasks& masks, KvCache* cache, const PackedAttentionPlan* packed) {
+                                        const AttentionMasks& masks, KvCache* cache,
+                                        const PackedAttentionPlan* packed) {
   torch::Tensor attention = self_attn(input_layernorm(x), cos, sin, masks, cache, packed);
   if (!pre_feedforward_layernorm) {
     torch::Tensor h = x + attention;

@@ -101,9 +101,9 @@ class AttentionImpl : public torch::nn::Module {
  private:
   int64_t num_heads_, num_kv_heads_, head_dim_;
   size_t layer_;
-  bool sliding_;     // this layer attends within the sliding window
-  double scale_;     // of the scores: query_pre_attn_scalar^-1/2 or head_dim^-1/2
-  double softcap_;   // attn_logit_softcapping, 0 for none
+  bool sliding_;    // this layer attends within the sliding window
+  double scale_;    // of the scores: query_pre_attn_scalar^-1/2 or head_dim^-1/2
+  double softcap_;  // attn_logit_softcapping, 0 for none
 };
 TORCH_MODULE(Attention);
 

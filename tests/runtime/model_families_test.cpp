@@ -27,7 +27,9 @@ torch::Device TestDevice() {
   return device != nullptr && std::string(device) == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
 
-std::optional<ModelConfig> TryParse(const std::string& json, std::string* error) { return ParseModelConfig(json, error); }
+std::optional<ModelConfig> TryParse(const std::string& json, std::string* error) {
+  return ParseModelConfig(json, error);
+}
 
 ModelConfig Parse(const std::string& json) {
   std::string error;
@@ -87,7 +89,8 @@ double MaxDiff(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 /// Logits of reference_gemma2_qwen3.py on the model directory `dir`: [B, T, vocab].
-torch::Tensor ReferenceLogits(const std::string& dir, const torch::Tensor& ids, int64_t vocab, const std::string& dtype) {
+torch::Tensor ReferenceLogits(const std::string& dir, const torch::Tensor& ids, int64_t vocab,
+                              const std::string& dtype) {
   ScratchDir scratch("families_reference");
   nlohmann::json input = {{"ids", nlohmann::json::array()}};
   for (int64_t b = 0; b < ids.size(0); ++b) {
@@ -97,8 +100,8 @@ torch::Tensor ReferenceLogits(const std::string& dir, const torch::Tensor& ids, 
   testing::WriteFile(scratch / "ids.json", input.dump());
   const char* python = std::getenv("FUSEC_REFERENCE_PYTHON");
   const std::string command = std::string(python != nullptr ? python : "/usr/bin/python3") + " " +
-                              FUSEC_TESTS_RUNTIME_DIR + "/reference_gemma2_qwen3.py " + dir + " " + (scratch / "ids.json") +
-                              " " + (scratch / "logits.bin") + " " + dtype;
+                              FUSEC_TESTS_RUNTIME_DIR + "/reference_gemma2_qwen3.py " + dir + " " +
+                              (scratch / "ids.json") + " " + (scratch / "logits.bin") + " " + dtype;
   EXPECT_EQ(testing::RunCommand(command), 0) << command;
   std::string bytes = testing::ReadFile(scratch / "logits.bin");
   if (bytes.size() != static_cast<size_t>(ids.numel() * vocab) * 4) {
@@ -203,7 +206,8 @@ LogProbsAndGradients Differentiate(LlamaForCausalLMImpl& model, const std::vecto
   out.logp = ResponseLogProbs(model, groups, options, &out.scored);
   torch::Tensor coefficients = torch::linspace(-1.0, 2.0, out.logp.size(0)).to(out.logp.device());
   (out.logp * coefficients).sum().backward();
-  for (const auto& item : model.named_parameters()) out.gradients[item.key()] = item.value().grad().detach().cpu().clone();
+  for (const auto& item : model.named_parameters())
+    out.gradients[item.key()] = item.value().grad().detach().cpu().clone();
   return out;
 }
 
@@ -221,9 +225,11 @@ TEST(FamilyPacking, SameLogProbsAndGradientsAsPaddedRows) {
     // Prompts and responses longer than the window of 8 (so a response's window reaches back into its
     // shared prompt), one empty prompt, one empty response, and a group over kTileTokens (segment by segment).
     std::vector<std::vector<int32_t>> prompts = {TokenRun(1, 12), {9}, {}, TokenRun(4, 5), TokenRun(3, 40)};
-    std::vector<std::vector<std::vector<int32_t>>> responses = {
-        {TokenRun(2, 11), {23}, TokenRun(6, 3)}, {{31, 32}, {}, TokenRun(8, 14)}, {TokenRun(10, 9), {43, 44}}, {{50}, TokenRun(12, 20)},
-        {TokenRun(5, 150), TokenRun(9, 120)}};
+    std::vector<std::vector<std::vector<int32_t>>> responses = {{TokenRun(2, 11), {23}, TokenRun(6, 3)},
+                                                                {{31, 32}, {}, TokenRun(8, 14)},
+                                                                {TokenRun(10, 9), {43, 44}},
+                                                                {{50}, TokenRun(12, 20)},
+                                                                {TokenRun(5, 150), TokenRun(9, 120)}};
     std::vector<PromptResponses> groups;
     for (size_t g = 0; g < prompts.size(); ++g) {
       PromptResponses& group = groups.emplace_back();
@@ -238,7 +244,8 @@ TEST(FamilyPacking, SameLogProbsAndGradientsAsPaddedRows) {
     LogProbOptions all;
     all.head_chunk = 4;
     for (const LogProbOptions& options : {packed, shared, all}) {
-      SCOPED_TRACE(std::string("pack ") + (options.share_prompts ? "+share " : "") + (options.chunked_head ? "+chunked" : ""));
+      SCOPED_TRACE(std::string("pack ") + (options.share_prompts ? "+share " : "") +
+                   (options.chunked_head ? "+chunked" : ""));
       const LogProbsAndGradients fast = Differentiate(*model, groups, options);
       EXPECT_EQ(fast.scored, naive.scored);
       EXPECT_LE(((fast.logp - naive.logp).abs() / (naive.logp.abs() + 1)).max().item<double>(), 1e-5);
@@ -288,7 +295,8 @@ TEST_P(FamilyDecoding, KvCacheStepByStepEqualsFullRecomputationPastTheWindow) {
   const int64_t length = 30;  // several windows
   torch::Tensor ids = RandomIds(2, length, config.vocab_size, 9);
   torch::Tensor full = model->forward(ids);
-  KvCache cache = KvCache::Allocate(config, 2, length, torch::TensorOptions().dtype(torch::kFloat).device(TestDevice()));
+  KvCache cache =
+      KvCache::Allocate(config, 2, length, torch::TensorOptions().dtype(torch::kFloat).device(TestDevice()));
   torch::Tensor positions = torch::arange(length, torch::kLong).unsqueeze(0).expand({2, length}).to(TestDevice());
   torch::Tensor hidden = model->Hidden(ids.narrow(1, 0, 5), positions.narrow(1, 0, 5), {}, &cache);
   double diff = MaxDiff(model->Logits(hidden), full.narrow(1, 0, 5));
@@ -305,8 +313,9 @@ std::vector<int32_t> NaiveGreedy(LlamaForCausalLMImpl& model, std::vector<int32_
   torch::NoGradGuard no_grad;
   std::vector<int32_t> generated;
   for (int64_t i = 0; i < steps; ++i) {
-    torch::Tensor input =
-        torch::tensor(std::vector<int64_t>(sequence.begin(), sequence.end()), torch::kLong).unsqueeze(0).to(TestDevice());
+    torch::Tensor input = torch::tensor(std::vector<int64_t>(sequence.begin(), sequence.end()), torch::kLong)
+                              .unsqueeze(0)
+                              .to(TestDevice());
     auto next = static_cast<int32_t>(model.forward(input)[0][-1].argmax().item<int64_t>());
     generated.push_back(next);
     sequence.push_back(next);
@@ -338,8 +347,9 @@ TEST_P(FamilyDecoding, ScoresAreTheLogSoftmaxOfTheFullForward) {
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (size_t r = 0; r < prompts[p].responses.size(); ++r) {
       std::vector<int32_t> sequence = prompts[p].Sequence(r);
-      torch::Tensor input =
-          torch::tensor(std::vector<int64_t>(sequence.begin(), sequence.end()), torch::kLong).unsqueeze(0).to(TestDevice());
+      torch::Tensor input = torch::tensor(std::vector<int64_t>(sequence.begin(), sequence.end()), torch::kLong)
+                                .unsqueeze(0)
+                                .to(TestDevice());
       torch::Tensor log_probs = torch::log_softmax(model->forward(input)[0], -1).cpu();
       double expected = 0;
       for (size_t t = prompts[p].prompt_ids.size(); t < sequence.size(); ++t) {
@@ -403,8 +413,8 @@ TEST(FamilyCheckpoint, InitializedModelsAreSaneAndRoundTripWithTheirConfig) {
       }
     }
     if (config.model_type == "gemma2") {
-      for (const char* norm : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
-                               "post_feedforward_layernorm"}) {
+      for (const char* norm :
+           {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"}) {
         EXPECT_EQ(names.count(std::string("model.layers.2.") + norm + ".weight"), 1U) << norm;
       }
       EXPECT_EQ(names.count("lm_head.weight"), 0U) << "tied";
@@ -442,7 +452,8 @@ TEST(FamilyCheckpoint, InitializedModelsAreSaneAndRoundTripWithTheirConfig) {
     EXPECT_EQ(written.sliding_window, config.sliding_window);
     EXPECT_EQ(written.sliding_layers, config.sliding_layers);
     EXPECT_EQ(written.tie_word_embeddings, config.tie_word_embeddings);
-    EXPECT_TRUE(torch::equal((*loaded)->forward(torch::arange(12).unsqueeze(0)), model->forward(torch::arange(12).unsqueeze(0))));
+    EXPECT_TRUE(torch::equal((*loaded)->forward(torch::arange(12).unsqueeze(0)),
+                             model->forward(torch::arange(12).unsqueeze(0))));
   }
 }
 
@@ -483,7 +494,9 @@ TEST(FamilyConfig, SetsEachFamilysSwitches) {
   EXPECT_FALSE(variant.final_logit_softcapping);
   EXPECT_EQ(variant.sliding_layers, (std::vector<bool>{false, true}));
   EXPECT_EQ(Parse(R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
-    "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 100})").head_dim, 128);
+    "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 100})")
+                .head_dim,
+            128);
 }
 
 TEST(FamilyConfig, RefusesWhatIsNotImplementedByFieldName) {
@@ -506,7 +519,8 @@ TEST(FamilyConfig, RefusesWhatIsNotImplementedByFieldName) {
       {gemma + R"("layer_types": ["full_attention"]})", "`layer_types` must be a list of `num_hidden_layers` (2)"},
       {gemma + R"("layer_types": ["full_attention", "chunked_attention"]})",
        "`layer_types[1]` \"chunked_attention\" is not supported"},
-      {llama + R"("final_logit_softcapping": 30.0})", "`final_logit_softcapping` is not supported for LlamaForCausalLM"},
+      {llama + R"("final_logit_softcapping": 30.0})",
+       "`final_logit_softcapping` is not supported for LlamaForCausalLM"},
       {R"({"architectures": ["Gemma3ForCausalLM"], "hidden_size": 32})", "Qwen3ForCausalLM and Gemma2ForCausalLM are"},
   };
   for (const auto& [json, expected] : cases) {
