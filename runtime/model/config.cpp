@@ -42,22 +42,122 @@ bool InRange(double value, FloatRange range) {
   return std::isfinite(value) && value >= range.min && value <= range.max;
 }
 
+/// What config.json's `architectures` names, and the family switches it sets before the fields tune them.
+enum class Family : uint8_t { Llama, Mistral, Qwen2, Qwen3, Gemma2 };
+
 struct Architecture {
   const char* name;
   const char* model_type;
-  bool qkv_bias;
+  Family family;
 };
 
 constexpr Architecture kArchitectures[] = {
-    {"LlamaForCausalLM", "llama", false},
-    {"MistralForCausalLM", "mistral", false},
-    {"Qwen2ForCausalLM", "qwen2", true},
+    {"LlamaForCausalLM", "llama", Family::Llama},    {"MistralForCausalLM", "mistral", Family::Mistral},
+    {"Qwen2ForCausalLM", "qwen2", Family::Qwen2},    {"Qwen3ForCausalLM", "qwen3", Family::Qwen3},
+    {"Gemma2ForCausalLM", "gemma2", Family::Gemma2},
 };
+constexpr const char* kSupportedArchitectures =
+    "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and Gemma2ForCausalLM are";
+
+// transformers' Gemma2Config defaults, for the fields a config leaves out (Gemma2Config.__init__).
+constexpr int64_t kGemma2HeadDim = 256;
+constexpr double kGemma2QueryPreAttnScalar = 224;
+constexpr double kGemma2AttnLogitSoftcapping = 50.0;
+constexpr double kGemma2FinalLogitSoftcapping = 30.0;
+constexpr int64_t kGemma2SlidingWindow = 4096;
+// Qwen3Config's default head_dim (its hidden_size / num_attention_heads would be 4096 / 32 = 128 as well).
+constexpr int64_t kQwen3HeadDim = 128;
 
 /// A JSON value as an error message shows it: its text, cut short when long.
 std::string Shown(const Json& value) {
   std::string text = value.dump();
   return text.size() <= 40 ? text : text.substr(0, 37) + "...";
+}
+
+/// A positive finite number at `key`: absent leaves `into` as it is (the family's default), null clears it.
+bool OptionalPositive(const Json& json, const char* key, std::optional<double>& into, std::string* error) {
+  auto it = json.find(key);
+  if (it == json.end()) return true;
+  if (it->is_null()) {
+    into.reset();
+    return true;
+  }
+  if (!it->is_number() || !(it->get<double>() > 0) || !std::isfinite(it->get<double>())) {
+    *error = "`" + std::string(key) + "` must be a positive number or null, not " + Shown(*it);
+    return false;
+  }
+  into = it->get<double>();
+  return true;
+}
+
+/// Gemma-2's attention scale and soft-capping, and the sliding window: which layers use it and how far back
+/// it sees. Gemma-2 windows layers 0, 2, 4, ... (modeling_gemma2: `is_sliding = not bool(layer_idx % 2)`),
+/// Mistral every layer when it has a `sliding_window`; a `layer_types` list, where a config has one, says it
+/// layer by layer. Qwen2's and Qwen3's windows (`use_sliding_window`) are refused.
+bool ParseAttentionVariants(const Json& json, Family family, ModelConfig& config, std::string* error) {
+  auto fail = [&](const std::string& what) {
+    *error = what;
+    return false;
+  };
+  if (family == Family::Gemma2) {
+    config.query_pre_attn_scalar = kGemma2QueryPreAttnScalar;
+    config.attn_logit_softcapping = kGemma2AttnLogitSoftcapping;
+    config.final_logit_softcapping = kGemma2FinalLogitSoftcapping;
+    if (!OptionalPositive(json, "query_pre_attn_scalar", config.query_pre_attn_scalar, error) ||
+        !OptionalPositive(json, "attn_logit_softcapping", config.attn_logit_softcapping, error) ||
+        !OptionalPositive(json, "final_logit_softcapping", config.final_logit_softcapping, error)) {
+      return false;
+    }
+    if (!config.query_pre_attn_scalar) return fail("`query_pre_attn_scalar` must be a positive number, not null");
+  } else {
+    for (const char* key : {"query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping"}) {
+      if (auto it = json.find(key); it != json.end() && !it->is_null()) {
+        return fail("`" + std::string(key) + "` is not supported for " + config.architecture +
+                    " (Gemma2ForCausalLM has it)");
+      }
+    }
+  }
+  if (auto window = json.find("use_sliding_window"); window != json.end() && !window->is_null()) {
+    if (!window->is_boolean()) return fail("`use_sliding_window` must be true or false, not " + Shown(*window));
+    if (window->get<bool>()) return fail("`use_sliding_window` true is not supported");
+  }
+  // The window's size matters only where a layer uses it: Qwen2's and Qwen3's configs carry one, unused.
+  const bool windowed = family == Family::Gemma2 || family == Family::Mistral;
+  if (!windowed) return true;
+  std::optional<int64_t> window =
+      family == Family::Gemma2 ? std::optional<int64_t>(kGemma2SlidingWindow) : std::nullopt;
+  if (auto it = json.find("sliding_window"); it != json.end()) {
+    if (it->is_null()) {
+      window.reset();
+    } else if (!it->is_number_integer() || it->get<int64_t>() < 1 ||
+               it->get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+      return fail("`sliding_window` must be an integer >= 1 or null, not " + Shown(*it));
+    } else {
+      window = it->get<int64_t>();
+    }
+  }
+  if (!window) return true;
+  config.sliding_window = window;
+  config.sliding_layers.assign(static_cast<size_t>(config.num_layers), false);
+  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+    config.sliding_layers[static_cast<size_t>(layer)] = family == Family::Mistral || layer % 2 == 0;
+  }
+  if (auto types = json.find("layer_types"); types != json.end() && !types->is_null()) {
+    if (!types->is_array() || types->size() != static_cast<size_t>(config.num_layers)) {
+      return fail("`layer_types` must be a list of `num_hidden_layers` (" + std::to_string(config.num_layers) +
+                  ") layer types, not " + Shown(*types));
+    }
+    for (size_t layer = 0; layer < types->size(); ++layer) {
+      const Json& type = (*types)[layer];
+      if (type == "sliding_attention" || type == "full_attention") {
+        config.sliding_layers[layer] = type == "sliding_attention";
+      } else {
+        return fail("`layer_types[" + std::to_string(layer) + "]` " + Shown(type) +
+                    " is not supported (sliding_attention and full_attention are)");
+      }
+    }
+  }
+  return true;
 }
 
 std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, std::string* error) {
@@ -144,11 +244,23 @@ std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, st
     if (config.architecture == known.name) architecture = &known;
   }
   if (architecture == nullptr) {
-    return fail("architecture `" + config.architecture +
-                "` is not supported (LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM are)");
+    return fail("architecture `" + config.architecture + "` is not supported (" + kSupportedArchitectures + ")");
   }
+  const Family family = architecture->family;
   config.model_type = architecture->model_type;
-  config.qkv_bias = architecture->qkv_bias;
+  config.qkv_bias = family == Family::Qwen2;
+  if (family == Family::Gemma2) {
+    config.norm_style = NormStyle::Gemma;
+    config.mlp_activation = MlpActivation::GeluTanh;
+    config.scale_embeddings = true;
+    config.sandwich_norms = true;
+    config.tie_word_embeddings = true;  // Gemma2Config's default
+    config.rms_norm_eps = 1e-6;
+  }
+  if (family == Family::Qwen3) {
+    config.qk_norm = true;
+    config.rms_norm_eps = 1e-6;
+  }
   if (!integer("hidden_size", config.hidden_size, true, 1) ||
       !integer("intermediate_size", config.intermediate_size, true, 1) ||
       !integer("num_hidden_layers", config.num_layers, true, 1) ||
@@ -158,9 +270,13 @@ std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, st
   }
   config.num_kv_heads = config.num_heads;
   if (!integer("num_key_value_heads", config.num_kv_heads, false, 1)) return std::nullopt;
-  config.head_dim = config.hidden_size / config.num_heads;
+  // Gemma2Config and Qwen3Config default head_dim to a constant; the others derive it.
+  const bool derived_head_dim = family != Family::Gemma2 && family != Family::Qwen3;
+  config.head_dim = family == Family::Gemma2  ? kGemma2HeadDim
+                    : family == Family::Qwen3 ? kQwen3HeadDim
+                                              : config.hidden_size / config.num_heads;
   if (!integer("head_dim", config.head_dim, false, 1)) return std::nullopt;
-  if (json.find("head_dim") == json.end() && config.hidden_size % config.num_heads != 0) {
+  if (derived_head_dim && json.find("head_dim") == json.end() && config.hidden_size % config.num_heads != 0) {
     return fail("`hidden_size` " + std::to_string(config.hidden_size) + " is not a multiple of `num_attention_heads` " +
                 std::to_string(config.num_heads));
   }
@@ -174,17 +290,25 @@ std::optional<ModelConfig> ParseModelConfigUnchecked(const std::string& text, st
       !number("initializer_range", config.initializer_range, kInitializerRange)) {
     return std::nullopt;
   }
-  if (auto act = string("hidden_act"); act && *act != "silu") {
+  if (family == Family::Gemma2) {  // modeling_gemma2 reads `hidden_activation`, not `hidden_act`
+    if (auto act = string("hidden_activation"); act && *act != "gelu_pytorch_tanh") {
+      return fail("`hidden_activation` " + *act + " is not supported (Gemma-2's GeGLU uses gelu_pytorch_tanh)");
+    }
+  } else if (auto act = string("hidden_act"); act && *act != "silu") {
     return fail("`hidden_act` " + *act + " is not supported (the decoder uses SwiGLU with silu)");
   }
   if (!error->empty()) return std::nullopt;
-  if (auto bias = boolean("attention_bias"); bias && *bias) config.qkv_bias = true;
-  if (auto bias = boolean("mlp_bias"); bias && *bias) return fail("`mlp_bias` true is not supported");
-  if (auto window = boolean("use_sliding_window"); window && *window) {
-    return fail("`use_sliding_window` true is not supported");
+  if (auto bias = boolean("attention_bias"); bias && *bias) {
+    // Gemma-2's and Qwen3's `attention_bias` also puts a bias on o_proj, which the decoder does not have.
+    if (family == Family::Gemma2 || family == Family::Qwen3) {
+      return fail("`attention_bias` true is not supported for " + config.architecture);
+    }
+    config.qkv_bias = true;
   }
+  if (auto bias = boolean("mlp_bias"); bias && *bias) return fail("`mlp_bias` true is not supported");
   if (auto tie = boolean("tie_word_embeddings")) config.tie_word_embeddings = *tie;
   if (!error->empty()) return std::nullopt;
+  if (!ParseAttentionVariants(json, family, config, error)) return std::nullopt;
   if (auto tp = json.find("pretraining_tp"); tp != json.end() && !tp->is_null()) {
     if (!tp->is_number_integer() || tp->get<int64_t>() != 1) {
       return fail("`pretraining_tp` " + Shown(*tp) + " is not supported (only 1 is)");
@@ -313,10 +437,12 @@ std::optional<uint64_t> ModelWeightCount(const ModelConfig& config) {
   const auto hidden = static_cast<Wide>(config.hidden_size);
   const Wide attention = static_cast<Wide>(config.num_heads) * static_cast<Wide>(config.head_dim);
   const Wide key_value = static_cast<Wide>(config.num_kv_heads) * static_cast<Wide>(config.head_dim);
-  const Wide projections = hidden * (2 * attention + 2 * key_value);  // q and o, k and v
+  const Wide projections = hidden * (2 * attention + 2 * key_value);          // q and o, k and v
   const Wide mlp = hidden * 3 * static_cast<Wide>(config.intermediate_size);  // gate, up, down
   const Wide biases = config.qkv_bias ? attention + 2 * key_value : 0;
-  const Wide layer = projections + mlp + biases + 2 * hidden;  // and two norms
+  const Wide norms =
+      (config.sandwich_norms ? 4 : 2) * hidden + (config.qk_norm ? 2 * static_cast<Wide>(config.head_dim) : 0);
+  const Wide layer = projections + mlp + biases + norms;
   const Wide embedding = static_cast<Wide>(config.vocab_size) * hidden;
   const Wide total = layer * static_cast<Wide>(config.num_layers) + embedding * (config.tie_word_embeddings ? 1 : 2) +
                      hidden;  // the final norm
@@ -338,10 +464,22 @@ std::string ModelConfigToJson(const ModelConfig& config) {
   json["max_position_embeddings"] = config.max_position;
   json["rms_norm_eps"] = config.rms_norm_eps;
   json["rope_theta"] = config.rope_theta;
-  json["hidden_act"] = "silu";
+  json["hidden_act"] = config.mlp_activation == MlpActivation::GeluTanh ? "gelu_pytorch_tanh" : "silu";
+  if (config.model_type == "gemma2") json["hidden_activation"] = "gelu_pytorch_tanh";
   json["tie_word_embeddings"] = config.tie_word_embeddings;
   json["initializer_range"] = config.initializer_range;
-  if (config.model_type == "llama") json["attention_bias"] = config.qkv_bias;
+  if (config.model_type == "llama" || config.model_type == "qwen3" || config.model_type == "gemma2") {
+    json["attention_bias"] = config.qkv_bias;
+  }
+  auto optional_number = [](const std::optional<double>& value) { return value ? Json(*value) : Json(nullptr); };
+  if (config.model_type == "gemma2") {
+    json["query_pre_attn_scalar"] = optional_number(config.query_pre_attn_scalar);
+    json["attn_logit_softcapping"] = optional_number(config.attn_logit_softcapping);
+    json["final_logit_softcapping"] = optional_number(config.final_logit_softcapping);
+  }
+  if (config.model_type == "gemma2" || config.model_type == "mistral") {
+    json["sliding_window"] = config.sliding_window ? Json(*config.sliding_window) : Json(nullptr);
+  }
   switch (config.rope_scaling.kind) {
     case RopeScaling::Kind::None:
       json["rope_scaling"] = nullptr;

@@ -35,11 +35,13 @@ void RequireFinite(const LlamaForCausalLMImpl& model, const torch::Tensor& value
 
 /// The chunked head (ChunkedTokenLogProbs). Forward keeps only the per-token log-normaliser [N]; backward
 /// recomputes each chunk's logits, turns them into d(logp)/d(logits) = grad * (onehot(target) - softmax) in
-/// place, and multiplies back into the hidden states' and the weight's gradients.
+/// place, and multiplies back into the hidden states' and the weight's gradients. With a soft cap c the
+/// logits are c * tanh(z / c) of the raw ones z, and backward multiplies by their derivative, 1 - tanh^2.
 class ChunkedHeadFunction : public torch::autograd::Function<ChunkedHeadFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
-                               const torch::Tensor& weight, const torch::Tensor& targets, int64_t chunk) {
+                               const torch::Tensor& weight, const torch::Tensor& targets, int64_t chunk,
+                               double softcap) {
     // Autocast's choice, made by hand so that backward (outside the autocast scope) repeats it exactly.
     const torch::ScalarType compute = compat::AutocastDtype(hidden.device().type()).value_or(hidden.scalar_type());
     const torch::Tensor compute_weight = weight.to(compute);
@@ -49,12 +51,14 @@ class ChunkedHeadFunction : public torch::autograd::Function<ChunkedHeadFunction
     for (int64_t start = 0; start < tokens; start += chunk) {
       const int64_t length = std::min(chunk, tokens - start);
       torch::Tensor logits = ChunkLogits(hidden.narrow(0, start, length), compute_weight, compute);  // [length, V]
+      if (softcap > 0) logits = logits.div_(softcap).tanh_().mul_(softcap);
       torch::Tensor lse = torch::logsumexp(logits, -1);
       normaliser.narrow(0, start, length).copy_(lse);
       logp.narrow(0, start, length).copy_(logits.gather(1, targets.narrow(0, start, length).unsqueeze(1)).squeeze(1) - lse);
     }
     ctx->save_for_backward({hidden, weight, targets, normaliser});
     ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["softcap"] = softcap;
     ctx->saved_data["compute"] = static_cast<int64_t>(compute);
     return logp;
   }
@@ -67,6 +71,7 @@ class ChunkedHeadFunction : public torch::autograd::Function<ChunkedHeadFunction
     const torch::Tensor& targets = saved[2];
     const torch::Tensor& normaliser = saved[3];
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const double softcap = ctx->saved_data["softcap"].toDouble();
     const auto compute = static_cast<torch::ScalarType>(ctx->saved_data["compute"].toInt());
     const torch::Tensor grad_logp = grads[0].to(torch::kFloat);  // [N]
     const torch::Tensor compute_weight = weight.to(compute);
@@ -79,8 +84,14 @@ class ChunkedHeadFunction : public torch::autograd::Function<ChunkedHeadFunction
       torch::Tensor grad_chunk = grad_logp.narrow(0, start, length).unsqueeze(1);  // [length, 1]
       // softmax = exp(logits - lse); d(logp)/d(logits) = onehot - softmax, scaled by the incoming gradient.
       torch::Tensor grad_logits = ChunkLogits(hidden_chunk, compute_weight, compute);
+      torch::Tensor capped;  // tanh(z / c), [length, V]
+      if (softcap > 0) {
+        capped = grad_logits.div_(softcap).tanh_();
+        grad_logits = capped * softcap;
+      }
       grad_logits.sub_(normaliser.narrow(0, start, length).unsqueeze(1)).exp_().mul_(-grad_chunk);
       grad_logits.scatter_add_(1, targets.narrow(0, start, length).unsqueeze(1), grad_chunk);
+      if (softcap > 0) grad_logits.mul_(1 - capped * capped);  // through c * tanh(z / c)
       torch::Tensor grad_compute = grad_logits.to(compute);
       grad_hidden.narrow(0, start, length).copy_(torch::matmul(grad_compute, compute_weight));
       if (compute == torch::kFloat) {
@@ -89,7 +100,7 @@ class ChunkedHeadFunction : public torch::autograd::Function<ChunkedHeadFunction
         grad_weight.add_(torch::matmul(grad_compute.t(), hidden_chunk).to(torch::kFloat));
       }
     }
-    return {grad_hidden, grad_weight.to(weight.scalar_type()), torch::Tensor(), torch::Tensor()};
+    return {grad_hidden, grad_weight.to(weight.scalar_type()), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 
  private:
@@ -108,18 +119,19 @@ int64_t LogProbOptions::ChunkTokens(int64_t vocab) const {
 }
 
 torch::Tensor ChunkedTokenLogProbs(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
-                                   int64_t chunk) {
+                                   int64_t chunk, double softcap) {
   TORCH_CHECK(chunk > 0, "the head's chunk must be positive");
-  return ChunkedHeadFunction::apply(hidden, weight, targets, chunk);
+  return ChunkedHeadFunction::apply(hidden, weight, targets, chunk, softcap);
 }
 
 torch::Tensor TokenLogProbs(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& targets,
                             const LogProbOptions& options) {
   if (hidden.size(0) == 0) return torch::zeros({0}, hidden.options().dtype(torch::kFloat));
   if (options.chunked_head) {
-    return ChunkedTokenLogProbs(hidden, model.OutputWeight(), targets, options.ChunkTokens(model.config().vocab_size));
+    return ChunkedTokenLogProbs(hidden, model.OutputWeight(), targets, options.ChunkTokens(model.config().vocab_size),
+                                model.config().final_logit_softcapping.value_or(0.0));
   }
-  torch::Tensor log_probs = torch::log_softmax(model.Logits(hidden), -1);  // [N, vocab], the naive way
+  torch::Tensor log_probs = torch::log_softmax(model.Logits(hidden), -1);  // [N, vocab], the naive way (soft-capped)
   return log_probs.gather(1, targets.unsqueeze(1)).squeeze(1);
 }
 

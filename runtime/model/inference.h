@@ -51,9 +51,10 @@ torch::Tensor TokenLogProbs(LlamaForCausalLMImpl& model, const torch::Tensor& hi
 /// The chunked log-prob head as a function of its tensors: hidden [N, H] (any float dtype), weight [V, H],
 /// targets [N] int64 -> [N] float32, differentiable in hidden and weight. Under autocast the matmuls run in
 /// the autocast dtype (bf16) with float32 accumulation and a float32 softmax; backward recomputes each
-/// chunk's logits, so peak memory is one [chunk, V] block instead of [N, V].
+/// chunk's logits, so peak memory is one [chunk, V] block instead of [N, V]. `softcap` > 0 caps the logits to
+/// softcap * tanh(logits / softcap) first (Gemma-2's `final_logit_softcapping`).
 torch::Tensor ChunkedTokenLogProbs(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
-                                   int64_t chunk);
+                                   int64_t chunk, double softcap = 0);
 
 /// A prompt and responses that continue it.
 struct PromptResponses {

@@ -59,21 +59,54 @@ torch::Tensor InverseFrequencies(const ModelConfig& config) {
 
 }  // namespace
 
+namespace {
+
+/// Where keys are less than `window` positions before their query: query positions [..., T], key positions
+/// [..., S] -> bool [..., T, S]. Positions, not indices: a response packed behind its shared prompt sees the
+/// prompt's last keys exactly as it would in a padded row.
+torch::Tensor WithinWindow(const torch::Tensor& query_positions, const torch::Tensor& key_positions, int64_t window) {
+  return (query_positions.unsqueeze(-1) - key_positions.unsqueeze(-2)) < window;
+}
+
+}  // namespace
+
 /// A packed sequence's attention in blocks. Short groups (a prompt segment and the segments that continue it,
 /// or a lone segment) are gathered into tiles of up to kTileTokens tokens, each one attention call under a
 /// dense mask: one call for many tiny sequences rather than one each. Longer groups go segment by segment,
-/// so no masked-out score of a long sequence is computed. Masks are built once a forward, not once a layer.
+/// so no masked-out score of a long sequence is computed. Masks are built once a forward, not once a layer;
+/// with a sliding window each block has a windowed mask too, from the tokens' positions.
 struct PackedAttentionPlan {
   static constexpr int64_t kTileTokens = 256;
 
   struct Block {
     int64_t begin = 0, length = 0;  // the queries (and, for a tile, the keys)
-    torch::Tensor allowed;         // tile: bool [length, length]; segment with a context: [length, context + length]
+    torch::Tensor allowed;          // tile: bool [length, length]; segment with a context: [length, context + length]
+    torch::Tensor sliding;          // `allowed` (or causal) within the window; undefined without one
     int64_t context_begin = 0, context_length = 0;  // segment blocks: the keys before its own
   };
   std::vector<Block> blocks;
 
-  PackedAttentionPlan(const PackedLayout& layout, const torch::Device& device) {
+  /// positions: [N] int64, the packed tokens' positions; window: the config's sliding window, if any.
+  PackedAttentionPlan(const PackedLayout& layout, const torch::Tensor& positions, std::optional<int64_t> window) {
+    const torch::Device device = positions.device();
+    Build(layout, device);
+    if (!window) return;
+    for (Block& block : blocks) {
+      torch::Tensor queries = positions.narrow(0, block.begin, block.length);
+      torch::Tensor keys = block.context_length > 0
+                               ? torch::cat({positions.narrow(0, block.context_begin, block.context_length), queries})
+                               : queries;
+      torch::Tensor allowed =
+          block.allowed.defined()
+              ? block.allowed
+              : torch::ones({block.length, block.length}, torch::TensorOptions().dtype(torch::kBool).device(device))
+                    .tril();
+      block.sliding = allowed & WithinWindow(queries, keys, *window);
+    }
+  }
+
+ private:
+  void Build(const PackedLayout& layout, const torch::Device& device) {
     // Groups: a segment without a context starts one; segments continuing it follow it in the layout.
     std::vector<std::pair<size_t, size_t>> groups;  // [first segment, end segment)
     for (size_t s = 0; s < layout.segments.size(); ++s) {
@@ -111,7 +144,6 @@ struct PackedAttentionPlan {
     close_tile();
   }
 
- private:
   void AddTile(const PackedLayout& layout, const std::vector<std::pair<size_t, size_t>>& groups, const torch::Device& device) {
     const int64_t begin = layout.segments[groups.front().first].begin;
     const PackedLayout::Segment& last = layout.segments[groups.back().second - 1];
@@ -157,9 +189,10 @@ struct PackedAttentionPlan {
 
 namespace {
 
-/// Attention of a packed sequence as its plan says: q, k, v [1, H, N, D] -> [1, H, N, D].
+/// Attention of a packed sequence as its plan says: q, k, v [1, H, N, D] -> [1, H, N, D]; `sliding`: under
+/// the blocks' windowed masks.
 torch::Tensor PackedAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                              const PackedAttentionPlan& plan) {
+                              const PackedAttentionPlan& plan, bool sliding, double scale, double softcap) {
   std::vector<torch::Tensor> outputs;
   outputs.reserve(plan.blocks.size());
   for (const PackedAttentionPlan::Block& block : plan.blocks) {
@@ -170,7 +203,8 @@ torch::Tensor PackedAttention(const torch::Tensor& q, const torch::Tensor& k, co
       k_b = torch::cat({k.narrow(2, block.context_begin, block.context_length), k_b}, 2);
       v_b = torch::cat({v.narrow(2, block.context_begin, block.context_length), v_b}, 2);
     }
-    outputs.push_back(compat::Attention(q_b, k_b, v_b, block.allowed));  // undefined mask: causal
+    const torch::Tensor& allowed = sliding ? block.sliding : block.allowed;
+    outputs.push_back(compat::Attention(q_b, k_b, v_b, allowed, scale, softcap));  // undefined mask: causal
   }
   return torch::cat(outputs, 2);
 }
@@ -184,18 +218,26 @@ KvCache KvCache::Allocate(const ModelConfig& config, int64_t batch, int64_t capa
     cache.keys.push_back(torch::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, options));
     cache.values.push_back(torch::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, options));
   }
+  cache.positions = torch::zeros({batch, capacity}, options.dtype(torch::kLong));
   return cache;
 }
 
-RmsNormImpl::RmsNormImpl(int64_t size, double eps) : eps_(eps) {
-  weight = register_parameter("weight", torch::ones({size}));
+RmsNormImpl::RmsNormImpl(int64_t size, double eps, NormStyle style) : eps_(eps), style_(style) {
+  // Each style's identity: Gemma's weight is an offset from 1 (modeling_gemma2 starts it at zeros).
+  weight = register_parameter("weight", style == NormStyle::Gemma ? torch::zeros({size}) : torch::ones({size}));
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
   torch::Tensor x32 = x.to(torch::kFloat);
   torch::Tensor variance = x32.pow(2).mean(-1, /*keepdim=*/true);
   x32 = x32 * torch::rsqrt(variance + eps_);
-  return weight * x32.to(x.scalar_type());
+  switch (style_) {
+    case NormStyle::Llama:
+      return weight * x32.to(x.scalar_type());
+    case NormStyle::Gemma:
+      return (x32 * (1.0 + weight.to(torch::kFloat))).to(x.scalar_type());
+  }
+  return x;
 }
 
 RotaryEmbeddingImpl::RotaryEmbeddingImpl(const ModelConfig& config) {
@@ -209,21 +251,36 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::forward(const torch
   return {angles.cos(), angles.sin()};
 }
 
-AttentionImpl::AttentionImpl(const ModelConfig& config)
-    : num_heads_(config.num_heads), num_kv_heads_(config.num_kv_heads), head_dim_(config.head_dim) {
+AttentionImpl::AttentionImpl(const ModelConfig& config, size_t layer)
+    : num_heads_(config.num_heads),
+      num_kv_heads_(config.num_kv_heads),
+      head_dim_(config.head_dim),
+      layer_(layer),
+      sliding_(config.sliding_window && config.sliding_layers.at(layer)),
+      scale_(1.0 / std::sqrt(config.query_pre_attn_scalar.value_or(static_cast<double>(config.head_dim)))),
+      softcap_(config.attn_logit_softcapping.value_or(0.0)) {
   q_proj = register_module("q_proj", MakeLinear(config.hidden_size, num_heads_ * head_dim_, config.qkv_bias));
   k_proj = register_module("k_proj", MakeLinear(config.hidden_size, num_kv_heads_ * head_dim_, config.qkv_bias));
   v_proj = register_module("v_proj", MakeLinear(config.hidden_size, num_kv_heads_ * head_dim_, config.qkv_bias));
   o_proj = register_module("o_proj", MakeLinear(num_heads_ * head_dim_, config.hidden_size, false));
+  if (config.qk_norm) {
+    q_norm = register_module("q_norm", RmsNorm(head_dim_, config.rms_norm_eps));
+    k_norm = register_module("k_norm", RmsNorm(head_dim_, config.rms_norm_eps));
+  }
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                     const torch::Tensor& allowed, KvCache* cache, size_t layer,
-                                     const PackedAttentionPlan* packed) {
+                                     const AttentionMasks& masks, KvCache* cache, const PackedAttentionPlan* packed) {
   const int64_t batch = x.size(0);
   const int64_t length = x.size(1);
-  torch::Tensor q = q_proj(x).view({batch, length, num_heads_, head_dim_}).transpose(1, 2);
-  torch::Tensor k = k_proj(x).view({batch, length, num_kv_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor q = q_proj(x).view({batch, length, num_heads_, head_dim_});
+  torch::Tensor k = k_proj(x).view({batch, length, num_kv_heads_, head_dim_});
+  if (q_norm) {  // Qwen3: each head's q and k normed over head_dim, before rotary
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
   torch::Tensor v = v_proj(x).view({batch, length, num_kv_heads_, head_dim_}).transpose(1, 2);
   torch::Tensor c = cos.unsqueeze(1).to(x.scalar_type());
   torch::Tensor s = sin.unsqueeze(1).to(x.scalar_type());
@@ -231,48 +288,74 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   k = k * c + RotateHalf(k) * s;
   if (cache != nullptr) {
     const int64_t start = cache->length;
-    cache->keys[layer].narrow(2, start, length).copy_(k);
-    cache->values[layer].narrow(2, start, length).copy_(v);
-    k = cache->keys[layer].narrow(2, 0, start + length);
-    v = cache->values[layer].narrow(2, 0, start + length);
+    cache->keys[layer_].narrow(2, start, length).copy_(k);
+    cache->values[layer_].narrow(2, start, length).copy_(v);
+    k = cache->keys[layer_].narrow(2, 0, start + length);
+    v = cache->values[layer_].narrow(2, 0, start + length);
   }
   const int64_t groups = num_heads_ / num_kv_heads_;
   if (groups > 1) {  // grouped-query attention: query head h reads key/value head h / groups
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  torch::Tensor out = packed != nullptr ? PackedAttention(q, k, v, *packed)
-                                        : compat::Attention(q, k, v, allowed.defined() ? allowed.unsqueeze(1) : allowed);
+  torch::Tensor out;
+  if (packed != nullptr) {
+    out = PackedAttention(q, k, v, *packed, sliding_, scale_, softcap_);
+  } else {
+    const torch::Tensor& allowed = sliding_ ? masks.sliding : masks.full;
+    out = compat::Attention(q, k, v, allowed.defined() ? allowed.unsqueeze(1) : allowed, scale_, softcap_);
+  }
   return o_proj(out.transpose(1, 2).reshape({batch, length, num_heads_ * head_dim_}));
 }
 
-MlpImpl::MlpImpl(const ModelConfig& config) {
+MlpImpl::MlpImpl(const ModelConfig& config) : activation_(config.mlp_activation) {
   gate_proj = register_module("gate_proj", MakeLinear(config.hidden_size, config.intermediate_size, false));
   up_proj = register_module("up_proj", MakeLinear(config.hidden_size, config.intermediate_size, false));
   down_proj = register_module("down_proj", MakeLinear(config.intermediate_size, config.hidden_size, false));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  torch::Tensor gate = gate_proj(x);
+  switch (activation_) {
+    case MlpActivation::Silu:
+      gate = torch::silu(gate);
+      break;
+    case MlpActivation::GeluTanh:  // gelu_pytorch_tanh
+      gate = torch::gelu(gate, "tanh");
+      break;
+  }
+  return down_proj(gate * up_proj(x));
+}
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) {
-  self_attn = register_module("self_attn", Attention(config));
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, size_t layer) {
+  auto norm = [&] { return RmsNorm(config.hidden_size, config.rms_norm_eps, config.norm_style); };
+  self_attn = register_module("self_attn", Attention(config, layer));
   mlp = register_module("mlp", Mlp(config));
-  input_layernorm = register_module("input_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
-  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  input_layernorm = register_module("input_layernorm", norm());
+  post_attention_layernorm = register_module("post_attention_layernorm", norm());
+  if (config.sandwich_norms) {
+    pre_feedforward_layernorm = register_module("pre_feedforward_layernorm", norm());
+    post_feedforward_layernorm = register_module("post_feedforward_layernorm", norm());
+  }
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                        const torch::Tensor& allowed, KvCache* cache, size_t layer,
+                                        const AttentionMasks& masks, KvCache* cache,
                                         const PackedAttentionPlan* packed) {
-  torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, allowed, cache, layer, packed);
-  return h + mlp(post_attention_layernorm(h));
+  torch::Tensor attention = self_attn(input_layernorm(x), cos, sin, masks, cache, packed);
+  if (!pre_feedforward_layernorm) {
+    torch::Tensor h = x + attention;
+    return h + mlp(post_attention_layernorm(h));
+  }
+  torch::Tensor h = x + post_attention_layernorm(attention);  // Gemma-2's sandwich
+  return h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h)));
 }
 
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& config) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(config.vocab_size, config.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config.num_layers; ++i) layers->push_back(DecoderLayer(config));
-  norm = register_module("norm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  for (int64_t i = 0; i < config.num_layers; ++i) layers->push_back(DecoderLayer(config, static_cast<size_t>(i)));
+  norm = register_module("norm", RmsNorm(config.hidden_size, config.rms_norm_eps, config.norm_style));
   rotary_emb = register_module("rotary_emb", RotaryEmbedding(config));
 }
 
@@ -327,10 +410,24 @@ torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids, const
   TORCH_CHECK(allowed.defined() || cache == nullptr || cache->length == 0,
               "attention over a filled KV cache needs an explicit mask");
   TORCH_CHECK(cache == nullptr || cache->length + input_ids.size(1) <= cache->capacity, "the KV cache is full");
-  torch::Tensor h = model->embed_tokens(input_ids);
+  AttentionMasks masks{allowed, {}};
+  if (config_.sliding_window) {
+    torch::Tensor key_positions = positions;
+    if (cache != nullptr) {
+      cache->positions.narrow(1, cache->length, positions.size(1)).copy_(positions);
+      key_positions = cache->positions.narrow(1, 0, cache->length + positions.size(1));
+    }
+    torch::Tensor full = allowed;
+    if (!full.defined()) {
+      const int64_t t = positions.size(1);
+      full = torch::ones({1, t, t}, positions.options().dtype(torch::kBool)).tril();
+    }
+    masks.sliding = full & WithinWindow(positions, key_positions, *config_.sliding_window);
+  }
+  torch::Tensor h = Embed(input_ids);
   auto [cos, sin] = model->rotary_emb(positions);
   for (size_t i = 0; i < model->layers->size(); ++i) {
-    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, allowed, cache, i, /*packed=*/nullptr);
+    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, masks, cache, /*packed=*/nullptr);
   }
   if (cache != nullptr) cache->length += input_ids.size(1);
   return model->norm(h);
@@ -339,13 +436,21 @@ torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids, const
 torch::Tensor LlamaForCausalLMImpl::HiddenPacked(const torch::Tensor& input_ids, const torch::Tensor& positions,
                                                  const PackedLayout& layout) {
   TORCH_CHECK(input_ids.size(0) == 1 && input_ids.size(1) == layout.Tokens(), "a packed sequence is one row of its layout's tokens");
-  const PackedAttentionPlan plan(layout, input_ids.device());
-  torch::Tensor h = model->embed_tokens(input_ids);
+  const PackedAttentionPlan plan(layout, positions[0], config_.sliding_window);
+  torch::Tensor h = Embed(input_ids);
   auto [cos, sin] = model->rotary_emb(positions);
   for (size_t i = 0; i < model->layers->size(); ++i) {
-    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, /*allowed=*/{}, /*cache=*/nullptr, i, &plan);
+    h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, /*masks=*/{}, /*cache=*/nullptr, &plan);
   }
   return model->norm(h);
+}
+
+torch::Tensor LlamaForCausalLMImpl::Embed(const torch::Tensor& input_ids) {
+  torch::Tensor h = model->embed_tokens(input_ids);
+  if (!config_.scale_embeddings) return h;
+  // modeling_gemma2: `normalizer = torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)`, rounded to
+  // the embeddings' dtype (bf16 holds sqrt(2304) as 48.0).
+  return h * torch::scalar_tensor(std::sqrt(static_cast<double>(config_.hidden_size)), h.options());
 }
 
 torch::Tensor LlamaForCausalLMImpl::OutputWeight() const {
@@ -353,7 +458,10 @@ torch::Tensor LlamaForCausalLMImpl::OutputWeight() const {
 }
 
 torch::Tensor LlamaForCausalLMImpl::Logits(const torch::Tensor& hidden) {
-  return torch::nn::functional::linear(hidden, OutputWeight()).to(torch::kFloat);
+  torch::Tensor logits = torch::nn::functional::linear(hidden, OutputWeight()).to(torch::kFloat);
+  if (!config_.final_logit_softcapping) return logits;
+  const double cap = *config_.final_logit_softcapping;
+  return torch::tanh(logits / cap) * cap;
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids) {
@@ -366,12 +474,15 @@ void InitializeWeights(LlamaForCausalLMImpl& model, uint64_t seed) {
   torch::NoGradGuard no_grad;
   at::Generator generator = at::detail::createCPUGenerator(seed);
   const double std = model.config().initializer_range;
+  const double norm_identity = model.config().norm_style == NormStyle::Gemma ? 0.0 : 1.0;
   for (auto& item : model.named_parameters()) {
     const std::string& name = item.key();
     torch::Tensor& parameter = item.value();
     torch::Tensor values = torch::empty(parameter.sizes(), torch::kFloat);
-    if (name.ends_with("norm.weight")) {
-      values.fill_(1.0);
+    if (name.ends_with("self_attn.q_norm.weight") || name.ends_with("self_attn.k_norm.weight")) {
+      values.fill_(1.0);  // Qwen3's, Llama-style
+    } else if (name.ends_with("norm.weight")) {
+      values.fill_(norm_identity);
     } else if (name.ends_with(".bias")) {
       values.zero_();
     } else {

@@ -1,4 +1,7 @@
-// The Llama-family decoder (Llama, Mistral, Qwen2), equation for equation as Hugging Face's modeling_llama.
+// The decoder of every supported family (Llama, Mistral, Qwen2, Qwen3, Gemma-2), equation for equation as
+// Hugging Face's modeling_llama, modeling_qwen3 and modeling_gemma2. One class for all: the families differ
+// in a handful of steps, each a named switch of ModelConfig (config.h) that the modules below read, so the
+// shared path stays one readable forward and each difference is visible where it applies.
 //
 // Modules are registered under Hugging Face's names, so `named_parameters()` yields exactly the tensor names
 // of a safetensors checkpoint (`model.layers.0.self_attn.q_proj.weight`) and loading is a name lookup. The
@@ -20,10 +23,12 @@
 namespace fusec::rt {
 
 /// Keys and values of past positions, for generation. One [B, kv_heads, capacity, head_dim] pair a layer;
-/// the first `length` positions are filled.
+/// the first `length` positions are filled. The keys' positions are kept for the sliding window, which is a
+/// mask over the whole cache (a windowed layer's old keys stay, unseen).
 struct KvCache {
   std::vector<torch::Tensor> keys;
   std::vector<torch::Tensor> values;
+  torch::Tensor positions;  // [B, capacity] int64
   int64_t length = 0;
   int64_t capacity = 0;
 
@@ -48,14 +53,25 @@ struct PackedLayout {
 /// How a packed sequence's attention is computed, planned once a forward from its layout (llama.cpp).
 struct PackedAttentionPlan;
 
+/// The masks of one forward, built once for every layer: bool [B, T, S], true where query t may attend to key
+/// s (`full` undefined: causal over T), and, when the model has a sliding window, `sliding`, the same
+/// restricted to keys less than `sliding_window` positions before the query.
+struct AttentionMasks {
+  torch::Tensor full;
+  torch::Tensor sliding;
+};
+
+/// RMSNorm, normalised in float32; the weight applied as NormStyle says (Llama: cast back, then times weight;
+/// Gemma: times 1 + weight in float32, then cast back).
 class RmsNormImpl : public torch::nn::Module {
  public:
-  RmsNormImpl(int64_t size, double eps);
+  RmsNormImpl(int64_t size, double eps, NormStyle style = NormStyle::Llama);
   torch::Tensor forward(const torch::Tensor& x);  // [..., size] -> [..., size]
   torch::Tensor weight;
 
  private:
   double eps_;
+  NormStyle style_;
 };
 TORCH_MODULE(RmsNorm);
 
@@ -69,37 +85,51 @@ class RotaryEmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RotaryEmbedding);
 
+/// Grouped-query attention with rotary embeddings; Qwen3's q/k norms, Gemma-2's scale, soft-capping and
+/// sliding window where the config has them.
 class AttentionImpl : public torch::nn::Module {
  public:
-  explicit AttentionImpl(const ModelConfig& config);
-  /// x [B, T, hidden]; cos, sin [B, T, head_dim]; allowed: bool [B, T, S] or undefined for causal; with a
-  /// cache, this layer's keys and values for the T positions are written at cache->length. With `packed`
-  /// (B = 1, no cache, no mask), attention follows its segments instead.
+  AttentionImpl(const ModelConfig& config, size_t layer);
+  /// x [B, T, hidden]; cos, sin [B, T, head_dim]; masks as AttentionMasks says (this layer uses `sliding` if
+  /// it is a windowed layer); with a cache, this layer's keys and values for the T positions are written at
+  /// cache->length. With `packed` (B = 1, no cache, no masks), attention follows its segments instead.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& allowed, KvCache* cache, size_t layer, const PackedAttentionPlan* packed);
+                        const AttentionMasks& masks, KvCache* cache, const PackedAttentionPlan* packed);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RmsNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only: over head_dim, each head
 
  private:
   int64_t num_heads_, num_kv_heads_, head_dim_;
+  size_t layer_;
+  bool sliding_;    // this layer attends within the sliding window
+  double scale_;    // of the scores: query_pre_attn_scalar^-1/2 or head_dim^-1/2
+  double softcap_;  // attn_logit_softcapping, 0 for none
 };
 TORCH_MODULE(Attention);
 
 class MlpImpl : public torch::nn::Module {
  public:
   explicit MlpImpl(const ModelConfig& config);
-  torch::Tensor forward(const torch::Tensor& x);  // SwiGLU: down(silu(gate(x)) * up(x))
+  torch::Tensor forward(const torch::Tensor& x);  // down(act(gate(x)) * up(x)): SwiGLU, or GeGLU with tanh GELU
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  MlpActivation activation_;
 };
 TORCH_MODULE(Mlp);
 
+/// Pre-norm residual blocks. Llama: x + attn(norm(x)), then h + mlp(norm(h)), `post_attention_layernorm`
+/// being the MLP's input norm. Gemma-2 (sandwich_norms) norms both sides: x + post_attention_layernorm(attn(
+/// input_layernorm(x))), then h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h))).
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  explicit DecoderLayerImpl(const ModelConfig& config);
+  DecoderLayerImpl(const ModelConfig& config, size_t layer);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& allowed, KvCache* cache, size_t layer, const PackedAttentionPlan* packed);
+                        const AttentionMasks& masks, KvCache* cache, const PackedAttentionPlan* packed);
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  RmsNorm pre_feedforward_layernorm{nullptr}, post_feedforward_layernorm{nullptr};  // Gemma-2 only
 };
 TORCH_MODULE(DecoderLayer);
 
@@ -130,7 +160,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   /// Final hidden states [1, N, hidden] of one packed sequence: input_ids, positions [1, N] int64 (positions
   /// restart or continue per segment, as the caller lays them out), attention as `layout` says.
   torch::Tensor HiddenPacked(const torch::Tensor& input_ids, const torch::Tensor& positions, const PackedLayout& layout);
-  /// Logits [..., vocab] in float32 for hidden states [..., hidden].
+  /// Logits [..., vocab] in float32 for hidden states [..., hidden], soft-capped when the config says.
   torch::Tensor Logits(const torch::Tensor& hidden);
   /// Causal logits [B, T, vocab] of whole sequences starting at position 0.
   torch::Tensor forward(const torch::Tensor& input_ids);
@@ -147,13 +177,16 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};  // null when tied
 
  private:
+  /// Token embeddings [B, T, hidden], times sqrt(hidden_size) for Gemma.
+  torch::Tensor Embed(const torch::Tensor& input_ids);
+
   ModelConfig config_;
   std::string source_;
 };
 TORCH_MODULE(LlamaForCausalLM);
 
 /// Hugging Face's initialisation: normal(0, initializer_range) for linear and embedding weights, zero biases,
-/// ones for norms. Deterministic for a seed.
+/// norms that start as the identity (ones; zeros for Gemma's `1 + weight`). Deterministic for a seed.
 void InitializeWeights(LlamaForCausalLMImpl& model, uint64_t seed);
 
 }  // namespace fusec::rt
