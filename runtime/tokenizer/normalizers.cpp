@@ -126,8 +126,14 @@ std::unique_ptr<Normalizer> NormalizerFromJson(const Json& json, const std::stri
     for (size_t i = 0; i < list.size(); ++i) steps.push_back(NormalizerFromJson(list[i], Indexed(path + ".normalizers", i)));
     return std::make_unique<NormalizerSequence>(std::move(steps));
   }
+  if (type == "Precompiled") {
+    std::string error;
+    auto precompiled = PrecompiledNormalizer::FromJson(json, path, &error);
+    if (!precompiled) Refuse(error);
+    return std::make_unique<Precompiled>(std::move(*precompiled));
+  }
   Refuse("normalizer `" + type + "` is not supported (`" + path +
-         "`; NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend and Sequence are)");
+         "`; NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, Precompiled and Sequence are)");
 }
 
 }  // namespace fusec::rt::tok

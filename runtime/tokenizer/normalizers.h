@@ -13,6 +13,7 @@
 
 #include "runtime/tokenizer/json_fields.h"
 #include "runtime/tokenizer/pattern.h"
+#include "runtime/tokenizer/precompiled_normalizer.h"
 
 namespace fusec::rt::tok {
 
@@ -31,6 +32,16 @@ class UnicodeNormalizer final : public Normalizer {
 
  private:
   const void* normalizer_;  // icu::Normalizer2, kept out of this header
+};
+
+/// SentencePiece's compiled normalization rules (T5's and XLM-R's nmt_nfkc), as precompiled_normalizer.h reads them.
+class Precompiled final : public Normalizer {
+ public:
+  explicit Precompiled(PrecompiledNormalizer rules) : rules_(std::move(rules)) {}
+  void Normalize(std::string& text) const override { text = rules_.Normalize(text); }
+
+ private:
+  PrecompiledNormalizer rules_;
 };
 
 class Lowercase final : public Normalizer {

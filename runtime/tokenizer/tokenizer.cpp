@@ -15,6 +15,7 @@
 #include "runtime/tokenizer/post_processors.h"
 #include "runtime/tokenizer/pre_tokenizers.h"
 #include "runtime/tokenizer/tokenizer_model.h"
+#include "runtime/tokenizer/unigram_model.h"
 
 namespace fusec::rt {
 namespace {
@@ -54,10 +55,18 @@ std::unique_ptr<tok::TokenizerModel> ModelFromJson(const Json& model, const std:
   if (!model.is_object()) Malformed(path, "an object", model);
   const std::string type = StringField(model, "type", path + ".type", "BPE");
   if (type == "BPE") return tok::BpeModel::FromJson(model, path);
-  // Unigram plugs in here: `#include "runtime/tokenizer/unigram_model.h"`, `tokenizer/unigram_model.cpp` in
-  // runtime/CMakeLists.txt, and this line (UnigramModel has the TokenizerModel methods; AdaptedModel wraps it):
-  //   if (type == "Unigram") { std::string error; return tok::AdaptedModelOrRefuse(UnigramModel::FromJson(model, path, &error), error); }
-  Refuse("model type `" + type + "` is not supported (BPE is)");
+  if (type == "Unigram") {
+    std::string error;
+    auto unigram = UnigramModel::FromJson(model, path, &error);
+    // Without an unknown piece Hugging Face fails the whole encode at a character no piece covers; Encode has
+    // no error to give, so such a model is refused here rather than failing on some later text.
+    if (unigram && !unigram->unk_id()) {
+      Refuse("`" + path + ".unk_id` is null: a Unigram model without an unknown piece cannot encode text "
+             "outside its vocabulary, and fusec does not load one");
+    }
+    return tok::AdaptedModelOrRefuse(std::move(unigram), error);
+  }
+  Refuse("model type `" + type + "` is not supported (BPE and Unigram are)");
 }
 
 }  // namespace

@@ -468,7 +468,7 @@ TEST(TokenizerFamilies, RefusesUnsupportedComponentsByNameAndPath) {
   };
   std::vector<Case> cases = {
       {with("normalizer", {{"type", "Precompiled"}, {"precompiled_charsmap", "AAAA"}}),
-       "normalizer `Precompiled` is not supported (`normalizer`"},
+       "normalizer.precompiled_charsmap is 3 bytes, too short for a charsmap"},
       {with("normalizer", {{"type", "Sequence"}, {"normalizers", Json::array({{{"type", "NFC"}}, {{"type", "BertNormalizer"}}})}}),
        "normalizer `BertNormalizer` is not supported (`normalizer.normalizers[1]`"},
       {with("pre_tokenizer", {{"type", "UnicodeScripts"}}), "pre-tokenizer `UnicodeScripts` is not supported (`pre_tokenizer`"},

@@ -78,13 +78,15 @@ TEST(Tokenizer, RefusesWhatItDoesNotImplement) {
   Json vocab = {{"a", 0}};
   Json byte_level = {{"type", "ByteLevel"}};
   std::vector<Case> cases = {
-      {{{"model", {{"type", "Unigram"}, {"vocab", Json::array()}}}}, "model type `Unigram`"},
+      {{{"model", {{"type", "WordPiece"}, {"vocab", vocab}}}}, "model type `WordPiece` is not supported (BPE and Unigram are)"},
+      {{{"model", {{"type", "Unigram"}, {"vocab", Json::array({Json::array({"a", -1.0})})}, {"unk_id", nullptr}}}},
+       "`model.unk_id` is null"},
       {{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"dropout", 0.1}}}, {"pre_tokenizer", byte_level}},
        "BPE `dropout` 0.1 is not supported"},
       {{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array()}}},
         {"normalizer", {{"type", "Precompiled"}}},
         {"pre_tokenizer", byte_level}},
-       "normalizer `Precompiled` is not supported (`normalizer`"},
+       "normalizer.precompiled_charsmap must be a base64 string"},
       {{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array()}}},
         {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", {byte_level, {{"type", "BertPreTokenizer"}}}}}}},
        "pre-tokenizer `BertPreTokenizer` is not supported (`pre_tokenizer.pretokenizers[1]`"},

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/tokenizer/tokenizer.h"
 #include "tests/runtime/test_support.h"
 
 namespace fusec::rt {
@@ -456,6 +458,94 @@ TEST(UnigramModel, MatchesTheJavaScriptPortOnEveryComparedModel) {
     // The corpus reaches the rules: unknown characters, as the unknown id or as byte pieces.
     EXPECT_GT(model.byte_fallback() ? byte_pieces : unknowns, 10u) << name;
   }
+}
+
+// --- In the tokenizer pipeline ---------------------------------------------------------------------------------
+
+// tokenizer.json with a Unigram model loads as a Tokenizer and encodes as the model does (so as the port does).
+TEST(UnigramModel, TheTokenizerEncodesWithItAsTheModelDoes) {
+  const Json& answers = JavaScriptAnswers();
+  ASSERT_TRUE(answers.is_array()) << "node tests/js/unigram_reference.mjs failed (run scripts/install-js-deps.sh)";
+  const std::vector<std::string> corpus = Corpus();
+  for (size_t m = 0; m < ComparedModels().size(); ++m) {
+    const auto& [name, model_json] = ComparedModels()[m];
+    std::string error;
+    auto tokenizer = Tokenizer::FromJson(TokenizerJson(model_json).dump(), "", &error);
+    ASSERT_TRUE(tokenizer) << name << ": " << error;
+    const bool byte_fallback = model_json.value("byte_fallback", false);
+    for (size_t i = 0; i < corpus.size(); ++i) {
+      EXPECT_EQ(tokenizer->Encode(corpus[i], false),
+                answers[m][byte_fallback ? "rust_ids" : "ids"][i].get<std::vector<int32_t>>())
+          << name << ", text " << Json(corpus[i]).dump();
+    }
+  }
+}
+
+// T5's and XLM-R's shape: the Precompiled normalizer (the real nmt_nfkc charsmap), WhitespaceSplit and
+// Metaspace before a Unigram model, the Metaspace decoder after. On plain text, where the port's own NFKC
+// stand-in for the charsmap agrees with it, ids equal the port's and decoding gives the text back.
+TEST(UnigramModel, AT5ShapedTokenizerEncodesAsThePortDoes) {
+  const std::string charsmap = testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/nmt_nfkc.charsmap");
+  static const char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string base64;
+  for (size_t i = 0; i < charsmap.size(); i += 3) {
+    uint32_t chunk = static_cast<uint8_t>(charsmap[i]) << 16;
+    if (i + 1 < charsmap.size()) chunk |= static_cast<uint8_t>(charsmap[i + 1]) << 8;
+    if (i + 2 < charsmap.size()) chunk |= static_cast<uint8_t>(charsmap[i + 2]);
+    base64 += kBase64[(chunk >> 18) & 63];
+    base64 += kBase64[(chunk >> 12) & 63];
+    base64 += i + 1 < charsmap.size() ? kBase64[(chunk >> 6) & 63] : '=';
+    base64 += i + 2 < charsmap.size() ? kBase64[chunk & 63] : '=';
+  }
+  std::vector<std::pair<std::string, double>> pieces = {{"<unk>", 0}, {"▁", -3}};
+  std::set<std::string> seen = {"<unk>", "▁"};
+  for (const auto& [piece, score] : GeneratedVocabulary(7, 3000, false)) {
+    if (seen.insert(piece).second) pieces.emplace_back(piece, score);
+    if (seen.insert("▁" + piece).second) pieces.emplace_back("▁" + piece, score - 0.5);
+  }
+  Json t5 = TokenizerJson(ModelJson(pieces, 0, false));
+  t5["normalizer"] = {{"type", "Precompiled"}, {"precompiled_charsmap", base64}};
+  t5["pre_tokenizer"] = {{"type", "Sequence"},
+                         {"pretokenizers",
+                          {{{"type", "WhitespaceSplit"}},
+                           {{"type", "Metaspace"}, {"replacement", "▁"}, {"add_prefix_space", true},
+                            {"prepend_scheme", "always"}, {"split", true}}}}};
+  // `add_prefix_space` as older files (and the port) spell `prepend_scheme: always`.
+  t5["decoder"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"add_prefix_space", true}, {"prepend_scheme", "always"},
+                   {"split", true}};
+  std::vector<std::string> texts;
+  for (const std::string& text : Corpus()) {
+    bool plain = !text.empty() && text.find("  ") == std::string::npos && text.front() != ' ' && text.back() != ' ';
+    for (unsigned char c : text) plain = plain && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == ' ');
+    if (plain) texts.push_back(text);
+  }
+  for (const char* sentence : {"Hello world from a T5 shaped tokenizer", "translate English to German That is good",
+                               "The quick brown fox jumps over the lazy dog", "summarize studies have shown that owning a dog",
+                               "Hello\tworld", "a\nnew line", "x"}) {
+    texts.push_back(sentence);
+  }
+  Json request = {{"cases", {{{"tokenizer", t5}, {"texts", texts}}}}};
+  testing::ScratchDir dir("unigram_t5_reference");
+  testing::WriteFile(dir / "request.json", request.dump());
+  ASSERT_EQ(testing::RunCommand("node " + std::string(FUSEC_TESTS_JS_DIR) + "/unigram_reference.mjs < " +
+                                (dir / "request.json") + " > " + (dir / "answer.json")),
+            0);
+  Json answer = Json::parse(testing::ReadFile(dir / "answer.json"));
+  std::string error;
+  auto tokenizer = Tokenizer::FromJson(t5.dump(), "", &error);
+  ASSERT_TRUE(tokenizer) << error;
+  int decoded = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<int32_t> ids = tokenizer->Encode(texts[i], false);
+    EXPECT_EQ(ids, answer["cases"][0]["ids"][i].get<std::vector<int32_t>>()) << Json(texts[i]).dump();
+    bool lossless = texts[i].find_first_of("\t\n") == std::string::npos &&
+                    std::find(ids.begin(), ids.end(), 0) == ids.end();  // no <unk>, no white space but spaces
+    if (lossless) {
+      EXPECT_EQ(tokenizer->Decode(ids, false), texts[i]);
+      ++decoded;
+    }
+  }
+  EXPECT_GT(decoded, 3);
 }
 
 // --- Speed on a vocabulary of XLM-R's size ---------------------------------------------------------------------
