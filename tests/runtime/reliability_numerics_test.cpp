@@ -165,9 +165,10 @@ TEST_F(Numerics, InitModelRecordsItsTemplateAndReadersDefaultToIt) {
   // plain: "4" then EOS, 2 tokens (chatml would add <|im_end|> and "\n": 3).
   EXPECT_EQ(nlohmann::json::parse(score.out)["tokens"], 2) << score.out;
   EXPECT_FALSE(Contains(score.err, "warning")) << score.err;
-  // The default stays the tokenizer's own (chatml for the byte tokenizer), now recorded too.
-  auto chatml = nlohmann::json::parse(ReadFile(model_ + "/tokenizer_config.json"));
-  EXPECT_EQ(chatml["fusec_chat_template"], "chatml");
+  // The default stays the tokenizer's own Jinja (the byte tokenizer's is chatml's), recorded as such.
+  auto own = nlohmann::json::parse(ReadFile(model_ + "/tokenizer_config.json"));
+  EXPECT_EQ(own["fusec_chat_template"], "jinja");
+  EXPECT_EQ(own["chat_template"], ChatTemplateJinja(ChatTemplateKind::ChatMl));
 }
 
 TEST_F(Numerics, AMissingOrUnusableTokenizerConfigIsAWarningNamingTheChoice) {
