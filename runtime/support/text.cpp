@@ -71,48 +71,49 @@ bool IsValidUtf8(std::string_view text) {
   return true;
 }
 
+Utf8Prefix Utf8PrefixAt(std::string_view text, size_t pos) {
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = byte(pos);
+  if (lead < 0x80) return {1, true};
+  size_t width = 0;
+  unsigned char low = 0x80;
+  unsigned char high = 0xBF;  // the range of the second byte
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    width = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    width = 3;
+    if (lead == 0xE0) low = 0xA0;
+    if (lead == 0xED) high = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    width = 4;
+    if (lead == 0xF0) low = 0x90;
+    if (lead == 0xF4) high = 0x8F;
+  } else {
+    return {1, false};
+  }
+  size_t valid = 1;  // bytes of a sequence that can still be completed
+  while (valid < width && pos + valid < text.size()) {
+    const unsigned char next = byte(pos + valid);
+    const bool ok = valid == 1 ? (next >= low && next <= high) : (next >= 0x80 && next <= 0xBF);
+    if (!ok) break;
+    ++valid;
+  }
+  return {valid, valid == width};
+}
+
 std::string LossyUtf8(std::string_view bytes) {
   // Rust's from_utf8_lossy: one U+FFFD for each maximal prefix of a sequence that cannot be completed
   // (Unicode's "substitution of maximal subparts"), so `E5 8F` alone is one U+FFFD, not two.
   std::string out;
   out.reserve(bytes.size());
-  auto byte = [&](size_t i) { return static_cast<unsigned char>(bytes[i]); };
   for (size_t i = 0; i < bytes.size();) {
-    const unsigned char c = byte(i);
-    if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-      ++i;
-      continue;
-    }
-    size_t width = 0;
-    unsigned char low = 0x80;
-    unsigned char high = 0xBF;  // the range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      width = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      width = 3;
-      if (c == 0xE0) low = 0xA0;
-      if (c == 0xED) high = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      width = 4;
-      if (c == 0xF0) low = 0x90;
-      if (c == 0xF4) high = 0x8F;
-    }
-    size_t valid = 1;  // bytes of a sequence that can still be completed
-    if (width > 0) {
-      while (valid < width && i + valid < bytes.size()) {
-        const unsigned char next = byte(i + valid);
-        const bool ok = valid == 1 ? (next >= low && next <= high) : (next >= 0x80 && next <= 0xBF);
-        if (!ok) break;
-        ++valid;
-      }
-    }
-    if (width > 0 && valid == width) {
-      out.append(bytes.substr(i, width));
+    const Utf8Prefix prefix = Utf8PrefixAt(bytes, i);
+    if (prefix.complete) {
+      out.append(bytes.substr(i, prefix.valid));
     } else {
       AppendUtf8(out, 0xFFFD);
     }
-    i += valid;
+    i += prefix.valid;
   }
   return out;
 }

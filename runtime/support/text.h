@@ -21,6 +21,13 @@ void AppendUtf8(std::string& out, uint32_t cp);
 bool IsValidUtf8(std::string_view text);
 /// `bytes` with each invalid sequence replaced by U+FFFD (Rust's from_utf8_lossy, as Hugging Face decodes).
 std::string LossyUtf8(std::string_view bytes);
+/// The UTF-8 sequence at `text[pos]` (pos < size): `valid`, how many of its bytes can still be completed
+/// (Unicode's maximal subpart, at least 1), and whether they are a whole character (then `valid` is its length).
+struct Utf8Prefix {
+  size_t valid;
+  bool complete;
+};
+Utf8Prefix Utf8PrefixAt(std::string_view text, size_t pos);
 
 /// Python's str.strip() over UTF-8 text: without the white space Python recognises at either end. Jinja's
 /// `trim` filter in Hugging Face chat templates runs on Python strings; evaluation compares answers trimmed.

@@ -6,6 +6,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "runtime/support/text.h"
+
 namespace fusec::rt {
 namespace {
 
@@ -22,33 +24,8 @@ std::string ShownPiece(std::string_view piece) { return Shown(Json(std::string(p
 /// The length of the UTF-8 character at `text[pos]`; 1 for a byte that starts no valid sequence (so invalid
 /// input is read byte by byte and never past its end).
 size_t CharLength(std::string_view text, size_t pos) {
-  auto byte = [&](size_t i) { return static_cast<uint8_t>(text[i]); };
-  const uint8_t lead = byte(pos);
-  size_t length = 0;
-  uint8_t low = 0x80;
-  uint8_t high = 0xBF;
-  if (lead < 0x80) return 1;
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3;
-    if (lead == 0xE0) low = 0xA0;
-    if (lead == 0xED) high = 0x9F;
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4;
-    if (lead == 0xF0) low = 0x90;
-    if (lead == 0xF4) high = 0x8F;
-  } else {
-    return 1;
-  }
-  if (pos + length > text.size()) return 1;
-  for (size_t i = 1; i < length; ++i) {
-    const uint8_t next = byte(pos + i);
-    const uint8_t min = i == 1 ? low : 0x80;
-    const uint8_t max = i == 1 ? high : 0xBF;
-    if (next < min || next > max) return 1;
-  }
-  return length;
+  const Utf8Prefix prefix = Utf8PrefixAt(text, pos);
+  return prefix.complete ? prefix.valid : 1;
 }
 
 }  // namespace

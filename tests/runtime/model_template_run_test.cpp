@@ -5,10 +5,9 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "runtime/cli/run_experiments.h"
-#include "tests/runtime/test_support.h"
+#include "tests/runtime/run_support.h"
 
 namespace fusec::rt {
 namespace {
@@ -17,11 +16,7 @@ using testing::ReadFile;
 using testing::ScratchDir;
 using testing::WriteFile;
 
-struct Outcome {
-  int status;
-  std::string out;
-  std::string err;
-};
+using testing::Outcome;
 
 Outcome RunExperiment(const ScratchDir& dir, const std::string& fuse_text) {
   WriteFile(dir / "exp.fuse", fuse_text);
@@ -29,11 +24,7 @@ Outcome RunExperiment(const ScratchDir& dir, const std::string& fuse_text) {
   options.file = dir / "exp.fuse";
   options.cache = dir / "cache";
   options.out = dir / "run";
-  options.stdlib = FUSEC_SOURCE_STDLIB;
-  std::ostringstream out;
-  std::ostringstream err;
-  int status = RunExperiments(options, out, err);
-  return {status, out.str(), err.str()};
+  return testing::RunFuse(options);
 }
 
 bool Contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }

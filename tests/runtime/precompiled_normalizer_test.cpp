@@ -20,26 +20,11 @@ namespace {
 using Json = nlohmann::json;
 constexpr char kPath[] = "tokenizer.json: normalizer";
 
-std::string EncodeBase64(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    uint32_t bits = static_cast<uint8_t>(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) bits |= static_cast<uint8_t>(bytes[i + 1]) << 8;
-    if (i + 2 < bytes.size()) bits |= static_cast<uint8_t>(bytes[i + 2]);
-    out += kAlphabet[(bits >> 18) & 63];
-    out += kAlphabet[(bits >> 12) & 63];
-    out += i + 1 < bytes.size() ? kAlphabet[(bits >> 6) & 63] : '=';
-    out += i + 2 < bytes.size() ? kAlphabet[bits & 63] : '=';
-  }
-  return out;
-}
-
 std::string CharsMap() {
   return testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/nmt_nfkc.charsmap");
 }
 
-Json NormalizerJson() { return {{"type", "Precompiled"}, {"precompiled_charsmap", EncodeBase64(CharsMap())}}; }
+Json NormalizerJson() { return {{"type", "Precompiled"}, {"precompiled_charsmap", testing::EncodeBase64(CharsMap())}}; }
 
 PrecompiledNormalizer Load() {
   std::string error;
@@ -54,7 +39,7 @@ TEST(PrecompiledNormalizer, DecodesBase64) {
   EXPECT_EQ(DecodeBase64("TWFu"), "Man");
   EXPECT_EQ(DecodeBase64("TWE="), "Ma");
   EXPECT_EQ(DecodeBase64("TQ=="), "M");
-  EXPECT_EQ(DecodeBase64(EncodeBase64(std::string("\0\xff\x80 x", 5))), std::string("\0\xff\x80 x", 5));
+  EXPECT_EQ(DecodeBase64(testing::EncodeBase64(std::string("\0\xff\x80 x", 5))), std::string("\0\xff\x80 x", 5));
   for (const char* bad : {"TWF", "TW=u", "T===", "TWFu!A==", "=AAA", "TQ==TQ=="}) {
     EXPECT_EQ(DecodeBase64(bad), std::nullopt) << bad;
   }

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 namespace fusec::rt::testing {
 
@@ -68,6 +69,22 @@ inline nlohmann::json AskJavaScriptReference(const nlohmann::json& request) {
     return nullptr;
   }
   return nlohmann::json::parse(ReadFile(dir / "answer.json"));
+}
+
+/// Standard base64 (RFC 4648, padded), as tokenizer.json holds a Precompiled charsmap.
+inline std::string EncodeBase64(std::string_view bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t bits = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) bits |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) bits |= static_cast<uint8_t>(bytes[i + 2]);
+    out += kAlphabet[(bits >> 18) & 63];
+    out += kAlphabet[(bits >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(bits >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[bits & 63] : '=';
+  }
+  return out;
 }
 
 }  // namespace fusec::rt::testing

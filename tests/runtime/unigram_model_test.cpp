@@ -486,17 +486,7 @@ TEST(UnigramModel, TheTokenizerEncodesWithItAsTheModelDoes) {
 // stand-in for the charsmap agrees with it, ids equal the port's and decoding gives the text back.
 TEST(UnigramModel, AT5ShapedTokenizerEncodesAsThePortDoes) {
   const std::string charsmap = testing::ReadFile(std::string(FUSEC_TESTS_RUNTIME_DIR) + "/testdata/nmt_nfkc.charsmap");
-  static const char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string base64;
-  for (size_t i = 0; i < charsmap.size(); i += 3) {
-    uint32_t chunk = static_cast<uint8_t>(charsmap[i]) << 16;
-    if (i + 1 < charsmap.size()) chunk |= static_cast<uint8_t>(charsmap[i + 1]) << 8;
-    if (i + 2 < charsmap.size()) chunk |= static_cast<uint8_t>(charsmap[i + 2]);
-    base64 += kBase64[(chunk >> 18) & 63];
-    base64 += kBase64[(chunk >> 12) & 63];
-    base64 += i + 1 < charsmap.size() ? kBase64[(chunk >> 6) & 63] : '=';
-    base64 += i + 2 < charsmap.size() ? kBase64[chunk & 63] : '=';
-  }
+  const std::string base64 = testing::EncodeBase64(charsmap);
   std::vector<std::pair<std::string, double>> pieces = {{"<unk>", 0}, {"▁", -3}};
   std::set<std::string> seen = {"<unk>", "▁"};
   for (const auto& [piece, score] : GeneratedVocabulary(7, 3000, false)) {
