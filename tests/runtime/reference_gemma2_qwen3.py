@@ -24,16 +24,13 @@ usage: reference_gemma2_qwen3.py MODEL_DIR INPUT.json OUTPUT.bin [fp32|bf16]
 INPUT.json: {"ids": [[...], ...]} (equal lengths). OUTPUT.bin: the logits [B, T, vocab] as little-endian
 float32, row-major.
 """
-import json
-import math
 import os
-import struct
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_llama import inverse_frequencies, read_weights  # noqa: E402  (the reader, not the equations)
+from reference_llama import inverse_frequencies, main  # noqa: E402  (the reader and driver, not the equations)
 
 
 def llama_rms_norm(x, weight, eps):
@@ -148,21 +145,5 @@ def forward(config, w, ids, dtype=torch.float32):
     return logits
 
 
-def main():
-    model_dir, input_path, output_path = sys.argv[1:4]
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[sys.argv[4] if len(sys.argv) > 4 else "fp32"]
-    with open(os.path.join(model_dir, "config.json")) as f:
-        config = json.load(f)
-    with open(input_path) as f:
-        ids = torch.tensor(json.load(f)["ids"], dtype=torch.long)
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        weights = {name: tensor.to(dtype) for name, tensor in read_weights(model_dir).items()}
-        logits = forward(config, weights, ids, dtype)
-    values = logits.contiguous().view(-1).tolist()
-    with open(output_path, "wb") as f:
-        f.write(struct.pack("<%df" % len(values), *values))
-
-
 if __name__ == "__main__":
-    main()
+    main(forward)

@@ -136,7 +136,9 @@ def forward(config, w, ids, dtype=torch.float32):
     return (x @ head.T).to(torch.float32)
 
 
-def main():
+def main(forward=forward):
+    """MODEL_DIR INPUT.json OUTPUT.bin [fp32|bf16]: the logits of `forward` (this file's, or another
+    reference's with the same signature) on the input ids, as little-endian float32."""
     model_dir, input_path, output_path = sys.argv[1:4]
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[sys.argv[4] if len(sys.argv) > 4 else "fp32"]
     with open(os.path.join(model_dir, "config.json")) as f:
