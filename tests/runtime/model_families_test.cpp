@@ -15,17 +15,20 @@
 #include "runtime/model/inference.h"
 #include "runtime/model/llama.h"
 #include "runtime/support/torch_compat.h"
+#include "tests/runtime/model_support.h"
 #include "tests/runtime/test_support.h"
 
 namespace fusec::rt {
 namespace {
 
+using testing::Differentiate;
+using testing::LogProbsAndGradients;
+using testing::MaxDiff;
+using testing::NaiveGreedy;
+using testing::RandomIds;
+using testing::ReferenceLogits;
 using testing::ScratchDir;
-
-torch::Device TestDevice() {
-  const char* device = std::getenv("FUSEC_TEST_DEVICE");
-  return device != nullptr && std::string(device) == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-}
+using testing::TestDevice;
 
 std::optional<ModelConfig> TryParse(const std::string& json, std::string* error) {
   return ParseModelConfig(json, error);
@@ -79,38 +82,6 @@ LlamaForCausalLM RandomModel(const ModelConfig& config, uint64_t seed) {
   return model;
 }
 
-torch::Tensor RandomIds(int64_t batch, int64_t length, int64_t vocab, uint64_t seed) {
-  torch::manual_seed(seed);
-  return torch::randint(vocab, {batch, length}, torch::kLong).to(TestDevice());
-}
-
-double MaxDiff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.cpu().to(torch::kFloat) - b.cpu().to(torch::kFloat)).abs().max().item<double>();
-}
-
-/// Logits of reference_gemma2_qwen3.py on the model directory `dir`: [B, T, vocab].
-torch::Tensor ReferenceLogits(const std::string& dir, const torch::Tensor& ids, int64_t vocab,
-                              const std::string& dtype) {
-  ScratchDir scratch("families_reference");
-  nlohmann::json input = {{"ids", nlohmann::json::array()}};
-  for (int64_t b = 0; b < ids.size(0); ++b) {
-    torch::Tensor row = ids[b].cpu().contiguous();
-    input["ids"].push_back(std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + ids.size(1)));
-  }
-  testing::WriteFile(scratch / "ids.json", input.dump());
-  const char* python = std::getenv("FUSEC_REFERENCE_PYTHON");
-  const std::string command = std::string(python != nullptr ? python : "/usr/bin/python3") + " " +
-                              FUSEC_TESTS_RUNTIME_DIR + "/reference_gemma2_qwen3.py " + dir + " " +
-                              (scratch / "ids.json") + " " + (scratch / "logits.bin") + " " + dtype;
-  EXPECT_EQ(testing::RunCommand(command), 0) << command;
-  std::string bytes = testing::ReadFile(scratch / "logits.bin");
-  if (bytes.size() != static_cast<size_t>(ids.numel() * vocab) * 4) {
-    ADD_FAILURE() << "the reference wrote " << bytes.size() << " bytes";
-    return torch::zeros({ids.size(0), ids.size(1), vocab});
-  }
-  return torch::from_blob(bytes.data(), {ids.size(0), ids.size(1), vocab}, torch::kFloat).clone();
-}
-
 /// The logits of `dir`'s weights under `config` (a variant of the one the directory was written with).
 torch::Tensor LogitsUnder(const ModelConfig& config, const std::string& dir, const torch::Tensor& ids) {
   LlamaForCausalLM model(config);
@@ -138,7 +109,7 @@ TEST_P(FamilyReferenceParity, LogitsEqualTheIndependentPythonImplementation) {
     ASSERT_TRUE(SaveModel(*model, model_dir, {}, &error)) << error;
   }
   const torch::Tensor ids = RandomIds(2, 40, config.vocab_size, 5);
-  const torch::Tensor reference = ReferenceLogits(model_dir, ids, config.vocab_size, "fp32");
+  const torch::Tensor reference = ReferenceLogits("reference_gemma2_qwen3.py", model_dir, ids, config.vocab_size, "fp32");
   const double scale = reference.abs().max().item<double>();
   EXPECT_GT(scale, 0.5) << "logits this small would hide differences";
   std::string error;
@@ -180,7 +151,7 @@ TEST_P(FamilyReferenceParity, LogitsEqualTheIndependentPythonImplementation) {
     return (a.cpu().to(torch::kFloat) - b.cpu()).abs().mean().item<double>();
   };
   const double ours = mean_diff((*bf16)->forward(ids), reference);
-  const double theirs = mean_diff(ReferenceLogits(model_dir, ids, config.vocab_size, "bf16"), reference);
+  const double theirs = mean_diff(ReferenceLogits("reference_gemma2_qwen3.py", model_dir, ids, config.vocab_size, "bf16"), reference);
   std::cout << "  " << GetParam().name << " bf16 on " << TestDevice().str() << ": mean |logit error| " << ours
             << " (the reference in bf16: " << theirs << ")\n";
   EXPECT_LE(ours, 1.5 * theirs + 1e-3);
@@ -192,24 +163,6 @@ INSTANTIATE_TEST_SUITE_P(Models, FamilyReferenceParity,
                          [](const auto& param_info) { return std::string(param_info.param.name); });
 
 // --- packing, shared prompts, the chunked head: the same log-probs and gradients as padded rows ---
-
-struct LogProbsAndGradients {
-  torch::Tensor logp;
-  std::map<std::string, torch::Tensor> gradients;
-  std::vector<int64_t> scored;
-};
-
-LogProbsAndGradients Differentiate(LlamaForCausalLMImpl& model, const std::vector<PromptResponses>& groups,
-                                   const LogProbOptions& options) {
-  model.zero_grad();
-  LogProbsAndGradients out;
-  out.logp = ResponseLogProbs(model, groups, options, &out.scored);
-  torch::Tensor coefficients = torch::linspace(-1.0, 2.0, out.logp.size(0)).to(out.logp.device());
-  (out.logp * coefficients).sum().backward();
-  for (const auto& item : model.named_parameters())
-    out.gradients[item.key()] = item.value().grad().detach().cpu().clone();
-  return out;
-}
 
 std::vector<int32_t> TokenRun(int32_t first, int32_t count) {
   std::vector<int32_t> ids;
@@ -307,20 +260,6 @@ TEST_P(FamilyDecoding, KvCacheStepByStepEqualsFullRecomputationPastTheWindow) {
   }
   EXPECT_EQ(cache.length, length);
   EXPECT_LE(diff, 1e-4);
-}
-
-std::vector<int32_t> NaiveGreedy(LlamaForCausalLMImpl& model, std::vector<int32_t> sequence, int64_t steps) {
-  torch::NoGradGuard no_grad;
-  std::vector<int32_t> generated;
-  for (int64_t i = 0; i < steps; ++i) {
-    torch::Tensor input = torch::tensor(std::vector<int64_t>(sequence.begin(), sequence.end()), torch::kLong)
-                              .unsqueeze(0)
-                              .to(TestDevice());
-    auto next = static_cast<int32_t>(model.forward(input)[0][-1].argmax().item<int64_t>());
-    generated.push_back(next);
-    sequence.push_back(next);
-  }
-  return generated;
 }
 
 TEST_P(FamilyDecoding, GreedyGenerationEqualsRecomputingAndBatchesEqualSinglePrompts) {

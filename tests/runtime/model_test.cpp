@@ -14,17 +14,20 @@
 #include "runtime/model/safetensors.h"
 #include "runtime/support/torch_compat.h"
 #include "runtime/tokenizer/tokenizer.h"
+#include "tests/runtime/model_support.h"
 #include "tests/runtime/test_support.h"
 
 namespace fusec::rt {
 namespace {
 
+using testing::Differentiate;
+using testing::LogProbsAndGradients;
+using testing::MaxDiff;
+using testing::NaiveGreedy;
+using testing::RandomIds;
+using testing::ReferenceLogits;
 using testing::ScratchDir;
-
-torch::Device TestDevice() {
-  const char* device = std::getenv("FUSEC_TEST_DEVICE");
-  return device != nullptr && std::string(device) == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-}
+using testing::TestDevice;
 
 ModelConfig Parse(const std::string& json) {
   std::string error;
@@ -74,38 +77,6 @@ LlamaForCausalLM RandomModel(const ModelConfig& config, uint64_t seed) {
   return model;
 }
 
-torch::Tensor RandomIds(int64_t batch, int64_t length, int64_t vocab, uint64_t seed) {
-  torch::manual_seed(seed);
-  return torch::randint(vocab, {batch, length}, torch::kLong).to(TestDevice());
-}
-
-/// Logits of reference_llama.py on the model directory `dir`: [B, T, vocab].
-torch::Tensor ReferenceLogits(const std::string& dir, const torch::Tensor& ids, int64_t vocab,
-                              const std::string& dtype = "fp32") {
-  ScratchDir scratch("reference");
-  nlohmann::json input = {{"ids", nlohmann::json::array()}};
-  for (int64_t b = 0; b < ids.size(0); ++b) {
-    torch::Tensor cpu_row = ids[b].cpu().contiguous();
-    std::vector<int64_t> row(cpu_row.data_ptr<int64_t>(), cpu_row.data_ptr<int64_t>() + ids.size(1));
-    input["ids"].push_back(row);
-  }
-  testing::WriteFile(scratch / "ids.json", input.dump());
-  // Debian's /usr/bin/python3 has Debian's torch (the python3 on PATH may not); the device machine names its own.
-  const char* python = std::getenv("FUSEC_REFERENCE_PYTHON");
-  std::string command = std::string(python != nullptr ? python : "/usr/bin/python3") + " " + std::string(FUSEC_TESTS_RUNTIME_DIR) + "/reference_llama.py " + dir + " " +
-                        (scratch / "ids.json") + " " + (scratch / "logits.bin") + " " + dtype;
-  EXPECT_EQ(testing::RunCommand(command), 0) << command;
-  std::string bytes = testing::ReadFile(scratch / "logits.bin");
-  const int64_t count = ids.numel() * vocab;
-  EXPECT_EQ(bytes.size(), static_cast<size_t>(count) * 4);
-  if (bytes.size() != static_cast<size_t>(count) * 4) return torch::zeros({ids.size(0), ids.size(1), vocab});
-  return torch::from_blob(bytes.data(), {ids.size(0), ids.size(1), vocab}, torch::kFloat).clone();
-}
-
-double MaxDiff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.cpu().to(torch::kFloat) - b.cpu().to(torch::kFloat)).abs().max().item<double>();
-}
-
 class ReferenceParity : public ::testing::TestWithParam<std::pair<const char*, ModelConfig (*)()>> {};
 
 TEST_P(ReferenceParity, LogitsEqualTheIndependentPythonImplementation) {
@@ -118,7 +89,7 @@ TEST_P(ReferenceParity, LogitsEqualTheIndependentPythonImplementation) {
     ASSERT_TRUE(SaveModel(*model, model_dir, {}, &error)) << error;
   }
   torch::Tensor ids = RandomIds(2, 40, config.vocab_size, 5);
-  torch::Tensor reference = ReferenceLogits(model_dir, ids, config.vocab_size, "fp32");
+  torch::Tensor reference = ReferenceLogits("reference_llama.py", model_dir, ids, config.vocab_size, "fp32");
   double scale = reference.abs().max().item<double>();
   EXPECT_GT(scale, 0.5) << "logits this small would hide differences";
   std::string error;
@@ -142,7 +113,7 @@ TEST_P(ReferenceParity, LogitsEqualTheIndependentPythonImplementation) {
     return (a.cpu().to(torch::kFloat) - b.cpu()).abs().mean().item<double>();
   };
   double ours = MeanDiff((*bf16)->forward(ids), reference);
-  double theirs = MeanDiff(ReferenceLogits(model_dir, ids, config.vocab_size, "bf16"), reference);
+  double theirs = MeanDiff(ReferenceLogits("reference_llama.py", model_dir, ids, config.vocab_size, "bf16"), reference);
   std::cout << "  " << GetParam().first << " bf16 on " << TestDevice().str() << ": mean |logit error| " << ours
             << " (the reference in bf16: " << theirs << ")\n";
   EXPECT_LE(ours, 1.5 * theirs + 1e-3);
@@ -172,19 +143,6 @@ TEST(KvCache, StepByStepEqualsFullRecomputation) {
   }
   EXPECT_EQ(cache.length, 24);
   EXPECT_LE(diff, 1e-4);
-}
-
-std::vector<int32_t> NaiveGreedy(LlamaForCausalLMImpl& model, std::vector<int32_t> sequence, int64_t steps) {
-  torch::NoGradGuard no_grad;
-  std::vector<int32_t> generated;
-  for (int64_t i = 0; i < steps; ++i) {
-    torch::Tensor input =
-        torch::tensor(std::vector<int64_t>(sequence.begin(), sequence.end()), torch::kLong).unsqueeze(0).to(TestDevice());
-    auto next = static_cast<int32_t>(model.forward(input)[0][-1].argmax().item<int64_t>());
-    generated.push_back(next);
-    sequence.push_back(next);
-  }
-  return generated;
 }
 
 TEST(Generate, GreedyWithTheCacheEqualsRecomputingEverything) {
@@ -277,24 +235,6 @@ TEST(Score, SumsResponseLogProbsGivenThePrompt) {
 }
 
 // --- packing, shared prompts and the chunked head: the same numbers as the usual way ---
-
-/// Log-probs [responses] and every parameter's gradient of sum(logp * coefficient) under `options`.
-struct LogProbsAndGradients {
-  torch::Tensor logp;
-  std::map<std::string, torch::Tensor> gradients;
-  std::vector<int64_t> scored;
-};
-
-LogProbsAndGradients Differentiate(LlamaForCausalLMImpl& model, const std::vector<PromptResponses>& groups,
-                                   const LogProbOptions& options) {
-  model.zero_grad();
-  LogProbsAndGradients out;
-  out.logp = ResponseLogProbs(model, groups, options, &out.scored);
-  torch::Tensor coefficients = torch::linspace(-1.0, 2.0, out.logp.size(0)).to(out.logp.device());
-  (out.logp * coefficients).sum().backward();
-  for (const auto& item : model.named_parameters()) out.gradients[item.key()] = item.value().grad().detach().cpu().clone();
-  return out;
-}
 
 TEST(Packing, SameLogProbsAndGradientsAsUnpacked) {
   for (auto make_config : {LlamaGqaConfig, Qwen2Config}) {
