@@ -80,6 +80,10 @@ const Signature& SignatureOf(NodeKind kind) {
       {NodeKind::LoadData, {{}, ValueType::Dataset}},
       {NodeKind::FilterSources, {{{"data", ValueType::Dataset}}, ValueType::Dataset}},
       {NodeKind::Split, {{{"data", ValueType::Dataset}}, ValueType::Dataset}},
+      {NodeKind::Sample,
+       {{{"prompts", ValueType::Dataset}, {"model", ValueType::Model, /*optional=*/false, /*repeated=*/true}},
+        ValueType::Dataset}},
+      {NodeKind::Score, {{{"data", ValueType::Dataset}}, ValueType::Dataset}},
       // `tokenizer`: the stage's model, whose tokenizer gives `len` when the rule or the weighting reads it.
       {NodeKind::Select,
        {{{"data", ValueType::Dataset}, {"tokenizer", ValueType::Model, /*optional=*/true}}, ValueType::Items}},

@@ -70,6 +70,43 @@ Json Params(const Split& p) {
   return Json{{"part", p.part}, {"fractions", fractions}, {"seed", p.seed}};
 }
 
+Json SettingsJson(const SamplingSettings& s) {
+  return Json{{"n", s.n},
+              {"temperature", s.temperature},
+              {"top_p", s.top_p},
+              {"top_k", Optional(s.top_k)},
+              {"repetition_penalty", s.repetition_penalty},
+              {"max_new_tokens", s.max_new_tokens},
+              {"seeds", s.seeds}};
+}
+
+Json Params(const Sample& p) {
+  Json sources = Json::array();
+  for (const SampledSource& source : p.sources) {
+    sources.push_back(Json{{"name", source.name}, {"settings", SettingsJson(source.settings)}});
+  }
+  return Json{{"sources", sources},
+              {"keep_responses", p.keep_responses},
+              {"drop_identical", p.drop_identical},
+              {"batch_tokens", p.batch_tokens}};
+}
+
+Json ScorerJson(const RewardModelSpec& m) {
+  Json json{{"constructor", "reward_model"}, {"path", m.path}, {"chat", EnumJson(m.chat)}};
+  if (!m.fingerprint.empty()) json["fingerprint"] = m.fingerprint;
+  return json;
+}
+
+Json ScorerJson(const GoldRewardSpec& g) {
+  return Json{{"constructor", "gold_reward"}, {"noise", g.noise}, {"seed", g.seed}};
+}
+
+Json Params(const Score& p) {
+  return Json{{"scorer", std::visit([](const auto& scorer) { return ScorerJson(scorer); }, p.scorer)},
+              {"keep_existing", p.keep_existing},
+              {"batch_tokens", p.batch_tokens}};
+}
+
 Json Params(const Select& p) {
   return Json{{"scope", EnumJson(p.rule.scope)}, {"k", Optional(p.rule.k)}, {"by", ExprJson(p.rule.by)},
               {"where", ExprJson(p.rule.where)}};

@@ -67,6 +67,46 @@ struct DatasetSpec {
 };
 
 // ---------------------------------------------------------------------------------------------------------
+// Sampling and scoring: the source models in the language
+
+/// How one source model is sampled, every default resolved (sema's `sample` builtin and its per-source
+/// records). Hugging Face's sampling rules, in its order: repetition penalty, temperature, top-k, top-p.
+struct SamplingSettings {
+  int64_t n = 0;                  // samples per prompt
+  double temperature = 0;         // 0: greedy
+  double top_p = 1;               // 1: off
+  std::optional<int64_t> top_k;   // none: off
+  double repetition_penalty = 1;  // 1: off; seen tokens' logits divided by it (multiplied when negative)
+  int64_t max_new_tokens = 0;
+  std::vector<int64_t> seeds;     // one per sample: sample i's random stream starts from seeds[i]
+};
+
+/// One source of a sampling step: the responses' `source` name and how it is sampled. Its model is the
+/// sample node's `model` input at the same position.
+struct SampledSource {
+  std::string name;
+  SamplingSettings settings;
+};
+
+/// `reward_model(path, chat)`: a reward-model directory (LlamaForSequenceClassification with one label, or
+/// ArmoRM's LlamaForRewardModelWithGating), rendered with its own tokenizer and chat template.
+struct RewardModelSpec {
+  std::string path;  // relative to the .fuse file
+  ChatTemplateName chat = ChatTemplateName::Auto;
+  std::string fingerprint;  // of the directory's files (driver)
+};
+
+/// `gold_reward(noise, seed)`: a benchmark's own scorer exposed as a reward: 1 - the normalised edit
+/// distance of the response to the record's `gold` answer, plus Gaussian noise of standard deviation
+/// `noise` drawn from a stream seeded by (seed, prompt id, source, sample index).
+struct GoldRewardSpec {
+  double noise = 0;
+  int64_t seed = 0;
+};
+
+using ScorerSpec = std::variant<RewardModelSpec, GoldRewardSpec>;
+
+// ---------------------------------------------------------------------------------------------------------
 // Data rules
 
 /// Which responses of each prompt a response-item stage (SFT) trains on: the top `k` by `by` (all when k is
@@ -151,6 +191,20 @@ struct Split {
   std::string part;
   std::vector<std::pair<std::string, double>> fractions;  // every part's, in the order written
   int64_t seed = 0;
+};
+/// `sample(prompts, models: {...}, ...)`: every source model's responses to every prompt, with `source`
+/// set to the source's name and no reward. Inputs: `prompts`, then one `model` per source, in order.
+struct Sample {
+  std::vector<SampledSource> sources;
+  bool keep_responses = true;   // the prompts' own responses stay, before the new ones
+  bool drop_identical = false;  // prompts whose new samples all have the same text are dropped
+  int64_t batch_tokens = 0;     // continuous batching's budget: KV-cache positions of all rows together
+};
+/// `score(data, by: scorer)`: every response's reward from the scorer.
+struct Score {
+  ScorerSpec scorer;
+  bool keep_existing = false;  // responses that have a reward keep it; only the others are scored
+  int64_t batch_tokens = 0;    // tokens a reward-model forward computes
 };
 struct Select {
   SelectionRule rule;

@@ -117,6 +117,10 @@ class Walk {
         return RunFilterSources(node, run_);
       case ir::NodeKind::Split:
         return RunSplit(node, run_);
+      case ir::NodeKind::Sample:
+        return RunSample(node, run_);
+      case ir::NodeKind::Score:
+        return RunScore(node, run_);
       case ir::NodeKind::Select:
       case ir::NodeKind::Pairs:
       case ir::NodeKind::Groups:

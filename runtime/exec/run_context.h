@@ -1,7 +1,7 @@
 // What every node body of the executor shares: the values nodes pass on, and the run's context.
 //
 // The executor (executor.cpp) is a demand-driven walk; each node kind's body lives in its own file
-// (load_nodes.cpp, rule_nodes.cpp, ref_logprobs_node.cpp, train_node.cpp, export_node.cpp,
+// (load_nodes.cpp, rule_nodes.cpp, sample_node.cpp, score_node.cpp, ref_logprobs_node.cpp, train_node.cpp, export_node.cpp,
 // evaluate_node.cpp) and sees the run only through RunContext: the device, the stage cache, path resolution,
 // the reporter, and `Input()`, which evaluates an input node on demand (a cached train node never asks for its
 // items, so their whole data pipeline is skipped). Node bodies throw RunError (runtime/support/run_error.h);
@@ -156,6 +156,8 @@ NodeValue RunLoadModel(const ir::Node& node, RunContext& run);        // load_no
 NodeValue RunLoadData(const ir::Node& node, RunContext& run);         // load_nodes.cpp
 NodeValue RunFilterSources(const ir::Node& node, RunContext& run);    // rule_nodes.cpp
 NodeValue RunSplit(const ir::Node& node, RunContext& run);            // rule_nodes.cpp
+NodeValue RunSample(const ir::Node& node, RunContext& run);           // sample_node.cpp
+NodeValue RunScore(const ir::Node& node, RunContext& run);            // score_node.cpp
 NodeValue RunRule(const ir::Node& node, RunContext& run);             // rule_nodes.cpp: select, pairs, groups
 NodeValue RunWeight(const ir::Node& node, RunContext& run);           // rule_nodes.cpp
 NodeValue RunRefLogprobs(const ir::Node& node, RunContext& run);      // ref_logprobs_node.cpp

@@ -1,0 +1,11 @@
+// score: placeholder until the score node's body lands (issue 16); refuses to run rather than guess.
+
+#include "runtime/exec/run_context.h"
+
+namespace fusec::rt {
+
+NodeValue RunScore(const ir::Node& /*node*/, RunContext& /*run*/) {
+  throw RunError(RunErrorKind::Unsupported, "the `score` step is not implemented by this runtime yet");
+}
+
+}  // namespace fusec::rt
