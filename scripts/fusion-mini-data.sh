@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=experiments/data/fusion-mini
 options=(--seed 1 --prompts 20000 --noise 0.1)
-if [[ -f "$data/README.md" && -f "$data/po_target.jsonl" ]] && grep -q -- "${options[*]}" "$data/README.md"; then
+if [[ -f "$data/README.md" && -f "$data/sources/alpha.jsonl" ]] && grep -q -- "${options[*]}" "$data/README.md"; then
   echo "fusion-mini: $data (${options[*]}) is already there"
 else
   build/release/bin/fusec synth fusion-mini --out "$data" "${options[@]}"

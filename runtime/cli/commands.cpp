@@ -540,6 +540,10 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
   fusion_mini->add_option("--samples", synth_options.samples, "Samples per source per prompt")
       ->check(CLI::Range(int64_t{1}, int64_t{100}))
       ->capture_default_str();
+  fusion_mini->add_option("--source-examples", synth_options.source_examples,
+                          "Training examples of each real source model (sources/<name>.jsonl)")
+      ->check(CLI::Range(int64_t{1}, int64_t{10'000'000}))
+      ->capture_default_str();
 
   std::string tokenizer_path;
   std::string tokenize_template;
@@ -605,7 +609,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     if (fusion_mini->parsed()) {
       std::string error;
       if (!WriteFusionMini(synth_options, synth_out, &error)) Fail(error);
-      out << "wrote " << synth_out << ": " << synth_options.prompts << " prompts (sft.jsonl, po.jsonl, po_target.jsonl, eval.jsonl)\n";
+      out << "wrote " << synth_out << ": " << synth_options.prompts << " prompts (sft.jsonl, po.jsonl, po_target.jsonl, eval.jsonl; for the real sources sft_prompts.jsonl, po_prompts.jsonl and sources/*.jsonl with " << synth_options.source_examples << " examples each)\n";
       return kExitOk;
     }
 #ifdef FUSEC_HAVE_EXECUTOR

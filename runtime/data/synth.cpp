@@ -147,6 +147,12 @@ const std::vector<std::string>& SynthSources() {
   return sources;
 }
 
+const std::vector<SynthSourceModel>& SynthSourceModels() {
+  static const std::vector<SynthSourceModel> sources = {
+      {"alpha", {"reverse", "upper"}}, {"beta", {"sort", "count"}}, {"gamma", {"add", "replace"}}};
+  return sources;
+}
+
 double TrueScore(const std::string& response, const std::string& gold) { return EditSimilarity(response, gold); }
 
 namespace {
@@ -221,6 +227,45 @@ bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::s
       po_target += line(p, responses);
     }
   }
+  // The real sources' files: the sampling prompts (with gold, for gold_reward) and each source's training
+  // data, from a random stream of its own so that the files above do not depend on them.
+  std::string sft_prompts, po_prompts;
+  for (size_t k = 0; k < po_end; ++k) {
+    const SynthPrompt& p = prompts[k];
+    (k < sft_end ? sft_prompts : po_prompts) +=
+        nlohmann::ordered_json{{"id", p.id}, {"prompt", p.prompt}, {"family", p.family}, {"gold", p.gold}}.dump() +
+        "\n";
+  }
+  std::vector<std::pair<std::string, std::string>> source_files;
+  Random source_rng(options.seed * 0x9E3779B97F4A7C15ULL + 3);
+  for (const SynthSourceModel& source : SynthSourceModels()) {
+    std::vector<std::string> others;
+    for (const std::string& family : SynthFamilies()) {
+      if (std::find(source.specialties.begin(), source.specialties.end(), family) == source.specialties.end()) {
+        others.push_back(family);
+      }
+    }
+    std::string text;
+    for (int64_t k = 0; k < options.source_examples; ++k) {
+      const std::vector<std::string>& pool = source_rng.Chance(kSynthSpecialtyShare) ? source.specialties : others;
+      const std::string& family = pool[static_cast<size_t>(source_rng.Int(0, static_cast<int64_t>(pool.size()) - 1))];
+      Task task = MakeTask(family, source_rng);
+      char id[48];
+      std::snprintf(id, sizeof id, "fm-%s-%05lld", source.name.c_str(), static_cast<long long>(k));
+      nlohmann::ordered_json responses = nlohmann::ordered_json::array();
+      responses.push_back({{"source", "gold"}, {"text", task.gold}, {"reward", 1.0}});
+      text += nlohmann::ordered_json{{"id", id}, {"prompt", task.prompt}, {"family", family}, {"responses", responses}}
+                  .dump() +
+              "\n";
+    }
+    source_files.emplace_back("sources/" + source.name + ".jsonl", std::move(text));
+  }
+  std::string source_list;
+  for (const SynthSourceModel& source : SynthSourceModels()) {
+    source_list += (source_list.empty() ? "" : ", ") + source.name + " (" + source.specialties[0] + ", " +
+                   source.specialties[1] + ")";
+  }
+
   std::ostringstream readme;
   readme << "# fusion-mini (seed " << options.seed << ")\n\n"
          << "Written by `fusec synth fusion-mini --seed " << options.seed << " --prompts " << options.prompts
@@ -234,14 +279,24 @@ bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::s
          << kSynthTargetSkill << " on every family (about the SFT-trained target's rate), not the target's own "
          << "generations.\n"
          << "- `eval.jsonl` (" << prompts.size() - po_end << "): held-out prompts with their `gold` answer.\n\n"
+         << "- For real source models (experiments/demo.fuse): `sft_prompts.jsonl` and `po_prompts.jsonl`, the "
+         << "prompts of `sft.jsonl` and `po.jsonl` with their `family` and `gold` answer and no responses (what "
+         << "the sources are sampled on; `gold_reward` scores against the gold), and `sources/<name>.jsonl`, the "
+         << "training data of each source model: " << options.source_examples << " prompts with their gold answer, "
+         << static_cast<int>(kSynthSpecialtyShare * 100) << "% from its two specialties, the rest from the other "
+         << "families. Sources: " << source_list << ".\n\n"
          << "True score: 1 - Levenshtein(response, gold) / max(length).\n";
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  for (const auto& [name, text] : {std::pair<std::string, std::string>{"sft.jsonl", sft},
-                                   {"po.jsonl", po},
-                                   {"po_target.jsonl", po_target},
-                                   {"eval.jsonl", eval},
-                                   {"README.md", readme.str()}}) {
+  fs::create_directories(fs::path(dir) / "sources", ec);
+  std::vector<std::pair<std::string, std::string>> files = {{"sft.jsonl", sft},
+                                                            {"po.jsonl", po},
+                                                            {"po_target.jsonl", po_target},
+                                                            {"eval.jsonl", eval},
+                                                            {"sft_prompts.jsonl", sft_prompts},
+                                                            {"po_prompts.jsonl", po_prompts}};
+  files.insert(files.end(), source_files.begin(), source_files.end());
+  files.emplace_back("README.md", readme.str());  // last: its presence says the rest was written
+  for (const auto& [name, text] : files) {
     if (!WriteWholeFile((fs::path(dir) / name).string(), text)) {
       *error = (fs::path(dir) / name).string() + ": cannot write";
       return false;

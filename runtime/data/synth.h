@@ -21,6 +21,7 @@ struct SynthOptions {
   int64_t prompts = 20000;  // in all; split 40% SFT, 40% preference optimisation, 20% evaluation
   double noise = 0.1;       // standard deviation of the reward noise
   int64_t samples = 5;      // N, per source per prompt
+  int64_t source_examples = 3000;  // training examples of each real source model (SynthSourceModels)
 };
 
 /// The task families, in order: reverse, sort, add, upper, count, replace.
@@ -46,6 +47,17 @@ struct SynthPrompt {
   std::vector<SynthResponse> target_samples;
 };
 
+/// The real source models of fusion-mini: tiny models fusec trains itself (experiments/demo.fuse), each a
+/// specialist of two families. Its training file (`sources/<name>.jsonl`) has the gold answers of its own
+/// families for most prompts and of the other families for a few (so it knows their format, not their skill).
+struct SynthSourceModel {
+  std::string name;
+  std::vector<std::string> specialties;
+};
+const std::vector<SynthSourceModel>& SynthSourceModels();
+/// The share of a source model's training examples from its specialties; the rest is spread over the others.
+inline constexpr double kSynthSpecialtyShare = 0.85;
+
 /// The simulated target's skill at every family (the probability of an exactly right sample): about the
 /// SFT-trained target's on fusion-mini's held-out prompts, below every source's.
 inline constexpr double kSynthTargetSkill = 0.1;
@@ -57,7 +69,9 @@ double TrueScore(const std::string& response, const std::string& gold);
 
 /// Writes the benchmark under `dir`: sft.jsonl, po.jsonl (prompts with responses and rewards), po_target.jsonl
 /// (po.jsonl's prompts with the simulated target's own samples added, for WRPO), eval.jsonl (prompts with
-/// `family` and `gold`, no responses) and README.md (what it is and how it was made). Returns
+/// `family` and `gold`, no responses), for the real sources sft_prompts.jsonl and po_prompts.jsonl (the
+/// prompts of sft.jsonl and po.jsonl with `family` and `gold`, no responses: what the sources are sampled on
+/// and gold_reward scores against) and sources/<name>.jsonl (each source model's training data), and README.md (what it is and how it was made). Returns
 /// false with `error` set when a file cannot be written.
 bool WriteFusionMini(const SynthOptions& options, const std::string& dir, std::string* error);
 

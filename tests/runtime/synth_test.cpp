@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -159,6 +160,58 @@ TEST(FusionMini, WritesSplitsThatTheReaderReads) {
   }
   EXPECT_EQ(testing::ReadFile(dir / "sft.jsonl").find("gold"), std::string::npos) << "training never sees the truth";
   EXPECT_NE(testing::ReadFile(dir / "eval.jsonl").find("\"gold\""), std::string::npos);
+}
+
+// The real sources' files: sampling prompts that are exactly sft.jsonl's and po.jsonl's prompts with their gold
+// answers, and each source model's training data, mostly from its own two families.
+TEST(FusionMini, WritesSourceModelTrainingDataAndSamplingPrompts) {
+  testing::ScratchDir dir("synth-sources");
+  SynthOptions options;
+  options.prompts = 50;
+  options.source_examples = 400;
+  std::string error;
+  ASSERT_TRUE(WriteFusionMini(options, dir.path().string(), &error)) << error;
+  for (const auto& [with_responses, prompts_only] :
+       {std::pair<std::string, std::string>{"sft.jsonl", "sft_prompts.jsonl"}, {"po.jsonl", "po_prompts.jsonl"}}) {
+    std::istringstream a(testing::ReadFile(dir / with_responses)), b(testing::ReadFile(dir / prompts_only));
+    int lines = 0;
+    for (std::string x, y; std::getline(a, x) && std::getline(b, y); ++lines) {
+      nlohmann::json full = nlohmann::json::parse(x), bare = nlohmann::json::parse(y);
+      EXPECT_EQ(bare["id"], full["id"]);
+      EXPECT_EQ(bare["prompt"], full["prompt"]);
+      EXPECT_FALSE(bare.contains("responses")) << prompts_only;
+      ASSERT_TRUE(bare.contains("gold")) << prompts_only;
+    }
+    EXPECT_EQ(lines, 20) << prompts_only;
+  }
+  for (const SynthSourceModel& source : SynthSourceModels()) {
+    std::istringstream lines(testing::ReadFile(dir / ("sources/" + source.name + ".jsonl")));
+    int total = 0, own = 0;
+    for (std::string line; std::getline(lines, line); ++total) {
+      nlohmann::json record = nlohmann::json::parse(line);
+      const std::string family = record["family"];
+      if (std::find(source.specialties.begin(), source.specialties.end(), family) != source.specialties.end()) ++own;
+      ASSERT_EQ(record["responses"].size(), 1U);
+      // The response is the task's gold answer: recompute the simplest families' answers from the prompt.
+      const std::string prompt = record["prompt"], text = record["responses"][0]["text"];
+      if (family == "upper") {
+        std::string word = prompt.substr(7, prompt.size() - 9), upper = word;
+        for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        EXPECT_EQ(text, upper) << prompt;
+      } else if (family == "reverse") {
+        std::string word = prompt.substr(9, prompt.size() - 11);
+        EXPECT_EQ(text, std::string(word.rbegin(), word.rend())) << prompt;
+      }
+    }
+    EXPECT_EQ(total, 400) << source.name;
+    EXPECT_NEAR(static_cast<double>(own) / total, kSynthSpecialtyShare, 0.06) << source.name;
+  }
+  // Written from a stream of their own: the simulated files are the same as without them.
+  testing::ScratchDir other("synth-sources-other");
+  options.source_examples = 10;
+  ASSERT_TRUE(WriteFusionMini(options, other.path().string(), &error)) << error;
+  EXPECT_EQ(testing::ReadFile(dir / "sft.jsonl"), testing::ReadFile(other / "sft.jsonl"));
+  EXPECT_EQ(testing::ReadFile(dir / "po_target.jsonl"), testing::ReadFile(other / "po_target.jsonl"));
 }
 
 }  // namespace
