@@ -3,11 +3,18 @@
 // and a sweep that shares one sample node (issue 16).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "compiler/lower/lower.h"
 #include "compiler/passes/passes.h"
 #include "compiler/sema/check.h"
+#include "run_fusec.h"
 
 namespace fusec {
 namespace {
@@ -322,6 +329,49 @@ TEST(NeedsDevice, ModelForwardsOnly) {
     bool expected = node.kind() == ir::NodeKind::Sample || node.kind() == ir::NodeKind::Train;
     EXPECT_EQ(ir::NeedsDevice(node), expected) << ir::Spelling(node.kind());
   }
+}
+
+TEST(ScoreFingerprint, AChangedRewardModelDirectoryChangesTheScoreNodesHashOnly) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("fusec_sampling_test_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "m");
+  fs::create_directories(dir / "rm");
+  std::ofstream(dir / "d.jsonl") << "";
+  std::ofstream(dir / "m" / "config.json") << "{}";
+  std::ofstream(dir / "rm" / "config.json") << "{}";
+  std::ofstream(dir / "e.fuse") << "experiment e {\n  target = hf_model(\"m\")\n"
+                                   "  stage s = sft { init = target; data = score(jsonl(\"d.jsonl\"), by: "
+                                   "reward_model(\"rm\")) }\n}\n";
+  auto plan = [&] {
+    test_support::Outcome outcome =
+        test_support::Fusec({"plan", "--emit=json", "--cache", "no-cache", (dir / "e.fuse").string()});
+    EXPECT_EQ(outcome.status, 0) << outcome.err;
+    std::map<std::string, nlohmann::json> by_kind;
+    nlohmann::json graph = nlohmann::json::parse(outcome.out);
+    for (const nlohmann::json& node : graph["nodes"]) {
+      by_kind[node["kind"].get<std::string>()] = node;
+    }
+    return by_kind;
+  };
+  auto before = plan();
+  ASSERT_EQ(before.count("score"), 1u);
+  std::string fingerprint = before["score"]["params"]["scorer"]["fingerprint"].get<std::string>();
+  EXPECT_EQ(fingerprint.rfind("files:", 0), 0u) << fingerprint;
+  std::ofstream(dir / "rm" / "model.safetensors") << "weights";
+  auto after = plan();
+  EXPECT_NE(after["score"]["params"]["scorer"]["fingerprint"], before["score"]["params"]["scorer"]["fingerprint"]);
+  EXPECT_NE(after["score"]["hash"], before["score"]["hash"]);
+  EXPECT_EQ(after["load_model"]["hash"], before["load_model"]["hash"]);
+  EXPECT_EQ(after["load_data"]["hash"], before["load_data"]["hash"]);
+
+  // A missing reward-model directory: `check` fails at the `reward_model(...)` call.
+  fs::remove_all(dir / "rm");
+  test_support::Outcome check = test_support::Fusec({"check", (dir / "e.fuse").string()});
+  EXPECT_NE(check.status, 0);
+  EXPECT_NE(check.err.find("e.fuse:3:69: error: the reward-model directory `rm` does not exist"), std::string::npos)
+      << check.err;
+  fs::remove_all(dir);
 }
 
 }  // namespace
