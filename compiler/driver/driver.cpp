@@ -76,6 +76,12 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
         fingerprint = &hf->fingerprint;
         is_model = true;
       }
+    } else if (auto* score = node.get_if<ir::Score>()) {
+      if (auto* reward_model = std::get_if<ir::RewardModelSpec>(&score->scorer)) {
+        path_text = &reward_model->path;
+        fingerprint = &reward_model->fingerprint;
+        is_model = true;
+      }
     }
     if (path_text == nullptr) continue;
     fs::path path = ResolveInputPath(input_base, *path_text);
@@ -87,7 +93,7 @@ ir::Graph LowerWithFingerprints(const sema::CheckedProgram& program, const std::
 }
 
 /// Reports every file the program reads that is not there: a `jsonl(...)` data file that is no regular file, an
-/// `hf_model(...)` directory that is no directory, at the first call that names it (once per file, however
+/// `hf_model(...)` or `reward_model(...)` directory that is no directory, at the first call that names it (once per file, however
 /// many sweep points and stages read it). What is inside them is the runtime's to check (it reads them). Each experiment's
 /// relative paths start at the directory of the file it is declared in, as `fusec run` resolves them.
 void ReportMissingInputs(const sema::CheckedProgram& program, const SourceManager& sources,
@@ -102,6 +108,7 @@ void ReportMissingInputs(const sema::CheckedProgram& program, const SourceManage
     for (const ir::Node& node : Lower(experiments).nodes) {
       std::string written;
       bool is_model = false;
+      const char* what = "data file";
       if (const auto* data = node.get_if<ir::LoadData>()) {
         written = data->data.path;
       } else if (const auto* model = node.get_if<ir::LoadModel>()) {
@@ -109,6 +116,13 @@ void ReportMissingInputs(const sema::CheckedProgram& program, const SourceManage
         if (hf == nullptr) continue;
         written = hf->path;
         is_model = true;
+        what = "model directory";
+      } else if (const auto* score = node.get_if<ir::Score>()) {
+        const auto* reward_model = std::get_if<ir::RewardModelSpec>(&score->scorer);
+        if (reward_model == nullptr) continue;
+        written = reward_model->path;
+        is_model = true;
+        what = "reward-model directory";
       } else {
         continue;
       }
@@ -116,7 +130,6 @@ void ReportMissingInputs(const sema::CheckedProgram& program, const SourceManage
       if (!reported.insert(path + (is_model ? " model" : " data")).second) continue;
       std::error_code ec;
       fs::file_status status = fs::status(path, ec);
-      const char* what = is_model ? "model directory" : "data file";
       std::string problem;
       if (!fs::exists(status)) {
         problem = "does not exist";

@@ -54,6 +54,11 @@ std::vector<ManifestInput> GraphInputs(const ir::Graph& graph, const std::string
       if (const auto* hf = std::get_if<ir::HfModelSpec>(&model->model)) {
         inputs.push_back({ManifestNodeLabel(graph, i), ResolveInputPath(input_base, hf->path), hf->fingerprint});
       }
+    } else if (const auto* score = node.get_if<ir::Score>()) {
+      if (const auto* reward_model = std::get_if<ir::RewardModelSpec>(&score->scorer)) {
+        inputs.push_back({ManifestNodeLabel(graph, i), ResolveInputPath(input_base, reward_model->path),
+                          reward_model->fingerprint});
+      }
     }
   }
   return inputs;

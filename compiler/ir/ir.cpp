@@ -127,6 +127,29 @@ bool ReadsResponseLength(const Payload& payload) {
   return false;
 }
 
+bool NeedsDevice(const Node& node) {
+  switch (node.kind()) {
+    case NodeKind::Sample:
+    case NodeKind::RefLogprobs:
+    case NodeKind::Train:
+    case NodeKind::Evaluate:
+      return true;
+    case NodeKind::Score:
+      return std::holds_alternative<RewardModelSpec>(node.as<Score>().scorer);
+    case NodeKind::LoadModel:
+    case NodeKind::LoadData:
+    case NodeKind::FilterSources:
+    case NodeKind::Split:
+    case NodeKind::Select:
+    case NodeKind::Pairs:
+    case NodeKind::Groups:
+    case NodeKind::Weight:
+    case NodeKind::Export:
+      return false;
+  }
+  return false;
+}
+
 const LossGraph* LossOf(const Node& node) {
   const auto* train = node.get_if<Train>();
   return train != nullptr ? &train->loss : nullptr;
@@ -285,6 +308,7 @@ std::string PrintGraph(const Graph& graph, const SourceManager& sources) {
     if (!node.stages.empty()) out << ", for " << Join(node.stages, " ");
     std::string where = SpanText(sources, node.span);
     if (!where.empty()) out << ", at " << where;
+    if (NeedsDevice(node)) out << ", on device";
     out << "\n";
     if (const auto* train = node.get_if<Train>()) {
       out << "    loss " << Spelling(train->loss.unit) << "(" << Join(train->loss.roles, ", ") << ") of "

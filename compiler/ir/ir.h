@@ -134,6 +134,11 @@ struct Node {
 /// tokenizer of the stage's model, so such a rule node takes that model as its `tokenizer` input.
 bool ReadsResponseLength(const Payload& payload);
 
+/// Whether the node runs a model's forward passes, so it belongs on the experiment's device (a GPU when there
+/// is one): sampling, scoring with a reward model, reference log-probabilities, training and evaluation.
+/// Loading, splitting, rules, weights, gold-answer scoring and exports run on the CPU.
+bool NeedsDevice(const Node& node);
+
 /// The loss graph of a train node; null for other kinds.
 const LossGraph* LossOf(const Node& node);
 

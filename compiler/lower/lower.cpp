@@ -189,9 +189,21 @@ class Lowerer {
 
   ir::NodeId Dataset(const sema::ValueRef& value) {
     if (auto it = memo_.find(value.get()); it != memo_.end()) return it->second;
-    sema::DatasetOrigin origin = sema::DatasetOriginOf(*value);
+    sema::DatasetOrigin origin = sema::DatasetOriginOf(*value, experiment_seed_);
     ir::Node node;
-    if (auto* part = std::get_if<sema::SplitPartOf>(&origin)) {
+    if (auto* sample = std::get_if<sema::SampleOf>(&origin)) {
+      // Inputs: the prompts, then one model per source in the sources' order (Model() shares a model with
+      // the stages and evaluations that read it).
+      node.payload = std::move(sample->sample);
+      node.inputs.push_back({"prompts", Dataset(sample->prompts)});
+      for (const sema::ValueRef& model : sample->models) node.inputs.push_back({"model", Model(model)});
+    } else if (auto* score = std::get_if<sema::ScoreOf>(&origin)) {
+      node.payload = std::move(score->score);
+      node.inputs.push_back({"data", Dataset(score->data)});
+      // The scorer's call (`reward_model("...")`): a missing or unreadable reward model is reported there.
+      node.span = score->scorer_span;
+      return memo_[value.get()] = Add(std::move(node));
+    } else if (auto* part = std::get_if<sema::SplitPartOf>(&origin)) {
       node.payload = std::move(part->part);
       node.inputs.push_back({"data", Dataset(part->data)});
     } else if (auto* keep = std::get_if<sema::KeepSourcesOf>(&origin)) {
@@ -266,6 +278,7 @@ class Lowerer {
   void LowerExperiment(const sema::CheckedExperiment& experiment) {
     memo_.clear();
     stage_models_.clear();
+    experiment_seed_ = experiment.seed;
     ir::ExperimentOutputs outputs;
     outputs.name = experiment.name;
     outputs.output = experiment.output;
@@ -280,6 +293,7 @@ class Lowerer {
   ir::Graph graph_;
   std::map<const sema::Value*, ir::NodeId> memo_;  // one node per value of an experiment
   std::map<std::string, ir::NodeId> stage_models_;
+  int64_t experiment_seed_ = 0;  // `sample`'s seed where the call leaves it to the experiment
 };
 
 }  // namespace

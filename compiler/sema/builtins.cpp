@@ -214,6 +214,7 @@ ValueRef KeepSources(Sema& sema, const CallSite& site) {
     sema.Report(DiagnosticKind::OutOfRange, ArgSpan(site, "sources"), "`keep_sources` needs at least one source");
     return values::Error(site.span);
   }
+  if (!sema.CheckKeptSources(Arg(site, "data"), Arg(site, "sources"))) return values::Error(site.span);
   return Construct(TypeKind::Dataset, site);
 }
 
@@ -912,6 +913,27 @@ std::vector<Builtin> MakeBuiltins() {
        Param("bad_lines", types::Enum(EnumKind::BadLines), EnumV(EnumKind::BadLines, "stop")),
        OptionalParam("limit", integer, AtLeast(1))},
       Jsonl);
+  // Source models: sampling and scoring (sampling.cpp). `n` none: the length of `seeds`, else 5; `seed` none:
+  // the experiment's. A source's record in `models` overrides the rows from `n` to `seeds`.
+  TypeRef reward_model = types::Opaque(TypeKind::RewardModel);
+  ParamSpec models = Param("models", types::Record({}));
+  models.any_record = true;
+  add("sample",
+      {Param("prompts", dataset), models, OptionalParam("n", integer, AtLeast(1)),
+       Param("temperature", real, FloatV(1.0), AtLeast(0)), Param("top_p", real, FloatV(1.0), Between(0, 1, false, true)),
+       OptionalParam("top_k", integer, AtLeast(1)), Param("repetition_penalty", real, FloatV(1.0), Greater(0)),
+       Param("max_new_tokens", integer, IntV(256), AtLeast(1)), OptionalParam("seed", integer),
+       OptionalParam("seeds", types::List(integer)), Param("keep_responses", boolean, BoolV(true)),
+       Param("drop_identical", boolean, BoolV(false)), Param("batch_tokens", integer, IntV(16384), AtLeast(1))},
+      SampleBuiltin);
+  add("score",
+      {Param("data", dataset), Param("by", reward_model), Param("keep_existing", boolean, BoolV(false)),
+       Param("batch_tokens", integer, IntV(16384), AtLeast(1))},
+      ScoreBuiltin);
+  add("reward_model",
+      {Param("path", str), Param("chat", types::Enum(EnumKind::ChatTemplate), EnumV(EnumKind::ChatTemplate, "auto"))},
+      ScorerBuiltin);
+  add("gold_reward", {Param("noise", real, FloatV(0.1), AtLeast(0)), Param("seed", integer, IntV(0))}, ScorerBuiltin);
   add("split", {}, Split).custom_arguments = true;
   add("keep_sources", {Param("data", dataset), Param("sources", types::List(str))}, KeepSources);
   add("take", {}, Take).custom_arguments = true;
@@ -983,6 +1005,7 @@ std::vector<Builtin> MakeBuiltins() {
       signature += param.name + ": " + ToString(param.type);
       if (param.range) signature += " " + param.range->ToString();
       if (param.default_value) signature += " = " + ToString(param.default_value);
+      if (param.any_record) signature = signature.substr(0, signature.size() - 2) + "record";
     }
     builtin.signature = signature + ")";
   }

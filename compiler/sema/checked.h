@@ -156,8 +156,31 @@ struct KeepSourcesOf {
   ValueRef data;
   ir::FilterSources filter;
 };
-using DatasetOrigin = std::variant<ir::DatasetSpec, SplitPartOf, KeepSourcesOf>;
-DatasetOrigin DatasetOriginOf(const Value& dataset);
+/// `sample(prompts, models: {...}, ...)`: the prompts, each source's model (a model value or a stage's), and
+/// every setting resolved per source (a seed left to the experiment is `experiment_seed`).
+struct SampleOf {
+  ValueRef prompts;
+  std::vector<ValueRef> models;  // one per source, in ir::Sample::sources' order
+  ir::Sample sample;
+};
+/// `score(data, by: scorer, ...)`.
+struct ScoreOf {
+  ValueRef data;
+  ir::Score score;
+  SourceSpan scorer_span;  // where the scorer is written (`by: reward_model(...)`)
+};
+using DatasetOrigin = std::variant<ir::DatasetSpec, SplitPartOf, KeepSourcesOf, SampleOf, ScoreOf>;
+/// `experiment_seed` is the seed of the experiment the dataset is lowered for: `sample`'s default seed.
+DatasetOrigin DatasetOriginOf(const Value& dataset, int64_t experiment_seed);
+
+/// The sources a dataset's responses can have, when the checker knows them: a sample's model names (plus the
+/// prompts' own sources when it keeps their responses), a split part's or a scored dataset's input's,
+/// `keep_sources`' list. Nullopt when they depend on a file (`jsonl`) or on an unknown value. An upper bound:
+/// a name outside it matches no response (sources.cpp).
+std::optional<std::vector<std::string>> KnownSources(const Value& dataset);
+/// The stages whose models a dataset is sampled from (`sample(..., models: {target: sft})`), so a stage
+/// training on it depends on them.
+std::vector<std::string> StagesReadBy(const Value& dataset);
 
 /// A model value: the model a stage trains (by the stage's name), or one to load or create.
 using ModelOrigin = std::variant<std::string, ir::ModelSpec>;

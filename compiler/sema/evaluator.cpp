@@ -621,7 +621,13 @@ std::optional<NamedValues> Sema::BindParameters(const std::string& callee, Sourc
         Report(DiagnosticKind::NotInThisContext, at, what + " must be a constant, but this depends on the data");
         value = values::Error(at);
       }
-      value = Coerce(value, param.type, what, at, param.accepts_none);
+      if (param.any_record && !value->is_error() && !value->is_unknown() && value->type->kind != TypeKind::Record) {
+        Report(DiagnosticKind::TypeMismatch, value->span.valid() ? value->span : at,
+               what + " expects a record, as in `" + param.name + ": {name: ...}`, got `" + ToString(value->type) + "`");
+        value = values::Error(at);
+      } else if (!param.any_record) {
+        value = Coerce(value, param.type, what, at, param.accepts_none);
+      }
       if (param.range && !value->is_error() && !CheckRange(value, *param.range, what, at)) {
         value = values::Error(value->span);
       }

@@ -69,6 +69,8 @@ struct ParamSpec {
   std::optional<Range> range;
   bool accepts_none = false;
   bool accepts_terms = false;  // may depend on the data (math functions, response expressions)
+  /// Takes a record of any fields, which the builtin checks itself (`sample`'s `models`); `type` is only shown.
+  bool any_record = false;
   ValueRef default_value;                   // builtins
   const ast::Expr* default_expr = nullptr;  // declarations: evaluated in the declaration's scope
   ScopeRef default_env = nullptr;
@@ -207,6 +209,13 @@ class Sema {
   /// The response a response-context primitive reads by default, or null outside such a context.
   const std::vector<Builtin>& builtins() const { return builtins_; }
 
+  // --- Sources of datasets (sources.cpp) -------------------------------------------------------------------
+  /// Reports the source names a stage's rules and weighting compare `source` with (`where source == "x"`)
+  /// that its data cannot have, when the data's sources are known. False when one was reported.
+  bool CheckRuleSources(const CheckedStage& stage);
+  /// Reports the names of `keep_sources(data, [...])` that `data` cannot have, when its sources are known.
+  bool CheckKeptSources(const ValueRef& data, const ValueRef& sources);
+
   // --- Objectives and weightings (objectives.cpp) --------------------------------------------------------
   ValueRef InstantiateObjective(const DeclVal& decl, SourceSpan use, const NamedValues& args);
   void CheckObjectiveDecl(const ast::ObjectiveDecl& decl, const ScopeRef& env);
@@ -315,6 +324,11 @@ class Sema {
   /// stage template (then the check reports it).
   std::optional<std::vector<std::string>> StageKindParams(ModuleInfo& module, const ast::StageBase& base);
 };
+
+// The sampling and scoring builtins (sampling.cpp); their parameter rows are in builtins.cpp's table.
+ValueRef SampleBuiltin(Sema& sema, const CallSite& site);
+ValueRef ScoreBuiltin(Sema& sema, const CallSite& site);
+ValueRef ScorerBuiltin(Sema& sema, const CallSite& site);  // `reward_model(...)` and `gold_reward(...)`
 
 /// The fields of stages (`train`'s) and of experiments, for suggestions.
 const std::vector<std::string>& StageFieldNames();

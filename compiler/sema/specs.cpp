@@ -1,5 +1,5 @@
 // Typed views of checked constructor values (checked.h): what lowering needs of `hf_model`, `new_model`,
-// `jsonl`, `split`, `keep_sources` and `evaluate`, read once from the arguments the builtin table bound.
+// `jsonl`, `split`, `keep_sources`, `sample`, `score` and `evaluate`, read once from the arguments the builtin table bound.
 
 #include <stdexcept>
 
@@ -80,11 +80,65 @@ SplitPartOf SplitPartOfArgs(const NamedValues& part_args) {
   return out;
 }
 
+/// The settings sampling.cpp resolved for one source; seeds `none` are the experiment's seed for each sample.
+ir::SamplingSettings SamplingSettingsOf(const NamedValues& source, int64_t experiment_seed) {
+  ir::SamplingSettings settings;
+  settings.n = Int(source, "n");
+  settings.temperature = Number(source, "temperature");
+  settings.top_p = Number(source, "top_p");
+  settings.top_k = OptionalInt(source, "top_k");
+  settings.repetition_penalty = Number(source, "repetition_penalty");
+  settings.max_new_tokens = Int(source, "max_new_tokens");
+  ValueRef seeds = Required(source, "seeds");
+  if (const auto* list = seeds->As<ListVal>()) {
+    for (const ValueRef& seed : list->elements) settings.seeds.push_back(*seed->As<int64_t>());
+  } else {
+    settings.seeds.assign(static_cast<size_t>(settings.n), experiment_seed);
+  }
+  return settings;
+}
+
+SampleOf SampleOfArgs(const NamedValues& args, int64_t experiment_seed) {
+  SampleOf out;
+  out.prompts = Required(args, "prompts");
+  for (const auto& [name, source] : Required(args, "models")->As<RecordVal>()->fields) {
+    const NamedValues& fields = source->As<RecordVal>()->fields;
+    out.models.push_back(Required(fields, "model"));
+    out.sample.sources.push_back(ir::SampledSource{name, SamplingSettingsOf(fields, experiment_seed)});
+  }
+  out.sample.keep_responses = Bool(args, "keep_responses");
+  out.sample.drop_identical = Bool(args, "drop_identical");
+  out.sample.batch_tokens = Int(args, "batch_tokens");
+  return out;
+}
+
+ir::ScorerSpec ScorerSpecOf(const ConstructedVal& scorer) {
+  if (scorer.constructor == "gold_reward") {
+    return ir::GoldRewardSpec{Number(scorer.args, "noise"), Int(scorer.args, "seed")};
+  }
+  ir::RewardModelSpec spec;
+  spec.path = String(scorer.args, "path");
+  spec.chat = Enum<ir::ChatTemplateName>(scorer.args, "chat");
+  return spec;
+}
+
+ScoreOf ScoreOfArgs(const NamedValues& args) {
+  ScoreOf out;
+  out.data = Required(args, "data");
+  out.score.scorer = ScorerSpecOf(*Required(args, "by")->As<ConstructedVal>());
+  out.scorer_span = Required(args, "by")->span;
+  out.score.keep_existing = Bool(args, "keep_existing");
+  out.score.batch_tokens = Int(args, "batch_tokens");
+  return out;
+}
+
 }  // namespace
 
-DatasetOrigin DatasetOriginOf(const Value& dataset) {
+DatasetOrigin DatasetOriginOf(const Value& dataset, int64_t experiment_seed) {
   const auto& constructed = *dataset.As<ConstructedVal>();
   if (constructed.constructor == "split_part") return SplitPartOfArgs(constructed.args);
+  if (constructed.constructor == "sample") return SampleOfArgs(constructed.args, experiment_seed);
+  if (constructed.constructor == "score") return ScoreOfArgs(constructed.args);
   if (constructed.constructor == "keep_sources") {
     KeepSourcesOf out;
     out.data = Required(constructed.args, "data");

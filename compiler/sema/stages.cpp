@@ -472,13 +472,19 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
                "` never reads `ref_logp`")
         .Help("remove `reference`, or use an objective with a reference term such as `dpo`");
   }
+  auto depend_on = [&](const std::string& name) {
+    if (std::find(stage.depends_on.begin(), stage.depends_on.end(), name) == stage.depends_on.end()) {
+      stage.depends_on.push_back(name);
+    }
+  };
   for (const ValueRef& model : {stage.init, stage.reference}) {
     if (!model) continue;
-    if (const auto* stage_model = model->As<StageModelVal>()) {
-      if (std::find(stage.depends_on.begin(), stage.depends_on.end(), stage_model->stage) == stage.depends_on.end()) {
-        stage.depends_on.push_back(stage_model->stage);
-      }
-    }
+    if (const auto* stage_model = model->As<StageModelVal>()) depend_on(stage_model->stage);
+  }
+  // Data sampled from a stage's model (`sample(..., models: {target: sft})`) waits for that stage.
+  if (stage.data) {
+    for (const std::string& name : StagesReadBy(*stage.data)) depend_on(name);
+    if (!request.abstract && !CheckRuleSources(stage)) ok = false;
   }
 
   // 7. Training settings: each from the nearest layer that sets it, else the root template's default
@@ -586,7 +592,8 @@ std::vector<CheckedStage> Sema::OrderStages(std::vector<CheckedStage> stages,
                                    : "stages depend on each other in a cycle: " + chain);
         for (auto p = start; p != path.end(); ++p) {
           const CheckedStage& from = stages[*p];
-          for (const char* field : {"init", "reference"}) {
+          for (const char* field : {"init", "reference", "data"}) {
+            if (std::string(field) == "data" && (!from.data || StagesReadBy(*from.data).empty())) continue;
             auto span = from.field_spans.find(field);
             if (span != from.field_spans.end()) {
               builder.Note(span->second, "`" + from.name + "` reads its `" + field + "` from here");

@@ -25,6 +25,7 @@ TypeRef MakeSingleton(TypeKind kind) {
 constexpr TypeKind kNamedKinds[] = {
     TypeKind::Int,       TypeKind::Float,        TypeKind::Bool,      TypeKind::String,
     TypeKind::Model,     TypeKind::Stage,        TypeKind::Dataset,      TypeKind::Optimizer, TypeKind::Evaluation,
+    TypeKind::RewardModel,
     TypeKind::Selection, TypeKind::Pairing,      TypeKind::Grouping,  TypeKind::Weighting,
     TypeKind::Objective,
 };

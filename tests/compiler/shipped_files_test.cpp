@@ -74,6 +74,7 @@ TEST(ShippedFiles, TheRepositoryShipsTheExpectedFiles) {
                            "experiments/paper/fuserl_simpo.fuse", "experiments/paper/fuserl_rloo.fuse",
                            "experiments/paper/sft_dpo.fuse", "experiments/paper/sft_simpo.fuse",
                            "experiments/paper/sft_rloo.fuse", "experiments/paper/wrpo.fuse",
+                           "experiments/paper/fusechat3_pipeline.fuse",
                            "experiments/sweeps/tau.fuse", "experiments/sweeps/num_sources.fuse",
                            "experiments/sweeps/weight_placement.fuse"}) {
     EXPECT_TRUE(has(file)) << "missing " << file;
