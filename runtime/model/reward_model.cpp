@@ -317,12 +317,11 @@ RewardModel RewardModel::Load(const std::string& dir, ir::ChatTemplateName chat,
   model.eval();
   model.set_source(dir);
 
+  // A tokenizer may have more tokens than the embedding has rows: reward models often add a pad token only
+  // their upstream batching uses (ArmoRM's and Skywork's `pad_token_id` 128256). Input() refuses a conversation
+  // that tokenizes to one of them.
   auto tokenizer = Tokenizer::Load(dir, &error);
   if (!tokenizer) throw fail(error);
-  if (tokenizer->vocab_size() > config->vocab_size) {
-    throw fail("the tokenizer of " + dir + " has " + std::to_string(tokenizer->vocab_size()) +
-               " tokens, more than the model's vocab_size " + std::to_string(config->vocab_size));
-  }
   std::string chat_warning;
   auto resolved = ResolveChatTemplate(ChatName(chat), *tokenizer, dir, &error, &chat_warning);
   if (!resolved) throw RunError(RunErrorKind::Tokenization, error).Place(dir);
@@ -338,6 +337,17 @@ std::optional<RewardInput> RewardModel::Input(const PromptRecord& record, std::s
   if (!prompt) return std::nullopt;
   auto reply = TokenizeResponse(record, response, *state_->tokenizer, state_->chat, error);
   if (!reply) return std::nullopt;
+  const int64_t vocab = state_->model->config().vocab_size;
+  for (const std::vector<int32_t>* ids : {&*prompt, &*reply}) {
+    for (int32_t id : *ids) {
+      if (id >= vocab) {
+        *error = "the reward model's tokenizer gives token " + std::to_string(id) + " (`" +
+                 state_->tokenizer->TokenText(id) + "`), outside its `vocab_size` " + std::to_string(vocab) +
+                 " (" + state_->dir + "/config.json)";
+        return std::nullopt;
+      }
+    }
+  }
   RewardInput input;
   if (state_->head == RewardHead::GatedRegression) {
     input.gating_position = GatingPosition(*prompt, *state_->tokenizer, state_->chat);

@@ -82,7 +82,8 @@ class RewardModel {
 
   /// The input for one response of `record` (a prompt or messages): rendered with the model's template, ids =
   /// prompt ids + response ids exactly as training tokenizes them (examples.h TokenizePrompt, TokenizeResponse).
-  /// nullopt with `error` when the template refuses the conversation.
+  /// nullopt with `error` when the template refuses the conversation, or when it tokenizes to an id outside the
+  /// model's `vocab_size` (a tokenizer may have more tokens than the embedding, e.g. an added pad token).
   std::optional<RewardInput> Input(const PromptRecord& record, std::string_view response, std::string* error) const;
 
   /// One reward per input, in order, batched so that one forward computes at most `batch_tokens` tokens (an

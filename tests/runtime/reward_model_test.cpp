@@ -462,5 +462,31 @@ TEST(RewardModelTest, InputsOutsideTheModelAreErrors) {
   EXPECT_TRUE(model.Score({}, 1 << 14).empty());
 }
 
+TEST(RewardModelTest, TokensOutsideTheEmbeddingAreRefusedByInput) {
+  // The byte tokenizer has 260 tokens; an embedding of 258 rows lacks `<|im_start|>` (258) and `<|im_end|>`
+  // (259), as ArmoRM's and Skywork's may lack their tokenizers' added pad token. Loading works, a text scored
+  // with the plain template (EOS `</s>`) works, a chatml conversation does not.
+  ScratchDir scratch("reward_vocab");
+  const std::string dir = scratch / "model";
+  Random random(6);
+  Json config = TinyConfig("LlamaForSequenceClassification", TokenizerFiles::Bytes);
+  config["vocab_size"] = 258;
+  config["pad_token_id"] = 257;
+  WriteRewardModel(dir, config, ScoreHead(random), TokenizerFiles::Bytes, 2);
+  Json tokenizer_config = Json::parse(ReadFile(dir + "/tokenizer_config.json"));
+  tokenizer_config["eos_token"] = "</s>";  // 257: the plain template's response ends with it
+  WriteFile(dir + "/tokenizer_config.json", tokenizer_config.dump(2));
+  RewardModel chatml = RewardModel::Load(dir, ir::ChatTemplateName::Chatml, TestDevice());
+  std::string error;
+  EXPECT_FALSE(chatml.Input(TextPrompt("Hi"), "Hello", &error));
+  EXPECT_NE(error.find("the reward model's tokenizer gives token 258 (`<|im_start|>`), outside its `vocab_size` 258"),
+            std::string::npos)
+      << error;
+  RewardModel plain = RewardModel::Load(dir, ir::ChatTemplateName::Plain, TestDevice());
+  auto input = plain.Input(TextPrompt("Hi"), "Hello", &error);
+  ASSERT_TRUE(input) << error;
+  EXPECT_EQ(plain.Score({*input}, 1 << 14).size(), 1U);
+}
+
 }  // namespace
 }  // namespace fusec::rt::testing
