@@ -107,9 +107,9 @@ void ReadHeadInteger(const Json& json, const char* key, int64_t minimum, int64_t
   if (it == json.end() || it->is_null()) return;
   if (!it->is_number_integer() || it->get<int64_t>() < minimum || it->get<int64_t>() > maximum ||
       (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(maximum))) {
-    throw RunError(RunErrorKind::ModelDirectory, config_path + ": `" + key + "` must be an integer >= " +
-                                                     std::to_string(minimum) + " and <= " + std::to_string(maximum) +
-                                                     ", not " + Shown(*it));
+    throw RunError(RunErrorKind::ModelDirectory, config_path + ": `" + key +
+                                                     "` must be an integer >= " + std::to_string(minimum) +
+                                                     " and <= " + std::to_string(maximum) + ", not " + Shown(*it));
   }
   into = it->get<int64_t>();
 }
@@ -277,8 +277,8 @@ RewardModel RewardModel::Load(const std::string& dir, ir::ChatTemplateName chat,
   std::string error;
   auto config = ParseModelConfig(backbone_json.dump(), &error);
   if (!config) throw fail(config_path + ": " + error);
-  config->architecture = name;           // for messages about its tensors
-  config->tie_word_embeddings = true;    // no LM head: the decoder builds none when tied
+  config->architecture = name;         // for messages about its tensors
+  config->tie_word_embeddings = true;  // no LM head: the decoder builds none when tied
 
   auto state = std::make_unique<State>();
   state->dir = dir;
@@ -305,9 +305,9 @@ RewardModel RewardModel::Load(const std::string& dir, ir::ChatTemplateName chat,
     state->reward_transform_matrix =
         model.register_parameter("reward_transform_matrix", torch::eye(settings.objectives));
     const bool last_bias = CheckpointHas(dir, "gating.layers." + std::to_string(settings.gating_layers) + ".bias");
-    state->gating = model.register_module(
-        "gating", GatingNetwork(hidden, settings.objectives, settings.gating_hidden_dim, settings.gating_layers,
-                                last_bias, settings.gating_temperature));
+    state->gating =
+        model.register_module("gating", GatingNetwork(hidden, settings.objectives, settings.gating_hidden_dim,
+                                                      settings.gating_layers, last_bias, settings.gating_temperature));
     state->regression_layer->to(device, torch::kFloat);
     state->gating->to(device, torch::kFloat);
     torch::NoGradGuard no_grad;
@@ -342,8 +342,8 @@ std::optional<RewardInput> RewardModel::Input(const PromptRecord& record, std::s
     for (int32_t id : *ids) {
       if (id >= vocab) {
         *error = "the reward model's tokenizer gives token " + std::to_string(id) + " (`" +
-                 state_->tokenizer->TokenText(id) + "`), outside its `vocab_size` " + std::to_string(vocab) +
-                 " (" + state_->dir + "/config.json)";
+                 state_->tokenizer->TokenText(id) + "`), outside its `vocab_size` " + std::to_string(vocab) + " (" +
+                 state_->dir + "/config.json)";
         return std::nullopt;
       }
     }
@@ -363,7 +363,8 @@ std::vector<double> RewardModel::Score(const std::vector<RewardInput>& inputs, i
   LlamaForCausalLMImpl& model = *state.model;
   const ModelConfig& config = model.config();
   if (batch_tokens < 1) {
-    throw RunError(RunErrorKind::Internal, "reward scoring needs batch_tokens >= 1, not " + std::to_string(batch_tokens));
+    throw RunError(RunErrorKind::Internal,
+                   "reward scoring needs batch_tokens >= 1, not " + std::to_string(batch_tokens));
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
     const RewardInput& input = inputs[i];
@@ -414,17 +415,17 @@ std::vector<double> RewardModel::Score(const std::vector<RewardInput>& inputs, i
       gating_rows.push_back(first + std::max<int64_t>(input.gating_position, 0));
       ++end;
     }
-    torch::Tensor hidden = model.HiddenPacked(LongTensor(ids, device).view({1, -1}),
-                                              LongTensor(positions, device).view({1, -1}), layout)
-                               .squeeze(0);  // [N, H]
+    torch::Tensor hidden =
+        model.HiddenPacked(LongTensor(ids, device).view({1, -1}), LongTensor(positions, device).view({1, -1}), layout)
+            .squeeze(0);                                                                           // [N, H]
     torch::Tensor last = hidden.index_select(0, LongTensor(last_rows, device)).to(torch::kFloat);  // [B, H]
-    torch::Tensor batch_scores;  // [B]
+    torch::Tensor batch_scores;                                                                    // [B]
     if (state.head == RewardHead::SequenceClassification) {
       batch_scores = state.score->forward(last).select(1, 0);
     } else {
-      torch::Tensor rewards = state.regression_layer->forward(last);  // [B, K]
+      torch::Tensor rewards = state.regression_layer->forward(last);                                     // [B, K]
       torch::Tensor prompt = hidden.index_select(0, LongTensor(gating_rows, device)).to(torch::kFloat);  // [B, H]
-      torch::Tensor gate = state.gating->forward(prompt);                                                 // [B, K]
+      torch::Tensor gate = state.gating->forward(prompt);                                                // [B, K]
       batch_scores = (gate * torch::matmul(rewards, state.reward_transform_matrix)).sum(1);
     }
     batch_scores = batch_scores.to(torch::kDouble).cpu();
@@ -434,8 +435,9 @@ std::vector<double> RewardModel::Score(const std::vector<RewardInput>& inputs, i
                                                        std::to_string(bad) + " of " +
                                                        std::to_string(batch_scores.size(0)) + " conversations")
           .Place(state.dir)
-          .Help("the weights are finite (checked on load): a head or a value of config.json overflows, or a narrow "
-                "dtype does; fp32 has the widest range");
+          .Help(
+              "the weights are finite (checked on load): a head or a value of config.json overflows, or a narrow "
+              "dtype does; fp32 has the widest range");
     }
     const double* values = batch_scores.data_ptr<double>();
     scores.insert(scores.end(), values, values + batch_scores.size(0));

@@ -4,10 +4,11 @@
 // conversation alone) to 1e-4, whether scored in one batch, alone or in small batches; ArmoRM's gating
 // position equals the upstream token-pattern search on the real Llama-3 tokenizer's rendering; bad model
 // directories and bad inputs are errors that name what is wrong.
-#include <gtest/gtest.h>
-#include <torch/torch.h>
+#include "runtime/model/reward_model.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -19,7 +20,6 @@
 #include "runtime/data/examples.h"
 #include "runtime/model/config.h"
 #include "runtime/model/llama.h"
-#include "runtime/model/reward_model.h"
 #include "runtime/model/safetensors.h"
 #include "runtime/support/run_error.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -106,7 +106,7 @@ std::map<std::string, torch::Tensor> ScoreHead(Random& random, int64_t labels = 
 /// Writes a reward model directory: `config`, random backbone weights of the causal LM it extends (every
 /// tensor fusec's decoder has, by name), `head` (tensors mapped to undefined are left out), the tokenizer.
 void WriteRewardModel(const std::string& dir, const Json& config, std::map<std::string, torch::Tensor> head,
-                      TokenizerFiles tokenizer, uint64_t seed) {
+                      TokenizerFiles tokenizer, uint64_t seed, bool sharded = false) {
   fs::create_directories(dir);
   WriteFile(dir + "/config.json", config.dump(2));
   Json backbone = config;
@@ -135,11 +135,20 @@ void WriteRewardModel(const std::string& dir, const Json& config, std::map<std::
   for (auto& [name, tensor] : head) {
     if (tensor.defined()) tensors[name] = tensor.contiguous();
   }
-  std::vector<TensorToWrite> writes;
+  // Sharded: the backbone in one file, the head in another, and the index transformers writes.
+  std::map<std::string, std::vector<TensorToWrite>> files;
+  Json weight_map = Json::object();
   for (const auto& [name, tensor] : tensors) {
-    writes.push_back(TensorToWrite{name, DType::F32, tensor.sizes().vec(), tensor.data_ptr()});
+    const std::string file = !sharded                     ? "model.safetensors"
+                             : name.starts_with("model.") ? "model-00001-of-00002.safetensors"
+                                                          : "model-00002-of-00002.safetensors";
+    files[file].push_back(TensorToWrite{name, DType::F32, tensor.sizes().vec(), tensor.data_ptr()});
+    weight_map[name] = file;
   }
-  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", writes, {{"format", "pt"}}, &error)) << error;
+  for (const auto& [file, writes] : files) {
+    ASSERT_TRUE(WriteSafetensors(dir + "/" + file, writes, {{"format", "pt"}}, &error)) << error;
+  }
+  if (sharded) WriteFile(dir + "/model.safetensors.index.json", Json({{"weight_map", weight_map}}).dump(2));
   if (tokenizer == TokenizerFiles::Llama3) {
     for (const char* file : {"tokenizer.json", "tokenizer_config.json"}) {
       fs::create_symlink(Llama3TokenizerDir() + "/" + file, dir + "/" + file);
@@ -225,8 +234,8 @@ void ExpectScoresEqualReference(RewardModel& model, const std::vector<RewardInpu
   const std::vector<double> batch =
       model.Score(inputs, 1 << 14, [&](int64_t done, int64_t total) { progress.emplace_back(done, total); });
   ASSERT_EQ(batch.size(), inputs.size());
-  EXPECT_EQ(progress, (std::vector<std::pair<int64_t, int64_t>>{{static_cast<int64_t>(inputs.size()),
-                                                                 static_cast<int64_t>(inputs.size())}}));
+  EXPECT_EQ(progress, (std::vector<std::pair<int64_t, int64_t>>{
+                          {static_cast<int64_t>(inputs.size()), static_cast<int64_t>(inputs.size())}}));
   progress.clear();
   const std::vector<double> small =
       model.Score(inputs, small_batch, [&](int64_t done, int64_t total) { progress.emplace_back(done, total); });
@@ -250,13 +259,22 @@ void ExpectScoresEqualReference(RewardModel& model, const std::vector<RewardInpu
 
 TEST(RewardModelTest, ArmoRmScoresAndGatingPositionsEqualTheReference) {
   ScratchDir scratch("reward_armorm");
-  const std::string dir = scratch / "armorm";
+  const std::string biased = scratch / "armorm";
   Random random(7);
-  WriteRewardModel(dir, TinyConfig("LlamaForRewardModelWithGating", TokenizerFiles::Llama3), GatedHead(random),
+  WriteRewardModel(biased, TinyConfig("LlamaForRewardModelWithGating", TokenizerFiles::Llama3), GatedHead(random),
                    TokenizerFiles::Llama3, 11);
+  // The gating network's last layer without its bias (GatingNetwork's `bias=False`), in a sharded checkpoint.
+  const std::string unbiased = scratch / "unbiased";
+  auto head = GatedHead(random);
+  head["gating.layers.2.bias"] = torch::Tensor();
+  WriteRewardModel(unbiased, TinyConfig("LlamaForRewardModelWithGating", TokenizerFiles::Llama3), head,
+                   TokenizerFiles::Llama3, 12, /*sharded=*/true);
   // The model's own Jinja template (`auto`) and fusec's hand-written `llama3` render alike; both are checked.
-  for (ir::ChatTemplateName chat : {ir::ChatTemplateName::Auto, ir::ChatTemplateName::Llama3}) {
-    SCOPED_TRACE(chat == ir::ChatTemplateName::Auto ? "chat auto" : "chat llama3");
+  const std::vector<std::pair<std::string, ir::ChatTemplateName>> cases = {{biased, ir::ChatTemplateName::Auto},
+                                                                           {biased, ir::ChatTemplateName::Llama3},
+                                                                           {unbiased, ir::ChatTemplateName::Auto}};
+  for (const auto& [dir, chat] : cases) {
+    SCOPED_TRACE(dir + (chat == ir::ChatTemplateName::Auto ? ", chat auto" : ", chat llama3"));
     RewardModel model = RewardModel::Load(dir, chat, TestDevice());
     EXPECT_EQ(model.head(), RewardHead::GatedRegression);
     const std::vector<RewardInput> inputs = Inputs(model);
@@ -348,7 +366,8 @@ TEST(RewardModelTest, BadModelDirectoriesAreErrorsNamingWhatIsWrong) {
     config["architectures"] = {"LlamaForTokenClassification"};
     WriteRewardModel(scratch / "unknown", config, ScoreHead(random), TokenizerFiles::Bytes, 1);
     const std::string error = LoadError(scratch / "unknown");
-    EXPECT_NE(error.find("architecture `LlamaForTokenClassification` is not a supported reward model"), std::string::npos)
+    EXPECT_NE(error.find("architecture `LlamaForTokenClassification` is not a supported reward model"),
+              std::string::npos)
         << error;
     EXPECT_NE(error.find("LlamaForSequenceClassification"), std::string::npos) << error;
     EXPECT_NE(error.find("LlamaForRewardModelWithGating"), std::string::npos) << error;
@@ -454,10 +473,10 @@ TEST(RewardModelTest, InputsOutsideTheModelAreErrors) {
     return RunErrorKind::Internal;
   };
   EXPECT_EQ(kind_of(RewardInput{std::vector<int32_t>(257, 65), 3}), RunErrorKind::PositionLimit);
-  EXPECT_EQ(kind_of(RewardInput{{65, 300, 66}, 0}), RunErrorKind::Internal);   // outside the vocabulary
-  EXPECT_EQ(kind_of(RewardInput{{65, 66, 67}, -1}), RunErrorKind::Internal);   // no gating position
-  EXPECT_EQ(kind_of(RewardInput{{65, 66, 67}, 3}), RunErrorKind::Internal);    // past the end
-  EXPECT_EQ(kind_of(RewardInput{{}, 0}), RunErrorKind::Internal);              // empty
+  EXPECT_EQ(kind_of(RewardInput{{65, 300, 66}, 0}), RunErrorKind::Internal);    // outside the vocabulary
+  EXPECT_EQ(kind_of(RewardInput{{65, 66, 67}, -1}), RunErrorKind::Internal);    // no gating position
+  EXPECT_EQ(kind_of(RewardInput{{65, 66, 67}, 3}), RunErrorKind::Internal);     // past the end
+  EXPECT_EQ(kind_of(RewardInput{{}, 0}), RunErrorKind::Internal);               // empty
   EXPECT_EQ(kind_of(RewardInput{{65, 66, 67}, 1}, 0), RunErrorKind::Internal);  // batch_tokens 0
   EXPECT_TRUE(model.Score({}, 1 << 14).empty());
 }
