@@ -361,6 +361,13 @@ TEST(RewardModelTest, BadModelDirectoriesAreErrorsNamingWhatIsWrong) {
   Random random(1);
   auto gated = [&] { return TinyConfig("LlamaForRewardModelWithGating", TokenizerFiles::Bytes); };
   auto classifier = [&] { return TinyConfig("LlamaForSequenceClassification", TokenizerFiles::Bytes); };
+  EXPECT_NE(LoadError(scratch / "absent").find("absent: not a model directory"), std::string::npos);
+  {
+    WriteRewardModel(scratch / "no_weights", classifier(), ScoreHead(random), TokenizerFiles::Bytes, 1);
+    fs::remove(scratch / "no_weights/model.safetensors");
+    const std::string error = LoadError(scratch / "no_weights");
+    EXPECT_NE(error.find("no model.safetensors or model.safetensors.index.json"), std::string::npos) << error;
+  }
   {
     Json config = classifier();
     config["architectures"] = {"LlamaForTokenClassification"};
