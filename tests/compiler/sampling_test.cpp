@@ -111,6 +111,8 @@ TEST(SampleLowering, SourcesInOrderWithOverridesAndSeedsResolvedPerSource) {
   }
   EXPECT_EQ(paths, (std::vector<std::string>{"g", "q", "c"}));
   EXPECT_TRUE(ir::Verify(c->graph).empty());
+  // The node's span is the call's (line 6), not the later use of the name `sampled`.
+  EXPECT_EQ(ir::SpanText(c->sources, node.span), "test/sampling.fuse:6:17");
 }
 
 TEST(SampleLowering, TheDefaultSeedIsTheExperimentsAndNIsFive) {
