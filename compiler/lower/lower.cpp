@@ -197,6 +197,8 @@ class Lowerer {
       node.payload = std::move(sample->sample);
       node.inputs.push_back({"prompts", Dataset(sample->prompts)});
       for (const sema::ValueRef& model : sample->models) node.inputs.push_back({"model", Model(model)});
+      node.span = sample->call_span;
+      return memo_[value.get()] = Add(std::move(node));
     } else if (auto* score = std::get_if<sema::ScoreOf>(&origin)) {
       node.payload = std::move(score->score);
       node.inputs.push_back({"data", Dataset(score->data)});

@@ -162,6 +162,7 @@ struct SampleOf {
   ValueRef prompts;
   std::vector<ValueRef> models;  // one per source, in ir::Sample::sources' order
   ir::Sample sample;
+  SourceSpan call_span;  // the `sample(...)` call
 };
 /// `score(data, by: scorer, ...)`.
 struct ScoreOf {

@@ -112,7 +112,9 @@ class SampleChecker {
     if (!ok) return values::Error(site_.span);
     NamedValues args = {
         {"prompts", call_["prompts"]},
-        {"models", values::Make(types::Record(std::move(source_types)), call_["models"]->span, std::move(sources))},
+        // The resolved record carries the call's span, which a name's use does not replace (the sample node's
+        // span: where a runtime problem of the sampling is reported).
+        {"models", values::Make(types::Record(std::move(source_types)), site_.span, std::move(sources))},
         {"keep_responses", call_["keep_responses"]},
         {"drop_identical", call_["drop_identical"]},
         {"batch_tokens", call_["batch_tokens"]},

@@ -151,7 +151,7 @@ bool Sema::CheckRuleSources(const CheckedStage& stage) {
       const Term* constant = term.args[1].get();
       if (constant->op == TermOp::Field) std::swap(source, constant);
       if (source->op != TermOp::Field || source->name != "source" || constant->op != TermOp::Const ||
-          constant->type != ScalarType::String) {
+          constant->type != ScalarType::String || constant->name == "?") {  // `?`: a template's Unknown
         return;
       }
       if (std::find(known->begin(), known->end(), constant->text) != known->end()) return;

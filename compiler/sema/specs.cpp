@@ -101,6 +101,7 @@ ir::SamplingSettings SamplingSettingsOf(const NamedValues& source, int64_t exper
 SampleOf SampleOfArgs(const NamedValues& args, int64_t experiment_seed) {
   SampleOf out;
   out.prompts = Required(args, "prompts");
+  out.call_span = Required(args, "models")->span;
   for (const auto& [name, source] : Required(args, "models")->As<RecordVal>()->fields) {
     const NamedValues& fields = source->As<RecordVal>()->fields;
     out.models.push_back(Required(fields, "model"));

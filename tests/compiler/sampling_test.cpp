@@ -111,6 +111,8 @@ TEST(SampleLowering, SourcesInOrderWithOverridesAndSeedsResolvedPerSource) {
   }
   EXPECT_EQ(paths, (std::vector<std::string>{"g", "q", "c"}));
   EXPECT_TRUE(ir::Verify(c->graph).empty());
+  // The node's span is the call's (line 6), not the later use of the name `sampled`.
+  EXPECT_EQ(ir::SpanText(c->sources, node.span), "test/sampling.fuse:6:17");
 }
 
 TEST(SampleLowering, TheDefaultSeedIsTheExperimentsAndNIsFive) {
@@ -242,6 +244,22 @@ TEST(KnownSources, WhereSourceEqualsAnUnknownNameInARuleIsAnError) {
   EXPECT_NE(out.find("did you mean `qwen`?"), std::string::npos) << out;
   EXPECT_NE(out.find("stage `po` compares `source` with \"lama\""), std::string::npos) << out;
   EXPECT_EQ(out.find("\"gemma\", which"), std::string::npos) << out;  // a source it has
+}
+
+TEST(KnownSources, ATemplatesUnknownSourceNameIsCheckedInEachInstanceOnly) {
+  std::string out = Diagnosed(std::string(kImports) + R"(
+experiment t(src: string) {
+  target = hf_model("m")
+  let s = sample(prompts: jsonl("p.jsonl"), models: {a: target, b: target}, keep_responses: false)
+  stage sft = fuse_sft { init = target; data = s; select = top_k(1) where source == src }
+}
+experiment good = t(src: "a")
+experiment bad = t(src: "c")
+)");
+  EXPECT_EQ(out.find("<string>"), std::string::npos) << out;
+  EXPECT_NE(out.find("compares `source` with \"c\""), std::string::npos) << out;
+  EXPECT_NE(out.find("in experiment `bad`"), std::string::npos) << out;
+  EXPECT_EQ(out.find("with \"a\""), std::string::npos) << out;
 }
 
 TEST(SampleErrors, EachNamesItsSpan) {
