@@ -58,7 +58,9 @@ uint64_t StreamSeed(uint64_t seed, std::string_view source, std::string_view pro
 }
 
 double StreamUniform(uint64_t stream, int64_t step) {
-  const uint64_t bits = SplitMix64(SplitMix64(stream) ^ SplitMix64(static_cast<uint64_t>(step)));
+  // Output `step` of SplitMix64's sequence from the state SplitMix64(stream): not symmetric in the two (a
+  // xor of their hashes would give stream 1's step 2 the draw of stream 2's step 1).
+  const uint64_t bits = SplitMix64(SplitMix64(stream) + static_cast<uint64_t>(step) * kSplitMixIncrement);
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
 }
 
@@ -259,28 +261,49 @@ class ContinuousGenerator {
   }
 
  private:
-  /// Prefills request `index` alone into slot `slot` and draws its first token.
-  Row Start(size_t index, int64_t slot) {
-    const std::vector<int32_t>& prompt = requests_[index].prompt;
+  /// A prompt prefilled alone: its keys and values [1, kv_heads, P, head_dim] a layer, and its last logits.
+  struct Prefill {
+    std::vector<int32_t> prompt;
+    KvCache cache;        // batch 1, capacity P
+    torch::Tensor logits;  // [1, V] float32 on the CPU, finite
+  };
+
+  /// The prefill of `prompt`: the last one again when the prompt is the same (the samples of one prompt come
+  /// one after another), so that n samples of a prompt compute it once. Either way its numbers are those of
+  /// the prompt computed alone.
+  const Prefill& PrefillOf(const std::vector<int32_t>& prompt) {
+    if (last_prefill_ && last_prefill_->prompt == prompt) return *last_prefill_;
     const auto length = std::ssize(prompt);
-    KvCache view;  // the slot's row of the cache, shared storage
-    view.capacity = cache_.capacity;
-    for (size_t l = 0; l < cache_.keys.size(); ++l) {
-      view.keys.push_back(cache_.keys[l].narrow(0, slot, 1));
-      view.values.push_back(cache_.values[l].narrow(0, slot, 1));
-    }
-    view.positions = cache_.positions.narrow(0, slot, 1);
+    Prefill prefill;
+    prefill.prompt = prompt;
+    prefill.cache = KvCache::Allocate(model_.config(), 1, length, cache_.keys.front().options());
     const torch::Tensor ids =
         torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kLong).view({1, length}).to(device_);
     const torch::Tensor positions = torch::arange(length, torch::kLong).view({1, length}).to(device_);
-    const torch::Tensor hidden = model_.Hidden(ids, positions, /*allowed=*/{}, &view);
+    const torch::Tensor hidden = model_.Hidden(ids, positions, /*allowed=*/{}, &prefill.cache);
     const torch::Tensor logits = model_.Logits(hidden.select(1, length - 1));  // [1, V]
+    RequireFinite(model_, logits, "logits", "sequences");
+    prefill.logits = logits.to(torch::kCPU, torch::kFloat).contiguous();
+    last_prefill_ = std::move(prefill);
+    return *last_prefill_;
+  }
+
+  /// Starts request `index` in slot `slot`: its prompt's prefill, then its first draw; the prompt's keys and
+  /// values are copied into the slot only when the row goes on.
+  Row Start(size_t index, int64_t slot) {
+    const std::vector<int32_t>& prompt = requests_[index].prompt;
+    const Prefill& prefill = PrefillOf(prompt);
     Row row;
     row.request = index;
-    row.length = length;
+    row.length = std::ssize(prompt);
     for (int32_t token : prompt) row.See(token);
-    std::vector<Row*> rows = {&row};
-    Draw(logits, rows);
+    Draw(prefill.logits, {&row});
+    if (Finished(row)) return row;
+    for (size_t l = 0; l < cache_.keys.size(); ++l) {
+      cache_.keys[l][slot].narrow(1, 0, row.length).copy_(prefill.cache.keys[l][0]);
+      cache_.values[l][slot].narrow(1, 0, row.length).copy_(prefill.cache.values[l][0]);
+    }
+    cache_.positions[slot].narrow(0, 0, row.length).copy_(prefill.cache.positions[0]);
     return row;
   }
 
@@ -315,12 +338,13 @@ class ContinuousGenerator {
       row->See(row->pending);
       ++row->length;
     }
-    Draw(model_.Logits(hidden.select(1, 0)), rows);
+    const torch::Tensor logits = model_.Logits(hidden.select(1, 0));  // [B, V]
+    RequireFinite(model_, logits, "logits", "sequences");
+    Draw(logits, rows);
   }
 
-  /// Draws each row's next token from its logits [B, V], rows in parallel (each row's draw is its own).
+  /// Draws each row's next token from its logits [B, V] (finite), rows in parallel (each row's draw is its own).
   void Draw(const torch::Tensor& logits, const std::vector<Row*>& rows) {
-    RequireFinite(model_, logits, "logits", "sequences");
     const torch::Tensor cpu = logits.to(torch::kCPU, torch::kFloat).contiguous();
     const int64_t vocab = cpu.size(1);
     const float* data = cpu.data_ptr<float>();
@@ -373,6 +397,7 @@ class ContinuousGenerator {
   torch::Device device_ = torch::kCPU;
   int64_t slots_ = 1;
   KvCache cache_;
+  std::optional<Prefill> last_prefill_;
 };
 
 }  // namespace

@@ -3,9 +3,10 @@
 //
 // Why this shape: sampling a data set means thousands of requests of very different lengths. A static batch
 // waits for its longest row; here every row has a slot of the KV cache with a length of its own, and a row
-// that finishes hands its slot to the next waiting request at once, so the batch stays full. A new request is
-// prefilled alone (one forward of its prompt, no padding) straight into its slot; then all rows advance one
-// token a forward, each at its own cache column.
+// that finishes hands its slot to the next waiting request at once, so the batch stays full. A new request's
+// prompt is prefilled alone (one forward of it, no padding) and its keys and values copied into the slot;
+// then all rows advance one token a forward, each at its own cache column. A request with the same prompt as
+// the one before it (the n samples of a prompt) reuses that prefill instead of computing it again.
 //
 // Why the draws are counter-based: a request's tokens must not depend on which requests share its batch or on
 // the order they come in (a resumed run, a different budget or device batch must give the same samples). So
@@ -62,8 +63,9 @@ struct GenerationLimits {
 /// Stable across machines and versions: changing it changes every sampled data set.
 uint64_t StreamSeed(uint64_t seed, std::string_view source, std::string_view prompt_id, int64_t sample_index);
 
-/// The uniform in [0, 1) that step `step` of stream `stream` draws with: the top 53 bits of
-/// SplitMix64(SplitMix64(stream) ^ SplitMix64(step)), SplitMix64 being x + 0x9E3779B97F4A7C15, then its mixer.
+/// The uniform in [0, 1) that step `step` of stream `stream` draws with: the top 53 bits of output `step` of
+/// SplitMix64's sequence started at the state SplitMix64(stream), i.e. SplitMix64(SplitMix64(stream) + step *
+/// 0x9E3779B97F4A7C15), SplitMix64(x) being the mixer of x + 0x9E3779B97F4A7C15.
 double StreamUniform(uint64_t stream, int64_t step);
 
 /// The distribution one step draws from: the tokens left after the rules, ascending, and their
