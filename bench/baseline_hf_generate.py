@@ -138,9 +138,9 @@ def generate_batch(model, prompts, settings, pad_id, stop_ids):
             scores = warp(logits, temperature, settings.get("top_k", 0), settings["top_p"])
             next_tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
         next_tokens = next_tokens * unfinished + pad_id * (1 - unfinished)
-        for b in range(batch):
-            if unfinished[b]:
-                generated[b].append(int(next_tokens[b]))
+        for row, token, running in zip(generated, next_tokens.tolist(), unfinished.tolist()):
+            if running:
+                row.append(token)
         unfinished = unfinished & ~torch.isin(next_tokens, stop_ids)
         if unfinished.max() == 0 or step + 1 == max_new:
             break

@@ -83,6 +83,7 @@ std::optional<GenerateConfig> NamedGenerateConfig(const std::string& name) {
   config.name = name;
   if (name == "generate") {  // the issue's: hidden 384, 6 layers, vocab 32000; about 1-2 minutes on 2 cores
     config.model = LlamaConfig(384, 6, 6, 2, 1024, 32000);
+    config.prompts = 64;
   } else if (name == "generate-tiny") {  // the test suite's: a few seconds
     config.model = LlamaConfig(32, 2, 4, 2, 64, 512);
     config.prompts = 10;
