@@ -12,11 +12,6 @@
 
 namespace fusec::rt {
 
-namespace {
-
-/// Throws [NonFiniteModel] naming the model's directory when a row of `values` ([N] or [N, ...], one row a
-/// `unit`) holds a NaN or an Inf: a broken model is an error where its outputs are consumed, never a `null`
-/// score or a completion of token 0s.
 void RequireFinite(const LlamaForCausalLMImpl& model, const torch::Tensor& values, const std::string& what,
                    const std::string& unit) {
   if (values.numel() == 0) return;
@@ -32,6 +27,8 @@ void RequireFinite(const LlamaForCausalLMImpl& model, const torch::Tensor& value
   throw error.Help("the weights are finite (checked on load): a value of config.json (`rope_theta`, `rms_norm_eps`, "
                    "`rope_scaling`) or a narrow dtype (fp16) overflows; fp32 has the widest range");
 }
+
+namespace {
 
 /// The chunked head (ChunkedTokenLogProbs). Forward keeps only the per-token log-normaliser [N]; backward
 /// recomputes each chunk's logits, turns them into d(logp)/d(logits) = grad * (onehot(target) - softmax) in

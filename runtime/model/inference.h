@@ -90,6 +90,12 @@ std::vector<std::vector<ResponseScore>> ScoreResponses(
     LlamaForCausalLMImpl& model, const std::vector<TokenizedPrompt>& prompts, int64_t max_batch_tokens,
     const std::function<void(int64_t, int64_t)>& progress = nullptr, const LogProbOptions& options = {});
 
+/// Throws [NonFiniteModel] naming the model's directory when a row of `values` ([N] or [N, ...], one row a
+/// `unit`) holds a NaN or an Inf: a broken model is an error where its outputs are consumed, never a `null`
+/// score or a completion of token 0s.
+void RequireFinite(const LlamaForCausalLMImpl& model, const torch::Tensor& values, const std::string& what,
+                   const std::string& unit);
+
 struct SamplingOptions {
   int64_t max_new_tokens = 256;
   double temperature = 0.0;  // 0: greedy

@@ -286,7 +286,13 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   torch::Tensor s = sin.unsqueeze(1).to(x.scalar_type());
   q = q * c + RotateHalf(q) * s;
   k = k * c + RotateHalf(k) * s;
-  if (cache != nullptr) {
+  if (cache != nullptr && cache->row_lengths.defined()) {  // one token a row, each at its own column
+    const torch::Tensor at = cache->row_lengths.view({batch, 1, 1, 1}).expand({batch, num_kv_heads_, 1, head_dim_});
+    cache->keys[layer_].scatter_(2, at, k);
+    cache->values[layer_].scatter_(2, at, v);
+    k = cache->keys[layer_].narrow(2, 0, cache->length);
+    v = cache->values[layer_].narrow(2, 0, cache->length);
+  } else if (cache != nullptr) {
     const int64_t start = cache->length;
     cache->keys[layer_].narrow(2, start, length).copy_(k);
     cache->values[layer_].narrow(2, start, length).copy_(v);
@@ -407,13 +413,20 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(ModelConfig config) : config_(std::mo
 
 torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids, const torch::Tensor& positions,
                                            const torch::Tensor& allowed, KvCache* cache) {
+  const bool per_row = cache != nullptr && cache->row_lengths.defined();
   TORCH_CHECK(allowed.defined() || cache == nullptr || cache->length == 0,
               "attention over a filled KV cache needs an explicit mask");
-  TORCH_CHECK(cache == nullptr || cache->length + input_ids.size(1) <= cache->capacity, "the KV cache is full");
+  TORCH_CHECK(cache == nullptr || per_row || cache->length + input_ids.size(1) <= cache->capacity, "the KV cache is full");
+  TORCH_CHECK(!per_row || (input_ids.size(1) == 1 && cache->length <= cache->capacity &&
+                           allowed.size(-1) == cache->length),
+              "a KV cache of per-row lengths takes one token a row and a mask over its `length` columns");
   AttentionMasks masks{allowed, {}};
   if (config_.sliding_window) {
     torch::Tensor key_positions = positions;
-    if (cache != nullptr) {
+    if (per_row) {
+      cache->positions.scatter_(1, cache->row_lengths.view({-1, 1}), positions);
+      key_positions = cache->positions.narrow(1, 0, cache->length);
+    } else if (cache != nullptr) {
       cache->positions.narrow(1, cache->length, positions.size(1)).copy_(positions);
       key_positions = cache->positions.narrow(1, 0, cache->length + positions.size(1));
     }
@@ -429,7 +442,7 @@ torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids, const
   for (size_t i = 0; i < model->layers->size(); ++i) {
     h = model->layers->at<DecoderLayerImpl>(i).forward(h, cos, sin, masks, cache, /*packed=*/nullptr);
   }
-  if (cache != nullptr) cache->length += input_ids.size(1);
+  if (cache != nullptr && !per_row) cache->length += input_ids.size(1);
   return model->norm(h);
 }
 

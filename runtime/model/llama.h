@@ -25,12 +25,17 @@ namespace fusec::rt {
 /// Keys and values of past positions, for generation. One [B, kv_heads, capacity, head_dim] pair a layer;
 /// the first `length` positions are filled. The keys' positions are kept for the sliding window, which is a
 /// mask over the whole cache (a windowed layer's old keys stay, unseen).
+///
+/// Rows of lengths of their own (continuous batching, generation.h): with `row_lengths` defined, a forward
+/// of one token a row writes row b's key and value at column row_lengths[b], attention reads the first
+/// `length` columns under the caller's mask, and the caller advances both (Hidden leaves them as they are).
 struct KvCache {
   std::vector<torch::Tensor> keys;
   std::vector<torch::Tensor> values;
   torch::Tensor positions;  // [B, capacity] int64
   int64_t length = 0;
   int64_t capacity = 0;
+  torch::Tensor row_lengths;  // [B] int64 on the cache's device, or undefined: every row at `length`
 
   static KvCache Allocate(const ModelConfig& config, int64_t batch, int64_t capacity, const torch::TensorOptions& options);
 };
@@ -154,7 +159,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   /// Final hidden states [B, T, hidden]. input_ids, positions: [B, T] int64. allowed: bool [B, T, S] with
   /// S = (cache length) + T, true where query t may attend to key s; undefined means causal over T (no cache
-  /// or an empty one). With a cache, the T positions are appended to it.
+  /// or an empty one). With a cache, the T positions are appended to it. With a cache of per-row lengths
+  /// (KvCache::row_lengths), T = 1, S = cache->length, and row b's token goes to column row_lengths[b].
   torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& positions, const torch::Tensor& allowed,
                        KvCache* cache = nullptr);
   /// Final hidden states [1, N, hidden] of one packed sequence: input_ids, positions [1, N] int64 (positions
