@@ -36,11 +36,7 @@
 #include <vector>
 
 #include "runtime/model/checkpoint.h"
-#include "runtime/model/inference.h"
-#if __has_include("runtime/model/generation.h")
 #include "runtime/model/generation.h"
-#define FUSEC_BENCH_CONTINUOUS 1
-#endif
 
 namespace fusec::bench {
 namespace {
@@ -165,12 +161,9 @@ struct Settings {
   uint64_t seed = 0;
 };
 
-/// Generates every prompt as `sample` does: the continuous-batching engine (generation.h) with `rows` rows at
-/// once; without it (before it was written), the static-batch `Generate` a batch of `rows` at a time.
+/// Generates every prompt as `sample` does: the continuous-batching engine (generation.h), `rows` rows at once.
 std::vector<std::vector<int32_t>> GenerateAll(rt::LlamaForCausalLMImpl& model,
                                               const std::vector<std::vector<int32_t>>& prompts, const Settings& s) {
-  std::vector<rt::Generation> generations;
-#ifdef FUSEC_BENCH_CONTINUOUS
   std::vector<rt::GenerationRequest> requests;
   for (size_t p = 0; p < prompts.size(); ++p) {
     requests.push_back({prompts[p], rt::StreamSeed(s.seed, "bench", std::to_string(p), 0)});
@@ -184,25 +177,10 @@ std::vector<std::vector<int32_t>> GenerateAll(rt::LlamaForCausalLMImpl& model,
   limits.stop_ids = s.stop_ids;
   limits.token_budget = s.token_budget;
   limits.max_rows = s.rows;
-  generations = rt::GenerateContinuous(model, requests, sampler, limits);
-#else
-  for (size_t begin = 0; begin < prompts.size(); begin += static_cast<size_t>(s.rows)) {
-    const size_t end = std::min(prompts.size(), begin + static_cast<size_t>(s.rows));
-    rt::SamplingOptions options;
-    options.max_new_tokens = s.max_new_tokens;
-    options.temperature = s.temperature;
-    options.top_p = s.top_p;
-    options.seed = s.seed + begin;
-    options.stop_ids = s.stop_ids;
-    for (rt::Generation& g : rt::Generate(model, {prompts.begin() + static_cast<ptrdiff_t>(begin),
-                                                  prompts.begin() + static_cast<ptrdiff_t>(end)},
-                                          options)) {
-      generations.push_back(std::move(g));
-    }
-  }
-#endif
   std::vector<std::vector<int32_t>> ids;
-  for (rt::Generation& g : generations) ids.push_back(std::move(g.ids));
+  for (rt::Generation& generation : rt::GenerateContinuous(model, requests, sampler, limits)) {
+    ids.push_back(std::move(generation.ids));
+  }
   return ids;
 }
 
