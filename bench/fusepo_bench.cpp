@@ -30,6 +30,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "bench/generate_bench.h"
 #include "compiler/driver/driver.h"
 #include "runtime/exec/ref_logprobs.h"
 #include "runtime/model/checkpoint.h"
@@ -767,6 +768,7 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
 
 int main(int argc, char** argv) {
   using namespace fusec::bench;
+  if (IsGenerateBench(argc, argv)) return GenerateBenchMain(argc, argv);  // --config generate: generate_bench.h
   CLI::App app{"fusec-bench: fusec's FusePO-DPO step against TRL's way; prints tables and a RESULT line"};
   OrchestratorOptions options;
   options.baseline = FUSEC_BENCH_BASELINE;
