@@ -30,6 +30,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "bench/bench_children.h"
 #include "bench/generate_bench.h"
 #include "compiler/driver/driver.h"
 #include "runtime/exec/ref_logprobs.h"
@@ -63,22 +64,6 @@ struct BenchConfig {
   bool bf16 = false;
 };
 
-Json LlamaConfig(int64_t hidden, int64_t layers, int64_t heads, int64_t kv_heads, int64_t intermediate, int64_t vocab) {
-  return {{"architectures", {"LlamaForCausalLM"}},
-          {"model_type", "llama"},
-          {"hidden_size", hidden},
-          {"num_hidden_layers", layers},
-          {"num_attention_heads", heads},
-          {"num_key_value_heads", kv_heads},
-          {"intermediate_size", intermediate},
-          {"vocab_size", vocab},
-          {"max_position_embeddings", 4096},
-          {"rms_norm_eps", 1e-5},
-          {"rope_theta", 10000.0},
-          {"initializer_range", 0.05},
-          {"tie_word_embeddings", false},
-          {"torch_dtype", "float32"}};
-}
 
 std::optional<BenchConfig> NamedConfig(const std::string& name) {
   BenchConfig config;
@@ -478,32 +463,7 @@ int RunHead(const std::string& mode, int64_t vocab, int64_t hidden_size, int64_t
 
 // --- the orchestrator ---
 
-std::string Quote(const std::string& text) {
-  std::string quoted = "'";
-  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
 
-/// Runs `command` (stderr passes through) and parses the last line of its standard output as JSON.
-Json RunChild(const std::string& command, const std::string& what) {
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("cannot start " + what);
-  std::string output;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-  int status = pclose(pipe);
-  std::string last = output.substr(0, output.find_last_not_of("\n") + 1);
-  last = last.substr(last.find_last_of('\n') == std::string::npos ? 0 : last.find_last_of('\n') + 1);
-  Json json = Json::parse(last, nullptr, false);
-  if (status != 0 && json.is_object() && json.contains("error")) {  // the child said what went wrong
-    throw std::runtime_error(what + " failed: " + json["error"].get<std::string>());
-  }
-  if (status != 0 || json.is_discarded()) {
-    throw std::runtime_error(what + " failed (exit status " + std::to_string(WEXITSTATUS(status)) + "); its output:\n" +
-                             output);
-  }
-  return json;
-}
 
 /// The last `count` non-empty lines of `text`, joined by " / ": the gist of a failed child's output.
 std::string LastLines(const std::string& text, size_t count) {

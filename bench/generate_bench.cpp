@@ -14,6 +14,7 @@
 // the vocabulary: a row ends after about `stop_every` tokens on average, with a geometric spread, as a real
 // model's responses end at its EOS at varied lengths. Before the timed run both sides decode a few prompts
 // greedily, which must give the same tokens: the check that both compute the same model (and a warm-up).
+#include "bench/bench_children.h"
 #include "bench/generate_bench.h"
 
 #include <sys/resource.h>
@@ -57,22 +58,6 @@ struct GenerateConfig {
   int64_t greedy_prompts = 4, greedy_new_tokens = 16;  // the check that both sides compute the same model
 };
 
-Json LlamaConfig(int64_t hidden, int64_t layers, int64_t heads, int64_t kv_heads, int64_t intermediate, int64_t vocab) {
-  return {{"architectures", {"LlamaForCausalLM"}},
-          {"model_type", "llama"},
-          {"hidden_size", hidden},
-          {"num_hidden_layers", layers},
-          {"num_attention_heads", heads},
-          {"num_key_value_heads", kv_heads},
-          {"intermediate_size", intermediate},
-          {"vocab_size", vocab},
-          {"max_position_embeddings", 4096},
-          {"rms_norm_eps", 1e-5},
-          {"rope_theta", 10000.0},
-          {"initializer_range", 0.05},
-          {"tie_word_embeddings", false},
-          {"torch_dtype", "float32"}};
-}
 
 std::optional<GenerateConfig> NamedGenerateConfig(const std::string& name) {
   GenerateConfig config;
@@ -230,29 +215,7 @@ int RunFusecSide(const fs::path& dir) {
 
 // --- the orchestrator ---
 
-std::string Quote(const std::string& text) {
-  std::string quoted = "'";
-  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
 
-/// Runs `command` (stderr passes through) and parses the last line of its standard output as JSON.
-Json RunChild(const std::string& command, const std::string& what) {
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("cannot start " + what);
-  std::string output;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-  const int status = pclose(pipe);
-  std::string last = output.substr(0, output.find_last_not_of('\n') + 1);
-  last = last.substr(last.find_last_of('\n') == std::string::npos ? 0 : last.find_last_of('\n') + 1);
-  Json json = Json::parse(last, nullptr, false);
-  if (status != 0 || json.is_discarded() || !json.is_object()) {
-    throw std::runtime_error(what + " failed (exit status " + std::to_string(WEXITSTATUS(status)) + "); its output:\n" +
-                             output.substr(0, 2000));
-  }
-  return json;
-}
 
 /// What a side generated: tokens in all, rows that ended at a stop id, and, for a static batch of `rows`,
 /// the row-steps its batches computed (every row until the batch's longest ends).
