@@ -27,19 +27,13 @@ namespace {
 
 using testing::NaiveGreedy;
 using testing::ScratchDir;
+using testing::ParseConfig;
 using testing::TestDevice;
-
-ModelConfig Parse(const std::string& json) {
-  std::string error;
-  auto config = ParseModelConfig(json, &error);
-  EXPECT_TRUE(config) << error;
-  return config ? *config : ModelConfig{};
-}
 
 // Llama with GQA (reference_llama.py reads it). A large initializer_range spreads the logits, so that the
 // rules (top-k, top-p, the penalty) cut where it shows.
 ModelConfig LlamaConfig() {
-  return Parse(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
+  return ParseConfig(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 120,
     "max_position_embeddings": 256, "rope_theta": 10000.0, "initializer_range": 0.3, "rms_norm_eps": 1e-5,
     "tie_word_embeddings": false})");
@@ -47,7 +41,7 @@ ModelConfig LlamaConfig() {
 
 // Gemma-2: a sliding window of 6 (generations run past it), soft caps.
 ModelConfig Gemma2Config() {
-  return Parse(R"({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
+  return ParseConfig(R"({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
     "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4,
     "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 110, "max_position_embeddings": 256,
     "rope_theta": 10000.0, "initializer_range": 0.25, "rms_norm_eps": 1e-6, "query_pre_attn_scalar": 8,

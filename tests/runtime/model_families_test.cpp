@@ -28,17 +28,11 @@ using testing::NaiveGreedy;
 using testing::RandomIds;
 using testing::ReferenceLogits;
 using testing::ScratchDir;
+using testing::ParseConfig;
 using testing::TestDevice;
 
 std::optional<ModelConfig> TryParse(const std::string& json, std::string* error) {
   return ParseModelConfig(json, error);
-}
-
-ModelConfig Parse(const std::string& json) {
-  std::string error;
-  auto config = ParseModelConfig(json, &error);
-  EXPECT_TRUE(config) << error;
-  return config ? *config : ModelConfig{};
 }
 
 // Gemma-2: GQA, an explicit head_dim unlike hidden / heads, query_pre_attn_scalar unlike head_dim, a window
@@ -63,9 +57,9 @@ constexpr const char* kMistralWindowJson = R"({"architectures": ["MistralForCaus
   "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1,
   "vocab_size": 200, "max_position_embeddings": 512, "initializer_range": 0.25, "sliding_window": 6})";
 
-ModelConfig Gemma2Config() { return Parse(kGemma2Json); }
-ModelConfig Qwen3Config() { return Parse(kQwen3Json); }
-ModelConfig MistralWindowConfig() { return Parse(kMistralWindowJson); }
+ModelConfig Gemma2Config() { return ParseConfig(kGemma2Json); }
+ModelConfig Qwen3Config() { return ParseConfig(kQwen3Json); }
+ModelConfig MistralWindowConfig() { return ParseConfig(kMistralWindowJson); }
 
 /// Every parameter random, norms included (around their identity, 0 for Gemma's offsets, 1 for Llama-style),
 /// so that forgetting a norm, or its `1 +`, shows.
@@ -415,7 +409,7 @@ TEST(FamilyConfig, SetsEachFamilysSwitches) {
   EXPECT_EQ(MistralWindowConfig().sliding_layers, (std::vector<bool>{true, true}));
 
   // Gemma2Config's defaults where a config leaves a field out.
-  const ModelConfig defaults = Parse(R"({"architectures": ["Gemma2ForCausalLM"], "hidden_size": 32,
+  const ModelConfig defaults = ParseConfig(R"({"architectures": ["Gemma2ForCausalLM"], "hidden_size": 32,
     "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 100})");
   EXPECT_EQ(defaults.head_dim, 256);
   EXPECT_EQ(defaults.query_pre_attn_scalar, 224.0);
@@ -425,14 +419,14 @@ TEST(FamilyConfig, SetsEachFamilysSwitches) {
   EXPECT_TRUE(defaults.tie_word_embeddings);
   EXPECT_EQ(defaults.rms_norm_eps, 1e-6);
   // null turns soft-capping and the window off; layer_types says which layers are windowed.
-  const ModelConfig variant = Parse(R"({"architectures": ["Gemma2ForCausalLM"], "hidden_size": 32,
+  const ModelConfig variant = ParseConfig(R"({"architectures": ["Gemma2ForCausalLM"], "hidden_size": 32,
     "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 100, "head_dim": 16,
     "attn_logit_softcapping": null, "final_logit_softcapping": null,
     "layer_types": ["full_attention", "sliding_attention"]})");
   EXPECT_FALSE(variant.attn_logit_softcapping);
   EXPECT_FALSE(variant.final_logit_softcapping);
   EXPECT_EQ(variant.sliding_layers, (std::vector<bool>{false, true}));
-  EXPECT_EQ(Parse(R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
+  EXPECT_EQ(ParseConfig(R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
     "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 100})")
                 .head_dim,
             128);

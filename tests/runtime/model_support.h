@@ -1,4 +1,5 @@
-// Helpers of the model tests (model_test.cpp, model_families_test.cpp): the tests' device, random ids, the
+// Helpers of the model tests (model_test.cpp, model_families_test.cpp, generation_test.cpp): configs from
+// config.json text, the tests' device, random ids, the
 // independent Python references run as child processes, greedy decoding by recomputation, and log-probs with
 // their parameter gradients.
 #pragma once
@@ -17,6 +18,14 @@
 #include "tests/runtime/test_support.h"
 
 namespace fusec::rt::testing {
+
+/// A config.json text as the model's config; a config that does not parse fails the test.
+inline ModelConfig ParseConfig(const std::string& json) {
+  std::string error;
+  auto config = ParseModelConfig(json, &error);
+  EXPECT_TRUE(config) << error;
+  return config ? *config : ModelConfig{};
+}
 
 /// CPU, or CUDA with FUSEC_TEST_DEVICE=cuda.
 inline torch::Device TestDevice() {

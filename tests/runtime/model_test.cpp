@@ -27,19 +27,13 @@ using testing::NaiveGreedy;
 using testing::RandomIds;
 using testing::ReferenceLogits;
 using testing::ScratchDir;
+using testing::ParseConfig;
 using testing::TestDevice;
-
-ModelConfig Parse(const std::string& json) {
-  std::string error;
-  auto config = ParseModelConfig(json, &error);
-  EXPECT_TRUE(config) << error;
-  return *config;
-}
 
 // Three variants that together cover every switch of the decoder. Weights are drawn with a large
 // initializer_range so that activations, and any difference between implementations, are far from zero.
 ModelConfig LlamaGqaConfig() {
-  return Parse(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+  return ParseConfig(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300,
     "max_position_embeddings": 512, "rope_theta": 500000.0, "initializer_range": 0.25, "rms_norm_eps": 1e-5,
     "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -48,14 +42,14 @@ ModelConfig LlamaGqaConfig() {
 }
 
 ModelConfig Qwen2Config() {
-  return Parse(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 48, "intermediate_size": 80,
+  return ParseConfig(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 48, "intermediate_size": 80,
     "num_hidden_layers": 2, "num_attention_heads": 6, "num_key_value_heads": 2, "vocab_size": 280,
     "max_position_embeddings": 512, "rope_theta": 1000000.0, "initializer_range": 0.25, "rms_norm_eps": 1e-6,
     "tie_word_embeddings": true})");
 }
 
 ModelConfig MistralConfig() {
-  return Parse(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64, "intermediate_size": 64,
+  return ParseConfig(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64, "intermediate_size": 64,
     "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 32, "vocab_size": 270,
     "max_position_embeddings": 512, "rope_theta": 10000.0, "initializer_range": 0.25,
     "rope_scaling": {"type": "linear", "factor": 2.0}, "tie_word_embeddings": false})");
@@ -376,7 +370,7 @@ TEST(Checkpoint, ShardedRoundTripIsExact) {
   for (const auto& item : (*loaded)->named_parameters()) {
     EXPECT_TRUE(torch::equal(item.value(), original[item.key()].cpu())) << item.key();
   }
-  auto written = Parse(testing::ReadFile(dir / "model/config.json"));
+  auto written = ParseConfig(testing::ReadFile(dir / "model/config.json"));
   EXPECT_EQ(written.rope_scaling.kind, RopeScaling::Kind::Llama3);
   EXPECT_EQ(written.num_kv_heads, 2);
 
@@ -396,7 +390,7 @@ TEST(Checkpoint, Bf16WeightsRoundTripAndRunClose) {
   options.dtype = torch::kBFloat16;
   std::string error;
   ASSERT_TRUE(SaveModel(*model, dir / "model", options, &error)) << error;
-  EXPECT_EQ(Parse(testing::ReadFile(dir / "model/config.json")).torch_dtype, "bfloat16");
+  EXPECT_EQ(ParseConfig(testing::ReadFile(dir / "model/config.json")).torch_dtype, "bfloat16");
   auto bf16 = LoadModel(dir / "model", torch::kBFloat16, TestDevice(), &error);
   ASSERT_TRUE(bf16) << error;
   auto original = model->named_parameters();
