@@ -114,6 +114,13 @@ LogProbOptions RunContext::LogProbs() const {
 std::string RunContext::Label(const ir::Node& node) {
   return node.stages.empty() ? std::string(ir::Spelling(node.kind())) : node.stages.front();
 }
+std::string RunContext::StepLabel(const ir::Node& node) const {
+  if (!node.stages.empty() || !node.span.valid()) return Label(node);
+  const SourceFile& file = plan_.sources.file(node.span.file);
+  return std::string(ir::Spelling(node.kind())) + " at " +
+         std::filesystem::path(file.display_name()).filename().string() + ":" +
+         std::to_string(file.Locate(node.span.begin).line);
+}
 std::string RunContext::StageName(const ir::Node& node) {
   std::string label = Label(node);
   return label.substr(label.find('/') + 1);

@@ -113,6 +113,9 @@ class RunContext {
 
   /// `experiment/stage`, or the kind's spelling for nodes of no stage.
   static std::string Label(const ir::Node& node);
+  /// Label() for a node of a stage; for a node of none (a `sample`, a `score`), its kind and where it is written:
+  /// `sample at demo.fuse:37`, so that two sampling steps of one experiment are told apart in progress lines.
+  std::string StepLabel(const ir::Node& node) const;
   /// `stage`, the part after the experiment's name.
   static std::string StageName(const ir::Node& node);
   /// The experiment a node belongs to (its first stage's).

@@ -64,6 +64,64 @@ double StreamUniform(uint64_t stream, int64_t step) {
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
 }
 
+namespace {
+
+/// A candidate of top-p: its probability and token id, ordered most likely first, then lower id first.
+struct Candidate {
+  double weight;
+  int32_t token;
+  uint32_t index;  // into the kept lists
+  bool operator<(const Candidate& other) const {
+    return weight != other.weight ? weight > other.weight : token < other.token;
+  }
+};
+
+/// Which of `weights` (probabilities of the ascending `tokens`) top-p keeps: in the order above, a token stays
+/// when the mass of the tokens before it is below `top_p` (the first always stays). The boundary is found by
+/// quickselect on the mass rather than by sorting the vocabulary: each round partitions the undecided range
+/// around a pivot; if the part before the pivot already reaches top_p the boundary lies in it, else all of it
+/// and the pivot stay and the search goes on after them. Expected time linear in the vocabulary; the last few
+/// candidates are sorted.
+std::vector<bool> Nucleus(const std::vector<double>& weights, const std::vector<int32_t>& tokens, double top_p) {
+  std::vector<Candidate> order(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i) order[i] = {weights[i], tokens[i], static_cast<uint32_t>(i)};
+  size_t lo = 0;
+  size_t hi = order.size();
+  double before = 0;  // the mass of order[0, lo): every one of them stays
+  while (hi - lo > 32) {
+    const Candidate pivot = order[lo + (hi - lo) / 2];
+    const auto mid = static_cast<size_t>(
+        std::partition(order.begin() + static_cast<std::ptrdiff_t>(lo), order.begin() + static_cast<std::ptrdiff_t>(hi),
+                       [&](const Candidate& c) { return c < pivot; }) -
+        order.begin());
+    double ahead = 0;
+    for (size_t i = lo; i < mid; ++i) ahead += order[i].weight;
+    if (mid > lo && before + ahead >= top_p) {
+      hi = mid;  // the boundary is inside [lo, mid); everything after it is dropped
+      continue;
+    }
+    before += ahead;  // [lo, mid) stays, and so does the pivot, the first of the rest
+    auto pivot_at = std::find_if(order.begin() + static_cast<std::ptrdiff_t>(mid),
+                                 order.begin() + static_cast<std::ptrdiff_t>(hi),
+                                 [&](const Candidate& c) { return c.token == pivot.token; });
+    std::iter_swap(order.begin() + static_cast<std::ptrdiff_t>(mid), pivot_at);
+    before += order[mid].weight;
+    lo = mid + 1;
+    if (before >= top_p) {
+      hi = lo;
+      break;
+    }
+  }
+  std::sort(order.begin() + static_cast<std::ptrdiff_t>(lo), order.begin() + static_cast<std::ptrdiff_t>(hi));
+  size_t keep = lo;
+  while (keep < hi && (keep == 0 || before < top_p)) before += order[keep++].weight;
+  std::vector<bool> in(weights.size(), false);
+  for (size_t i = 0; i < keep; ++i) in[order[i].index] = true;
+  return in;
+}
+
+}  // namespace
+
 TokenDistribution NextTokenDistribution(std::span<const float> logits, std::span<const int32_t> seen,
                                         const SamplerSettings& sampler) {
   const auto vocab = static_cast<int64_t>(logits.size());
@@ -107,30 +165,14 @@ TokenDistribution NextTokenDistribution(std::span<const float> logits, std::span
   }
   for (double& w : weights) w /= total;
   // TopPLogitsWarper: most likely first (ties: lower id first); a token stays while the mass before it is
-  // below top_p. Only the head of the order is needed: sort a growing prefix until it holds the nucleus.
+  // below top_p.
   if (sampler.top_p < 1.0) {
-    std::vector<size_t> order(kept.size());
-    std::iota(order.begin(), order.end(), 0);
-    auto more_likely = [&](size_t a, size_t b) {
-      return weights[a] != weights[b] ? weights[a] > weights[b] : kept[a] < kept[b];
-    };
-    size_t keep = order.size();
-    for (size_t head = std::min<size_t>(order.size(), 256);; head = std::min(order.size(), head * 4)) {
-      std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(head), order.end(), more_likely);
-      double before = 0;
-      size_t i = 0;
-      while (i < head && (i == 0 || before < sampler.top_p)) before += weights[order[i++]];
-      if (before >= sampler.top_p || head == order.size()) {
-        keep = i;
-        break;
-      }
-    }
-    order.resize(keep);
-    std::sort(order.begin(), order.end());  // back to ascending ids (kept is ascending)
+    std::vector<bool> in_nucleus = Nucleus(weights, kept, sampler.top_p);
     std::vector<int32_t> nucleus;
     std::vector<double> nucleus_weights;
     double mass = 0;
-    for (size_t i : order) {
+    for (size_t i = 0; i < kept.size(); ++i) {  // kept is ascending, and so stays the nucleus
+      if (!in_nucleus[i]) continue;
       nucleus.push_back(kept[i]);
       nucleus_weights.push_back(weights[i]);
       mass += weights[i];

@@ -91,7 +91,7 @@ TEST(Run, SmokeTrainsFuseSftThenFusePoAndReusesTheCache) {
   std::string error;
   EXPECT_TRUE(LoadModel(dir / "run/export/po", torch::kFloat, torch::kCPU, &error)) << error;
   auto results = nlohmann::json::parse(ReadFile(dir / "run/eval/results.json"));
-  ASSERT_EQ(results.size(), 3U);
+  ASSERT_EQ(results.size(), 6U);
   EXPECT_LT(results[1]["best_response_nll"].get<double>(), results[0]["best_response_nll"].get<double>())
       << "FuseSFT lowers the held-out NLL of the best responses";
   EXPECT_NE(first.out.find("stage po: trained"), std::string::npos) << first.out;
@@ -107,7 +107,8 @@ TEST(Run, SmokeTrainsFuseSftThenFusePoAndReusesTheCache) {
   EXPECT_EQ(Metrics(dir / "run/metrics.jsonl", "smoke/sft").size(), 20U);
 }
 
-/// experiments/demo.fuse beside a small fusion-mini (200 prompts: 80 SFT, 80 PO, 40 held out).
+/// experiments/demo.fuse beside a small fusion-mini (200 prompts: 80 SFT, 80 PO, 40 held out; 300 training
+/// examples per source model).
 RunOptions SmallDemo(const ScratchDir& dir, uint64_t seed) {
   std::filesystem::create_directories(dir / "data");
   std::filesystem::copy_file(std::string(FUSEC_REPO_DIR) + "/experiments/demo.fuse", dir / "demo.fuse",
@@ -115,6 +116,7 @@ RunOptions SmallDemo(const ScratchDir& dir, uint64_t seed) {
   SynthOptions synth;
   synth.seed = seed;
   synth.prompts = 200;
+  synth.source_examples = 300;
   std::string error;
   EXPECT_TRUE(WriteFusionMini(synth, dir / "data/fusion-mini", &error)) << error;
   RunOptions options;
@@ -138,7 +140,7 @@ TEST(Run, DemoAtReducedSizeScoresAgainstTheGoldAnswers) {
   EXPECT_EQ(last.find('\n'), last.size() - 1) << "RESULT is the last line";
 
   auto results = nlohmann::json::parse(ReadFile(dir / "run/eval/results.json"));
-  ASSERT_EQ(results.size(), 3U);
+  ASSERT_EQ(results.size(), 6U);
   std::vector<std::string> models;
   for (const auto& r : results) {
     models.push_back(r["model"]);
@@ -148,7 +150,7 @@ TEST(Run, DemoAtReducedSizeScoresAgainstTheGoldAnswers) {
     EXPECT_EQ(r["families"].size(), 6U) << r.dump();
     EXPECT_TRUE(r["best_response_nll"].is_null()) << "the held-out split has no responses";
   }
-  EXPECT_EQ(models, (std::vector<std::string>{"initial", "fusesft", "fusepo"}));
+  EXPECT_EQ(models, (std::vector<std::string>{"alpha", "beta", "gamma", "initial", "fusesft", "fusepo"}));
   // Each completion is scored: the mean of the lines is the model's score.
   std::istringstream lines(ReadFile(dir / "run/eval/fusepo.jsonl"));
   double sum = 0;
@@ -160,12 +162,13 @@ TEST(Run, DemoAtReducedSizeScoresAgainstTheGoldAnswers) {
     sum += json["score"].get<double>();
   }
   ASSERT_EQ(count, 40);
-  EXPECT_NEAR(sum / count, results[2]["score"].get<double>(), 1e-12);
+  EXPECT_NEAR(sum / count, results[5]["score"].get<double>(), 1e-12);
 
   // Again: all cached, the same line. Then other data at the same path: nothing stale is reused.
   Outcome second = RunFuse(SmallDemo(dir, 1));
   ASSERT_EQ(second.status, 0) << second.err;
   EXPECT_EQ(second.err.find("training on"), std::string::npos) << second.err;
+  EXPECT_EQ(second.err.find("sampling `"), std::string::npos) << "the samples come from the cache\n" << second.err;
   EXPECT_EQ(second.out.substr(second.out.rfind("RESULT")), last);
   Outcome regenerated = RunFuse(SmallDemo(dir, 2));
   ASSERT_EQ(regenerated.status, 0) << regenerated.err;

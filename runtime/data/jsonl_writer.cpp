@@ -1,0 +1,52 @@
+// Records back to JSONL (jsonl_writer.h).
+
+#include "runtime/data/jsonl_writer.h"
+
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "runtime/support/checked_write.h"
+
+namespace fusec::rt {
+
+std::string RecordJsonLine(const PromptRecord& record) {
+  nlohmann::ordered_json line;
+  line["id"] = record.id;
+  if (record.prompt) {
+    line["prompt"] = *record.prompt;
+  } else {
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    for (const ChatMessage& m : record.messages) messages.push_back({{"role", m.role}, {"content", m.content}});
+    line["messages"] = messages;
+  }
+  nlohmann::ordered_json responses = nlohmann::ordered_json::array();
+  for (const ResponseRecord& r : record.responses) {
+    nlohmann::ordered_json response = {{"source", r.source}, {"text", r.text}};
+    if (r.reward) response["reward"] = *r.reward;
+    responses.push_back(std::move(response));
+  }
+  line["responses"] = responses;
+  if (record.gold) line["gold"] = *record.gold;
+  if (record.family) line["family"] = *record.family;
+  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+bool WriteRecordsJsonl(const std::string& path, const std::vector<PromptRecord>& records, std::string* error) {
+  const std::string temporary = path + ".tmp";
+  std::unique_ptr<CheckedFile> file = CheckedFile::Create(temporary, error);
+  if (!file) return false;
+  for (const PromptRecord& record : records) {
+    if (!file->Write(RecordJsonLine(record), error)) return false;
+  }
+  if (!file->Finish(error)) return false;
+  std::error_code ec;
+  std::filesystem::rename(temporary, path, ec);
+  if (ec) {
+    *error = "cannot write " + path + ": " + ec.message();
+    return false;
+  }
+  return true;
+}
+
+}  // namespace fusec::rt
