@@ -1,8 +1,8 @@
 # The front door. Every target installs missing Debian packages first (scripts/install-deps.sh does nothing
 # when all are present), then configures and builds with CMake presets (CMakePresets.json).
 #
-#   make demo     build, generate the fusion-mini benchmark, run experiments/demo.fuse (FuseSFT, FusePO, held-out
-#                 scores); its last line is RESULT initial=... fusesft=... fusepo=...
+#   make demo     build, generate the fusion-mini benchmark, run experiments/demo.fuse (source models, sampling,
+#                 scoring, FuseSFT, FusePO, held-out scores); its last line is RESULT alpha=... initial=... fusepo=...
 #   make tour     build, then check and explain the shipped experiments and run the smoke experiment
 #   make results  build, run experiments/bench/fusion_mini.fuse (about 25 minutes on 2 cores), write docs/results.md
 #   make bench    build, run fusec-bench: fusec's FusePO-DPO step against TRL's way (bench/baseline_trl_dpo.py

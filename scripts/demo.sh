@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on fusion-mini, fusec's synthetic fusion benchmark (docs/results.md).
 # Generates the benchmark (deterministic from its seed; kept once written), then runs experiments/demo.fuse:
-# a tiny target warmed up on the task format, FuseSFT, FusePO with DPO, and greedy completions of held-out
-# prompts scored against their gold answers. A second `make demo` takes every stage from the stage cache.
-# The last line is machine-readable: RESULT initial=<score> fusesft=<score> fusepo=<score>. It exits 1 when
-# the score after FusePO is not above the initial target's.
+# three source models trained by fusec (specialists of different shapes), their samples scored by the
+# benchmark's noisy scorer, a tiny target warmed up on the task format, FuseSFT, FusePO with DPO, and greedy
+# completions of held-out prompts scored against their gold answers. A second `make demo` takes every step
+# from the stage cache. The last line is machine-readable:
+# RESULT alpha=<score> beta=<score> gamma=<score> initial=<score> fusesft=<score> fusepo=<score>. It exits 1
+# when the score after FusePO is not above the initial target's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fusec=build/release/bin/fusec
@@ -13,7 +15,7 @@ cache=build/demo-cache
 
 ./scripts/fusion-mini-data.sh
 "$fusec" check experiments/demo.fuse  # after the data exists: check reports missing inputs
-echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about a minute on 2 cores the first time"
+echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about 80 s on 2 cores the first time"
 start=$SECONDS
 mkdir -p build
 "$fusec" run experiments/demo.fuse --out "$run_dir" --cache "$cache" | tee "$run_dir.out" | grep -v '^RESULT'

@@ -63,6 +63,9 @@ def collect(points):
     for p in points:
         seed, r, params = p["params"].get("seed", "1"), p["results"], p["params"]
         if p["sweep"] == "baselines":
+            for source, skills in SOURCES:
+                if source in r:
+                    add(f"source {source} ({skills})", seed, r[source])
             add("initial target (warm-up)", seed, r["initial"])
             add("SFT (best response)", seed, r["sft"])
             add("SFT + " + {"dpo": "DPO", "simpo": "SimPO"}[objective_name(params)], seed, r["po"])
@@ -72,10 +75,10 @@ def collect(points):
                 r["fusepo"])
             if objective_name(params) == "dpo":
                 add("FuseRL-DPO, tau = 1.0", seed, r["fusepo"])
-                add("FuseRL-DPO, 4 sources", seed, r["fusepo"])
-                add("FuseSFT, 4 sources", seed, r["fusesft"])
+                add("FuseRL-DPO, 3 sources", seed, r["fusepo"])
+                add("FuseSFT, 3 sources", seed, r["fusesft"])
         elif p["sweep"] == "wrpo_baseline":
-            add("WRPO (SFT + WRPO, simulated target samples)", seed, r["po"])
+            add("WRPO (SFT + WRPO on the target's own samples)", seed, r["po"])
         elif p["sweep"] == "rloo_methods":
             add("FuseRL (FuseSFT + FusePO-RLOO)", seed, r["fusepo"])
         elif p["sweep"] == "tau":
@@ -98,8 +101,11 @@ def fmt(values, digits=3):
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-MAIN = ["initial target (warm-up)", "SFT (best response)", "SFT + DPO", "SFT + SimPO", "FuseSFT",
-        "WRPO (SFT + WRPO, simulated target samples)", "FuseRL (FuseSFT + FusePO-DPO)",
+SOURCES = [("alpha", "Llama-shaped: reverse, upper"), ("beta", "Qwen2-shaped: sort, count"),
+           ("gamma", "Mistral-shaped: add, replace")]
+
+MAIN = [f"source {source} ({skills})" for source, skills in SOURCES] + ["initial target (warm-up)", "SFT (best response)", "SFT + DPO", "SFT + SimPO", "FuseSFT",
+        "WRPO (SFT + WRPO on the target's own samples)", "FuseRL (FuseSFT + FusePO-DPO)",
         "FuseRL (FuseSFT + FusePO-SimPO)", "FuseRL (FuseSFT + FusePO-RLOO)"]
 
 
@@ -234,15 +240,18 @@ def main():
 
 `make results` runs `experiments/bench/fusion_mini.fuse` (every method from the demo's warmed-up target, on
 the same data, held-out prompts and budget; seeds {", ".join(seeds)}: the target's initial weights and the
-training order) and writes this section with `scripts/results_report.py`. Scores are the held-out mean true
-score (1 - normalised edit distance of the greedy completion to the gold answer, 300 prompts), mean ± standard
-deviation over seeds. SFT is on each prompt's best response; SFT + DPO/SimPO then pairs its best and worst
-response over all sources; FuseSFT is the top 2 responses by reward with softmax weights; FusePO is one
-best-vs-worst pair per source (RLOO: the 5 samples of each source as a group) with softmax-over-sources
-weights (tau 1 unless stated). WRPO starts from the SFT model and prefers the target's best own sample and
-the sources' best response to the target's worst sample (beta 0.1, alpha rising to 0.1); the target's samples
-are simulated by fusion-mini (`po_target.jsonl`: a fifth model, right about one time in ten), not generated
-by the SFT model itself as in the paper, so this WRPO row is an approximation.
+training order) and writes this section with `scripts/results_report.py`. The data is made by models: three
+source models that fusec trains on fusion-mini's source data (each a specialist of two task families, of
+another shape and size), sampled 5 times per prompt (temperature 0.8, top-p 0.95) by `sample(...)` and scored
+by `gold_reward` (true score + Gaussian noise of sd 0.1) with `score(...)`; the sources, samples and rewards
+are the same at every seed. Scores are the held-out mean true score (1 - normalised edit distance of the
+greedy completion to the gold answer, 300 prompts), mean ± standard deviation over seeds. SFT is on each
+prompt's best response; SFT + DPO/SimPO then pairs its best and worst response over all sources; FuseSFT is
+the top 2 responses by reward with softmax weights; FusePO is one best-vs-worst pair per source (RLOO: the 5
+samples of each source as a group) with softmax-over-sources weights (tau 1 unless stated). WRPO starts from
+the SFT model, samples it 5 times on the preference prompts (`models: {target: sft}`), scores its samples like
+the sources', and prefers the target's best own sample and the sources' best response to the target's worst
+sample (beta 0.1, alpha rising to 0.1).
 
 {table(rows, MAIN)}
 
@@ -254,7 +263,7 @@ Ablation, FusePO's source-weight temperature tau:
 
 {table(rows, tau_names)}
 
-Ablation, the number of sources (the first 1 to 4 of alpha, beta, gamma, delta, in both stages):
+Ablation, the number of sources (the first 1 to 3 of alpha, beta, gamma, in both stages):
 
 {table(rows, source_names)}
 

@@ -319,6 +319,15 @@ std::vector<ResumableStage> StageCache::Resumable() const {
         stage.step = 0;
       }
     }
+    for (fs::directory_iterator file(it->path(), ec), none; !ec && file != none; file.increment(ec)) {
+      const std::string file_name = file->path().filename().string();
+      const bool shard = file_name.starts_with("source-") && file_name.find("-block-") != std::string::npos &&
+                         file_name.ends_with(".jsonl");
+      if (shard) {
+        ++stage.sample_shards;
+      }
+    }
+    ec.clear();
     stages.push_back(std::move(stage));
   }
   std::sort(stages.begin(), stages.end(), [](const auto& a, const auto& b) { return a.hash < b.hash; });

@@ -82,6 +82,9 @@ struct ResumableStage {
   std::string path;        // the checkpoint directory
   std::string checkpoint;  // what LATEST names (`step-00000012`), empty when LATEST is missing or unreadable
   int64_t step = 0;        // the step it names, 0 when unknown
+  /// A sampling step's finished shards (`source-<k>-block-<b>.jsonl`, runtime/exec/sample_shards.h) instead
+  /// of a training checkpoint: the next run samples only the rest.
+  int64_t sample_shards = 0;
 };
 
 class StageCache {

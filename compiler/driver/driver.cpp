@@ -518,7 +518,10 @@ void PrintResumable(const StageCache& cache, std::ostream& out) {
   out << Plural(stages.size(), "stage") << " in flight (`fusec run` resumes them; `--restart` discards one):\n";
   for (const ResumableStage& stage : stages) {
     out << stage.hash.substr(0, 12) << "  resumable: ";
-    if (stage.checkpoint.empty()) {
+    if (stage.sample_shards > 0) {
+      out << "a sampling step with " << Plural(static_cast<size_t>(stage.sample_shards), "shard")
+          << " done (it samples only the rest)\n";
+    } else if (stage.checkpoint.empty()) {
       out << "no checkpoint published yet (it restarts at step 1)\n";
     } else {
       out << "checkpoint at step " << stage.step << "\n";

@@ -133,7 +133,8 @@ TEST(Run, DemoAtReducedSizeScoresAgainstTheGoldAnswers) {
   // The summary table and the machine-readable last line: the held-out true score of each model.
   EXPECT_NE(first.out.find("score per family"), std::string::npos) << first.out;
   std::string last = first.out.substr(first.out.rfind("RESULT"));
-  EXPECT_EQ(last.rfind("RESULT initial=", 0), 0U) << first.out;
+  EXPECT_EQ(last.rfind("RESULT alpha=", 0), 0U) << first.out;
+  EXPECT_NE(last.find(" initial="), std::string::npos);
   EXPECT_NE(last.find(" fusesft="), std::string::npos);
   EXPECT_NE(last.find(" fusepo="), std::string::npos);
   EXPECT_EQ(last.back(), '\n');

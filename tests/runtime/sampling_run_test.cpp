@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -75,6 +76,17 @@ std::vector<std::vector<Json>> EntryRecords(const std::string& cache, const std:
     entries.push_back(std::move(records));
   }
   return entries;
+}
+
+/// What `command` prints on stdout.
+std::string Output(const std::string& command) {
+  std::string out;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char buffer[4096];
+    for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+    pclose(pipe);
+  }
+  return out;
 }
 
 size_t Count(const std::string& text, const std::string& what) {
@@ -201,6 +213,10 @@ TEST(SamplingRun, AKilledSamplingRunResumesFromItsShards) {
   EXPECT_NE(stopped.err.find("stopped after 2 of 6 shards (--stop-after)"), std::string::npos) << stopped.err;
   EXPECT_NE(stopped.err.find("e.fuse:"), std::string::npos) << "the error names the sample's span\n" << stopped.err;
   EXPECT_TRUE(EntryRecords(dir / "cache", "sample").empty());
+  // `fusec cache ls` says what is in flight: a sampling step with its shards, not a training checkpoint.
+  const std::string ls = Output(std::string(FUSEC_BINARY_DIR) + "/fusec cache ls --cache " + (dir / "cache"));
+  EXPECT_NE(ls.find("resumable: a sampling step with 2 shards done (it samples only the rest)"), std::string::npos)
+      << ls;
 
   options.stop_after_steps.reset();
   Outcome resumed = RunFuse(options);
