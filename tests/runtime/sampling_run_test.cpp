@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/runtime/run_support.h"
@@ -200,7 +202,7 @@ TEST(SamplingRun, NoiseIsSeededPerResponseAndKeepExistingKeepsRewards) {
   EXPECT_EQ(scored[0][0]["responses"][1]["source"], "a");
 }
 
-TEST(SamplingRun, AKilledSamplingRunResumesFromItsShards) {
+TEST(SamplingRun, ARunStoppedAfterTwoShardsResumesFromThem) {
   const std::string fuse = Pipeline(", n: 2, temperature: 1.0, max_new_tokens: 6");
   ScratchDir whole("sampling_run_whole");
   ASSERT_EQ(RunFuse(Options(whole, fuse)).status, 0);
@@ -244,6 +246,53 @@ TEST(SamplingRun, AKilledSamplingRunResumesFromItsShards) {
   EXPECT_NE(restarted.err.find("--restart: discarding its shards"), std::string::npos) << restarted.err;
   EXPECT_EQ(restarted.err.find("resuming:"), std::string::npos) << restarted.err;
   EXPECT_EQ(EntryRecords(again / "cache", "sample")[0], a[0]);
+}
+
+/// The first shard file under `cache`/checkpoints, waiting up to a minute; empty if none appeared.
+std::string WaitForShard(const std::string& cache) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(cache + "/checkpoints", ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->path().extension() == ".jsonl") return it->path().string();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return "";
+}
+
+TEST(SamplingRun, KilledOrInterruptedSamplingKeepsItsShardsAndEndsAsAnUninterruptedRun) {
+  // Long enough to be stopped mid-way: 1200 prompts x 2 samples of up to 24 tokens from each source.
+  const std::string fuse = Pipeline(", n: 2, temperature: 1.0, max_new_tokens: 24");
+  ScratchDir whole("sampling_run_kill_whole");
+  WriteFile(whole / "prompts.jsonl", Prompts(1200));
+  ASSERT_EQ(RunFuse(Options(whole, fuse)).status, 0);
+  const auto uninterrupted = EntryRecords(whole / "cache", "sample");
+  ASSERT_EQ(uninterrupted.size(), 1u);
+
+  for (int signal : {SIGKILL, SIGINT}) {
+    ScratchDir dir(signal == SIGKILL ? "sampling_run_kill9" : "sampling_run_sigint");
+    WriteFile(dir / "prompts.jsonl", Prompts(1200));
+    RunOptions options = Options(dir, fuse);
+    pid_t pid = Spawn({std::string(FUSEC_BINARY_DIR) + "/fusec", "run", options.file, "--cache", options.cache, "--out",
+                       options.out, "--stdlib", FUSEC_SOURCE_STDLIB},
+                      dir / "killed.log");
+    ASSERT_FALSE(WaitForShard(options.cache).empty()) << ReadFile(dir / "killed.log");
+    kill(pid, signal);
+    const int status = WaitFor(pid);
+    if (signal == SIGKILL) {
+      ASSERT_TRUE(WIFSIGNALED(status));
+    } else {
+      ASSERT_TRUE(WIFEXITED(status)) << ReadFile(dir / "killed.log");
+      EXPECT_EQ(WEXITSTATUS(status), 130);
+      EXPECT_NE(ReadFile(dir / "killed.log").find("shards; they are saved"), std::string::npos)
+          << ReadFile(dir / "killed.log");
+    }
+    Outcome resumed = RunFuse(options);
+    ASSERT_EQ(resumed.status, 0) << resumed.err;
+    EXPECT_NE(resumed.err.find("shards were sampled by an earlier run"), std::string::npos) << resumed.err;
+    EXPECT_EQ(EntryRecords(dir / "cache", "sample"), uninterrupted) << "after signal " << signal;
+  }
 }
 
 TEST(SamplingRun, BatchCompositionDoesNotChangeTheSamples) {
