@@ -18,6 +18,9 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/data/jsonl.h"
+#include "runtime/model/reward_model.h"
+#include "tests/runtime/reward_model_support.h"
 #include "tests/runtime/run_support.h"
 
 namespace fusec::rt::testing {
@@ -347,6 +350,45 @@ TEST(SamplingRun, SamplesAStagesOwnModelForOnPolicyData) {
     for (const Json& record : records) EXPECT_EQ(record["responses"].size(), 2u);
   }
   EXPECT_TRUE(found);
+}
+
+TEST(SamplingRun, ARewardModelScoresEachResponseAsTheReferenceDoes) {
+  ScratchDir dir("sampling_run_reward_model");
+  Random random(4);
+  WriteRewardModel(dir / "rm", TinyConfig("LlamaForSequenceClassification", TokenizerFiles::Bytes), ScoreHead(random),
+                   TokenizerFiles::Bytes, 6);
+  std::string fuse = Pipeline(", n: 2, temperature: 1.0, max_new_tokens: 6");
+  fuse.replace(fuse.find("gold_reward(noise: 0.0)"), 23, "reward_model(\"rm\"), batch_tokens: 200");
+  Outcome run = RunFuse(Options(dir, fuse));
+  ASSERT_EQ(run.status, 0) << run.err << fuse;
+  EXPECT_NE(run.err.find("scoring 80 responses with"), std::string::npos) << run.err;
+  auto scored = EntryRecords(dir / "cache", "score");
+  ASSERT_EQ(scored.size(), 1u);
+  // The reference scores the same conversations, each rendered and tokenized for the reward model.
+  RewardModel model = RewardModel::Load(dir / "rm", ir::ChatTemplateName::Auto, torch::kCPU);
+  std::vector<RewardInput> inputs;
+  std::vector<double> rewards;
+  for (const Json& line : scored[0]) {
+    std::string error;
+    auto record = JsonlReader::ParseLine(line.dump(), JsonlOptions{}, 1, &error);
+    ASSERT_TRUE(record) << error;
+    for (const Json& response : line["responses"]) {
+      auto input = model.Input(*record, response["text"].get<std::string>(), &error);
+      ASSERT_TRUE(input) << error;
+      inputs.push_back(*input);
+      rewards.push_back(response["reward"].get<double>());
+    }
+  }
+  ASSERT_EQ(inputs.size(), 80u);
+  const ReferenceScores reference = RunReference(dir / "rm", inputs);
+  ASSERT_EQ(reference.scores.size(), rewards.size());
+  double lowest = rewards[0], highest = rewards[0];
+  for (size_t i = 0; i < rewards.size(); ++i) {
+    EXPECT_NEAR(rewards[i], reference.scores[i], 1e-4) << "response " << i;
+    lowest = std::min(lowest, rewards[i]);
+    highest = std::max(highest, rewards[i]);
+  }
+  EXPECT_GT(highest - lowest, 1e-2) << "the responses' rewards should differ";
 }
 
 TEST(SamplingRun, APromptLongerThanTheBudgetIsAnErrorAtTheSample) {
