@@ -2,8 +2,6 @@
 
 #include "runtime/data/jsonl_writer.h"
 
-#include <filesystem>
-#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "runtime/support/checked_write.h"
@@ -33,20 +31,9 @@ std::string RecordJsonLine(const PromptRecord& record) {
 }
 
 bool WriteRecordsJsonl(const std::string& path, const std::vector<PromptRecord>& records, std::string* error) {
-  const std::string temporary = path + ".tmp";
-  std::unique_ptr<CheckedFile> file = CheckedFile::Create(temporary, error);
-  if (!file) return false;
-  for (const PromptRecord& record : records) {
-    if (!file->Write(RecordJsonLine(record), error)) return false;
-  }
-  if (!file->Finish(error)) return false;
-  std::error_code ec;
-  std::filesystem::rename(temporary, path, ec);
-  if (ec) {
-    *error = "cannot write " + path + ": " + ec.message();
-    return false;
-  }
-  return true;
+  std::string lines;
+  for (const PromptRecord& record : records) lines += RecordJsonLine(record);
+  return WriteFileAtomically(path, lines, error);
 }
 
 }  // namespace fusec::rt

@@ -2,7 +2,6 @@
 
 #include "runtime/exec/sample_shards.h"
 
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -78,14 +77,8 @@ void SampleShards::Write(int64_t source, int64_t block, const ShardSamples& samp
       lines += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
   }
-  const fs::path path = Path(source, block);
-  const std::string temporary = path.string() + ".tmp";
   std::string error;
-  std::unique_ptr<CheckedFile> file = CheckedFile::Create(temporary, &error);
-  if (!file || !file->Write(lines, &error) || !file->Finish(&error)) throw RunError(RunErrorKind::FileSystem, error);
-  std::error_code ec;
-  fs::rename(temporary, path, ec);
-  if (ec) throw RunError(RunErrorKind::FileSystem, "cannot write " + path.string() + ": " + ec.message());
+  if (!WriteFileAtomically(Path(source, block).string(), lines, &error)) throw RunError(RunErrorKind::FileSystem, error);
 }
 
 }  // namespace fusec::rt

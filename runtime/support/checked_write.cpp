@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 
@@ -87,6 +88,16 @@ bool FsyncDirectory(const std::string& path, std::string* error) {
     return false;
   }
   ::close(fd);
+  return true;
+}
+
+bool WriteFileAtomically(const std::string& path, std::string_view bytes, std::string* error) {
+  const std::string temporary = path + ".tmp";
+  if (!WriteFileChecked(temporary, bytes, error)) return false;
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    *error = "cannot move " + temporary + " into place: " + ErrnoText(errno);
+    return false;
+  }
   return true;
 }
 

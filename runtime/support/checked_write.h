@@ -49,6 +49,10 @@ class CheckedFile {
 /// Writes `bytes` as the whole of `path` and fsyncs it; false with `error` naming the file and the reason.
 bool WriteFileChecked(const std::string& path, std::string_view bytes, std::string* error);
 
+/// WriteFileChecked into `path + ".tmp"`, then renamed over `path`: a reader, or a run killed midway, sees the
+/// old file or the whole new one, never part of it. False with `error` naming the file and the reason.
+bool WriteFileAtomically(const std::string& path, std::string_view bytes, std::string* error);
+
 /// fsyncs a directory, so that the entries created or renamed in it are on disk; false with `error`.
 bool FsyncDirectory(const std::string& path, std::string* error);
 
