@@ -249,7 +249,7 @@ greedy completion to the gold answer, 300 prompts), mean ± standard deviation o
 prompt's best response; SFT + DPO/SimPO then pairs its best and worst response over all sources; FuseSFT is
 the top 2 responses by reward with softmax weights; FusePO is one best-vs-worst pair per source (RLOO: the 5
 samples of each source as a group) with softmax-over-sources weights (tau 1 unless stated). WRPO starts from
-the SFT model, samples it 5 times on the preference prompts (`models: {target: sft}`), scores its samples like
+the SFT model, samples it 5 times on the preference prompts (`models: {{target: sft}}`), scores its samples like
 the sources', and prefers the target's best own sample and the sources' best response to the target's worst
 sample (beta 0.1, alpha rising to 0.1).
 
