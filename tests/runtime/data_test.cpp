@@ -3,6 +3,7 @@
 #include "runtime/data/data_checks.h"
 #include "runtime/data/examples.h"
 #include "runtime/data/jsonl.h"
+#include "runtime/data/jsonl_writer.h"
 #include "tests/runtime/test_support.h"
 
 namespace fusec::rt {
@@ -39,6 +40,50 @@ TEST(Jsonl, ReadsPromptsMessagesIdsAndRewards) {
   record = JsonlReader::ParseLine(R"({"prompt": "x", "responses": [{"source": "a", "text": "b"}]})", {}, 17, &error);
   ASSERT_TRUE(record) << error;
   EXPECT_EQ(record->id, "17");
+}
+
+TEST(JsonlWriter, RecordsReadBackAsTheyWereWritten) {
+  std::string error;
+  PromptRecord chat;
+  chat.id = "c1";
+  chat.messages = {{"system", "S"}, {"user", "line\nbreak \"quoted\""}};
+  chat.responses = {{"a", "first", 0.25, std::nullopt}, {"b", "", std::nullopt, std::nullopt}};
+  chat.gold = "gold";
+  chat.family = "sort";
+  PromptRecord plain;
+  plain.id = "7";
+  plain.prompt = "caf\xC3\xA9";
+  const std::string line = RecordJsonLine(chat);
+  EXPECT_EQ(line.back(), '\n');
+  EXPECT_EQ(line.find("\"reward\"", line.find("\"b\"")), std::string::npos) << "no reward key without a reward";
+  JsonlOptions options;
+  options.require_responses = false;
+  for (const PromptRecord& written : {chat, plain}) {
+    auto read = ParseOne(RecordJsonLine(written), &error, options);
+    ASSERT_TRUE(read) << error;
+    EXPECT_EQ(read->id, written.id);
+    EXPECT_EQ(read->prompt, written.prompt);
+    ASSERT_EQ(read->messages.size(), written.messages.size());
+    for (size_t m = 0; m < written.messages.size(); ++m) {
+      EXPECT_EQ(read->messages[m].role, written.messages[m].role);
+      EXPECT_EQ(read->messages[m].content, written.messages[m].content);
+    }
+    ASSERT_EQ(read->responses.size(), written.responses.size());
+    for (size_t r = 0; r < written.responses.size(); ++r) {
+      EXPECT_EQ(read->responses[r].source, written.responses[r].source);
+      EXPECT_EQ(read->responses[r].text, written.responses[r].text);
+      EXPECT_EQ(read->responses[r].reward, written.responses[r].reward);
+    }
+    EXPECT_EQ(read->gold, written.gold);
+    EXPECT_EQ(read->family, written.family);
+  }
+  // The whole file, written atomically: no temporary file is left beside it.
+  ScratchDir dir("jsonl_writer");
+  ASSERT_TRUE(WriteRecordsJsonl(dir / "records.jsonl", {chat, plain}, &error)) << error;
+  EXPECT_EQ(testing::ReadFile(dir / "records.jsonl"), RecordJsonLine(chat) + RecordJsonLine(plain));
+  EXPECT_FALSE(std::filesystem::exists(dir / "records.jsonl.tmp"));
+  EXPECT_FALSE(WriteRecordsJsonl(dir / "missing/records.jsonl", {chat}, &error));
+  EXPECT_NE(error.find("missing/records.jsonl"), std::string::npos) << error;
 }
 
 TEST(Jsonl, MapsFieldNames) {
