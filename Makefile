@@ -4,7 +4,7 @@
 #   make demo     build, generate the fusion-mini benchmark, run experiments/demo.fuse (source models, sampling,
 #                 scoring, FuseSFT, FusePO, held-out scores); its last line is RESULT alpha=... initial=... fusepo=...
 #   make tour     build, then check and explain the shipped experiments and run the smoke experiment
-#   make results  build, run experiments/bench/fusion_mini.fuse (about 25 minutes on 2 cores), write docs/results.md
+#   make results  build, run experiments/bench/fusion_mini.fuse (about 15 minutes on 2 cores), write docs/results.md
 #   make bench    build, run fusec-bench: fusec's FusePO-DPO step against TRL's way (bench/baseline_trl_dpo.py
 #                 under /usr/bin/python3), then the loss head alone; last line RESULT speedup=... (BENCH_CONFIG=cpu;
 #                 BENCH_FLAGS=--ablate adds fusec with each optimisation off)

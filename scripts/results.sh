@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make results`: the paper's comparison in miniature. Runs experiments/bench/fusion_mini.fuse (every method
 # and ablation, 3 seeds; equal stages run once, and a rerun takes what the stage cache holds) in build/results/,
-# then writes docs/results.md's comparison section and its SVG plots (scripts/results_report.py). About 25
+# then writes docs/results.md's comparison section and its SVG plots (scripts/results_report.py). About 15
 # minutes on 2 cores the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -230,7 +230,8 @@ def main():
         sys.exit(f"results_report: no evaluated sweep points under {results_dir}/runs")
     rows = collect(points)
     tau_names = sorted([n for n in rows if n.startswith("FuseRL-DPO, tau")], key=sort_key)
-    source_names = sorted([n for n in rows if "source" in n], key=lambda n: (n.split(",")[0], sort_key(n)))
+    source_names = sorted([n for n in rows if "source" in n and n.startswith(("FuseSFT", "FuseRL"))],
+                          key=lambda n: (n.split(",")[0], sort_key(n)))
     svg_bars(rows, MAIN, os.path.join(docs_dir, "results_methods.svg"))
     svg_curves(points, os.path.join(docs_dir, "results_training_curves.svg"))
     seeds = sorted({p["params"].get("seed", "1") for p in points})
