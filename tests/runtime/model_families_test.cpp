@@ -294,7 +294,9 @@ TEST_P(FamilyDecoding, ScoresAreTheLogSoftmaxOfTheFullForward) {
 }
 
 // Under bf16 autocast (the trainer's mixed precision), packed log-probs and gradients stay close to float32:
-// within 2% of the log-prob sums and 5% of each gradient's largest entry.
+// within 2% of the log-prob sums and 8% of each gradient's largest entry. How close depends on the CPU's bf16
+// kernels: Gemma-2's worst gradient is off by 6.2% where oneDNN has AVX512-BF16 (AMD EPYC) and by less than 5%
+// where it emulates bf16; a gradient computed wrongly is off by its own size.
 TEST_P(FamilyDecoding, Bf16AutocastLogProbsAndGradientsAreCloseToFloat32) {
   const ModelConfig config = GetParam().config();
   LlamaForCausalLM model = RandomModel(config, 12);
@@ -320,7 +322,7 @@ TEST_P(FamilyDecoding, Bf16AutocastLogProbsAndGradientsAreCloseToFloat32) {
   EXPECT_LE(logp_diff, 0.02);
   EXPECT_GT(logp_diff, 1e-6) << "bf16 was not used";
   for (const auto& [name, gradient] : fp32.gradients) {
-    EXPECT_LE(MaxDiff(mixed.gradients.at(name), gradient) / (gradient.abs().max().item<double>() + 1e-6), 0.05) << name;
+    EXPECT_LE(MaxDiff(mixed.gradients.at(name), gradient) / (gradient.abs().max().item<double>() + 1e-6), 0.08) << name;
   }
 }
 
