@@ -15,7 +15,7 @@ cache=build/demo-cache
 
 ./scripts/fusion-mini-data.sh
 "$fusec" check experiments/demo.fuse  # after the data exists: check reports missing inputs
-echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); about 80 s on 2 cores the first time"
+echo "running experiments/demo.fuse into $run_dir (stage cache: $cache); under 2 minutes on 2 cores the first time"
 start=$SECONDS
 mkdir -p build
 "$fusec" run experiments/demo.fuse --out "$run_dir" --cache "$cache" | tee "$run_dir.out" | grep -v '^RESULT'
