@@ -20,6 +20,7 @@
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
 #include "runtime/support/interrupt.h"
+#include "runtime/support/launch_environment.h"
 #include "runtime/support/run_error.h"
 #include "runtime/support/text.h"
 #include "runtime/support/torch_errors.h"
@@ -453,6 +454,23 @@ int RunTokenize(const std::string& tokenizer_path, const std::string& chat, bool
   return kExitOk;
 }
 
+
+/// `fusec run` started as one of several ranks (torchrun, srun) would run the whole experiment in every rank,
+/// each racing the others for the stage cache: refused until training across processes lands (issue 17).
+void RefuseDistributedLaunch() {
+  std::string error;
+  auto launch = ReadLaunchEnvironment([](const char* name) { return std::getenv(name); }, &error);
+  if (!launch) {
+    throw RunError(RunErrorKind::Launch, "the launcher's environment is inconsistent: " + error)
+        .Help("start `fusec run` as one process, or fix the launcher's variables");
+  }
+  if (launch->world_size == 1) return;
+  throw RunError(RunErrorKind::Launch, "this process was started as " + launch->Describe() +
+                                                ", but fusec runs an experiment in one process so far")
+      .Help("run `fusec run` once, outside torchrun or srun (or with one task): training across processes is "
+            "not implemented yet");
+}
+
 }  // namespace
 
 int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ostream& out, std::ostream& err) {
@@ -614,6 +632,7 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     }
 #ifdef FUSEC_HAVE_EXECUTOR
     if (run->parsed()) {
+      RefuseDistributedLaunch();
       if (stop_after > 0) run_options.stop_after_steps = stop_after;
       InstallInterruptHandlers();
       return RunExperiments(run_options, out, err);
