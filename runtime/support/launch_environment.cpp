@@ -30,27 +30,38 @@ bool IsSet(const EnvironmentReader& read, const char* name) {
   return value != nullptr && *value != '\0';
 }
 
-std::optional<LaunchEnvironment> ReadTorchrun(const EnvironmentReader& read, std::string* error) {
-  LaunchEnvironment launch;
-  launch.launcher = Launcher::Torchrun;
-  auto world = WholeNumber(read, "torchrun", "WORLD_SIZE", 1, error);
-  auto rank = world ? WholeNumber(read, "torchrun", "RANK", 0, error) : std::nullopt;
-  if (!rank) return std::nullopt;
+/// `launch`'s rank and world size from the variables `rank_name` and `world_name`, the rank inside the world.
+bool ReadRankAndWorld(const EnvironmentReader& read, const char* launcher, const char* rank_name,
+                      const char* world_name, LaunchEnvironment& launch, std::string* error) {
+  auto world = WholeNumber(read, launcher, world_name, 1, error);
+  auto rank = world ? WholeNumber(read, launcher, rank_name, 0, error) : std::nullopt;
+  if (!rank) return false;
   if (*rank >= *world) {
-    *error = "torchrun's `RANK` is " + std::to_string(*rank) + ", outside `WORLD_SIZE` " + std::to_string(*world);
-    return std::nullopt;
+    *error = std::string(launcher) + "'s `" + rank_name + "` is " + std::to_string(*rank) + ", outside `" +
+             world_name + "` " + std::to_string(*world);
+    return false;
   }
   launch.world_size = *world;
   launch.rank = *rank;
-  if (IsSet(read, "LOCAL_RANK")) {
-    auto local = WholeNumber(read, "torchrun", "LOCAL_RANK", 0, error);
-    if (!local) return std::nullopt;
-    launch.local_rank = *local;
-  }
-  if (IsSet(read, "LOCAL_WORLD_SIZE")) {
-    auto local_world = WholeNumber(read, "torchrun", "LOCAL_WORLD_SIZE", 1, error);
-    if (!local_world) return std::nullopt;
-    launch.local_world_size = *local_world;
+  return true;
+}
+
+/// `name` into `value` when it is set (left as it is otherwise); false with `error` when it is malformed.
+bool ReadIfSet(const EnvironmentReader& read, const char* launcher, const char* name, int64_t minimum,
+               int64_t& value, std::string* error) {
+  if (!IsSet(read, name)) return true;
+  auto number = WholeNumber(read, launcher, name, minimum, error);
+  if (number) value = *number;
+  return number.has_value();
+}
+
+std::optional<LaunchEnvironment> ReadTorchrun(const EnvironmentReader& read, std::string* error) {
+  LaunchEnvironment launch;
+  launch.launcher = Launcher::Torchrun;
+  if (!ReadRankAndWorld(read, "torchrun", "RANK", "WORLD_SIZE", launch, error) ||
+      !ReadIfSet(read, "torchrun", "LOCAL_RANK", 0, launch.local_rank, error) ||
+      !ReadIfSet(read, "torchrun", "LOCAL_WORLD_SIZE", 1, launch.local_world_size, error)) {
+    return std::nullopt;
   }
   if (launch.local_rank >= launch.local_world_size && IsSet(read, "LOCAL_WORLD_SIZE")) {
     *error = "torchrun's `LOCAL_RANK` is " + std::to_string(launch.local_rank) + ", outside `LOCAL_WORLD_SIZE` " +
@@ -76,20 +87,9 @@ std::optional<LaunchEnvironment> ReadSlurm(const EnvironmentReader& read, std::s
   launch.launcher = Launcher::Slurm;
   // SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: a batch script of an `--ntasks 4` job sees SLURM_NTASKS=4 and
   // SLURM_PROCID=0 while it is one process; srun sets the step's own count for each of its tasks.
-  auto world = WholeNumber(read, "Slurm", "SLURM_STEP_NUM_TASKS", 1, error);
-  auto rank = world ? WholeNumber(read, "Slurm", "SLURM_PROCID", 0, error) : std::nullopt;
-  if (!rank) return std::nullopt;
-  if (*rank >= *world) {
-    *error = "Slurm's `SLURM_PROCID` is " + std::to_string(*rank) + ", outside `SLURM_STEP_NUM_TASKS` " +
-             std::to_string(*world);
+  if (!ReadRankAndWorld(read, "Slurm", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", launch, error) ||
+      !ReadIfSet(read, "Slurm", "SLURM_LOCALID", 0, launch.local_rank, error)) {
     return std::nullopt;
-  }
-  launch.world_size = *world;
-  launch.rank = *rank;
-  if (IsSet(read, "SLURM_LOCALID")) {
-    auto local = WholeNumber(read, "Slurm", "SLURM_LOCALID", 0, error);
-    if (!local) return std::nullopt;
-    launch.local_rank = *local;
   }
   // SLURM_NTASKS_PER_NODE is a plain number only when it was asked for; otherwise tasks per node are unknown.
   if (const char* per_node = read("SLURM_NTASKS_PER_NODE"); per_node != nullptr) {
