@@ -104,9 +104,7 @@ EvalResult EvaluateModel(const std::string& name, const ModelHandle& handle, con
   const ChatTemplate& chat = opened.chat;
   SamplingOptions sampling;
   sampling.max_new_tokens = spec.max_new_tokens;
-  for (const std::string& token : {chat.EndOfTurn(), tokenizer.eos_token()}) {
-    if (auto id = tokenizer.TokenId(token)) sampling.stop_ids.push_back(*id);
-  }
+  sampling.stop_ids = StopIds(opened);
   EvalResult result;
   result.model = name;
   std::ofstream out(completions);

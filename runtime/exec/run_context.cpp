@@ -114,6 +114,14 @@ LogProbOptions RunContext::LogProbs() const {
 std::string RunContext::Label(const ir::Node& node) {
   return node.stages.empty() ? std::string(ir::Spelling(node.kind())) : node.stages.front();
 }
+std::vector<int32_t> StopIds(const OpenedModel& opened) {
+  std::vector<int32_t> ids;
+  for (const std::string& token : {opened.chat.EndOfTurn(), opened.tokenizer->eos_token()}) {
+    if (auto id = opened.tokenizer->TokenId(token)) ids.push_back(*id);
+  }
+  return ids;
+}
+
 std::string RunContext::StepLabel(const ir::Node& node) const {
   if (!node.stages.empty() || !node.span.valid()) return Label(node);
   const SourceFile& file = plan_.sources.file(node.span.file);

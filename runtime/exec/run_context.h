@@ -56,6 +56,9 @@ struct OpenedModel {
   ChatTemplate chat;
 };
 
+/// Where generation by `opened` stops: its template's end-of-turn token and its tokenizer's EOS, those it has.
+std::vector<int32_t> StopIds(const OpenedModel& opened);
+
 /// Tokens a scoring batch computes (reference log-probs, evaluation's best-response NLL).
 inline constexpr int64_t kScoreBatchTokens = 8192;
 

@@ -189,9 +189,7 @@ void SampleSource(size_t k, const SampledModel& sampled, const Dataset& prompts,
   GenerationLimits limits;
   limits.max_new_tokens = settings.max_new_tokens;
   limits.token_budget = spec.batch_tokens;
-  for (const std::string& token : {opened.chat.EndOfTurn(), opened.tokenizer->eos_token()}) {
-    if (auto id = opened.tokenizer->TokenId(token)) limits.stop_ids.push_back(*id);
-  }
+  limits.stop_ids = StopIds(opened);
 
   std::ostream& progress = run.reporter().progress();
   progress << "[" << label << "] sampling `" << name << "` (" << handle.dir << "): " << requests.size() / settings.n

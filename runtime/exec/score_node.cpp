@@ -3,7 +3,6 @@
 // later stages scores once.
 
 #include <chrono>
-#include <iomanip>
 #include <map>
 #include <ostream>
 
