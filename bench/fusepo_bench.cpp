@@ -31,6 +31,7 @@
 #endif
 
 #include "bench/bench_children.h"
+#include "bench/collectives_bench.h"
 #include "bench/generate_bench.h"
 #include "compiler/driver/driver.h"
 #include "runtime/exec/ref_logprobs.h"
@@ -729,6 +730,7 @@ int Orchestrate(const OrchestratorOptions& options, const std::string& self) {
 int main(int argc, char** argv) {
   using namespace fusec::bench;
   if (IsGenerateBench(argc, argv)) return GenerateBenchMain(argc, argv);  // --config generate: generate_bench.h
+  if (IsCollectivesBench(argc, argv)) return CollectivesBenchMain(argc, argv);  // collectives_bench.h
   CLI::App app{"fusec-bench: fusec's FusePO-DPO step against TRL's way; prints tables and a RESULT line"};
   OrchestratorOptions options;
   options.baseline = FUSEC_BENCH_BASELINE;

@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <sstream>
+#include <thread>
 
 #include "compiler/diag/command_line.h"
 #include "runtime/data/examples.h"
@@ -17,10 +19,12 @@
 #ifdef FUSEC_HAVE_EXECUTOR
 #include "runtime/cli/run_experiments.h"
 #endif
+#include "runtime/dist/rank_group.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/inference.h"
 #include "runtime/support/interrupt.h"
 #include "runtime/support/launch_environment.h"
+#include "runtime/support/local_ranks.h"
 #include "runtime/support/run_error.h"
 #include "runtime/support/text.h"
 #include "runtime/support/torch_errors.h"
@@ -455,20 +459,46 @@ int RunTokenize(const std::string& tokenizer_path, const std::string& chat, bool
 }
 
 
-/// `fusec run` started as one of several ranks (torchrun, srun) would run the whole experiment in every rank,
-/// each racing the others for the stage cache: refused until training across processes lands (issue 17).
-void RefuseDistributedLaunch() {
+/// The ranks this process is one of (started by torchrun, srun or `--nproc`), connected; nullptr for one
+/// process.
+std::unique_ptr<RankGroup> JoinLaunch(double timeout_s) {
   std::string error;
   auto launch = ReadLaunchEnvironment([](const char* name) { return std::getenv(name); }, &error);
   if (!launch) {
     throw RunError(RunErrorKind::Launch, "the launcher's environment is inconsistent: " + error)
         .Help("start `fusec run` as one process, or fix the launcher's variables");
   }
-  if (launch->world_size == 1) return;
-  throw RunError(RunErrorKind::Launch, "this process was started as " + launch->Describe() +
-                                                ", but fusec runs an experiment in one process so far")
-      .Help("run `fusec run` once, outside torchrun or srun (or with one task): training across processes is "
-            "not implemented yet");
+  if (launch->world_size == 1) return nullptr;
+  try {
+    return RankGroup::Connect(*launch, std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+  } catch (const DistributedError& connect_error) {
+    throw RunError(RunErrorKind::Distributed, std::string(connect_error.what()) + " (" + launch->Describe() + ")")
+        .Help("start every rank, with the same MASTER_ADDR and MASTER_PORT, reachable from each of them");
+  }
+}
+
+/// `fusec run --nproc N`: this command again as N local ranks, each with its share of the cores.
+int RunAsLocalRanks(int64_t nproc, const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  std::string error;
+  auto launch = ReadLaunchEnvironment([](const char* name) { return std::getenv(name); }, &error);
+  if (launch && launch->world_size > 1) {
+    throw RunError(RunErrorKind::Launch, "--nproc " + std::to_string(nproc) + " inside a launch: this process is " +
+                                             launch->Describe())
+        .Help("let the launcher start the ranks (drop --nproc), or run `fusec run --nproc N` by itself");
+  }
+  LocalRanksOptions ranks;
+  ranks.nproc = static_cast<int>(nproc);
+  ranks.argv.push_back(std::filesystem::read_symlink("/proc/self/exe").string());
+  for (size_t k = 0; k < args.size(); ++k) {
+    if (args[k] == "--nproc") {
+      ++k;  // and its value
+    } else if (args[k].rfind("--nproc=", 0) != 0) {
+      ranks.argv.push_back(args[k]);
+    }
+  }
+  const auto threads = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()) / nproc);
+  setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  return RunLocalRanks(ranks, out, err);
 }
 
 }  // namespace
@@ -600,6 +630,15 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
   run->add_option("--cache", run_options.cache,
                   "The stage cache directory (default: $FUSEC_CACHE, else fusec.toml's [cache] dir, else "
                   "$XDG_CACHE_HOME/fusec or ~/.cache/fusec)");
+  int64_t nproc = 1;
+  double dist_timeout_s = 300;
+  run->add_option("--nproc", nproc, "Train on N local processes (data parallel over Gloo or NCCL), without torchrun")
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}))
+      ->capture_default_str();
+  run->add_option("--dist-timeout", dist_timeout_s,
+                  "Seconds a rank waits in a collective (or to connect) before it stops naming the others")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
   run->add_option("--stop-after", stop_after, "Stop each stage after N steps, as if killed (for testing --resume)")
       ->check(CLI::PositiveNumber)
       ->group("");
@@ -632,9 +671,11 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
     }
 #ifdef FUSEC_HAVE_EXECUTOR
     if (run->parsed()) {
-      RefuseDistributedLaunch();
+      if (nproc > 1) return RunAsLocalRanks(nproc, args, out, err);
       if (stop_after > 0) run_options.stop_after_steps = stop_after;
       InstallInterruptHandlers();
+      const std::unique_ptr<RankGroup> ranks = JoinLaunch(dist_timeout_s);
+      run_options.ranks = ranks.get();
       return RunExperiments(run_options, out, err);
     }
 #endif

@@ -11,6 +11,7 @@
 #include <map>
 #include <ostream>
 
+#include "runtime/dist/rank_group.h"
 #include "runtime/exec/run_context.h"
 #include "runtime/support/interrupt.h"
 #include "runtime/support/torch_errors.h"
@@ -41,10 +42,11 @@ class Walk {
       : plan_(plan),
         options_(options),
         err_(err),
-        reporter_(out, err),
+        reporter_(Follower() ? null_ : out, Follower() ? null_ : err),
         run_(plan, options, reporter_, [this](ir::NodeId id) -> const NodeValue& { return Eval(id); }) {}
 
   int Run() {
+    if (Follower()) return Follow();
     const ir::Graph& graph = plan_.graph;
     if (!options_.out.empty() && graph.experiments.size() != 1) {
       err_ << "error: --out needs a file with one experiment; this one has " << graph.experiments.size()
@@ -60,7 +62,16 @@ class Walk {
       }
       reporter_.Finish(graph.experiments);
       for (RunDirectory& dir : run_dirs_) dir.Publish();
+      if (options_.ranks != nullptr) {
+        try {
+          options_.ranks->Post(WalkKey(walk_posts_), "done");
+          options_.ranks->Barrier();  // rank 0 hosts the store: it leaves last
+        } catch (const DistributedError& error) {
+          throw RunError(RunErrorKind::Distributed, error.what());
+        }
+      }
     } catch (const RunError& error) {
+      if (options_.ranks != nullptr) TellFollowersOf(error);
       err_ << Render(error, plan_.sources);
       for (const RunDirectory& dir : run_dirs_) {
         err_ << "note: this run's record is in " << dir.staging().string() << "; " << dir.final().string()
@@ -73,6 +84,67 @@ class Walk {
   }
 
  private:
+  /// A rank other than the leader: it trains its shares and waits for the rest.
+  bool Follower() const { return options_.ranks != nullptr && !options_.ranks->leader(); }
+
+  /// The leader's n-th word on the walk: the id of the next train node it enters, or `done`.
+  static std::string WalkKey(int64_t n) { return "walk/" + std::to_string(n); }
+
+  /// A follower's walk: the train nodes the leader enters, in its order (so every rank issues the same
+  /// collectives in the same order), each evaluated as the leader does, until the leader is done.
+  int Follow() {
+    try {
+      try {
+        run_.set_device(ResolveDevice());
+        for (int64_t n = 0;; ++n) {
+          const std::string word = options_.ranks->AwaitPost(WalkKey(n));
+          if (word == "done") {
+            options_.ranks->Barrier();
+            return kExitOk;
+          }
+          Eval(ir::NodeId{static_cast<uint32_t>(std::stoul(word))});
+        }
+      } catch (const DistributedError& error) {
+        throw RunError(RunErrorKind::Distributed, error.what());
+      }
+    } catch (const RunError& error) {
+      err_ << Render(error, plan_.sources);
+      return ExitStatusOf(error);
+    }
+  }
+
+  /// The leader failed: the followers waiting for it stop too (those inside a collective see it fail).
+  void TellFollowersOf(const RunError& error) noexcept {
+    try {
+      options_.ranks->PostFailure(std::string(RunErrorKindName(error.kind())) + ": " + error.message());
+    } catch (const DistributedError&) {
+      // the store is gone with the ranks; nobody is left to tell
+    }
+  }
+
+  /// Nodes the leader computes alone (they commit cache entries); a follower waits for the leader, then reads
+  /// the entry the leader committed.
+  static bool LeaderAlone(ir::NodeKind kind) {
+    return kind == ir::NodeKind::LoadModel || kind == ir::NodeKind::Sample || kind == ir::NodeKind::Score ||
+           kind == ir::NodeKind::RefLogprobs;
+  }
+
+  /// Computes `node` as this rank's part says: the leader tells the followers which train node it enters and
+  /// when a node it computes alone is done.
+  NodeValue ComputeAsRank(const ir::Node& node, ir::NodeId id) {
+    RankGroup* ranks = options_.ranks;
+    if (ranks == nullptr) return Compute(node);
+    const std::string done_key = "node/" + std::to_string(id.value);
+    if (ranks->leader()) {
+      if (node.kind() == ir::NodeKind::Train) ranks->Post(WalkKey(walk_posts_++), std::to_string(id.value));
+      NodeValue value = Compute(node);
+      if (LeaderAlone(node.kind())) ranks->Post(done_key, "done");
+      return value;
+    }
+    if (LeaderAlone(node.kind())) ranks->AwaitPost(done_key);
+    return Compute(node);
+  }
+
   const NodeValue& Eval(ir::NodeId id) {
     if (auto it = values_.find(id.value); it != values_.end()) return it->second;
     const ir::Node& node = plan_.graph.at(id);
@@ -88,7 +160,9 @@ class Walk {
           .Help("run the same command again: finished stages come from the cache, interrupted ones resume");
     }
     try {
-      return values_[id.value] = Compute(node);
+      return values_[id.value] = ComputeAsRank(node, id);
+    } catch (const DistributedError& error) {
+      throw AtNode(RunError(RunErrorKind::Distributed, error.what()), node);
     } catch (const RunError& error) {
       throw AtNode(error, node);
     } catch (const RuleError& error) {
@@ -169,19 +243,23 @@ class Walk {
       where = "the experiment's `device = " + device + "`";
     }
     if (device == "cpu") return torch::kCPU;
+    // Several ranks on a node: each its own GPU, the launcher's LOCAL_RANK.
+    const auto gpu = static_cast<c10::DeviceIndex>(options_.ranks != nullptr ? options_.ranks->local_rank() : 0);
     if (device == "cuda" && !torch::cuda::is_available()) {
       throw RunError(RunErrorKind::Device, where + ": no CUDA device is available")
           .Help("use `--device cpu`, or run where a GPU is visible");
     }
-    return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, gpu) : torch::Device(torch::kCPU);
   }
 
   const PlannedRun& plan_;
   const RunOptions& options_;
   std::ostream& err_;
+  std::ostream null_{nullptr};  // a follower's progress and summary: the leader's alone reach the console
   Reporter reporter_;
   RunContext run_;
   std::map<uint32_t, NodeValue> values_;
+  int64_t walk_posts_ = 0;  // the leader's words on the walk so far
   std::vector<RunDirectory> run_dirs_;  // reserved before it fills: RunContext keeps pointers into it
 };
 

@@ -24,6 +24,8 @@
 
 namespace fusec::rt {
 
+class RankGroup;  // runtime/dist/rank_group.h
+
 struct RunOptions {
   std::string file;
   std::vector<std::string> overrides;
@@ -44,6 +46,9 @@ struct RunOptions {
   bool unoptimized = false;
   /// Stop each training stage after this many optimizer steps of this run, as if killed (tests of --resume).
   std::optional<int64_t> stop_after_steps;
+  /// Several ranks (torchrun, srun, --nproc): the leader (rank 0) walks the graph and writes; every rank trains
+  /// its share of each stage; the others wait for what the leader alone computes. nullptr: one process.
+  RankGroup* ranks = nullptr;
 };
 
 /// A planned program, as the compiler's driver hands it over (runtime/cli plans; the executor only walks).

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "runtime/dist/rank_group.h"
 #include "runtime/exec/run_context.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/support/interrupt.h"
@@ -139,67 +140,125 @@ void TrainOrThrow(LlamaForCausalLMImpl& model, const TrainData& data, const ir::
   }
 }
 
+/// What the trainer is told, the same on every rank.
+TrainSettings SettingsOf(const ir::Node& node, RunContext& run) {
+  const ir::Train& train_node = node.as<ir::Train>();
+  TrainSettings settings = TrainSettings::FromSpec(train_node.spec);
+  settings.bf16_autocast = UsesBf16(train_node.spec.precision, run);
+  if (run.options().unoptimized) settings.DisableOptimizations();
+  return settings;
+}
+
+TrainOptions OptionsOf(const ir::Node& node, RunContext& run, const fs::path& checkpoints, bool resuming,
+                       StageMetrics& metrics) {
+  TrainOptions train;
+  train.stage = RunContext::Label(node);
+  train.stage_hash = node.hash;
+  train.checkpoint_dir = checkpoints.string();
+  train.resume = resuming;
+  train.metrics_so_far = [&metrics] { return metrics.lines(); };
+  train.on_resume = [&metrics](const std::string& lines) { metrics.OnResume(lines); };
+  train.stop_after = run.options().stop_after_steps;
+  if (run.options().checkpoint_minutes > 0) train.checkpoint_interval_s = run.options().checkpoint_minutes * 60;
+  train.should_stop = [] { return InterruptSignal() != 0; };
+  train.on_step = [&metrics](const StepMetrics& m) { metrics.OnStep(m); };
+  train.ranks = run.options().ranks;
+  return train;
+}
+
+/// A stage that ended before its last step: SIGINT or SIGTERM (here or on another rank, which all ranks agree
+/// on) or --stop-after; its checkpoint is saved.
+void ThrowIfStoppedEarly(const StepMetrics& last, const std::string& label, RunContext& run) {
+  if (last.step >= last.total_steps) return;
+  if (InterruptSignal() != 0 || !run.options().stop_after_steps) {
+    const std::string by = InterruptSignal() != 0 ? SignalName(InterruptSignal()) : "a signal to another rank";
+    throw RunError(RunErrorKind::Interrupted, "stopped by " + by + " after step " + std::to_string(last.step) +
+                                                  " of " + std::to_string(last.total_steps) +
+                                                  "; its checkpoint is saved")
+        .Help("run the same command again to resume from step " + std::to_string(last.step) +
+              " (`--restart` starts the stage over)");
+  }
+  throw RunError(RunErrorKind::TrainingStopped, label + ": stopped after step " + std::to_string(last.step) + " of " +
+                                                    std::to_string(last.total_steps) + " (--stop-after)")
+      .Help("running it again continues from the last checkpoint");
+}
+
+/// The store keys under which the leader tells the other ranks how a train node goes: `plan` (`cached`,
+/// `resume` or `fresh`) and, once committed, `entry`.
+std::string RankKey(const ir::Node& node, RunContext& run, const char* what) {
+  return "train/" + std::to_string(&node - run.plan().graph.nodes.data()) + "/" + what;
+}
+
+void TellOtherRanks(const ir::Node& node, RunContext& run, const char* what, const std::string& value) {
+  if (run.options().ranks != nullptr) run.options().ranks->Post(RankKey(node, run, what), value);
+}
+
+/// A rank other than the leader: it trains its share of each step as the leader planned the stage, and
+/// returns the model the leader committed.
+NodeValue FollowTrain(const ir::Node& node, RunContext& run) {
+  RankGroup& ranks = *run.options().ranks;
+  const std::string label = RunContext::Label(node);
+  const ModelHandle init = *run.Input(node, "init").model;
+  const std::string plan = ranks.AwaitPost(RankKey(node, run, "plan"));
+  if (plan == "cached") {
+    auto cached = run.CachedEntry(node);
+    if (!cached) throw RunError(RunErrorKind::CacheEntry, "rank 0 found the stage in the cache, but this rank does not: is the cache directory on a filesystem every rank sees?");
+    return ReuseCached(node, *cached, init, run);
+  }
+  OpenedModel opened = run.Open(init);
+  TokenizedItems tokenized = PrepareItems(node, opened, run);
+  const fs::path checkpoints = run.cache().CheckpointPath(node.hash);
+  StageMetrics metrics(node, run.reporter());
+  TrainOrThrow(*opened.model, tokenized.data, node.as<ir::Train>(), SettingsOf(node, run),
+               OptionsOf(node, run, checkpoints, plan == "resume", metrics));
+  ThrowIfStoppedEarly(metrics.last, label, run);
+  const std::string entry = ranks.AwaitPost(RankKey(node, run, "entry"));
+  return NodeValue{ModelHandle{entry + "/model", init.chat}};
+}
+
 }  // namespace
 
 NodeValue RunTrain(const ir::Node& node, RunContext& run) {
+  if (run.options().ranks != nullptr && !run.options().ranks->leader()) return FollowTrain(node, run);
   const std::string label = RunContext::Label(node);
   const ModelHandle init = *run.Input(node, "init").model;
-  if (auto cached = run.CachedEntry(node)) return ReuseCached(node, *cached, init, run);
+  auto reuse = [&](const std::string& entry) {
+    TellOtherRanks(node, run, "plan", "cached");
+    return ReuseCached(node, entry, init, run);
+  };
+  if (auto cached = run.CachedEntry(node)) return reuse(*cached);
   // One process trains a stage at a time (its checkpoints and entry are shared); one that waited reuses
   // what the other committed.
   const FileLock stage_lock = run.LockEntry(node);
-  if (auto cached = run.CachedEntry(node)) return ReuseCached(node, *cached, init, run);
+  if (auto cached = run.CachedEntry(node)) return reuse(*cached);
   if (node.FindInput("reference") != nullptr) {
     throw RunError(RunErrorKind::Internal, "a reference model must be hoisted into ref_logprobs before training");
   }
   const ir::Train& train_node = node.as<ir::Train>();
   OpenedModel opened = run.Open(init);
   TokenizedItems tokenized = PrepareItems(node, opened, run);
-
-  TrainSettings settings = TrainSettings::FromSpec(train_node.spec);
-  settings.bf16_autocast = UsesBf16(train_node.spec.precision, run);
-  if (run.options().unoptimized) settings.DisableOptimizations();
+  const TrainSettings settings = SettingsOf(node, run);
 
   const fs::path checkpoints = run.cache().CheckpointPath(node.hash);
   const bool resuming = ResumesFromCheckpoint(label, checkpoints, run);
   fs::create_directories(checkpoints);
   StageMetrics metrics(node, run.reporter());
-
-  TrainOptions train;
-  train.stage = label;
-  train.stage_hash = node.hash;
-  train.checkpoint_dir = checkpoints.string();
-  train.resume = resuming;
-  train.metrics_so_far = [&] { return metrics.lines(); };
-  train.on_resume = [&](const std::string& lines) { metrics.OnResume(lines); };
-  train.stop_after = run.options().stop_after_steps;
-  if (run.options().checkpoint_minutes > 0) train.checkpoint_interval_s = run.options().checkpoint_minutes * 60;
-  train.should_stop = [] { return InterruptSignal() != 0; };
-  train.on_step = [&](const StepMetrics& m) { metrics.OnStep(m); };
+  const TrainOptions train = OptionsOf(node, run, checkpoints, resuming, metrics);
+  RankGroup* ranks = run.options().ranks;
   run.reporter().progress() << "[" << label << "] training on " << tokenized.data.items.items.size() << " items"
                             << (tokenized.too_long > 0
                                     ? " (" + std::to_string(tokenized.too_long) + " over max_len dropped)"
                                     : "")
                             << (resuming ? ", resuming from its last checkpoint" : "") << " on "
-                            << run.device().str() << (settings.bf16_autocast ? " (bf16 autocast)" : "") << "\n";
+                            << run.device().str() << (settings.bf16_autocast ? " (bf16 autocast)" : "")
+                            << (ranks != nullptr ? " x " + std::to_string(ranks->size()) + " ranks" : "") << "\n";
   if (tokenized.data.items.items.empty()) {
     throw RunError(RunErrorKind::NoItems, "no items to train on")
         .Help("the stage's rule kept nothing, or every item is longer than `max_len`");
   }
+  TellOtherRanks(node, run, "plan", resuming ? "resume" : "fresh");
   TrainOrThrow(*opened.model, tokenized.data, train_node, settings, train);
-  if (metrics.last.step < metrics.last.total_steps && InterruptSignal() != 0) {
-    throw RunError(RunErrorKind::Interrupted, "stopped by " + SignalName(InterruptSignal()) + " after step " +
-                                                  std::to_string(metrics.last.step) + " of " +
-                                                  std::to_string(metrics.last.total_steps) + "; its checkpoint is saved")
-        .Help("run the same command again to resume from step " + std::to_string(metrics.last.step) +
-              " (`--restart` starts the stage over)");
-  }
-  if (metrics.last.step < metrics.last.total_steps) {
-    throw RunError(RunErrorKind::TrainingStopped, label + ": stopped after step " + std::to_string(metrics.last.step) +
-                                                      " of " + std::to_string(metrics.last.total_steps) +
-                                                      " (--stop-after)")
-        .Help("running it again continues from the last checkpoint");
-  }
+  ThrowIfStoppedEarly(metrics.last, label, run);
 
   std::string staging = run.cache().BeginEntry(node.hash);
   SaveOptions save;
@@ -210,6 +269,7 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
   WriteOrThrow(fs::path(staging) / "metrics.jsonl", metrics.lines());
   std::string entry = run.Commit(node, staging);
   fs::remove_all(checkpoints);
+  TellOtherRanks(node, run, "entry", entry);
   run.reporter().StageDone(node.stages, "trained", Reporter::LastLoss(metrics.lines()));
   return NodeValue{ModelHandle{entry + "/model", init.chat}};
 }

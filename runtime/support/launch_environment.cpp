@@ -101,6 +101,17 @@ std::optional<LaunchEnvironment> ReadSlurm(const EnvironmentReader& read, std::s
   const char* nodes = read("SLURM_JOB_NODELIST");
   if (nodes == nullptr) nodes = read("SLURM_NODELIST");
   launch.master_addr = FirstSlurmHost(nodes != nullptr ? nodes : "");
+  // The store's port: MASTER_PORT when the script sets one, else one drawn from the job id, so that two jobs
+  // sharing a node do not meet on the same port.
+  if (IsSet(read, "MASTER_PORT")) {
+    auto port = WholeNumber(read, "Slurm", "MASTER_PORT", 1, error);
+    if (!port) return std::nullopt;
+    launch.master_port = *port;
+  } else {
+    int64_t job = 0;
+    if (!ReadIfSet(read, "Slurm", "SLURM_JOB_ID", 0, job, error)) return std::nullopt;
+    launch.master_port = 15000 + job % 10000;
+  }
   return launch;
 }
 

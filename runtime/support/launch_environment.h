@@ -28,7 +28,7 @@ struct LaunchEnvironment {
   int64_t local_rank = 0;
   int64_t local_world_size = 1;
   std::string master_addr;  // torchrun's MASTER_ADDR, or Slurm's first host; empty for one process
-  int64_t master_port = 0;  // torchrun's MASTER_PORT; 0 when not given
+  int64_t master_port = 0;  // MASTER_PORT; under Slurm without one, 15000 + SLURM_JOB_ID % 10000
 
   /// "rank 1 of 2 (torchrun: RANK=1, WORLD_SIZE=2)", or "one process" without a launcher.
   std::string Describe() const;

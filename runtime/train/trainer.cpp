@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <numbers>
 #include <random>
 
+#include "runtime/dist/gradient_buckets.h"
 #include "runtime/model/inference.h"
 #include "runtime/model/training_checkpoint.h"
 #include "runtime/objectives/loss.h"
@@ -140,25 +142,48 @@ StepPrompts PromptsOfStep(const StagePlan& plan, const TrainSettings& settings, 
   return prompts;
 }
 
-/// The micro-batches of a step: lists of prompt positions. Length-aware: first fit, longest first, into bins
-/// of the token budget (a prompt over the budget is a micro-batch of its own). Otherwise `micro_batch` prompts
-/// at a time in visiting order.
-std::vector<std::vector<size_t>> MicroBatches(const StagePlan& plan, const StepPrompts& prompts,
+/// This rank's share of a step's prompts (prompt positions, in visiting order). One process: all of them.
+/// Several: each prompt, the longest first, goes to the rank with the fewest computed tokens so far (the
+/// lowest such rank), so the ranks finish their micro-batches at about the same time. Every rank computes
+/// every share the same way, so the shares are disjoint and cover the step.
+std::vector<size_t> ShareOfRank(const StagePlan& plan, const StepPrompts& prompts, int64_t rank, int64_t ranks) {
+  std::vector<size_t> visiting(prompts.order.begin() + prompts.first, prompts.order.begin() + prompts.last);
+  if (ranks == 1) return visiting;
+  std::vector<size_t> longest_first(visiting.size());
+  for (size_t k = 0; k < visiting.size(); ++k) longest_first[k] = k;
+  std::stable_sort(longest_first.begin(), longest_first.end(), [&](size_t a, size_t b) {
+    return plan.prompt_tokens[visiting[a]] > plan.prompt_tokens[visiting[b]];
+  });
+  std::vector<int64_t> tokens_of_rank(static_cast<size_t>(ranks), 0);
+  std::vector<bool> mine(visiting.size(), false);
+  for (size_t k : longest_first) {
+    const auto lightest = static_cast<int64_t>(
+        std::min_element(tokens_of_rank.begin(), tokens_of_rank.end()) - tokens_of_rank.begin());
+    tokens_of_rank[static_cast<size_t>(lightest)] += plan.prompt_tokens[visiting[k]];
+    mine[k] = lightest == rank;
+  }
+  std::vector<size_t> share;
+  for (size_t k = 0; k < visiting.size(); ++k) {
+    if (mine[k]) share.push_back(visiting[k]);
+  }
+  return share;
+}
+
+/// The micro-batches of a rank's share of a step: lists of prompt positions. Length-aware: first fit, longest
+/// first, into bins of the token budget (a prompt over the budget is a micro-batch of its own). Otherwise
+/// `micro_batch` prompts at a time in visiting order.
+std::vector<std::vector<size_t>> MicroBatches(const StagePlan& plan, const std::vector<size_t>& share,
                                               const TrainSettings& settings) {
-  const std::vector<size_t>& order = prompts.order;
-  const int64_t first = prompts.first;
-  const int64_t last = prompts.last;
   std::vector<std::vector<size_t>> batches;
   if (!settings.length_aware_batches) {
-    for (int64_t begin = first; begin < last; begin += settings.spec.micro_batch) {
-      std::vector<size_t>& batch = batches.emplace_back();
-      for (int64_t k = begin; k < std::min(last, begin + settings.spec.micro_batch); ++k) {
-        batch.push_back(order[static_cast<size_t>(k)]);
-      }
+    const auto micro_batch = static_cast<size_t>(settings.spec.micro_batch);
+    for (size_t begin = 0; begin < share.size(); begin += micro_batch) {
+      batches.emplace_back(share.begin() + static_cast<std::ptrdiff_t>(begin),
+                           share.begin() + static_cast<std::ptrdiff_t>(std::min(share.size(), begin + micro_batch)));
     }
     return batches;
   }
-  std::vector<size_t> step_prompts(order.begin() + first, order.begin() + last);
+  std::vector<size_t> step_prompts = share;
   std::stable_sort(step_prompts.begin(), step_prompts.end(),
                    [&](size_t a, size_t b) { return plan.prompt_tokens[a] > plan.prompt_tokens[b]; });
   std::vector<int64_t> filled;
@@ -353,21 +378,46 @@ PairRewards ImplicitRewards(const LossBatch& batch, const std::vector<std::strin
   return rewards;
 }
 
-/// What a step's metrics gather over its micro-batches.
+/// What a step's metrics gather over its micro-batches (and, with several ranks, over the ranks).
 struct StepTally {
   double loss = 0;
-  int64_t tokens = 0;
-  std::vector<double> weights;  // each item's
-  PairRewards rewards;          // each item's implicit rewards (pair stages)
+  double tokens = 0;
+  double weight_sum = 0, weight_count = 0;
+  double weight_min = std::numeric_limits<double>::infinity(), weight_max = -std::numeric_limits<double>::infinity();
+  // Pair stages: the items' implicit rewards, summed, and how many have chosen above rejected.
+  double chosen_sum = 0, rejected_sum = 0, correct = 0, pairs = 0;
 
   void Add(double micro_loss, const TrainData& data, const MicroBatch& micro, const LossBatch& batch) {
     loss += micro_loss;
-    tokens += micro.tokens;
-    const std::vector<double> item_weights = ItemWeights(data, micro);
-    weights.insert(weights.end(), item_weights.begin(), item_weights.end());
-    const PairRewards micro_rewards = ImplicitRewards(batch, data.items.roles);
-    rewards.chosen.insert(rewards.chosen.end(), micro_rewards.chosen.begin(), micro_rewards.chosen.end());
-    rewards.rejected.insert(rewards.rejected.end(), micro_rewards.rejected.begin(), micro_rewards.rejected.end());
+    tokens += static_cast<double>(micro.tokens);
+    for (double w : ItemWeights(data, micro)) {
+      weight_sum += w;
+      weight_count += 1;
+      weight_min = std::min(weight_min, w);
+      weight_max = std::max(weight_max, w);
+    }
+    const PairRewards rewards = ImplicitRewards(batch, data.items.roles);
+    for (size_t k = 0; k < rewards.chosen.size(); ++k) {
+      chosen_sum += rewards.chosen[k];
+      rejected_sum += rewards.rejected[k];
+      correct += rewards.chosen[k] > rewards.rejected[k];
+      pairs += 1;
+    }
+  }
+
+  /// The whole step's tally, on every rank; `stop` becomes whether any rank was asked to stop.
+  void CombineOverRanks(RankGroup& ranks, bool& stop) {
+    torch::Tensor sums = torch::tensor({loss, tokens, weight_sum, weight_count, chosen_sum, rejected_sum, correct, pairs},
+                                       torch::kDouble);
+    torch::Tensor maxima = torch::tensor({weight_max, -weight_min, stop ? 1.0 : 0.0}, torch::kDouble);
+    ranks.Sum(sums);
+    ranks.Max(maxima);
+    double* s = sums.data_ptr<double>();
+    loss = s[0], tokens = s[1], weight_sum = s[2], weight_count = s[3];
+    chosen_sum = s[4], rejected_sum = s[5], correct = s[6], pairs = s[7];
+    weight_max = maxima[0].item<double>();
+    weight_min = -maxima[1].item<double>();
+    stop = maxima[2].item<double>() > 0;
   }
 };
 
@@ -385,28 +435,18 @@ StepMetrics MetricsOfStep(const StepTally& tally, int64_t step, int64_t total_st
   metrics.loss = tally.loss;
   metrics.lr = lr;
   metrics.grad_norm = grad_norm;
-  metrics.tokens = tally.tokens;
-  metrics.tokens_per_s = static_cast<double>(tally.tokens) / std::max(seconds, 1e-9);
-  const PairRewards& rewards = tally.rewards;
-  if (!rewards.chosen.empty()) {
-    double c = 0, r = 0, correct = 0;
-    for (size_t k = 0; k < rewards.chosen.size(); ++k) {
-      c += rewards.chosen[k];
-      r += rewards.rejected[k];
-      correct += rewards.chosen[k] > rewards.rejected[k];
-    }
-    auto n = static_cast<double>(rewards.chosen.size());
-    metrics.chosen_reward = c / n;
-    metrics.rejected_reward = r / n;
-    metrics.margin = (c - r) / n;
-    metrics.accuracy = correct / n;
+  metrics.tokens = static_cast<int64_t>(tally.tokens);
+  metrics.tokens_per_s = tally.tokens / std::max(seconds, 1e-9);
+  if (tally.pairs > 0) {
+    metrics.chosen_reward = tally.chosen_sum / tally.pairs;
+    metrics.rejected_reward = tally.rejected_sum / tally.pairs;
+    metrics.margin = (tally.chosen_sum - tally.rejected_sum) / tally.pairs;
+    metrics.accuracy = tally.correct / tally.pairs;
   }
-  if (!tally.weights.empty()) {
-    metrics.weight_min = *std::min_element(tally.weights.begin(), tally.weights.end());
-    metrics.weight_max = *std::max_element(tally.weights.begin(), tally.weights.end());
-    double sum = 0;
-    for (double w : tally.weights) sum += w;
-    metrics.weight_mean = sum / static_cast<double>(tally.weights.size());
+  if (tally.weight_count > 0) {
+    metrics.weight_min = tally.weight_min;
+    metrics.weight_max = tally.weight_max;
+    metrics.weight_mean = tally.weight_sum / tally.weight_count;
   }
   return metrics;
 }
@@ -462,13 +502,17 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
               const ir::Requirements& needs, const TrainSettings& settings, const TrainOptions& options) {
   const torch::Device device = model.OutputWeight().device();
   const StagePlan plan = PlanStage(data, needs, settings, options.stage);
+  RankGroup* const ranks = options.ranks != nullptr && options.ranks->size() > 1 ? options.ranks : nullptr;
+  const bool writes_checkpoints = !options.checkpoint_dir.empty() && (ranks == nullptr || ranks->leader());
   model.train();
   torch::optim::AdamW optimizer(model.parameters(), AdamWOptionsOf(settings));
   int64_t step = 0;  // optimizer steps taken
   if (options.resume && !options.checkpoint_dir.empty()) {
     step = ResumeFromLatestCheckpoint(model, optimizer, options, plan.total_steps);
   }
-  if (!options.checkpoint_dir.empty()) fs::create_directories(options.checkpoint_dir);
+  if (writes_checkpoints) fs::create_directories(options.checkpoint_dir);
+  std::optional<GradientBuckets> buckets;  // several ranks: gradients summed during the last backward
+  if (ranks != nullptr) buckets.emplace(model.parameters(), *ranks);
 
   int64_t steps_this_run = 0;
   auto last_checkpoint = std::chrono::steady_clock::now();
@@ -482,10 +526,13 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
     const auto start = std::chrono::steady_clock::now();
     StepTally tally;
     optimizer.zero_grad();
-    for (const std::vector<size_t>& micro_prompts : MicroBatches(plan, prompts, settings)) {
-      const MicroBatch micro = GatherMicroBatch(data, plan.prompts, micro_prompts, loss.unit);
+    const std::vector<size_t> share =
+        ShareOfRank(plan, prompts, ranks != nullptr ? ranks->rank() : 0, ranks != nullptr ? ranks->size() : 1);
+    const std::vector<std::vector<size_t>> micro_batches = MicroBatches(plan, share, settings);
+    for (size_t k = 0; k < micro_batches.size(); ++k) {
+      const MicroBatch micro = GatherMicroBatch(data, plan.prompts, micro_batches[k], loss.unit);
       LossBatch batch;
-      torch::Tensor micro_loss;  // [] this micro-batch's share of the step's loss
+      torch::Tensor micro_loss;  // [] this micro-batch's share of the step's loss (over every rank's prompts)
       // The forward pass and the loss under autocast when asked; backward outside it.
       {
         compat::AutocastScope autocast(settings.bf16_autocast, device.type(), at::kBFloat16);
@@ -494,8 +541,14 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
         micro_loss = WeightedUnitLosses(loss, needs, batch, at_step).sum() / prompts.count();
       }
       const double loss_value = FiniteLossValue(micro_loss, loss.objective, at_step);
+      if (buckets && k + 1 == micro_batches.size()) buckets->ArmForLastMicroBatch();
       micro_loss.backward();
       tally.Add(loss_value, data, micro, batch);
+    }
+    bool stop_asked = buckets && options.should_stop && options.should_stop();
+    if (buckets) {
+      buckets->Finish();
+      tally.CombineOverRanks(*ranks, stop_asked);  // the same stop on every rank
     }
     const double grad_norm = ClipGradients(model, settings.spec.grad_clip);
     optimizer.step();
@@ -505,17 +558,20 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
     const StepMetrics metrics =
         MetricsOfStep(tally, step, plan.total_steps, prompts.epoch + 1, lr, grad_norm, SecondsSince(start));
     if (options.on_step) options.on_step(metrics);
-    const bool stopping = options.should_stop && options.should_stop() && step < plan.total_steps;
+    if (!buckets) stop_asked = options.should_stop && options.should_stop();
+    const bool stopping = stop_asked && step < plan.total_steps;
     const bool checkpoint_is_due =
         IsCheckpointStep(step, plan.total_steps, settings.spec.save_every) || stopping ||
         (options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s);
-    if (!options.checkpoint_dir.empty() && checkpoint_is_due) {
+    if (writes_checkpoints && checkpoint_is_due) {
       SaveCheckpoint(model, optimizer, step, plan.total_steps, options);
       last_checkpoint = std::chrono::steady_clock::now();
     }
     if (stopping) break;
     if (options.stop_after && steps_this_run >= *options.stop_after && step < plan.total_steps) break;
   }
+  // Every rank leaves once the leader's last checkpoint is written: a rank that stops now leaves it whole.
+  if (ranks != nullptr) ranks->Barrier();
   model.eval();
   return step;
 }

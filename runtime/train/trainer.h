@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "compiler/ir/ir.h"
+#include "runtime/dist/rank_group.h"
 #include "runtime/exec/rules.h"
 #include "runtime/model/inference.h"
 #include "runtime/model/llama.h"
@@ -101,6 +102,9 @@ struct TrainOptions {
   std::function<std::string()> metrics_so_far;
   /// Called when resuming, with the metrics lines of the checkpoint's steps.
   std::function<void(const std::string& metrics)> on_resume;
+  /// Several ranks (data parallel): each takes its share of every step's prompts and the gradients are summed
+  /// over the ranks; the leader alone writes checkpoints. nullptr, or a group of one: this process alone.
+  RankGroup* ranks = nullptr;
 };
 
 /// A stage that cannot train on: a loss that is not finite, a loss graph the batch does not fit. The message

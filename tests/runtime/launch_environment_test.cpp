@@ -54,7 +54,7 @@ TEST(LaunchEnvironment, ReadsAnSrunTaskAndPrefersTorchrunInsideIt) {
   std::string error;
   const Variables srun = {{"SLURM_PROCID", "5"},          {"SLURM_NTASKS", "8"},      {"SLURM_STEP_NUM_TASKS", "8"},
                           {"SLURM_LOCALID", "1"},         {"SLURM_NTASKS_PER_NODE", "4"},
-                          {"SLURM_JOB_NODELIST", "gpu[07-08]"}};
+                          {"SLURM_JOB_NODELIST", "gpu[07-08]"}, {"SLURM_JOB_ID", "4321987"}};
   auto launch = Read(srun, &error);
   ASSERT_TRUE(launch) << error;
   EXPECT_EQ(launch->launcher, Launcher::Slurm);
@@ -63,7 +63,13 @@ TEST(LaunchEnvironment, ReadsAnSrunTaskAndPrefersTorchrunInsideIt) {
   EXPECT_EQ(launch->local_rank, 1);
   EXPECT_EQ(launch->local_world_size, 4);
   EXPECT_EQ(launch->master_addr, "gpu07");
+  EXPECT_EQ(launch->master_port, 15000 + 1987);  // drawn from the job id: two jobs on a node do not collide
   EXPECT_EQ(launch->Describe(), "rank 5 of 8 (Slurm: SLURM_PROCID=5, SLURM_STEP_NUM_TASKS=8)");
+  Variables with_port = srun;
+  with_port.insert({"MASTER_PORT", "29777"});
+  launch = Read(with_port, &error);
+  ASSERT_TRUE(launch) << error;
+  EXPECT_EQ(launch->master_port, 29777);
   Variables inside = srun;
   inside.insert({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "gpu07"}, {"MASTER_PORT", "1234"}});
   launch = Read(inside, &error);
