@@ -24,9 +24,9 @@
 #include <cstring>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
 #include <thread>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -53,9 +53,7 @@ extern "C" void OnLauncherSignal(int signal) {
   errno = saved_errno;
 }
 
-[[noreturn]] void ThrowErrno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
+[[noreturn]] void ThrowErrno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
 
 /// A file descriptor closed when it goes.
 class OwnedFd {
@@ -193,12 +191,15 @@ int ExitStatusOf(int wait_status) {
 
 /// Rank `rank`'s environment: this process's, with the launch's variables (torchrun's, and ours) set.
 std::vector<std::string> RankEnvironment(int rank, int nproc, int port) {
-  std::vector<std::pair<std::string, std::string>> launch = {
-      {"RANK", std::to_string(rank)},        {"LOCAL_RANK", std::to_string(rank)},
-      {"WORLD_SIZE", std::to_string(nproc)}, {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
-      {"GROUP_RANK", "0"},                   {"MASTER_ADDR", "127.0.0.1"},
-      {"MASTER_PORT", std::to_string(port)}, {"TORCHELASTIC_USE_AGENT_STORE", "False"},
-      {"FUSEC_LOCAL_RANKS", "1"}};
+  std::vector<std::pair<std::string, std::string>> launch = {{"RANK", std::to_string(rank)},
+                                                             {"LOCAL_RANK", std::to_string(rank)},
+                                                             {"WORLD_SIZE", std::to_string(nproc)},
+                                                             {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
+                                                             {"GROUP_RANK", "0"},
+                                                             {"MASTER_ADDR", "127.0.0.1"},
+                                                             {"MASTER_PORT", std::to_string(port)},
+                                                             {"TORCHELASTIC_USE_AGENT_STORE", "False"},
+                                                             {"FUSEC_LOCAL_RANKS", "1"}};
   if (std::getenv("OMP_NUM_THREADS") == nullptr) {  // each rank its share of the cores, as torchrun does
     const int cores = static_cast<int>(std::thread::hardware_concurrency());
     launch.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, cores / nproc)));
@@ -227,7 +228,7 @@ enum class Stream { Stdout, Stderr };
 struct Rank {
   int index = 0;
   pid_t pid = -1;
-  OwnedFd stdout_pipe, stderr_pipe;  // closed at their end
+  OwnedFd stdout_pipe, stderr_pipe;      // closed at their end
   std::string stdout_line, stderr_line;  // what came after the last newline
   bool ended = false;
 

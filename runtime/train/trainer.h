@@ -8,6 +8,10 @@
 // checkpoint holds everything the next step depends on (weights, optimizer moments, step, order), so a
 // resumed run ends with the same weights as an uninterrupted one. A loss that is not finite stops the stage
 // with an error naming it and the step, keeping the last good checkpoint.
+//
+// On several ranks (TrainOptions::ranks), each takes its share of every step's prompts, balanced by computed
+// tokens; the loss is still divided by the whole step's prompt count, and the gradients are summed over the
+// ranks during backward (runtime/dist/gradient_buckets.h), so every rank takes the single process's step.
 #pragma once
 
 #include <cstdint>
