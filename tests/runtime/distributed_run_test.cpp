@@ -1,7 +1,8 @@
 // Training across processes, end to end on the CPU over Gloo: experiments/smoke.fuse under torchrun with 2
 // ranks and under `fusec run --nproc 3` (an uneven split of each step's 4 prompts) ends with the weights of
 // the single-process run to 1e-5 relative and its per-step losses to 1e-6; a run stopped at step 3 resumes
-// bit-identically at the same world size and continues at another (2 -> 3); a rank killed with SIGKILL
+// bit-identically at the same world size and continues at another (2 -> 3); SIGINT to --nproc's launcher stops
+// every rank after one checkpoint and the rerun resumes; a rank killed with SIGKILL
 // brings the others down within 60 s with an error naming it, its last checkpoint intact, and rerunning
 // finishes the run.
 //
@@ -265,6 +266,25 @@ TEST_F(DistributedRun, AKilledRankStopsTheOthersWithinAMinuteAndRerunningFinishe
   EXPECT_NE(ReadFile(dir / "killed-b.log").find("resuming from its last checkpoint"), std::string::npos)
       << ReadFile(dir / "killed-b.log");
   ExpectWeightsOfOneProcess(dir, checkpoints, "killed, then resumed");
+}
+
+TEST_F(DistributedRun, SigintToTheLauncherStopsEveryRankAfterACheckpointAndTheRerunResumes) {
+  const ScratchDir& dir = *dir_;
+  const std::string log = dir / "interrupted.log";
+  const pid_t launcher = Spawn(SmokeRun(dir, "interrupted", {"--nproc", "2"}), log);
+  ASSERT_TRUE(WaitForText(log, "[rank 0] [smoke/sft] step 3/")) << ReadFile(log);
+  kill(launcher, SIGINT);
+  const int status = WaitFor(launcher);
+  ASSERT_TRUE(WIFEXITED(status)) << ReadFile(log);
+  EXPECT_EQ(WEXITSTATUS(status), 130) << ReadFile(log);
+  const std::string said = ReadFile(log);
+  EXPECT_NE(said.find("[rank 0] "), std::string::npos);
+  EXPECT_NE(said.find("its checkpoint is saved"), std::string::npos) << said;
+  ASSERT_EQ(RunToEnd(SmokeRun(dir, "interrupted", {"--nproc", "2"}), dir / "interrupted-b.log"), 0)
+      << ReadFile(dir / "interrupted-b.log");
+  EXPECT_NE(ReadFile(dir / "interrupted-b.log").find("resuming from its last checkpoint"), std::string::npos)
+      << ReadFile(dir / "interrupted-b.log");
+  ExpectWeightsOfOneProcess(dir, dir / "interrupted-cache", "interrupted, then resumed");
 }
 
 TEST_F(DistributedRun, ARankWithNoLauncherStopsWithinAMinuteWhenItsPeerIsKilled) {
