@@ -2,7 +2,8 @@
 // ranks and under `fusec run --nproc 3` (an uneven split of each step's 4 prompts) ends with the weights of
 // the single-process run to 1e-5 relative and its per-step losses to 1e-6; a run stopped at step 3 resumes
 // bit-identically at the same world size and continues at another (2 -> 3); SIGINT to --nproc's launcher stops
-// every rank after one checkpoint and the rerun resumes; a rank killed with SIGKILL
+// every rank after one checkpoint and the rerun resumes; a rank whose peer hangs (SIGSTOP) stops after
+// --dist-timeout; a rank killed with SIGKILL
 // brings the others down within 60 s with an error naming it, its last checkpoint intact, and rerunning
 // finishes the run.
 //
@@ -287,22 +288,26 @@ TEST_F(DistributedRun, SigintToTheLauncherStopsEveryRankAfterACheckpointAndTheRe
   ExpectWeightsOfOneProcess(dir, dir / "interrupted-cache", "interrupted, then resumed");
 }
 
-TEST_F(DistributedRun, ARankWithNoLauncherStopsWithinAMinuteWhenItsPeerIsKilled) {
-  // Two ranks started by hand (as on two nodes, where no launcher sees the other's death): rank 0 itself
-  // notices that rank 1 is gone.
-  const ScratchDir& dir = *dir_;
+/// Two ranks started by hand (as on two nodes, where no launcher sees the other's end), named `name`, with
+/// a checkpoint after every step and `timeout` seconds for a collective; their pids.
+std::pair<pid_t, pid_t> TwoRanksByHand(const ScratchDir& dir, const std::string& name, int timeout) {
   const std::string port = std::to_string(FreePort());
   auto rank = [&](int k) {
     std::vector<std::string> args = {"/usr/bin/env", "RANK=" + std::to_string(k), "WORLD_SIZE=2",
                                      "LOCAL_RANK=" + std::to_string(k), "LOCAL_WORLD_SIZE=2",
                                      "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port};
-    const std::vector<std::string> run =
-        SmokeRun(dir, "peer", {"--checkpoint-minutes", "0.00001", "--dist-timeout", "30"});
+    const std::vector<std::string> run = SmokeRun(
+        dir, name, {"--checkpoint-minutes", "0.00001", "--dist-timeout", std::to_string(timeout)});
     args.insert(args.end(), run.begin(), run.end());
-    return Spawn(args, dir / ("peer-" + std::to_string(k) + ".log"));
+    return Spawn(args, dir / (name + "-" + std::to_string(k) + ".log"));
   };
   const pid_t rank0 = rank(0);
-  const pid_t rank1 = rank(1);
+  return {rank0, rank(1)};
+}
+
+TEST_F(DistributedRun, ARankWithNoLauncherStopsWithinAMinuteWhenItsPeerIsKilled) {
+  const ScratchDir& dir = *dir_;
+  const auto [rank0, rank1] = TwoRanksByHand(dir, "peer", 30);
   ASSERT_TRUE(WaitForText(dir / "peer-0.log", "[smoke/sft] step 4/")) << ReadFile(dir / "peer-0.log");
   const auto killed_at = std::chrono::steady_clock::now();
   kill(rank1, SIGKILL);
@@ -316,6 +321,25 @@ TEST_F(DistributedRun, ARankWithNoLauncherStopsWithinAMinuteWhenItsPeerIsKilled)
   const std::string said = ReadFile(dir / "peer-0.log");
   EXPECT_NE(said.find("rank 0 of 2"), std::string::npos) << said;
   EXPECT_NE(said.find("another rank stopped"), std::string::npos) << said;
+  EXPECT_NE(said.find("[Distributed]"), std::string::npos) << said;
+}
+
+TEST_F(DistributedRun, ARankWhosePeerHangsStopsAfterTheTimeout) {
+  const ScratchDir& dir = *dir_;
+  const auto [rank0, rank1] = TwoRanksByHand(dir, "hung", 3);
+  ASSERT_TRUE(WaitForText(dir / "hung-0.log", "[smoke/sft] step 4/")) << ReadFile(dir / "hung-0.log");
+  const auto stopped_at = std::chrono::steady_clock::now();
+  kill(rank1, SIGSTOP);  // alive, its sockets open, answering nothing
+  const int status = WaitFor(rank0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  kill(rank1, SIGKILL);
+  WaitFor(rank1);
+  std::cout << "rank 0 stopped " << seconds << " s after rank 1 hung (--dist-timeout 3)" << std::endl;
+  EXPECT_LT(seconds, 60);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  const std::string said = ReadFile(dir / "hung-0.log");
+  EXPECT_NE(said.find("rank 0 of 2"), std::string::npos) << said;
   EXPECT_NE(said.find("[Distributed]"), std::string::npos) << said;
 }
 
