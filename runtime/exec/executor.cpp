@@ -108,7 +108,10 @@ class Walk {
         throw RunError(RunErrorKind::Distributed, error.what());
       }
     } catch (const RunError& error) {
-      err_ << Render(error, plan_.sources);
+      // A stop every rank agreed on (a signal, --stop-after) is said once, by rank 0.
+      const bool said_by_the_leader =
+          error.kind() == RunErrorKind::Interrupted || error.kind() == RunErrorKind::TrainingStopped;
+      if (!said_by_the_leader) err_ << Render(error, plan_.sources);
       return ExitStatusOf(error);
     }
   }

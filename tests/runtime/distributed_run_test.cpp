@@ -281,6 +281,9 @@ TEST_F(DistributedRun, SigintToTheLauncherStopsEveryRankAfterACheckpointAndTheRe
   const std::string said = ReadFile(log);
   EXPECT_NE(said.find("[rank 0] "), std::string::npos);
   EXPECT_NE(said.find("its checkpoint is saved"), std::string::npos) << said;
+  const size_t first = said.find("[Interrupted]");
+  ASSERT_NE(first, std::string::npos) << said;
+  EXPECT_EQ(said.find("[Interrupted]", first + 1), std::string::npos) << "said once, by rank 0:\n" << said;
   ASSERT_EQ(RunToEnd(SmokeRun(dir, "interrupted", {"--nproc", "2"}), dir / "interrupted-b.log"), 0)
       << ReadFile(dir / "interrupted-b.log");
   EXPECT_NE(ReadFile(dir / "interrupted-b.log").find("resuming from its last checkpoint"), std::string::npos)
