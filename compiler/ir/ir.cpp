@@ -158,10 +158,15 @@ const LossGraph* LossOf(const Node& node) {
 namespace {
 
 /// The parameters that decide a node's outputs: its JSON view without `save_every`, which says only how often
-/// a stage checkpoints, so a rerun with another cadence reuses the stage's entry and resumes its checkpoints.
+/// a stage checkpoints, so a rerun with another cadence reuses the stage's entry and resumes its checkpoints,
+/// and without `shard`, which says only how several ranks hold the optimizer's state (like the world size,
+/// it changes rounding, not what is computed).
 nlohmann::ordered_json HashedParams(const Node& node) {
   nlohmann::ordered_json params = ParamsJson(node);
-  if (node.kind() == NodeKind::Train) params.erase("save_every");
+  if (node.kind() == NodeKind::Train) {
+    params.erase("save_every");
+    params.erase("shard");
+  }
   return params;
 }
 

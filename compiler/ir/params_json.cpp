@@ -154,7 +154,8 @@ Json Params(const Train& p) {
               {"seed", s.seed},
               {"precision", EnumJson(s.precision)},
               {"grad_clip", Optional(s.grad_clip)},
-              {"save_every", Optional(s.save_every)}};
+              {"save_every", Optional(s.save_every)},
+              {"shard", EnumJson(s.shard)}};
 }
 
 Json Params(const Evaluate& p) {

@@ -171,6 +171,8 @@ struct TrainSpec {
   Precision precision = Precision::Auto;
   std::optional<double> grad_clip;
   std::optional<int64_t> save_every;
+  /// What several data-parallel ranks partition; it changes rounding only, so it is not in the stage's hash.
+  Shard shard = Shard::Gradients;
 };
 
 // ---------------------------------------------------------------------------------------------------------

@@ -162,6 +162,7 @@ ir::TrainSpec TrainSpecOf(const sema::CheckedStage& stage, const std::string& ob
   spec.precision = stage.precision;
   spec.grad_clip = stage.grad_clip;
   spec.save_every = stage.save_every;
+  spec.shard = stage.shard;
   return spec;
 }
 

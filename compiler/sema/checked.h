@@ -122,6 +122,7 @@ struct CheckedStage {
   ir::Precision precision = ir::Precision::Auto;
   std::optional<double> grad_clip;
   std::optional<int64_t> save_every;
+  ir::Shard shard = ir::Shard::Gradients;
   std::vector<std::string> depends_on;  // stages whose model this one reads (init, reference)
   std::map<std::string, SourceSpan> field_spans;  // where each field got its value
 };

@@ -322,6 +322,13 @@ ValueRef Sema::Coerce(const ValueRef& value, const TypeRef& expected, const std:
   };
   if (value->is_none()) {
     if (accepts_none || expected->kind == TypeKind::None) return value;
+    // An enum may spell one of its values `none` (`shard = none`): the keyword is that value.
+    if (expected->kind == TypeKind::Enum) {
+      const EnumInfo& wanted = GetEnumInfo(expected->enum_kind);
+      for (size_t i = 0; i < wanted.values.size(); ++i) {
+        if (wanted.values[i] == "none") return values::Enum(expected->enum_kind, i, value->span);
+      }
+    }
     return mismatch("`none`");
   }
   if (const auto* term = value->As<TermVal>()) {

@@ -110,6 +110,7 @@ void PrintStage(std::ostringstream& out, const CheckedStage& stage, const Source
   out << "    precision = " << ir::Spelling(stage.precision) << "\n";
   out << "    grad_clip = " << (stage.grad_clip ? FormatFloat(*stage.grad_clip) : std::string("none")) << "\n";
   if (stage.save_every) out << "    save_every = " << *stage.save_every << "\n";
+  out << "    shard = " << ir::Spelling(stage.shard) << "\n";
   if (!stage.depends_on.empty()) {
     out << "    after =";
     for (const std::string& dependency : stage.depends_on) out << " " << dependency;

@@ -61,6 +61,8 @@ const std::vector<FieldSpec>& StageFields() {
          values::Enum(EnumKind::Precision, static_cast<size_t>(ir::Precision::Auto), SourceSpan{})},
         {"grad_clip", types::Float(), false, true, Range{0.0, std::nullopt, false, true}, values::Float(1.0, SourceSpan{})},
         {"save_every", integer, false, true, positive},
+        {"shard", types::Enum(EnumKind::Shard), false, false, std::nullopt,
+         values::Enum(EnumKind::Shard, static_cast<size_t>(ir::Shard::Gradients), SourceSpan{})},
     };
   }();
   return fields;
@@ -520,6 +522,7 @@ std::optional<CheckedStage> Sema::ElaborateStage(const StageRequest& request) {
     }
   }
   if (ValueRef v = setting("save_every"); IntOf(v)) stage.save_every = IntOf(v);
+  if (ValueRef v = setting("shard"); v && v->As<EnumVal>()) stage.shard = *ir::EnumAt<ir::Shard>(v->As<EnumVal>()->index);
   if (fields.count("micro_batch") > 0 && stage.micro_batch > stage.batch) {
     Report(DiagnosticKind::InconsistentSettings, stage.field_spans["micro_batch"],
            "`micro_batch` (" + std::to_string(stage.micro_batch) + ") is larger than `batch` (" +

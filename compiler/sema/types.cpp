@@ -47,6 +47,7 @@ const std::vector<EnumInfo>& AllEnums() {
       Info<ir::ChatTemplateName>(EnumKind::ChatTemplate),
       Info<ir::BadLines>(EnumKind::BadLines),
       Info<ir::DeviceName>(EnumKind::Device),
+      Info<ir::Shard>(EnumKind::Shard),
   };
   return enums;
 }

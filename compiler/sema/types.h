@@ -22,7 +22,7 @@ enum class TypeKind : uint8_t {
 };
 
 /// The enums the language knows; their values are builtin names (`cosine`, `bf16`, `llama3`, ...).
-enum class EnumKind : uint8_t { Schedule, Precision, ChatTemplate, BadLines, Device };
+enum class EnumKind : uint8_t { Schedule, Precision, ChatTemplate, BadLines, Device, Shard };
 
 struct EnumInfo {
   EnumKind kind;
