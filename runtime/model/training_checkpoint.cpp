@@ -1,15 +1,17 @@
 #include "runtime/model/training_checkpoint.h"
 
 #include <c10/util/Exception.h>
-#include <torch/serialize.h>
+#include <c10/util/string_utils.h>
+#include <torch/optim/adamw.h>
 
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -26,13 +28,12 @@ namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
 constexpr const char* kWeights = "model.safetensors";
-constexpr const char* kOptimizer = "optimizer.pt";
 constexpr const char* kState = "state.json";
 constexpr const char* kMetrics = "metrics.jsonl";
 constexpr const char* kManifest = "manifest.json";
-/// The files the manifest records, in the order they are verified: state.json first, so that an edited field
-/// is named.
-constexpr const char* kRecordedFiles[] = {kState, kWeights, kOptimizer, kMetrics};
+/// The AdamW moments an optimizer file keeps of a parameter, as suffixes of its name (the longest first: one
+/// ends with another).
+constexpr const char* kMomentSuffixes[] = {".max_exp_avg_sq", ".exp_avg_sq", ".exp_avg"};
 
 /// `step-00000012`: the checkpoint directory of a step, named so that names sort as steps do.
 std::string CheckpointName(int64_t step) {
@@ -90,52 +91,71 @@ bool WriteRecorded(const fs::path& staging, const char* name, std::string_view b
   return true;
 }
 
-/// Writes the model's parameters to `staging`/model.safetensors in fp32, under their own names.
-bool WriteFp32Weights(LlamaForCausalLMImpl& model, const fs::path& staging, Json& files, std::string* error) {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;  // CPU, contiguous fp32 copies, alive until written
-  for (const auto& item : model.named_parameters()) {
-    tensors.emplace_back(item.key(), item.value().detach().to(torch::kCPU, torch::kFloat).contiguous());
-  }
+/// Named fp32 tensors: CPU, contiguous copies, alive until written.
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+/// Writes `tensors` as the safetensors file `path`, every write checked and the file fsynced.
+std::unique_ptr<CheckedFile> WriteTensorsFile(const fs::path& path, const NamedTensors& tensors,
+                                              const std::map<std::string, std::string>& metadata, std::string* error) {
   std::vector<TensorToWrite> writes;
   for (const auto& [tensor_name, tensor] : tensors) {
     writes.push_back({tensor_name, DType::F32, tensor.sizes().vec(), tensor.data_ptr()});
   }
-  std::unique_ptr<CheckedFile> file = CheckedFile::Create((staging / kWeights).string(), error);
-  if (!file || !file->Write(SafetensorsPrefix(writes, {{"format", "pt"}}), error)) return false;
+  std::unique_ptr<CheckedFile> file = CheckedFile::Create(path.string(), error);
+  if (!file || !file->Write(SafetensorsPrefix(writes, metadata), error)) return nullptr;
   for (const TensorToWrite& tensor : writes) {
-    if (!file->Write({static_cast<const char*>(tensor.data), TensorByteSize(tensor)}, error)) return false;
+    if (!file->Write({static_cast<const char*>(tensor.data), TensorByteSize(tensor)}, error)) return nullptr;
   }
-  if (!file->Finish(error)) return false;
+  if (!file->Finish(error)) return nullptr;
+  return file;
+}
+
+torch::Tensor Fp32CpuCopy(const torch::Tensor& tensor) {
+  return tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();
+}
+
+/// Writes the model's parameters to `staging`/model.safetensors in fp32, under their own names.
+bool WriteFp32Weights(LlamaForCausalLMImpl& model, const fs::path& staging, Json& files, std::string* error) {
+  NamedTensors tensors;
+  for (const auto& item : model.named_parameters()) tensors.emplace_back(item.key(), Fp32CpuCopy(item.value()));
+  std::unique_ptr<CheckedFile> file = WriteTensorsFile(staging / kWeights, tensors, {{"format", "pt"}}, error);
+  if (!file) return false;
   Record(files, kWeights, *file);
   return true;
 }
 
-/// The optimizer's state as LibTorch serializes it, in memory: LibTorch's own file writer cannot report a
-/// failed write (it aborts the process from a destructor), so fusec writes the bytes itself.
-std::optional<std::string> OptimizerBytes(const torch::optim::Optimizer& optimizer, std::string* error) {
-  try {
-    std::ostringstream out;
-    torch::save(optimizer, out);
-    return std::move(out).str();
-  } catch (const c10::Error& torch_error) {
-    *error = std::string("cannot serialize the optimizer's state: ") + torch_error.what_without_backtrace();
-    return std::nullopt;
+/// The key LibTorch's optimizers file a parameter's state under.
+std::string StateKey(const torch::Tensor& parameter) { return c10::guts::to_string(parameter.unsafeGetTensorImpl()); }
+
+/// Records a file another rank wrote: its size and SHA-256, read back.
+bool RecordWrittenFile(Json& files, const fs::path& staging, const std::string& name, std::string* error) {
+  const fs::path path = staging / name;
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path, ec);
+  if (ec) {
+    *error = path.string() + ": not written (" + Reason(ec) + "), so a rank did not write its optimizer state";
+    return false;
   }
+  files[name] = {{"size", size}, {"sha256", Sha256File(path.string())}};
+  return true;
 }
 
-/// Writes the complete checkpoint into `staging`, each file checked and fsynced, the manifest last.
-bool WriteCheckpointFiles(LlamaForCausalLMImpl& model, const torch::optim::Optimizer& optimizer,
-                          const TrainingState& state, const fs::path& staging, std::string* error) {
+/// Writes the rest of the checkpoint into `staging` (its optimizer files are there), each file checked and
+/// fsynced, the manifest last.
+bool WriteCommonFiles(LlamaForCausalLMImpl& model, const TrainingState& state, int64_t shards,
+                      const fs::path& staging, std::string* error) {
   Json files = Json::object();
   if (!WriteFp32Weights(model, staging, files, error)) return false;
-  const std::optional<std::string> optimizer_bytes = OptimizerBytes(optimizer, error);
-  if (!optimizer_bytes || !WriteRecorded(staging, kOptimizer, *optimizer_bytes, files, error)) return false;
+  for (int64_t shard = 0; shard < shards; ++shard) {
+    if (!RecordWrittenFile(files, staging, OptimizerShardFileName(shard, shards), error)) return false;
+  }
   if (!WriteRecorded(staging, kMetrics, state.metrics, files, error)) return false;
   const ModelIdentity identity = IdentityOf(model);
   const Json state_json = {{"format_version", kTrainingCheckpointFormat},
                            {"stage", state.stage},
                            {"step", state.step},
                            {"total_steps", state.total_steps},
+                           {"optimizer_shards", shards},
                            {"model_config_sha256", identity.config_sha256},
                            {"parameters_sha256", identity.parameters_sha256}};
   if (!WriteRecorded(staging, kState, state_json.dump(2) + "\n", files, error)) return false;
@@ -264,6 +284,7 @@ std::optional<Json> ReadJsonObject(const fs::path& file, const std::optional<std
 /// What state.json records: the training state and the model's identity.
 struct RecordedState {
   TrainingState state;
+  int64_t optimizer_shards = 1;
   ModelIdentity model;
 };
 
@@ -272,14 +293,24 @@ std::optional<RecordedState> ParseState(const Json& state_json, const fs::path& 
   const fs::path file = checkpoint / kState;
   const Fields fields(state_json, file);
   if (!fields.FormatVersion(error)) return std::nullopt;
-  auto stage = fields.String("stage", error);
-  auto step = stage ? fields.Integer("step", error) : std::nullopt;
-  auto total_steps = step ? fields.Integer("total_steps", error) : std::nullopt;
-  auto config_sha256 = total_steps ? fields.String("model_config_sha256", error) : std::nullopt;
-  auto parameters_sha256 = config_sha256 ? fields.String("parameters_sha256", error) : std::nullopt;
+  const std::optional<std::string> stage = fields.String("stage", error);
+  if (!stage) return std::nullopt;
+  const std::optional<int64_t> step = fields.Integer("step", error);
+  if (!step) return std::nullopt;
+  const std::optional<int64_t> total_steps = fields.Integer("total_steps", error);
+  if (!total_steps) return std::nullopt;
+  const std::optional<int64_t> shards = fields.Integer("optimizer_shards", error);
+  if (!shards) return std::nullopt;
+  const std::optional<std::string> config_sha256 = fields.String("model_config_sha256", error);
+  if (!config_sha256) return std::nullopt;
+  const std::optional<std::string> parameters_sha256 = fields.String("parameters_sha256", error);
   if (!parameters_sha256) return std::nullopt;
   if (*total_steps < 1) {
     *error = file.string() + ": `total_steps` is " + std::to_string(*total_steps) + ", not a number of steps";
+    return std::nullopt;
+  }
+  if (*shards < 1 || *shards > 99999) {
+    *error = file.string() + ": `optimizer_shards` is " + std::to_string(*shards) + ", not a number of ranks";
     return std::nullopt;
   }
   if (*step < 1 || *step > *total_steps) {
@@ -296,6 +327,7 @@ std::optional<RecordedState> ParseState(const Json& state_json, const fs::path& 
   recorded.state.step = *step;
   recorded.state.total_steps = *total_steps;
   recorded.state.stage = *stage;
+  recorded.optimizer_shards = *shards;
   recorded.model = {*config_sha256, *parameters_sha256};
   return recorded;
 }
@@ -341,18 +373,47 @@ bool MatchesRecord(const fs::path& file, std::string_view bytes, const FileRecor
   return true;
 }
 
-/// The files of a checkpoint, read and checked against its manifest: the small ones in memory, the weights
-/// checked in place (they are mapped when loaded).
+/// The files of a checkpoint, read and checked against its manifest: the small ones in memory, the tensor
+/// files (weights, optimizer moments) checked in place (they are mapped when loaded).
 struct VerifiedFiles {
   RecordedState state;
-  std::string optimizer;
   std::string metrics;
 };
+
+/// The manifest's record of `name`.
+std::optional<FileRecord> RecordOf(const Fields& files, const std::string& name, std::string* error) {
+  const std::optional<Fields> entry = files.Object(name, error);
+  const std::optional<int64_t> size = entry ? entry->Integer("size", error) : std::nullopt;
+  const std::optional<std::string> sha256 = size ? entry->String("sha256", error) : std::nullopt;
+  if (!sha256) return std::nullopt;
+  return FileRecord{*size, *sha256};
+}
+
+/// A large file checked against its record where it lies, without reading it into memory.
+bool MatchesRecordOnDisk(const fs::path& path, const FileRecord& record, std::string* error) {
+  std::error_code ec;
+  const uint64_t bytes = fs::file_size(path, ec);
+  if (ec) {
+    *error = path.string() + ": " + Reason(ec);
+    return false;
+  }
+  if (static_cast<int64_t>(bytes) != record.size) {
+    *error = path.string() + ": " + std::to_string(bytes) + " bytes where the manifest records " +
+             std::to_string(record.size) + " (truncated or replaced)";
+    return false;
+  }
+  if (Sha256File(path.string()) != record.sha256) {
+    *error = path.string() + ": its SHA-256 is not the one the manifest records (damaged or replaced)";
+    return false;
+  }
+  return true;
+}
 
 std::optional<VerifiedFiles> VerifyFiles(const fs::path& checkpoint, std::string* error) {
   const fs::path manifest_path = checkpoint / kManifest;
   const std::optional<std::string> manifest_text = ReadWholeFile(manifest_path.string());
-  const std::optional<std::string> state_text = ReadWholeFile((checkpoint / kState).string());
+  const fs::path state_path = checkpoint / kState;
+  const std::optional<std::string> state_text = ReadWholeFile(state_path.string());
   if (!manifest_text && state_text) {
     Json old_state = Json::parse(*state_text, nullptr, false);
     if (!old_state.is_discarded() && old_state.is_object() && !old_state.contains("format_version")) {
@@ -368,52 +429,41 @@ std::optional<VerifiedFiles> VerifyFiles(const fs::path& checkpoint, std::string
   const std::optional<Fields> files = manifest_fields.Object("files", error);
   if (!files) return std::nullopt;
 
+  // state.json first, its fields before its checksum, so that an edited field is named (the checksum would
+  // only say "damaged").
   VerifiedFiles verified;
-  for (const char* name : kRecordedFiles) {
-    const std::optional<Fields> entry = files->Object(name, error);
-    if (!entry) return std::nullopt;
-    const std::optional<int64_t> size = entry->Integer("size", error);
-    const std::optional<std::string> sha256 = size ? entry->String("sha256", error) : std::nullopt;
-    if (!sha256) return std::nullopt;
-    const FileRecord record{*size, *sha256};
-    const fs::path path = checkpoint / name;
-    if (name == std::string_view(kWeights)) {
-      std::error_code ec;
-      const uint64_t bytes = fs::file_size(path, ec);
-      if (ec) {
-        *error = path.string() + ": " + Reason(ec);
-        return std::nullopt;
-      }
-      if (static_cast<int64_t>(bytes) != record.size) {
-        *error = path.string() + ": " + std::to_string(bytes) + " bytes where the manifest records " +
-                 std::to_string(record.size) + " (truncated or replaced)";
-        return std::nullopt;
-      }
-      if (Sha256File(path.string()) != record.sha256) {
-        *error = path.string() + ": its SHA-256 is not the one the manifest records (damaged or replaced)";
-        return std::nullopt;
-      }
-      continue;
-    }
-    const std::optional<std::string> bytes = name == std::string_view(kState) ? state_text : ReadWholeFile(path.string());
-    if (!bytes) {
-      *error = path.string() + ": missing or unreadable";
-      return std::nullopt;
-    }
-    if (name == std::string_view(kState)) {
-      // Its fields first, so that an edited field is named (the checksum would only say "damaged").
-      const std::optional<Json> state_json = ReadJsonObject(path, bytes, error);
-      const std::optional<RecordedState> state = state_json ? ParseState(*state_json, checkpoint, error) : std::nullopt;
-      if (!state) return std::nullopt;
-      verified.state = *state;
-    }
-    if (!MatchesRecord(path, *bytes, record, error)) {
-      if (name == std::string_view(kState)) error->append("; was it edited?");
-      return std::nullopt;
-    }
-    if (name == std::string_view(kOptimizer)) verified.optimizer = *bytes;
-    if (name == std::string_view(kMetrics)) verified.metrics = *bytes;
+  const std::optional<FileRecord> state_record = RecordOf(*files, kState, error);
+  if (!state_record) return std::nullopt;
+  if (!state_text) {
+    *error = state_path.string() + ": missing or unreadable";
+    return std::nullopt;
   }
+  const std::optional<Json> state_json = ReadJsonObject(state_path, state_text, error);
+  const std::optional<RecordedState> state = state_json ? ParseState(*state_json, checkpoint, error) : std::nullopt;
+  if (!state) return std::nullopt;
+  verified.state = *state;
+  if (!MatchesRecord(state_path, *state_text, *state_record, error)) {
+    error->append("; was it edited?");
+    return std::nullopt;
+  }
+  std::vector<std::string> tensor_files = {kWeights};
+  for (int64_t shard = 0; shard < state->optimizer_shards; ++shard) {
+    tensor_files.push_back(OptimizerShardFileName(shard, state->optimizer_shards));
+  }
+  for (const std::string& name : tensor_files) {
+    const std::optional<FileRecord> record = RecordOf(*files, name, error);
+    if (!record || !MatchesRecordOnDisk(checkpoint / name, *record, error)) return std::nullopt;
+  }
+  const std::optional<FileRecord> metrics_record = RecordOf(*files, kMetrics, error);
+  if (!metrics_record) return std::nullopt;
+  const fs::path metrics_path = checkpoint / kMetrics;
+  const std::optional<std::string> metrics = ReadWholeFile(metrics_path.string());
+  if (!metrics) {
+    *error = metrics_path.string() + ": missing or unreadable";
+    return std::nullopt;
+  }
+  if (!MatchesRecord(metrics_path, *metrics, *metrics_record, error)) return std::nullopt;
+  verified.metrics = *metrics;
   return verified;
 }
 
@@ -436,26 +486,108 @@ bool ReadFp32Weights(LlamaForCausalLMImpl& model, const fs::path& checkpoint, st
   return true;
 }
 
-bool ReadOptimizer(torch::optim::Optimizer& optimizer, const fs::path& checkpoint, const std::string& bytes,
-                   std::string* error) {
-  try {
-    std::istringstream in(bytes);
-    torch::load(optimizer, in);
-    return true;
-  } catch (const c10::Error& torch_error) {
-    std::string what = torch_error.what_without_backtrace();
-    *error = (checkpoint / kOptimizer).string() + ": not the optimizer state of this model (" +
-             what.substr(0, what.find('\n')) + ")";
-    return false;
+/// The step count of `parameter`'s moments in an optimizer file's metadata.
+std::optional<int64_t> MomentStep(const SafetensorsFile& file, const std::string& parameter, std::string* error) {
+  auto it = file.metadata().find(parameter + ".step");
+  int64_t step = 0;
+  bool valid = it != file.metadata().end() && !it->second.empty() && it->second.size() < 19;
+  for (char c : valid ? it->second : std::string()) {
+    valid = valid && c >= '0' && c <= '9';
+    step = step * 10 + (c - '0');
   }
+  if (!valid || step < 1) {
+    *error = file.path() + ": the step count of `" + parameter + "`'s moments is " +
+             (it == file.metadata().end() ? std::string("missing") : "`" + it->second + "`, not a count");
+    return std::nullopt;
+  }
+  return step;
+}
+
+/// Loads into `optimizer` the moments of the parameters it holds, from whichever of the checkpoint's `shards`
+/// optimizer files has them (they may have been written by another number of ranks). Every moment in the files
+/// must be of a parameter of `model`, of its shape, in fp32, and in one file only.
+bool ReadOptimizerShards(LlamaForCausalLMImpl& model, torch::optim::Optimizer& optimizer, const fs::path& checkpoint,
+                         int64_t shards, std::string* error) {
+  std::map<std::string, torch::Tensor> parameter_of;  // by name
+  for (const auto& item : model.named_parameters()) parameter_of.emplace(item.key(), item.value());
+  std::set<std::string> held;  // the state keys of the parameters `optimizer` holds
+  for (const auto& group : optimizer.param_groups()) {
+    for (const torch::Tensor& parameter : group.params()) held.insert(StateKey(parameter));
+  }
+  optimizer.state().clear();
+  std::set<std::string> loaded;  // parameters whose moments were found
+  for (int64_t shard = 0; shard < shards; ++shard) {
+    std::optional<SafetensorsFile> file =
+        SafetensorsFile::Open((checkpoint / OptimizerShardFileName(shard, shards)).string(), error);
+    if (!file) {
+      *error = "cannot resume: " + *error;
+      return false;
+    }
+    std::map<std::string, std::map<std::string, const TensorInfo*>> moments;  // parameter -> suffix -> tensor
+    for (const TensorInfo& info : file->tensors()) {
+      const char* suffix = nullptr;
+      for (const char* candidate : kMomentSuffixes) {
+        if (info.name.ends_with(candidate)) {
+          suffix = candidate;
+          break;
+        }
+      }
+      const std::string name = suffix ? info.name.substr(0, info.name.size() - std::string_view(suffix).size()) : "";
+      auto parameter = parameter_of.find(name);
+      if (suffix == nullptr || parameter == parameter_of.end()) {
+        *error = file->path() + ": `" + info.name + "` is not a moment of a parameter of this model";
+        return false;
+      }
+      if (info.dtype != DType::F32 || c10::IntArrayRef(info.shape) != parameter->second.sizes()) {
+        *error = file->path() + ": `" + info.name + "` is not an fp32 tensor of `" + name + "`'s shape";
+        return false;
+      }
+      moments[name][suffix] = &info;
+    }
+    for (const auto& [name, by_suffix] : moments) {
+      if (!by_suffix.count(".exp_avg") || !by_suffix.count(".exp_avg_sq")) {
+        *error = file->path() + ": `" + name + "` has only some of its moments";
+        return false;
+      }
+      if (!loaded.insert(name).second) {
+        *error = checkpoint.string() + ": the moments of `" + name + "` are in two optimizer files";
+        return false;
+      }
+      const std::optional<int64_t> step = MomentStep(*file, name, error);
+      if (!step) return false;
+      const torch::Tensor& parameter = parameter_of.at(name);
+      if (!held.count(StateKey(parameter))) continue;  // another rank's now
+      auto read = [&](const char* suffix) {
+        torch::Tensor moment = torch::zeros_like(parameter, parameter.options().dtype(torch::kFloat).requires_grad(false));
+        CopyTensorInto(*file, *by_suffix.at(suffix), moment);
+        return moment;
+      };
+      auto state = std::make_unique<torch::optim::AdamWParamState>();
+      state->step(*step);
+      state->exp_avg(read(".exp_avg"));
+      state->exp_avg_sq(read(".exp_avg_sq"));
+      if (by_suffix.count(".max_exp_avg_sq")) state->max_exp_avg_sq(read(".max_exp_avg_sq"));
+      optimizer.state()[StateKey(parameter)] = std::move(state);
+    }
+  }
+  return true;
 }
 
 }  // namespace
 
-bool SaveTrainingCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::Optimizer& optimizer,
-                            const TrainingState& state, const std::string& dir, std::string* error) {
-  const std::string name = CheckpointName(state.step);
-  const fs::path staging = fs::path(dir) / (name + ".partial");
+std::string OptimizerShardFileName(int64_t shard, int64_t shards) {
+  char name[96];
+  std::snprintf(name, sizeof name, "optimizer-%05lld-of-%05lld.safetensors", static_cast<long long>(shard),
+                static_cast<long long>(shards));
+  return name;
+}
+
+std::string CheckpointStagingDirectory(const std::string& dir, int64_t step) {
+  return (fs::path(dir) / (CheckpointName(step) + ".partial")).string();
+}
+
+bool BeginTrainingCheckpoint(const std::string& dir, int64_t step, std::string* error) {
+  const fs::path staging = CheckpointStagingDirectory(dir, step);
   std::error_code ec;
   fs::remove_all(staging, ec);
   fs::create_directories(staging, ec);
@@ -463,11 +595,54 @@ bool SaveTrainingCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::Opt
     *error = "cannot create " + staging.string() + ": " + Reason(ec);
     return false;
   }
-  if (WriteCheckpointFiles(model, optimizer, state, staging, error) && PublishAsLatest(dir, staging, name, error)) {
+  return true;
+}
+
+bool WriteOptimizerShard(LlamaForCausalLMImpl& model, const torch::optim::Optimizer& optimizer,
+                         const std::string& staging, int64_t shard, int64_t shards, std::string* error) {
+  NamedTensors tensors;
+  std::map<std::string, std::string> metadata = {{"format", "fusec-adamw"}};
+  const auto& states = optimizer.state();
+  for (const auto& item : model.named_parameters()) {
+    auto it = states.find(StateKey(item.value()));
+    if (it == states.end()) continue;  // not this rank's, or no step has reached it
+    const auto* state = dynamic_cast<const torch::optim::AdamWParamState*>(it->second.get());
+    if (state == nullptr) {
+      *error = "cannot checkpoint the optimizer of `" + item.key() + "`: its state is not AdamW's";
+      return false;
+    }
+    tensors.emplace_back(item.key() + ".exp_avg", Fp32CpuCopy(state->exp_avg()));
+    tensors.emplace_back(item.key() + ".exp_avg_sq", Fp32CpuCopy(state->exp_avg_sq()));
+    if (state->max_exp_avg_sq().defined()) {
+      tensors.emplace_back(item.key() + ".max_exp_avg_sq", Fp32CpuCopy(state->max_exp_avg_sq()));
+    }
+    metadata[item.key() + ".step"] = std::to_string(state->step());
+  }
+  return WriteTensorsFile(fs::path(staging) / OptimizerShardFileName(shard, shards), tensors, metadata, error) !=
+         nullptr;
+}
+
+bool CommitTrainingCheckpoint(LlamaForCausalLMImpl& model, const TrainingState& state, int64_t shards,
+                              const std::string& dir, std::string* error) {
+  const fs::path staging = CheckpointStagingDirectory(dir, state.step);
+  if (WriteCommonFiles(model, state, shards, staging, error) &&
+      PublishAsLatest(dir, staging, CheckpointName(state.step), error)) {
     return true;
   }
+  std::error_code ec;
   fs::remove_all(staging, ec);
   return false;
+}
+
+bool SaveTrainingCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::Optimizer& optimizer,
+                            const TrainingState& state, const std::string& dir, std::string* error) {
+  if (!BeginTrainingCheckpoint(dir, state.step, error)) return false;
+  if (!WriteOptimizerShard(model, optimizer, CheckpointStagingDirectory(dir, state.step), 0, 1, error)) {
+    std::error_code ec;
+    fs::remove_all(CheckpointStagingDirectory(dir, state.step), ec);
+    return false;
+  }
+  return CommitTrainingCheckpoint(model, state, 1, dir, error);
 }
 
 std::optional<std::string> LatestTrainingCheckpoint(const std::string& dir, std::string* error) {
@@ -498,7 +673,7 @@ std::optional<TrainingState> LoadTrainingCheckpoint(LlamaForCausalLMImpl& model,
   std::optional<VerifiedFiles> files = VerifyFiles(path, error);
   if (!files) return std::nullopt;
   if (!CheckIdentity(files->state, path, stage, model, error) || !ReadFp32Weights(model, path, error) ||
-      !ReadOptimizer(optimizer, path, files->optimizer, error)) {
+      !ReadOptimizerShards(model, optimizer, path, files->state.optimizer_shards, error)) {
     return std::nullopt;
   }
   TrainingState state = std::move(files->state.state);

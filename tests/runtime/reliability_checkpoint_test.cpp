@@ -84,7 +84,7 @@ TEST(ReliabilityCheckpoint, ABitFlipInTheWeightsIsRefused) {
 TEST(ReliabilityCheckpoint, ABitFlipInTheOptimizerStateIsRefused) {
   ScratchDir dir("ckpt_flip_optimizer");
   const std::string checkpoint = SaveTwoSteps(dir.path().string());
-  const std::string optimizer = checkpoint + "/optimizer.pt";
+  const std::string optimizer = checkpoint + "/optimizer-00000-of-00001.safetensors";
   for (size_t position : {size_t{2000}, fs::file_size(optimizer) / 2}) {
     FlipByte(optimizer, position);
     const std::string error = LoadError(checkpoint);
@@ -146,7 +146,7 @@ TEST(ReliabilityCheckpoint, ATruncatedMetricsFileIsRefused) {
 }
 
 TEST(ReliabilityCheckpoint, AMissingFileIsRefused) {
-  for (const char* file : {"model.safetensors", "optimizer.pt", "metrics.jsonl", "state.json", "manifest.json"}) {
+  for (const char* file : {"model.safetensors", "optimizer-00000-of-00001.safetensors", "metrics.jsonl", "state.json", "manifest.json"}) {
     ScratchDir dir("ckpt_missing");
     const std::string checkpoint = SaveTwoSteps(dir.path().string());
     fs::remove(checkpoint + "/" + file);

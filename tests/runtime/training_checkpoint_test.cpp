@@ -53,7 +53,7 @@ TEST(TrainingCheckpoint, ResumesTheWeightsTheOptimizerAndTheStep) {
   EXPECT_EQ(state_json["step"], 2);
   EXPECT_EQ(state_json["total_steps"], 10);
   const nlohmann::json manifest = nlohmann::json::parse(testing::ReadFile(dir / "step-00000002/manifest.json"));
-  for (const char* file : {"model.safetensors", "optimizer.pt", "metrics.jsonl", "state.json"}) {
+  for (const char* file : {"model.safetensors", "optimizer-00000-of-00001.safetensors", "metrics.jsonl", "state.json"}) {
     EXPECT_TRUE(std::filesystem::exists(dir.path() / "step-00000002" / file)) << file;
     EXPECT_EQ(manifest["files"][file]["size"], std::filesystem::file_size(dir.path() / "step-00000002" / file)) << file;
   }
