@@ -101,8 +101,9 @@ int RunRank(const CollectivesConfig& config, const fs::path& out_dir) {
     const torch::Tensor logits = model->forward(tokens);  // [B, T, vocab]
     const torch::Tensor loss = torch::nn::functional::cross_entropy(
         logits.slice(1, 0, config.length - 1).reshape({-1, vocab}), tokens.slice(1, 1).reshape({-1}));
-    buckets.ArmForLastMicroBatch();
+    buckets.BeforeBackward(/*last=*/true);
     loss.backward();
+    buckets.AfterBackward();
     buckets.Finish();
     if (step == 0) continue;  // warm-up
     step_s += SecondsSince(start);

@@ -135,12 +135,25 @@ void RankGroup::StartSum(torch::Tensor& values) {
   impl_->started_bytes.push_back(values.numel() * values.element_size());
 }
 
+void RankGroup::StartSumTo(torch::Tensor& values, int64_t root) {
+  std::vector<at::Tensor> tensors{values};
+  c10d::ReduceOptions options;
+  options.rootRank = root;
+  Collective("starting a gradient sum", 0, [&] { impl_->started.push_back(impl_->group->reduce(tensors, options)); });
+  impl_->started_bytes.push_back(values.numel() * values.element_size());
+}
+
+size_t RankGroup::started_count() const { return impl_->started.size(); }
+
+void RankGroup::WaitForOldestStarted() {
+  if (impl_->started.empty()) return;
+  Collective("a gradient sum", impl_->started_bytes.front(), [&] { impl_->started.front()->wait(); });
+  impl_->started.erase(impl_->started.begin());
+  impl_->started_bytes.erase(impl_->started_bytes.begin());
+}
+
 void RankGroup::WaitForStarted() {
-  for (size_t k = 0; k < impl_->started.size(); ++k) {
-    Collective("a gradient sum", impl_->started_bytes[k], [&] { impl_->started[k]->wait(); });
-  }
-  impl_->started.clear();
-  impl_->started_bytes.clear();
+  while (!impl_->started.empty()) WaitForOldestStarted();
 }
 
 void RankGroup::Barrier() {

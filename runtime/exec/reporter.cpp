@@ -205,6 +205,8 @@ Json Reporter::MetricsJson(const std::string& stage, const StepMetrics& m) {
   json["weight_mean"] = m.weight_mean;
   json["weight_min"] = m.weight_min;
   json["weight_max"] = m.weight_max;
+  json["state_mb"] = m.state_mb;
+  json["peak_rss_mb"] = m.peak_rss_mb;
   return json;
 }
 

@@ -5,16 +5,19 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <numbers>
 #include <random>
+#include <set>
 
 #include "runtime/dist/gradient_buckets.h"
 #include "runtime/model/inference.h"
 #include "runtime/model/training_checkpoint.h"
 #include "runtime/objectives/loss.h"
 #include "runtime/support/torch_compat.h"
+#include "runtime/train/optimizer_shard.h"
 
 // Train() is the recipe: a loop over optimizer steps whose body names each part of a step (its prompts and
 // micro-batches, the forward pass and the loss, backward, clipping, the optimizer step, the metrics, the
@@ -201,6 +204,17 @@ std::vector<std::vector<size_t>> MicroBatches(const StagePlan& plan, const std::
   return batches;
 }
 
+/// Sums to owners every micro-batch: every rank takes part in as many rounds as the rank with the most
+/// micro-batches this step has (each rank computes every share the same way).
+size_t MostMicroBatchesOfAnyRank(const StagePlan& plan, const StepPrompts& prompts, const TrainSettings& settings,
+                                 int64_t ranks) {
+  size_t most = 0;
+  for (int64_t rank = 0; rank < ranks; ++rank) {
+    most = std::max(most, MicroBatches(plan, ShareOfRank(plan, prompts, rank, ranks), settings).size());
+  }
+  return most;
+}
+
 // --- one micro-batch: its sequences, the forward pass, the loss ---
 
 /// The items of a micro-batch's prompts, and the distinct sequences the loss reads grouped by prompt, so that
@@ -337,23 +351,9 @@ torch::optim::AdamWOptions AdamWOptionsOf(const TrainSettings& settings) {
       .weight_decay(settings.spec.optim.weight_decay);
 }
 
-void SetLearningRate(torch::optim::AdamW& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-}
-
 /// Where step `step` (from 0) is in the stage, from 0 to 1: the loss graph's `progress`.
 double TrainingProgress(int64_t step, int64_t total_steps) {
   return total_steps > 1 ? static_cast<double>(step) / static_cast<double>(total_steps - 1) : 0.0;
-}
-
-/// The global L2 norm of the gradients, which are then clipped to `max_norm` when it is set.
-double ClipGradients(LlamaForCausalLMImpl& model, const std::optional<double>& max_norm) {
-  if (max_norm) return torch::nn::utils::clip_grad_norm_(model.parameters(), *max_norm);
-  double squares = 0;
-  for (const auto& parameter : model.parameters()) {
-    if (parameter.grad().defined()) squares += parameter.grad().pow(2).sum().item<double>();
-  }
-  return std::sqrt(squares);
 }
 
 /// The implicit rewards of a pair stage's items (logp - ref_logp, or logp / len without a reference) for the
@@ -405,11 +405,12 @@ struct StepTally {
     }
   }
 
-  /// The whole step's tally, on every rank; `stop` becomes whether any rank was asked to stop.
-  void CombineOverRanks(RankGroup& ranks, bool& stop) {
+  /// The whole step's tally, on every rank; `stop` and `checkpoint_due` become whether any rank says so.
+  void CombineOverRanks(RankGroup& ranks, bool& stop, bool& checkpoint_due) {
     torch::Tensor sums = torch::tensor({loss, tokens, weight_sum, weight_count, chosen_sum, rejected_sum, correct, pairs},
                                        torch::kDouble);
-    torch::Tensor maxima = torch::tensor({weight_max, -weight_min, stop ? 1.0 : 0.0}, torch::kDouble);
+    torch::Tensor maxima =
+        torch::tensor({weight_max, -weight_min, stop ? 1.0 : 0.0, checkpoint_due ? 1.0 : 0.0}, torch::kDouble);
     ranks.Sum(sums);
     ranks.Max(maxima);
     double* s = sums.data_ptr<double>();
@@ -418,8 +419,46 @@ struct StepTally {
     weight_max = maxima[0].item<double>();
     weight_min = -maxima[1].item<double>();
     stop = maxima[2].item<double>() > 0;
+    checkpoint_due = maxima[3].item<double>() > 0;
   }
 };
+
+/// What a rank holds of training's state after a step, in bytes: what the shard setting changes.
+struct TrainingMemory {
+  double state_bytes = 0;  // weights, gradients, AdamW moments (not the few bucket buffers sums to owners fill)
+  double peak_rss_bytes = 0;  // the process's peak resident memory so far (activations, everything)
+};
+
+/// The process's peak resident set (VmHWM of /proc/self/status); 0 where there is none.
+double PeakResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmHWM:")) return std::stod(line.substr(6)) * 1024.0;  // in kB
+  }
+  return 0;
+}
+
+TrainingMemory MeasureTrainingMemory(LlamaForCausalLMImpl& model, const OptimizerShard& optimizer) {
+  TrainingMemory memory;
+  std::set<const void*> gradient_storages;  // gradients may be views of one bucket: each storage counted once
+  for (const torch::Tensor& parameter : model.parameters()) {
+    memory.state_bytes += static_cast<double>(parameter.numel() * parameter.element_size());
+    const torch::Tensor& gradient = parameter.grad();
+    if (gradient.defined() && gradient_storages.insert(gradient.storage().data()).second) {
+      memory.state_bytes += static_cast<double>(gradient.storage().nbytes());
+    }
+  }
+  memory.state_bytes += static_cast<double>(optimizer.MomentBytes());
+  memory.peak_rss_bytes = PeakResidentBytes();
+  return memory;
+}
+
+/// Several ranks: the largest of each figure over the ranks.
+TrainingMemory LargestOverRanks(const TrainingMemory& memory, RankGroup& ranks) {
+  torch::Tensor figures = torch::tensor({memory.state_bytes, memory.peak_rss_bytes}, torch::kDouble);
+  ranks.Max(figures);
+  return {figures[0].item<double>(), figures[1].item<double>()};
+}
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -427,8 +466,10 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 /// The metrics line of step `step` (from 1) of epoch `epoch` (from 1).
 StepMetrics MetricsOfStep(const StepTally& tally, int64_t step, int64_t total_steps, int64_t epoch, double lr,
-                          double grad_norm, double seconds) {
+                          double grad_norm, double seconds, const TrainingMemory& memory) {
   StepMetrics metrics;
+  metrics.state_mb = memory.state_bytes / 1e6;
+  metrics.peak_rss_mb = memory.peak_rss_bytes / 1e6;
   metrics.step = step;
   metrics.total_steps = total_steps;
   metrics.epoch = epoch;
@@ -456,19 +497,53 @@ bool IsCheckpointStep(int64_t step, int64_t total_steps, const std::optional<int
   return step == total_steps || (save_every && step % *save_every == 0);
 }
 
-void SaveCheckpoint(LlamaForCausalLMImpl& model, const torch::optim::AdamW& optimizer, int64_t step,
-                    int64_t total_steps, const TrainOptions& options) {
+/// Several ranks: whether every rank's part of a checkpoint succeeded; a CheckpointError on every rank
+/// naming the ranks that failed (their own errors are printed with their rank) when one did not.
+void CheckEveryRankSucceeded(RankGroup& ranks, bool succeeded, const std::string& what, const std::string& error) {
+  torch::Tensor failed = torch::zeros({ranks.size()}, torch::kDouble);  // [rank]
+  failed[ranks.rank()] = succeeded ? 0.0 : 1.0;
+  ranks.Sum(failed);
+  std::string failing;
+  for (int64_t rank = 0; rank < ranks.size(); ++rank) {
+    if (failed[rank].item<double>() > 0) failing += (failing.empty() ? "" : ", ") + std::to_string(rank);
+  }
+  if (failing.empty()) return;
+  throw CheckpointError(CheckpointError::When::Saving,
+                        !succeeded ? error : "rank " + failing + " could not " + what + "; the previous checkpoint is kept");
+}
+
+/// One process writes the whole checkpoint. Several: the leader begins it, every rank writes its optimizer
+/// moments into it, the leader writes the rest and publishes it; each part agreed on before the next.
+void SaveCheckpoint(LlamaForCausalLMImpl& model, const OptimizerShard& optimizer, int64_t step, int64_t total_steps,
+                    const TrainOptions& options, RankGroup* ranks) {
   const TrainingState state{step, total_steps, options.stage_hash,
                             options.metrics_so_far ? options.metrics_so_far() : std::string()};
+  const std::string& dir = options.checkpoint_dir;
   std::string error;
-  if (!SaveTrainingCheckpoint(model, optimizer, state, options.checkpoint_dir, &error)) {
-    throw CheckpointError(CheckpointError::When::Saving, error);
+  if (ranks == nullptr) {
+    if (!SaveTrainingCheckpoint(model, optimizer.adamw(), state, dir, &error)) {
+      throw CheckpointError(CheckpointError::When::Saving, error);
+    }
+    return;
   }
+  const bool begun = !ranks->leader() || BeginTrainingCheckpoint(dir, step, &error);
+  CheckEveryRankSucceeded(*ranks, begun, "begin the checkpoint", error);
+  const bool written = WriteOptimizerShard(model, optimizer.adamw(), CheckpointStagingDirectory(dir, step),
+                                           ranks->rank(), ranks->size(), &error);
+  try {
+    CheckEveryRankSucceeded(*ranks, written, "write its optimizer state", error);
+  } catch (const CheckpointError&) {
+    std::error_code ec;
+    if (ranks->leader()) fs::remove_all(CheckpointStagingDirectory(dir, step), ec);
+    throw;
+  }
+  const bool committed = !ranks->leader() || CommitTrainingCheckpoint(model, state, ranks->size(), dir, &error);
+  CheckEveryRankSucceeded(*ranks, committed, "publish the checkpoint", error);
 }
 
 /// Loads the newest checkpoint of the stage into the model and optimizer, hands its metrics lines to
 /// `on_resume` and returns its step; 0 when there is none.
-int64_t ResumeFromLatestCheckpoint(LlamaForCausalLMImpl& model, torch::optim::AdamW& optimizer,
+int64_t ResumeFromLatestCheckpoint(LlamaForCausalLMImpl& model, torch::optim::Optimizer& optimizer,
                                    const TrainOptions& options, int64_t total_steps) {
   std::string error;
   const std::optional<std::string> latest = LatestTrainingCheckpoint(options.checkpoint_dir, &error);
@@ -503,16 +578,20 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
   const torch::Device device = model.OutputWeight().device();
   const StagePlan plan = PlanStage(data, needs, settings, options.stage);
   RankGroup* const ranks = options.ranks != nullptr && options.ranks->size() > 1 ? options.ranks : nullptr;
-  const bool writes_checkpoints = !options.checkpoint_dir.empty() && (ranks == nullptr || ranks->leader());
+  const int64_t rank = ranks != nullptr ? ranks->rank() : 0;
+  const int64_t world = ranks != nullptr ? ranks->size() : 1;
+  const bool saves_checkpoints = !options.checkpoint_dir.empty();
   model.train();
-  torch::optim::AdamW optimizer(model.parameters(), AdamWOptionsOf(settings));
+  OptimizerShard optimizer(model, settings.spec.shard, ranks, AdamWOptionsOf(settings));
   int64_t step = 0;  // optimizer steps taken
-  if (options.resume && !options.checkpoint_dir.empty()) {
-    step = ResumeFromLatestCheckpoint(model, optimizer, options, plan.total_steps);
+  if (options.resume && saves_checkpoints) {
+    step = ResumeFromLatestCheckpoint(model, optimizer.adamw(), options, plan.total_steps);
   }
-  if (writes_checkpoints) fs::create_directories(options.checkpoint_dir);
-  std::optional<GradientBuckets> buckets;  // several ranks: gradients summed during the last backward
-  if (ranks != nullptr) buckets.emplace(model.parameters(), *ranks);
+  if (saves_checkpoints && (ranks == nullptr || ranks->leader())) fs::create_directories(options.checkpoint_dir);
+  std::optional<GradientBuckets> buckets;  // several ranks: gradients summed during backward
+  if (ranks != nullptr) {
+    buckets.emplace(model.parameters(), *ranks, optimizer.shards_gradients() ? optimizer.owners() : std::vector<int64_t>{});
+  }
 
   int64_t steps_this_run = 0;
   auto last_checkpoint = std::chrono::steady_clock::now();
@@ -521,14 +600,13 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
     const StepPrompts prompts = PromptsOfStep(plan, settings, step);
     const double progress = TrainingProgress(step, plan.total_steps);
     const double lr = ScheduledLr(settings, step, plan.total_steps);
-    SetLearningRate(optimizer, lr);
+    optimizer.SetLearningRate(lr);
 
     const auto start = std::chrono::steady_clock::now();
     StepTally tally;
-    optimizer.zero_grad();
-    const std::vector<size_t> share =
-        ShareOfRank(plan, prompts, ranks != nullptr ? ranks->rank() : 0, ranks != nullptr ? ranks->size() : 1);
-    const std::vector<std::vector<size_t>> micro_batches = MicroBatches(plan, share, settings);
+    optimizer.ReleaseGradients();
+    const std::vector<std::vector<size_t>> micro_batches =
+        MicroBatches(plan, ShareOfRank(plan, prompts, rank, world), settings);
     for (size_t k = 0; k < micro_batches.size(); ++k) {
       const MicroBatch micro = GatherMicroBatch(data, plan.prompts, micro_batches[k], loss.unit);
       LossBatch batch;
@@ -541,36 +619,47 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
         micro_loss = WeightedUnitLosses(loss, needs, batch, at_step).sum() / prompts.count();
       }
       const double loss_value = FiniteLossValue(micro_loss, loss.objective, at_step);
-      if (buckets && k + 1 == micro_batches.size()) buckets->ArmForLastMicroBatch();
+      if (buckets) buckets->BeforeBackward(k + 1 == micro_batches.size());
       micro_loss.backward();
+      if (buckets) buckets->AfterBackward();
       tally.Add(loss_value, data, micro, batch);
     }
     bool stop_asked = buckets && options.should_stop && options.should_stop();
+    bool interval_due = options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s;
     if (buckets) {
+      if (buckets->sums_every_micro_batch()) {  // a round for each micro-batch another rank has and this one lacks
+        for (size_t k = micro_batches.size(); k < MostMicroBatchesOfAnyRank(plan, prompts, settings, world); ++k) {
+          buckets->AfterBackward();
+        }
+      }
       buckets->Finish();
-      tally.CombineOverRanks(*ranks, stop_asked);  // the same stop on every rank
+      tally.CombineOverRanks(*ranks, stop_asked, interval_due);  // the same decisions on every rank
     }
-    const double grad_norm = ClipGradients(model, settings.spec.grad_clip);
-    optimizer.step();
+    const double grad_norm = optimizer.ClipGradients(settings.spec.grad_clip);
+    optimizer.Step();
     ++step;
     ++steps_this_run;
 
+    TrainingMemory memory = MeasureTrainingMemory(model, optimizer);
+    if (ranks != nullptr) memory = LargestOverRanks(memory, *ranks);
     const StepMetrics metrics =
-        MetricsOfStep(tally, step, plan.total_steps, prompts.epoch + 1, lr, grad_norm, SecondsSince(start));
+        MetricsOfStep(tally, step, plan.total_steps, prompts.epoch + 1, lr, grad_norm, SecondsSince(start), memory);
     if (options.on_step) options.on_step(metrics);
-    if (!buckets) stop_asked = options.should_stop && options.should_stop();
+    if (!buckets) {
+      stop_asked = options.should_stop && options.should_stop();
+      interval_due = options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s;
+    }
     const bool stopping = stop_asked && step < plan.total_steps;
-    const bool checkpoint_is_due =
-        IsCheckpointStep(step, plan.total_steps, settings.spec.save_every) || stopping ||
-        (options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s);
-    if (writes_checkpoints && checkpoint_is_due) {
-      SaveCheckpoint(model, optimizer, step, plan.total_steps, options);
+    const bool checkpoint_is_due = IsCheckpointStep(step, plan.total_steps, settings.spec.save_every) || stopping ||
+                                   interval_due;
+    if (saves_checkpoints && checkpoint_is_due) {
+      SaveCheckpoint(model, optimizer, step, plan.total_steps, options, ranks);
       last_checkpoint = std::chrono::steady_clock::now();
     }
     if (stopping) break;
     if (options.stop_after && steps_this_run >= *options.stop_after && step < plan.total_steps) break;
   }
-  // Every rank leaves once the leader's last checkpoint is written: a rank that stops now leaves it whole.
+  // Every rank leaves together, once the last checkpoint is published.
   if (ranks != nullptr) ranks->Barrier();
   model.eval();
   return step;

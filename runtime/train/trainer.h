@@ -12,6 +12,9 @@
 // On several ranks (TrainOptions::ranks), each takes its share of every step's prompts, balanced by computed
 // tokens; the loss is still divided by the whole step's prompt count, and the gradients are summed over the
 // ranks during backward (runtime/dist/gradient_buckets.h), so every rank takes the single process's step.
+// The stage's `shard` says what the ranks partition: AdamW's moments (`optimizer`), and gradients too
+// (`gradients`); each rank then updates its own parameters and the owners broadcast them
+// (runtime/train/optimizer_shard.h). A checkpoint holds every rank's moments, by parameter name.
 #pragma once
 
 #include <cstdint>
@@ -87,6 +90,11 @@ struct StepMetrics {
   // two roles, their margin and how often it is positive.
   std::optional<double> chosen_reward, rejected_reward, margin, accuracy;
   double weight_mean = 0, weight_min = 0, weight_max = 0;
+  // Memory, the largest over the ranks: the training state a rank holds after the step (weights, gradients,
+  // AdamW moments: what `shard` partitions; activations and the few bucket buffers in flight during backward
+  // excluded) and the process's peak resident memory so far (everything).
+  double state_mb = 0;
+  double peak_rss_mb = 0;
 };
 
 struct TrainOptions {

@@ -222,6 +222,48 @@ TEST_F(DistributedRun, ThreeLocalRanksSplitUnevenlyAndTrainAsOneProcessDoes) {
   EXPECT_EQ(summary.find("evaluation on 14 held-out prompts", first + 1), std::string::npos) << summary;
 }
 
+/// The largest `state_mb` (a rank's training state after a step) of a stage's metrics lines.
+double StateMegabytes(const std::string& run_dir, const std::string& stage) {
+  double largest = 0;
+  for (const nlohmann::json& line : Metrics(run_dir + "/metrics.jsonl", stage)) {
+    largest = std::max(largest, line["state_mb"].get<double>());
+  }
+  return largest;
+}
+
+/// `shard = none` and `optimizer` train as one process does too (the default, `gradients`, is the test above),
+/// and the state each rank reports holding shrinks as the shard setting says, in bytes a parameter: one process
+/// holds weights, gradients and both moments (4 + 4 + 8), and so does each of 3 ranks with `none` (the summed
+/// gradients are views of the buckets, not a copy); `optimizer` keeps a third of the moments (4 + 4 + 8/3);
+/// `gradients` a third of the gradients too (4 + 12/3). A third or a little more: tensors are not split.
+TEST_F(DistributedRun, EveryShardSettingTrainsAsOneProcessDoesAndPartitionsTheMemory) {
+  const ScratchDir& dir = *dir_;
+  for (const char* shard : {"none", "optimizer"}) {
+    const std::string name = std::string("shard-") + shard;
+    const std::vector<std::string> args = {"--nproc", "3", "--set", std::string("sft.shard=") + shard,
+                                           "--set", std::string("po.shard=") + shard};
+    ASSERT_EQ(RunToEnd(SmokeRun(dir, name, args), dir / (name + ".log")), 0) << ReadFile(dir / (name + ".log"));
+    ExpectWeightsOfOneProcess(dir, dir / (name + "-cache"), std::string("--nproc 3, shard = ") + shard);
+    ExpectSameLosses(dir / "one-run", dir / (name + "-run"));
+  }
+  ASSERT_EQ(RunToEnd(SmokeRun(dir, "shard-gradients", {"--nproc", "3"}), dir / "shard-gradients.log"), 0)
+      << ReadFile(dir / "shard-gradients.log");
+  for (const char* stage : kStages) {
+    const double one = StateMegabytes(dir / "one-run", stage);
+    const double none = StateMegabytes(dir / "shard-none-run", stage);
+    const double optimizer = StateMegabytes(dir / "shard-optimizer-run", stage);
+    const double gradients = StateMegabytes(dir / "shard-gradients-run", stage);
+    std::cout << stage << ": state per rank, MB: one process " << one << ", 3 ranks: none " << none
+              << ", optimizer " << optimizer << ", gradients " << gradients << std::endl;
+    const double per_byte = one / 16;  // MB per byte a parameter
+    EXPECT_NEAR(none, one, 0.001 * one) << stage;
+    EXPECT_GE(optimizer, (8 + 8.0 / 3) * per_byte * 0.999) << stage;
+    EXPECT_LE(optimizer, (8 + 8 * 0.4) * per_byte) << stage;
+    EXPECT_GE(gradients, (4 + 12.0 / 3) * per_byte * 0.999) << stage;
+    EXPECT_LE(gradients, (4 + 12 * 0.4) * per_byte) << stage;
+  }
+}
+
 TEST_F(DistributedRun, StoppedRunsResumeBitIdenticallyAtTheSameWorldSizeAndContinueAtAnother) {
   const ScratchDir& dir = *dir_;
   // Uninterrupted, 2 ranks.

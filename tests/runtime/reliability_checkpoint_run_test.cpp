@@ -35,13 +35,14 @@ std::string Summary(const ScratchDir& dir, const std::string& run) {
   return text;
 }
 
-/// metrics.jsonl without the one field that depends on the machine's speed.
+/// metrics.jsonl without the fields that depend on the machine's speed and the process's memory.
 std::vector<nlohmann::json> Metrics(const ScratchDir& dir, const std::string& run) {
   std::vector<nlohmann::json> lines;
   std::istringstream in(ReadFile(dir / (run + "/metrics.jsonl")));
   for (std::string line; std::getline(in, line);) {
     nlohmann::json json = nlohmann::json::parse(line);
     json.erase("tokens_per_s");
+    json.erase("peak_rss_mb");
     lines.push_back(json);
   }
   return lines;
