@@ -1,6 +1,7 @@
 // Training across processes, end to end on the CPU over Gloo: experiments/smoke.fuse under torchrun with 2
 // ranks and under `fusec run --nproc 3` (an uneven split of each step's 4 prompts) ends with the weights of
-// the single-process run to 1e-5 relative and its per-step losses to 1e-6; a run stopped at step 3 resumes
+// the single-process run to 1e-5 relative and its per-step losses to 1e-6, with every `shard` setting (and
+// the state each rank reports holding shrinks as the setting says); a run stopped at step 3 resumes
 // bit-identically at the same world size and continues at another (2 -> 3); SIGINT to --nproc's launcher stops
 // every rank after one checkpoint and the rerun resumes; a rank whose peer hangs (SIGSTOP) stops after
 // --dist-timeout; a rank killed with SIGKILL
