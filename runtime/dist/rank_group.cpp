@@ -143,8 +143,6 @@ void RankGroup::StartSumTo(torch::Tensor& values, int64_t root) {
   impl_->started_bytes.push_back(values.numel() * values.element_size());
 }
 
-size_t RankGroup::started_count() const { return impl_->started.size(); }
-
 void RankGroup::WaitForOldestStarted() {
   if (impl_->started.empty()) return;
   Collective("a gradient sum", impl_->started_bytes.front(), [&] { impl_->started.front()->wait(); });

@@ -64,8 +64,6 @@ class RankGroup {
   /// Starts summing `values` over the ranks into rank `root`'s `values` (the others' are left undefined) and
   /// returns at once: at ZeRO stage 2 a gradient bucket's sum goes to the rank that owns its parameters.
   void StartSumTo(torch::Tensor& values, int64_t root);
-  /// Collectives started (StartSum, StartSumTo) and not waited for yet.
-  size_t started_count() const;
   /// Waits for the oldest collective started and not waited for yet.
   void WaitForOldestStarted();
   /// Waits for every collective started since the last wait, in the order they were started.

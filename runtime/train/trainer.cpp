@@ -595,6 +595,10 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
 
   int64_t steps_this_run = 0;
   auto last_checkpoint = std::chrono::steady_clock::now();
+  auto stop_is_asked = [&] { return options.should_stop && options.should_stop(); };
+  auto checkpoint_interval_passed = [&] {
+    return options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s;
+  };
   while (step < plan.total_steps) {
     const std::string at_step = StepLabel(options.stage, step);
     const StepPrompts prompts = PromptsOfStep(plan, settings, step);
@@ -624,8 +628,9 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
       if (buckets) buckets->AfterBackward();
       tally.Add(loss_value, data, micro, batch);
     }
-    bool stop_asked = buckets && options.should_stop && options.should_stop();
-    bool interval_due = options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s;
+    // Several ranks decide before the step, together; one process after it.
+    bool stop_asked = buckets && stop_is_asked();
+    bool interval_due = buckets && checkpoint_interval_passed();
     if (buckets) {
       if (buckets->sums_every_micro_batch()) {  // a round for each micro-batch another rank has and this one lacks
         for (size_t k = micro_batches.size(); k < MostMicroBatchesOfAnyRank(plan, prompts, settings, world); ++k) {
@@ -646,8 +651,8 @@ int64_t Train(LlamaForCausalLMImpl& model, const TrainData& data, const ir::Loss
         MetricsOfStep(tally, step, plan.total_steps, prompts.epoch + 1, lr, grad_norm, SecondsSince(start), memory);
     if (options.on_step) options.on_step(metrics);
     if (!buckets) {
-      stop_asked = options.should_stop && options.should_stop();
-      interval_due = options.checkpoint_interval_s && SecondsSince(last_checkpoint) >= *options.checkpoint_interval_s;
+      stop_asked = stop_is_asked();
+      interval_due = checkpoint_interval_passed();
     }
     const bool stopping = stop_asked && step < plan.total_steps;
     const bool checkpoint_is_due = IsCheckpointStep(step, plan.total_steps, settings.spec.save_every) || stopping ||
