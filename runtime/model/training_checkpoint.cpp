@@ -127,16 +127,24 @@ bool WriteFp32Weights(LlamaForCausalLMImpl& model, const fs::path& staging, Json
 /// The key LibTorch's optimizers file a parameter's state under.
 std::string StateKey(const torch::Tensor& parameter) { return c10::guts::to_string(parameter.unsafeGetTensorImpl()); }
 
-/// Records a file another rank wrote: its size and SHA-256, read back.
-bool RecordWrittenFile(Json& files, const fs::path& staging, const std::string& name, std::string* error) {
-  const fs::path path = staging / name;
+/// Where the rank that wrote optimizer file `name` leaves its size and SHA-256 for the leader's manifest, which
+/// so need not read the file back: `name.record` beside it, removed once the manifest has it.
+fs::path ShardRecordPath(const fs::path& staging, const std::string& name) { return staging / (name + ".record"); }
+
+/// Records an optimizer file a rank wrote, from the record it left, and removes the record.
+bool RecordShardFile(Json& files, const fs::path& staging, const std::string& name, std::string* error) {
+  const fs::path record_path = ShardRecordPath(staging, name);
+  const std::optional<std::string> text = ReadWholeFile(record_path.string());
+  const Json record = text ? Json::parse(*text, nullptr, false) : Json();
   std::error_code ec;
-  const uint64_t size = fs::file_size(path, ec);
-  if (ec) {
-    *error = path.string() + ": not written (" + Reason(ec) + "), so a rank did not write its optimizer state";
+  const uint64_t size = fs::file_size(staging / name, ec);
+  if (!text || ec || !record.is_object() || record.value("size", uint64_t{0}) != size ||
+      !record.value("sha256", Json()).is_string()) {
+    *error = (staging / name).string() + ": not written whole, so a rank did not write its optimizer state";
     return false;
   }
-  files[name] = {{"size", size}, {"sha256", Sha256File(path.string())}};
+  files[name] = {{"size", size}, {"sha256", record["sha256"]}};
+  fs::remove(record_path, ec);
   return true;
 }
 
@@ -147,7 +155,7 @@ bool WriteCommonFiles(LlamaForCausalLMImpl& model, const TrainingState& state, i
   Json files = Json::object();
   if (!WriteFp32Weights(model, staging, files, error)) return false;
   for (int64_t shard = 0; shard < shards; ++shard) {
-    if (!RecordWrittenFile(files, staging, OptimizerShardFileName(shard, shards), error)) return false;
+    if (!RecordShardFile(files, staging, OptimizerShardFileName(shard, shards), error)) return false;
   }
   if (!WriteRecorded(staging, kMetrics, state.metrics, files, error)) return false;
   const ModelIdentity identity = IdentityOf(model);
@@ -618,8 +626,11 @@ bool WriteOptimizerShard(LlamaForCausalLMImpl& model, const torch::optim::Optimi
     }
     metadata[item.key() + ".step"] = std::to_string(state->step());
   }
-  return WriteTensorsFile(fs::path(staging) / OptimizerShardFileName(shard, shards), tensors, metadata, error) !=
-         nullptr;
+  const std::string name = OptimizerShardFileName(shard, shards);
+  std::unique_ptr<CheckedFile> file = WriteTensorsFile(fs::path(staging) / name, tensors, metadata, error);
+  if (!file) return false;
+  const Json record = {{"size", file->size()}, {"sha256", file->Sha256Hex()}};
+  return WriteFileChecked(ShardRecordPath(staging, name).string(), record.dump() + "\n", error);
 }
 
 bool CommitTrainingCheckpoint(LlamaForCausalLMImpl& model, const TrainingState& state, int64_t shards,
