@@ -25,7 +25,8 @@
 // moments of the parameters it owns now, from whichever file has them. Several ranks write one checkpoint in
 // three calls: the leader begins it (BeginTrainingCheckpoint), every rank writes its moments into it
 // (WriteOptimizerShard, into the same directory: the checkpoint directory must be on a file system every rank
-// sees), then the leader writes the rest, checksums every file and publishes it (CommitTrainingCheckpoint);
+// sees, and each leaves its file's size and SHA-256 beside it, so the leader need not read it back), then
+// the leader writes the rest, records every file in the manifest and publishes it (CommitTrainingCheckpoint);
 // barriers between the calls are the trainer's.
 //
 // Reading the weights back shares the model directory loader's copy out of the mapping (checkpoint.h), but a
