@@ -272,7 +272,8 @@ torch::Tensor ResponseLogProbs(LlamaForCausalLMImpl& model, const std::vector<Pr
 std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& model,
                                                        const std::vector<PromptResponses>& groups,
                                                        int64_t max_batch_tokens, const LogProbOptions& options,
-                                                       const std::function<void(int64_t, int64_t)>& progress) {
+                                                       const std::function<void(int64_t, int64_t)>& progress,
+                                                       const BatchFilter& computes_batch) {
   torch::NoGradGuard no_grad;
   std::vector<std::vector<ResponseScore>> scores(groups.size());
   int64_t total = 0;
@@ -283,10 +284,15 @@ std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& mod
   int64_t done = 0;
   std::vector<int64_t> group_tokens;
   for (const PromptResponses& group : groups) group_tokens.push_back(ComputedTokens(group, options));
-  for (size_t begin = 0; begin < groups.size();) {
+  for (size_t begin = 0, batch_index = 0; begin < groups.size(); ++batch_index) {
     int64_t tokens = group_tokens[begin];
     size_t end = begin + 1;
     while (end < groups.size() && tokens + group_tokens[end] <= max_batch_tokens) tokens += group_tokens[end++];
+    if (computes_batch && !computes_batch(static_cast<int64_t>(batch_index))) {
+      for (size_t g = begin; g < end; ++g) done += static_cast<int64_t>(scores[g].size());
+      begin = end;
+      continue;
+    }
     std::vector<PromptResponses> batch(groups.begin() + static_cast<std::ptrdiff_t>(begin),
                                        groups.begin() + static_cast<std::ptrdiff_t>(end));
     std::vector<int64_t> counts;
@@ -310,14 +316,15 @@ std::vector<std::vector<ResponseScore>> ScoreResponses(LlamaForCausalLMImpl& mod
                                                        const std::vector<TokenizedPrompt>& prompts,
                                                        int64_t max_batch_tokens,
                                                        const std::function<void(int64_t, int64_t)>& progress,
-                                                       const LogProbOptions& options) {
+                                                       const LogProbOptions& options,
+                                                       const BatchFilter& computes_batch) {
   std::vector<PromptResponses> groups;
   for (const TokenizedPrompt& prompt : prompts) {
     PromptResponses& group = groups.emplace_back();
     group.prompt = prompt.prompt_ids;
     for (const TokenizedResponse& response : prompt.responses) group.responses.emplace_back(response.ids);
   }
-  return ScoreResponses(model, groups, max_batch_tokens, options, progress);
+  return ScoreResponses(model, groups, max_batch_tokens, options, progress, computes_batch);
 }
 
 namespace {

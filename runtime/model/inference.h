@@ -78,17 +78,24 @@ struct ResponseScore {
   int64_t tokens = 0;  // how many tokens were scored
 };
 
+/// Which batches of ScoreResponses this process computes (by the batch's index, from 0); null: all.
+using BatchFilter = std::function<bool(int64_t batch)>;
+
 /// Scores every response of every group; the result is indexed like `groups[g].responses[r]`. Groups are
 /// batched up to `max_batch_tokens` computed tokens (a larger group is a batch of its own).
-/// `progress(done, total)` (responses) is called after each batch.
+/// `progress(done, total)` (responses) is called after each batch. With `computes_batch`, only the batches it
+/// accepts are computed and the others' scores are left {0, 0}: the ranks of a run each compute their share
+/// of the same batches (dist/work_split.h).
 std::vector<std::vector<ResponseScore>> ScoreResponses(
     LlamaForCausalLMImpl& model, const std::vector<PromptResponses>& groups, int64_t max_batch_tokens,
-    const LogProbOptions& options = {}, const std::function<void(int64_t, int64_t)>& progress = nullptr);
+    const LogProbOptions& options = {}, const std::function<void(int64_t, int64_t)>& progress = nullptr,
+    const BatchFilter& computes_batch = nullptr);
 
 /// The same for tokenized prompts of a data set.
 std::vector<std::vector<ResponseScore>> ScoreResponses(
     LlamaForCausalLMImpl& model, const std::vector<TokenizedPrompt>& prompts, int64_t max_batch_tokens,
-    const std::function<void(int64_t, int64_t)>& progress = nullptr, const LogProbOptions& options = {});
+    const std::function<void(int64_t, int64_t)>& progress = nullptr, const LogProbOptions& options = {},
+    const BatchFilter& computes_batch = nullptr);
 
 /// Throws [NonFiniteModel] naming the model's directory when a row of `values` ([N] or [N, ...], one row a
 /// `unit`) holds a NaN or an Inf: a broken model is an error where its outputs are consumed, never a `null`
