@@ -621,6 +621,11 @@ int RuntimeMain(const std::vector<std::string>& args, std::istream& in, std::ost
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   run->add_flag("--deterministic", run_options.deterministic, "Bit-identical reruns (same machine and threads)");
+  run->add_option("--score-batch-tokens", run_options.score_batch_tokens,
+                  "Tokens a batch of reference log-probabilities or evaluation NLL holds (memory; results to "
+                  "rounding; several ranks split the batches)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->capture_default_str();
   run->add_flag("--unoptimized", run_options.unoptimized,
                 "Padded rows, repeated prompts, whole logits (the usual way; same results, slower)");
   run->add_option("--stdlib", run_options.stdlib, "The stdlib directory (default: found next to fusec)")

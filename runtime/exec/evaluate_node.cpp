@@ -1,14 +1,16 @@
 // evaluate: greedy completions of held-out prompts by each model, scored against gold answers where the
-// data has them, and the held-out NLL of each prompt's best response; cached like a stage.
+// data has them, and the held-out NLL of each prompt's best response; cached like a stage. Under several
+// ranks each generates and scores its share of the batches (dist/work_split.h); rank 0 writes them all.
 
 #include <algorithm>
-#include <fstream>
 #include <iomanip>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
+#include <sstream>
 
 #include "runtime/data/examples.h"
+#include "runtime/exec/ref_logprobs.h"
 #include "runtime/exec/run_context.h"
 #include "runtime/support/text.h"
 
@@ -49,26 +51,36 @@ int32_t BestResponse(const PromptRecord& record) {
   return top;
 }
 
-/// Scores one completion against the record's gold answer (surrounding whitespace ignored) into `result`
-/// and the completion's JSON line.
-void ScoreAgainstGold(const PromptRecord& record, const std::string& text, EvalResult& result, Json& line) {
-  std::string answer = TrimPythonSpace(text);
-  std::string gold = TrimPythonSpace(*record.gold);
-  double score = EditSimilarity(answer, gold);
-  bool exact = answer == gold;
+/// Adds one completion's line (from CompletionLine) to `result`: its gold score, when it has one.
+void TallyCompletion(const Json& line, EvalResult& result) {
+  if (!line.contains("gold")) return;
+  const double score = line["score"].get<double>();
+  const bool exact = line["exact"].get<bool>();
   result.gold.Add(score, exact);
-  if (record.family) result.families[*record.family].Add(score, exact);
-  line["gold"] = *record.gold;
-  if (record.family) line["family"] = *record.family;
-  line["score"] = score;
-  line["exact"] = exact;
+  if (line.contains("family")) result.families[line["family"].get<std::string>()].Add(score, exact);
 }
 
-/// The mean per-token NLL of the prompts' best responses, when there are any.
+/// One completion's JSON line: its text, tokens and, when the record has a gold answer, its score against it
+/// (surrounding whitespace ignored).
+Json CompletionLine(const PromptRecord& record, const std::string& text, size_t tokens) {
+  Json line = {{"id", record.id}, {"text", text}, {"tokens", tokens}};
+  if (!record.gold) return line;
+  const std::string answer = TrimPythonSpace(text);
+  const std::string gold = TrimPythonSpace(*record.gold);
+  line["gold"] = *record.gold;
+  if (record.family) line["family"] = *record.family;
+  line["score"] = EditSimilarity(answer, gold);
+  line["exact"] = answer == gold;
+  return line;
+}
+
+/// The mean per-token NLL of the prompts' best responses, when there are any; each rank scores its share of
+/// the batches.
 std::optional<double> BestResponseNll(LlamaForCausalLMImpl& model, const std::vector<TokenizedPrompt>& best,
-                                      const LogProbOptions& options) {
+                                      int64_t batch_tokens, const LogProbOptions& options, const WorkSplit& split) {
   if (best.empty()) return std::nullopt;
-  auto scores = ScoreResponses(model, best, kScoreBatchTokens, nullptr, options);
+  auto scores = ScoreResponses(model, best, batch_tokens, nullptr, options, split.Filter());
+  GatherScores(split, scores);
   double nll = 0;
   int64_t tokens = 0;
   for (const auto& s : scores) {
@@ -95,10 +107,35 @@ void RequirePositions(const PromptRecord& record, int64_t prompt_tokens, int64_t
                 : "leave prompts longer than the model's positions out of the evaluation data");
 }
 
-/// Greedy completions of every prompt (written to `completions`), and the mean per-token NLL of each prompt's
-/// best response.
+/// Every batch's completion lines in the prompts' order, from each rank's lines of the batches it owns (batch
+/// b is rank b mod N's, its lines in the order of its batches).
+std::vector<std::string> CompletionsInOrder(const std::vector<std::string>& texts_by_rank, size_t prompts,
+                                            size_t batch) {
+  std::vector<std::vector<std::string>> lines_by_rank(texts_by_rank.size());
+  for (size_t r = 0; r < texts_by_rank.size(); ++r) {
+    std::istringstream text(texts_by_rank[r]);
+    for (std::string line; std::getline(text, line);) lines_by_rank[r].push_back(line);
+  }
+  std::vector<size_t> next(texts_by_rank.size(), 0);
+  std::vector<std::string> lines;
+  for (size_t begin = 0, b = 0; begin < prompts; begin += batch, ++b) {
+    const size_t rank = b % texts_by_rank.size();
+    for (size_t i = begin; i < std::min(prompts, begin + batch); ++i) {
+      if (next[rank] >= lines_by_rank[rank].size()) {
+        throw RunError(RunErrorKind::Internal, "rank " + std::to_string(rank) + " sent fewer completions than its batches have");
+      }
+      lines.push_back(lines_by_rank[rank][next[rank]++]);
+    }
+  }
+  return lines;
+}
+
+/// Greedy completions of every prompt (into `completions`, one JSON line a prompt), and the mean per-token NLL
+/// of each prompt's best response. Under several ranks each generates the batches it owns (`split`), and every
+/// rank returns the whole result.
 EvalResult EvaluateModel(const std::string& name, const ModelHandle& handle, const Dataset& data,
-                         const ir::Evaluate& spec, const fs::path& completions, RunContext& run) {
+                         const ir::Evaluate& spec, const WorkSplit& split, std::string& completions,
+                         RunContext& run) {
   OpenedModel opened = run.Open(handle);
   const Tokenizer& tokenizer = *opened.tokenizer;
   const ChatTemplate& chat = opened.chat;
@@ -107,12 +144,12 @@ EvalResult EvaluateModel(const std::string& name, const ModelHandle& handle, con
   sampling.stop_ids = StopIds(opened);
   EvalResult result;
   result.model = name;
-  std::ofstream out(completions);
   std::vector<TokenizedPrompt> best;
-  int64_t generated_tokens = 0;
+  std::string my_lines;  // the completions of the batches this rank owns
   std::string error;
-  for (size_t begin = 0; begin < data.size(); begin += static_cast<size_t>(spec.batch)) {
-    size_t end = std::min(data.size(), begin + static_cast<size_t>(spec.batch));
+  const auto batch = static_cast<size_t>(spec.batch);
+  for (size_t begin = 0, batch_index = 0; begin < data.size(); begin += batch, ++batch_index) {
+    size_t end = std::min(data.size(), begin + batch);
     std::vector<std::vector<int32_t>> prompts;
     for (size_t i = begin; i < end; ++i) {
       const PromptRecord& record = data[i];
@@ -128,22 +165,25 @@ EvalResult EvaluateModel(const std::string& name, const ModelHandle& handle, con
         }
       }
     }
+    if (!split.Owns(static_cast<int64_t>(batch_index))) continue;
     std::vector<Generation> generations = Generate(*opened.model, prompts, sampling);
     for (size_t k = 0; k < generations.size(); ++k) {
-      const PromptRecord& record = data[begin + k];
       std::vector<int32_t> ids = generations[k].ids;
       if (generations[k].stopped) ids.pop_back();
-      generated_tokens += static_cast<int64_t>(generations[k].ids.size());
-      std::string text = tokenizer.Decode(ids, true);
-      Json line = {{"id", record.id}, {"text", text}, {"tokens", generations[k].ids.size()}};
-      if (record.gold) ScoreAgainstGold(record, text, result, line);
-      out << line.dump() << "\n";
+      my_lines += CompletionLine(data[begin + k], tokenizer.Decode(ids, true), generations[k].ids.size()).dump() + "\n";
     }
+  }
+  int64_t generated_tokens = 0;
+  for (const std::string& text : CompletionsInOrder(split.GatherTexts(my_lines), data.size(), batch)) {
+    const Json line = Json::parse(text);
+    generated_tokens += line["tokens"].get<int64_t>();
+    TallyCompletion(line, result);
+    completions += text + "\n";
   }
   result.prompts = static_cast<int64_t>(data.size());
   result.mean_generated_tokens =
       data.empty() ? 0 : static_cast<double>(generated_tokens) / static_cast<double>(data.size());
-  result.best_response_nll = BestResponseNll(*opened.model, best, run.LogProbs());
+  result.best_response_nll = BestResponseNll(*opened.model, best, run.options().score_batch_tokens, run.LogProbs(), split);
 
   std::ostream& progress = run.reporter().progress();
   progress << "  evaluated " << name << ": " << result.prompts << " prompts" << std::fixed << std::setprecision(4);
@@ -158,20 +198,32 @@ EvalResult EvaluateModel(const std::string& name, const ModelHandle& handle, con
   return result;
 }
 
+/// Writes the results next to the completions in `staging` and commits the entry; returns its directory.
+std::string CommitResults(const ir::Node& node, const std::string& staging, const std::vector<EvalResult>& results,
+                          RunContext& run) {
+  Json json = Json::array();
+  for (const EvalResult& r : results) json.push_back(r.ToJson());
+  WriteOrThrow(fs::path(staging) / "results.json", json.dump(2) + "\n");
+  return run.Commit(node, staging);
+}
+
 }  // namespace
 
 NodeValue RunEvaluate(const ir::Node& node, RunContext& run) {
   const ir::Evaluate& spec = node.as<ir::Evaluate>();
-  fs::path output = run.Rebase(spec.output);
-  if (auto cached = run.CachedEntry(node)) {
-    std::vector<EvalResult> results = ReadCachedResults(*cached);
-    CopyEvaluation(*cached, output);
+  const RunContext::SharedStart shared = run.StartShared(node);
+  const WorkSplit split = run.Split();
+  const bool writes = split.writes();  // rank 0 writes the entry and the run directory's copy
+  if (shared.cached) {
+    if (!writes) return NodeValue{};
+    std::vector<EvalResult> results = ReadCachedResults(*shared.cached);
+    CopyEvaluation(*shared.cached, run.Rebase(spec.output));
     run.reporter().Evaluated(RunContext::ExperimentOf(node), std::move(results));
     return NodeValue{};
   }
   const NodeValue& data = run.Input(node, "data");
   const std::string data_hash = run.plan().graph.at(node.FindInput("data")->node).hash;
-  std::string staging = run.cache().BeginEntry(node.hash);
+  const std::string staging = writes ? run.cache().BeginEntry(node.hash) : std::string();
   std::vector<EvalResult> results;
   std::map<std::string, std::string> newly_evaluated;  // key -> model name
   std::set<std::string> seen;
@@ -180,11 +232,11 @@ NodeValue RunEvaluate(const ir::Node& node, RunContext& run) {
     const ir::Node& model_node = run.plan().graph.at(input.node);
     std::string name = model_node.kind() == ir::NodeKind::Train ? RunContext::StageName(model_node) : "target";
     if (!seen.insert(name).second) continue;
-    const fs::path completions = fs::path(staging) / (name + ".jsonl");
+    const fs::path completions_file = fs::path(staging) / (name + ".jsonl");
     const std::string key = model_node.hash + " " + data_hash + " " + std::to_string(spec.max_new_tokens) + " " +
                             std::to_string(spec.batch);
     if (auto done = run.evaluated_models.find(key); done != run.evaluated_models.end()) {
-      fs::copy_file(done->second.completions, completions);
+      if (writes) fs::copy_file(done->second.completions, completions_file);
       results.push_back(done->second.result);
       results.back().model = name;
       run.reporter().progress() << "  evaluated " << name << ": the same model on the same prompts as before in "
@@ -192,18 +244,19 @@ NodeValue RunEvaluate(const ir::Node& node, RunContext& run) {
       continue;
     }
     const ModelHandle handle = *run.Value(input.node).model;
-    results.push_back(EvaluateModel(name, handle, *data.data, spec, completions, run));
+    std::string completions;
+    results.push_back(EvaluateModel(name, handle, *data.data, spec, split, completions, run));
+    if (writes) WriteOrThrow(completions_file, completions);
     newly_evaluated[key] = name;
   }
-  Json json = Json::array();
-  for (const EvalResult& r : results) json.push_back(r.ToJson());
-  WriteOrThrow(fs::path(staging) / "results.json", json.dump(2) + "\n");
-  std::string entry = run.Commit(node, staging);
+  // The other ranks remember what they evaluated too, so that they reuse (and skip) what rank 0 does.
+  const std::string entry = writes ? CommitResults(node, staging, results, run) : std::string();
   for (const auto& [key, name] : newly_evaluated) {
     auto result = std::find_if(results.begin(), results.end(), [&](const EvalResult& r) { return r.model == name; });
-    run.evaluated_models[key] = {*result, entry + "/" + name + ".jsonl"};
+    run.evaluated_models[key] = {*result, writes ? entry + "/" + name + ".jsonl" : std::string()};
   }
-  CopyEvaluation(entry, output);
+  if (!writes) return NodeValue{};
+  CopyEvaluation(entry, run.Rebase(spec.output));
   run.reporter().Evaluated(RunContext::ExperimentOf(node), std::move(results));
   return NodeValue{};
 }

@@ -102,7 +102,8 @@ class Walk {
             options_.ranks->Barrier();
             return kExitOk;
           }
-          Eval(ir::NodeId{static_cast<uint32_t>(std::stoul(word))});
+          word_ = static_cast<uint32_t>(std::stoul(word));
+          Eval(ir::NodeId{word_});
         }
       } catch (const DistributedError& error) {
         throw RunError(RunErrorKind::Distributed, error.what());
@@ -127,25 +128,49 @@ class Walk {
 
   /// Nodes the leader computes alone (they commit cache entries); a follower waits for the leader, then reads
   /// the entry the leader committed.
-  static bool LeaderAlone(ir::NodeKind kind) {
-    return kind == ir::NodeKind::LoadModel || kind == ir::NodeKind::Sample || kind == ir::NodeKind::Score ||
-           kind == ir::NodeKind::RefLogprobs;
+  static bool LeaderAlone(ir::NodeKind kind) { return kind == ir::NodeKind::LoadModel || kind == ir::NodeKind::Score; }
+
+  /// Nodes every rank computes together, each its share (train: its micro-batches; the others: their batches,
+  /// dist/work_split.h), when the leader's walk says so.
+  static bool Walked(ir::NodeKind kind) {
+    return kind == ir::NodeKind::Train || kind == ir::NodeKind::RefLogprobs || kind == ir::NodeKind::Evaluate ||
+           kind == ir::NodeKind::Sample;
   }
 
-  /// Computes `node` as this rank's part says: the leader tells the followers which train node it enters and
+  /// Computes `node` as this rank's part says: the leader tells the followers which walked node it enters and
   /// when a node it computes alone is done.
   NodeValue ComputeAsRank(const ir::Node& node, ir::NodeId id) {
     RankGroup* ranks = options_.ranks;
     if (ranks == nullptr) return Compute(node);
     const std::string done_key = "node/" + std::to_string(id.value);
     if (ranks->leader()) {
-      if (node.kind() == ir::NodeKind::Train) ranks->Post(WalkKey(walk_posts_++), std::to_string(id.value));
+      if (Walked(node.kind())) EnterWalked(node, id);
       NodeValue value = Compute(node);
       if (LeaderAlone(node.kind())) ranks->Post(done_key, "done");
+      if (Walked(node.kind())) --walked_open_;
       return value;
+    }
+    if (Walked(node.kind()) && id.value != word_) {
+      throw RunError(RunErrorKind::Internal, ranks->Describe() + " reached %" + std::to_string(id.value) +
+                                                 " before rank 0 said it enters it");
     }
     if (LeaderAlone(node.kind())) ranks->AwaitPost(done_key);
     return Compute(node);
+  }
+
+  /// The leader enters a walked node: its inputs first (each walked input is a word of its own, and the nodes
+  /// it computes alone are done before the followers need them), then the word. A walked node is never entered
+  /// inside another: the followers, inside the outer one, would not hear of it.
+  void EnterWalked(const ir::Node& node, ir::NodeId id) {
+    if (walked_open_ > 0) {
+      throw RunError(RunErrorKind::Internal, "%" + std::to_string(id.value) + " is entered inside another node " +
+                                                 "every rank computes");
+    }
+    if (!run_.CachedEntry(node)) {
+      for (const ir::Input& input : node.inputs) Eval(input.node);
+    }
+    options_.ranks->Post(WalkKey(walk_posts_++), std::to_string(id.value));
+    ++walked_open_;
   }
 
   const NodeValue& Eval(ir::NodeId id) {
@@ -263,6 +288,8 @@ class Walk {
   RunContext run_;
   std::map<uint32_t, NodeValue> values_;
   int64_t walk_posts_ = 0;  // the leader's words on the walk so far
+  int64_t walked_open_ = 0;  // the leader: walked nodes entered and not yet computed
+  uint32_t word_ = 0;        // a follower: the node of the leader's word it is computing
   std::vector<RunDirectory> run_dirs_;  // reserved before it fills: RunContext keeps pointers into it
 };
 

@@ -44,10 +44,14 @@ struct RunOptions {
   /// Train and score the usual way: padded rows, each response repeating its prompt, whole-vocabulary logits,
   /// micro-batches by prompt count. Same results to rounding, slower; for comparisons.
   bool unoptimized = false;
+  /// Computed tokens a batch of reference log-probabilities (and of evaluation's NLL) holds: memory against
+  /// speed, the results the same to rounding (so not in a node's hash). Ranks split a node's batches.
+  int64_t score_batch_tokens = 8192;
   /// Stop each training stage after this many optimizer steps of this run, as if killed (tests of --resume).
   std::optional<int64_t> stop_after_steps;
   /// Several ranks (torchrun, srun, --nproc): the leader (rank 0) walks the graph and writes; every rank trains
-  /// its share of each stage; the others wait for what the leader alone computes. nullptr: one process.
+  /// its share of each stage and computes its share of reference log-probabilities, evaluation and sampling;
+  /// the others wait for what the leader alone computes (loading models, scoring). nullptr: one process.
   RankGroup* ranks = nullptr;
 };
 

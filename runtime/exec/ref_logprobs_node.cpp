@@ -44,8 +44,30 @@ void WriteRows(const fs::path& file, const std::vector<std::string>& roles, cons
 
 }  // namespace
 
+void GatherScores(const WorkSplit& split, std::vector<std::vector<ResponseScore>>& scores) {
+  if (split.ranks() == 1) return;
+  std::vector<double> logps;
+  std::vector<int64_t> tokens;
+  for (const auto& group : scores) {
+    for (const ResponseScore& score : group) {
+      logps.push_back(score.logp);
+      tokens.push_back(score.tokens);
+    }
+  }
+  split.Gather(logps);
+  split.Gather(tokens);
+  size_t k = 0;
+  for (auto& group : scores) {
+    for (ResponseScore& score : group) {
+      score = {logps[k], tokens[k]};
+      ++k;
+    }
+  }
+}
+
 std::vector<std::vector<double>> ReferenceLogprobs(LlamaForCausalLMImpl& model, const TrainData& data,
-                                                   int64_t batch_tokens, const LogProbOptions& options) {
+                                                   int64_t batch_tokens, const LogProbOptions& options,
+                                                   const WorkSplit& split) {
   // The distinct responses of each prompt, scored packed behind one copy of the prompt.
   std::map<uint32_t, size_t> group_of_prompt;
   std::vector<PromptResponses> groups;
@@ -61,7 +83,8 @@ std::vector<std::vector<double>> ReferenceLogprobs(LlamaForCausalLMImpl& model, 
       if (fresh) groups[it->second].responses.emplace_back(data.response_ids[item.prompt][static_cast<size_t>(r)]);
     }
   }
-  auto scores = ScoreResponses(model, groups, batch_tokens, options);
+  auto scores = ScoreResponses(model, groups, batch_tokens, options, nullptr, split.Filter());
+  GatherScores(split, scores);
   std::vector<std::vector<double>> out;
   for (const Item& item : data.items.items) {
     const size_t g = group_of_prompt.at(item.prompt);
@@ -74,8 +97,9 @@ std::vector<std::vector<double>> ReferenceLogprobs(LlamaForCausalLMImpl& model, 
 NodeValue RunRefLogprobs(const ir::Node& node, RunContext& run) {
   const NodeValue& items = run.Input(node, "items");
   const size_t item_count = items.items->items.size();
-  if (auto cached = run.CachedEntry(node)) {
-    auto rows = std::make_shared<RefRows>(ReadCachedRows(*cached, item_count));
+  const RunContext::SharedStart shared = run.StartShared(node);
+  if (shared.cached) {
+    auto rows = std::make_shared<RefRows>(ReadCachedRows(*shared.cached, item_count));
     return NodeValue{std::nullopt, items.data, items.items, rows};
   }
   const ModelHandle reference = *run.Input(node, "model").model;
@@ -86,15 +110,19 @@ NodeValue RunRefLogprobs(const ir::Node& node, RunContext& run) {
       TokenizeItems(*items.data, *items.items, *opened.tokenizer, opened.chat, spec.max_len, spec.max_prompt_len);
   const std::vector<std::string>& roles = items.items->roles;
   auto rows = std::make_shared<RefRows>(item_count, std::vector<double>(roles.size(), std::nan("")));
-  RefRows kept = ReferenceLogprobs(*opened.model, tokenized.data, kScoreBatchTokens, run.LogProbs());
+  const WorkSplit split = run.Split();
+  RefRows kept = ReferenceLogprobs(*opened.model, tokenized.data, run.options().score_batch_tokens, run.LogProbs(), split);
   for (size_t k = 0; k < tokenized.kept.size(); ++k) (*rows)[tokenized.kept[k]] = kept[k];
+  if (!split.writes()) return NodeValue{std::nullopt, items.data, items.items, rows};  // rank 0 commits them
 
   std::string staging = run.cache().BeginEntry(node.hash);
   WriteRows(fs::path(staging) / "ref_logp.json", roles, *rows);
   run.Commit(node, staging);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   run.reporter().progress() << "  " << RunContext::Label(node) << ": reference log-probabilities of "
-                            << tokenized.kept.size() << " items in " << Reporter::FormatDuration(seconds) << "\n";
+                            << tokenized.kept.size() << " items in " << Reporter::FormatDuration(seconds)
+                            << (split.ranks() > 1 ? ", split over " + std::to_string(split.ranks()) + " ranks" : "")
+                            << "\n";
   return NodeValue{std::nullopt, items.data, items.items, rows};
 }
 

@@ -4,6 +4,7 @@
 #include <ostream>
 
 #include "runtime/data/examples.h"
+#include "runtime/dist/rank_group.h"
 #include "runtime/model/checkpoint.h"
 
 namespace fusec::rt {
@@ -47,13 +48,53 @@ fs::path RunContext::Published(const fs::path& written) const {
 }
 
 std::optional<std::string> RunContext::CachedEntry(const ir::Node& node) {
+  if (auto known = complete_entries_.find(node.hash); known != complete_entries_.end()) return known->second;
   CacheLookup lookup = cache_.Find(node.hash, CacheCheck::Full);
-  if (lookup.status == CacheStatus::Complete) return lookup.path;
+  if (lookup.status == CacheStatus::Complete) return complete_entries_[node.hash] = lookup.path;
   if (lookup.status == CacheStatus::Corrupt) {
     reporter_.progress() << "warning: " << Label(node) << ": its cache entry is corrupt (" << lookup.problem
                          << "); rebuilding it\n";
   }
   return std::nullopt;
+}
+
+namespace {
+
+/// The store key of rank 0's word `what` about `node`.
+std::string SharedKey(const ir::Node& node, const PlannedRun& plan, const std::string& what) {
+  return "shared/" + std::to_string(&node - plan.graph.nodes.data()) + "/" + what;
+}
+
+}  // namespace
+
+void RunContext::TellOtherRanks(const ir::Node& node, const std::string& what, const std::string& value) {
+  if (options_.ranks != nullptr && options_.ranks->leader()) options_.ranks->Post(SharedKey(node, plan_, what), value);
+}
+
+std::string RunContext::AwaitRankZero(const ir::Node& node, const std::string& what) {
+  return options_.ranks->AwaitPost(SharedKey(node, plan_, what));
+}
+
+RunContext::SharedStart RunContext::StartShared(const ir::Node& node) {
+  SharedStart start;
+  if (options_.ranks != nullptr && !options_.ranks->leader()) {
+    if (AwaitRankZero(node, "start") == "compute") return start;
+    start.cached = CachedEntry(node);
+    if (!start.cached) {
+      throw RunError(RunErrorKind::CacheEntry, options_.ranks->Describe() +
+                                                   ": rank 0 found this node in the cache, but this rank does not: "
+                                                   "is the cache directory on a filesystem every rank sees?");
+    }
+    return start;
+  }
+  start.cached = CachedEntry(node);
+  if (!start.cached) {
+    start.lock = LockEntry(node);  // another process may have computed it meanwhile
+    start.cached = CachedEntry(node);
+    if (start.cached) start.lock.reset();
+  }
+  TellOtherRanks(node, "start", start.cached ? "cached" : "compute");
+  return start;
 }
 
 FileLock RunContext::LockEntry(const ir::Node& node) {

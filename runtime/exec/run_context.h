@@ -22,6 +22,7 @@
 #include "compiler/cache/cache.h"
 #include "compiler/ir/ir.h"
 #include "compiler/support/file_lock.h"
+#include "runtime/dist/work_split.h"
 #include "runtime/exec/executor.h"
 #include "runtime/exec/reporter.h"
 #include "runtime/exec/run_directory.h"
@@ -58,9 +59,6 @@ struct OpenedModel {
 
 /// Where generation by `opened` stops: its template's end-of-turn token and its tokenizer's EOS, those it has.
 std::vector<int32_t> StopIds(const OpenedModel& opened);
-
-/// Tokens a scoring batch computes (reference log-probs, evaluation's best-response NLL).
-inline constexpr int64_t kScoreBatchTokens = 8192;
 
 class RunContext {
  public:
@@ -99,13 +97,28 @@ class RunContext {
   /// The run directory each experiment's output directory (as planned) is written to.
   void SetRunDirectories(std::map<std::string, const RunDirectory*> by_output) { run_dirs_ = std::move(by_output); }
 
-  /// The complete cache entry of `node`, after a full check; a corrupt one is reported and ignored.
+  /// The complete cache entry of `node`, after a full check (once a run: a complete entry stays so); a corrupt
+  /// one is reported and ignored.
   std::optional<std::string> CachedEntry(const ir::Node& node);
   /// Takes the lock of `node`'s cache entry (StageCache::LockPath), waiting with a message naming the process
   /// that holds it (another run computing the same node).
   FileLock LockEntry(const ir::Node& node);
   /// Commits `staging` as `node`'s cache entry and returns the entry's directory.
   std::string Commit(const ir::Node& node, const std::string& staging);
+
+  /// How a node whose work the ranks split (ref_logprobs, evaluate, sample) starts, the same on every rank:
+  /// `cached` is the entry when rank 0 found one (then every rank reads it), else every rank computes its share
+  /// and rank 0 holds the entry's lock (`lock`) and commits. One process: CachedEntry, then LockEntry.
+  struct SharedStart {
+    std::optional<std::string> cached;
+    std::optional<FileLock> lock;
+  };
+  SharedStart StartShared(const ir::Node& node);
+  /// The ranks' split of this run's work (all of it on one process).
+  WorkSplit Split() const { return WorkSplit(options_.ranks); }
+  /// Rank 0's word to the others about `node` (`what`: `entry`, once committed), and the others' wait for it.
+  void TellOtherRanks(const ir::Node& node, const std::string& what, const std::string& value);
+  std::string AwaitRankZero(const ir::Node& node, const std::string& what);
 
   /// Loads a model directory on the run's device with its tokenizer and chat template, checked against each
   /// other (a tokenizer with more tokens than the embedding has rows would index out of range mid-training).
@@ -135,6 +148,7 @@ class RunContext {
   torch::Device device_ = torch::kCPU;
   std::string started_;
   std::set<std::string> chat_warned_;  // model directories whose template choice was warned about (once each)
+  std::map<std::string, std::string> complete_entries_;  // node hash -> its entry, once CachedEntry found it whole
 };
 
 /// The chat template `name` means for `tokenizer`, loaded from `source` (`auto`: the one recorded in its

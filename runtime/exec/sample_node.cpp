@@ -7,6 +7,10 @@
 // each block's shard as soon as its last sample is done. Then assemble the records (the prompts' own responses
 // first when `keep_responses`, then each source's n samples), drop prompts whose samples are all identical when
 // `drop_identical`, commit, and discard the shards.
+//
+// Under several ranks block b of every source is rank b mod N's (dist/work_split.h): each rank samples and
+// writes its own blocks' shards (the draws do not depend on what else is in the batch, so they are one
+// process's), then rank 0 reads every shard, commits, and the others read the entry it committed.
 
 #include <algorithm>
 #include <chrono>
@@ -16,6 +20,7 @@
 #include <sstream>
 
 #include "runtime/data/examples.h"
+#include "runtime/dist/work_split.h"
 #include "runtime/exec/dataset_entry.h"
 #include "runtime/exec/run_context.h"
 #include "runtime/exec/sample_shards.h"
@@ -148,8 +153,8 @@ class StopCheck {
 
 /// Generates the missing blocks of source `k`, writing each block's shard as it completes.
 void SampleSource(size_t k, const SampledModel& sampled, const Dataset& prompts, const ir::Sample& spec,
-                  const SampleShards& shards, SamplesSoFar& so_far, StopCheck& stop, const std::string& label,
-                  RunContext& run) {
+                  const SampleShards& shards, const WorkSplit& split, SamplesSoFar& so_far, StopCheck& stop,
+                  const std::string& label, RunContext& run) {
   const ir::SamplingSettings& settings = sampled.source->settings;
   const std::string& name = sampled.source->name;
   if (static_cast<int64_t>(settings.seeds.size()) != settings.n) {
@@ -169,7 +174,7 @@ void SampleSource(size_t k, const SampledModel& sampled, const Dataset& prompts,
   std::vector<Slot> slots;
   std::vector<int64_t> remaining(static_cast<size_t>(shards.blocks()), 0);
   for (int64_t b = 0; b < shards.blocks(); ++b) {
-    if (so_far.block_done[k][static_cast<size_t>(b)]) continue;
+    if (so_far.block_done[k][static_cast<size_t>(b)] || !split.Owns(b)) continue;
     for (int64_t p = shards.BlockBegin(b); p < shards.BlockBegin(b) + shards.BlockSize(b); ++p) {
       const PromptRecord& record = prompts[static_cast<size_t>(p)];
       for (int64_t s = 0; s < settings.n; ++s) {
@@ -195,7 +200,9 @@ void SampleSource(size_t k, const SampledModel& sampled, const Dataset& prompts,
   progress << "[" << label << "] sampling `" << name << "` (" << handle.dir << "): " << requests.size() / settings.n
            << " prompts x " << settings.n << ", at most " << settings.max_new_tokens << " new tokens, temperature "
            << settings.temperature << ", top_p " << settings.top_p << ", " << GenerationSlots(requests, limits)
-           << " rows at once\n";
+           << " rows at once"
+           << (split.ranks() > 1 ? " (rank 0's share of the blocks; " + std::to_string(split.ranks()) + " ranks)" : "")
+           << "\n";
   const auto start = Clock::now();
   auto last_line = start;
   int64_t tokens = 0;
@@ -264,43 +271,81 @@ std::shared_ptr<Dataset> AssembleRecords(const Dataset& prompts, const std::vect
   return records;
 }
 
+/// Samples the missing blocks this rank owns, source after source. A rank that stops (a signal, --stop-after)
+/// stops every rank once each has left its sampling: the shards written so far are kept for the rerun.
+void SampleThisRanksBlocks(const std::vector<SampledModel>& models, const Dataset& prompts, const ir::Sample& spec,
+                           const SampleShards& shards, const WorkSplit& split, SamplesSoFar& so_far,
+                           const std::string& label, RunContext& run) {
+  StopCheck stop(run.options(), label);
+  std::optional<RunError> stopped;
+  try {
+    for (size_t k = 0; k < models.size(); ++k) {
+      const auto& done = so_far.block_done[k];
+      bool mine_missing = false;
+      for (int64_t b = 0; b < shards.blocks(); ++b) mine_missing |= !done[static_cast<size_t>(b)] && split.Owns(b);
+      if (mine_missing) SampleSource(k, models[k], prompts, spec, shards, split, so_far, stop, label, run);
+    }
+  } catch (const RunError& error) {
+    if (error.kind() != RunErrorKind::Interrupted && error.kind() != RunErrorKind::TrainingStopped) throw;
+    stopped = error;
+  }
+  if (!split.AnyRank(stopped.has_value())) return;
+  if (stopped) throw *stopped;
+  throw RunError(RunErrorKind::TrainingStopped, label + ": stopped because another rank stopped sampling (a signal "
+                                                        "or --stop-after); the shards written are saved")
+      .Help("running it again samples only the shards that are missing");
+}
+
+/// Every block of every source is sampled, or the run is wrong: an error naming the first shard missing.
+void RequireEveryBlock(const SamplesSoFar& so_far, const SampleShards& shards) {
+  for (size_t k = 0; k < so_far.block_done.size(); ++k) {
+    for (size_t b = 0; b < so_far.block_done[k].size(); ++b) {
+      if (!so_far.block_done[k][b]) {
+        throw RunError(RunErrorKind::Internal, "the shard " + shards.Path(static_cast<int64_t>(k), static_cast<int64_t>(b)).string() +
+                                                   " is missing after every rank sampled its blocks");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 NodeValue RunSample(const ir::Node& node, RunContext& run) {
-  if (auto cached = run.CachedEntry(node)) return NodeValue{std::nullopt, ReadDatasetEntry(*cached)};
-  const FileLock lock = run.LockEntry(node);  // one process samples a step at a time (its shards are shared)
-  if (auto cached = run.CachedEntry(node)) return NodeValue{std::nullopt, ReadDatasetEntry(*cached)};
+  // One process samples a step at a time (its shards are shared); rank 0 holds the lock for every rank.
+  const RunContext::SharedStart shared = run.StartShared(node);
+  if (shared.cached) return NodeValue{std::nullopt, ReadDatasetEntry(*shared.cached)};
   const ir::Sample& spec = node.as<ir::Sample>();
   const std::string label = run.StepLabel(node);
   const std::vector<SampledModel> models = SampledModels(node);
   const Dataset& prompts = *run.Input(node, "prompts").data;
+  const WorkSplit split = run.Split();
   std::ostream& progress = run.reporter().progress();
 
   const fs::path checkpoints = run.cache().CheckpointPath(node.hash);
   std::error_code ec;
-  if (run.options().restart && fs::exists(checkpoints, ec)) {
+  if (split.writes() && run.options().restart && fs::exists(checkpoints, ec)) {
     progress << "[" << label << "] --restart: discarding its shards (" << checkpoints.string() << ")\n";
     fs::remove_all(checkpoints);
   }
+  split.WaitForEveryRank();  // the shards as rank 0 left them
   const SampleShards shards(checkpoints, static_cast<int64_t>(prompts.size()));
   SamplesSoFar so_far = ReadShards(shards, models, prompts.size(), label, progress);
   if (so_far.blocks_done > 0) {
     progress << "[" << label << "] resuming: " << so_far.blocks_done << " of " << so_far.blocks_total
              << " shards were sampled by an earlier run (" << checkpoints.string() << ")\n";
   }
-  StopCheck stop(run.options(), label);
-  for (size_t k = 0; k < models.size(); ++k) {
-    const auto& done = so_far.block_done[k];
-    if (std::find(done.begin(), done.end(), false) == done.end()) continue;
-    SampleSource(k, models[k], prompts, spec, shards, so_far, stop, label, run);
-  }
+  SampleThisRanksBlocks(models, prompts, spec, shards, split, so_far, label, run);
+  if (!split.writes()) return NodeValue{std::nullopt, ReadDatasetEntry(run.AwaitRankZero(node, "entry"))};
+  if (split.ranks() > 1) so_far = ReadShards(shards, models, prompts.size(), label, progress);  // every rank's
+  RequireEveryBlock(so_far, shards);
 
   int64_t dropped = 0;
   std::shared_ptr<Dataset> records = AssembleRecords(prompts, models, so_far, spec, &dropped);
   const std::string staging = run.cache().BeginEntry(node.hash);
   WriteDatasetEntry(staging, *records);
-  run.Commit(node, staging);
+  const std::string entry = run.Commit(node, staging);
   fs::remove_all(checkpoints, ec);
+  run.TellOtherRanks(node, "entry", entry);
   progress << "[" << label << "] sampled " << prompts.size() << " prompts from " << models.size() << " sources"
            << (dropped > 0 ? ", " + std::to_string(dropped) + " prompts whose samples were all identical dropped" : "")
            << "\n";

@@ -183,23 +183,12 @@ void ThrowIfStoppedEarly(const StepMetrics& last, const std::string& label, RunC
       .Help("running it again continues from the last checkpoint");
 }
 
-/// The store keys under which the leader tells the other ranks how a train node goes: `plan` (`cached`,
-/// `resume` or `fresh`) and, once committed, `entry`.
-std::string RankKey(const ir::Node& node, RunContext& run, const char* what) {
-  return "train/" + std::to_string(&node - run.plan().graph.nodes.data()) + "/" + what;
-}
-
-void TellOtherRanks(const ir::Node& node, RunContext& run, const char* what, const std::string& value) {
-  if (run.options().ranks != nullptr) run.options().ranks->Post(RankKey(node, run, what), value);
-}
-
 /// A rank other than the leader: it trains its share of each step as the leader planned the stage, and
 /// returns the model the leader committed.
 NodeValue FollowTrain(const ir::Node& node, RunContext& run) {
-  RankGroup& ranks = *run.options().ranks;
   const std::string label = RunContext::Label(node);
   const ModelHandle init = *run.Input(node, "init").model;
-  const std::string plan = ranks.AwaitPost(RankKey(node, run, "plan"));
+  const std::string plan = run.AwaitRankZero(node, "plan");
   if (plan == "cached") {
     auto cached = run.CachedEntry(node);
     if (!cached) throw RunError(RunErrorKind::CacheEntry, "rank 0 found the stage in the cache, but this rank does not: is the cache directory on a filesystem every rank sees?");
@@ -212,7 +201,7 @@ NodeValue FollowTrain(const ir::Node& node, RunContext& run) {
   TrainOrThrow(*opened.model, tokenized.data, node.as<ir::Train>(), SettingsOf(node, run),
                OptionsOf(node, run, checkpoints, plan == "resume", metrics));
   ThrowIfStoppedEarly(metrics.last, label, run);
-  const std::string entry = ranks.AwaitPost(RankKey(node, run, "entry"));
+  const std::string entry = run.AwaitRankZero(node, "entry");
   return NodeValue{ModelHandle{entry + "/model", init.chat}};
 }
 
@@ -223,7 +212,7 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
   const std::string label = RunContext::Label(node);
   const ModelHandle init = *run.Input(node, "init").model;
   auto reuse = [&](const std::string& entry) {
-    TellOtherRanks(node, run, "plan", "cached");
+    run.TellOtherRanks(node, "plan", "cached");
     return ReuseCached(node, entry, init, run);
   };
   if (auto cached = run.CachedEntry(node)) return reuse(*cached);
@@ -256,7 +245,7 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
     throw RunError(RunErrorKind::NoItems, "no items to train on")
         .Help("the stage's rule kept nothing, or every item is longer than `max_len`");
   }
-  TellOtherRanks(node, run, "plan", resuming ? "resume" : "fresh");
+  run.TellOtherRanks(node, "plan", resuming ? "resume" : "fresh");
   TrainOrThrow(*opened.model, tokenized.data, train_node, settings, train);
   ThrowIfStoppedEarly(metrics.last, label, run);
 
@@ -269,7 +258,7 @@ NodeValue RunTrain(const ir::Node& node, RunContext& run) {
   WriteOrThrow(fs::path(staging) / "metrics.jsonl", metrics.lines());
   std::string entry = run.Commit(node, staging);
   fs::remove_all(checkpoints);
-  TellOtherRanks(node, run, "entry", entry);
+  run.TellOtherRanks(node, "entry", entry);
   run.reporter().StageDone(node.stages, "trained", Reporter::LastLoss(metrics.lines()));
   return NodeValue{ModelHandle{entry + "/model", init.chat}};
 }

@@ -6,7 +6,8 @@
 // every rank after one checkpoint and the rerun resumes; a rank whose peer hangs (SIGSTOP) stops after
 // --dist-timeout; a rank killed with SIGKILL
 // brings the others down within 60 s with an error naming it, its last checkpoint intact, and rerunning
-// finishes the run.
+// finishes the run. Reference log-probabilities, evaluation and sampling split over 3 ranks commit the single
+// process's entries byte for byte.
 //
 // The reference is the single-process run of the same file: the claim under test is that the world size does
 // not change what the experiment computes (the single-process trainer is checked against independent
@@ -387,6 +388,125 @@ TEST_F(DistributedRun, ARankWhosePeerHangsStopsAfterTheTimeout) {
   const std::string said = ReadFile(dir / "hung-0.log");
   EXPECT_NE(said.find("rank 0 of 2"), std::string::npos) << said;
   EXPECT_NE(said.find("[Distributed]"), std::string::npos) << said;
+}
+
+/// An experiment whose every split node has work for three ranks: 20 prompts (three shards of eight) sampled
+/// from two sources, scored by their gold answers, FuseSFT then FusePO with DPO (its reference log-probs in
+/// batches of --score-batch-tokens 96, several of them), and an evaluation in batches of 3 prompts. The
+/// reference and the evaluated model are the untrained target: trained weights differ between world sizes
+/// by rounding (the other tests bound that), so only what an untrained model computes can be equal byte for
+/// byte.
+const char* const kSplitExperiment = R"(import std.objectives.{dpo}
+
+experiment e {
+  target = new_model(hidden_size: 32, intermediate_size: 64, num_layers: 1, num_heads: 2, max_position: 64, seed: 3)
+  seed = 5
+  let a = new_model(hidden_size: 32, intermediate_size: 64, num_layers: 1, num_heads: 2, max_position: 64, seed: 1)
+  let b = new_model(hidden_size: 48, intermediate_size: 96, num_layers: 2, num_heads: 4, num_kv_heads: 2,
+                    architecture: "qwen2", max_position: 64, seed: 2)
+  let sampled = sample(prompts: jsonl("prompts.jsonl"), models: {a: a, b: b}, n: 2, temperature: 1.0,
+                       max_new_tokens: 6)
+  let scored = score(sampled, by: gold_reward(noise: 0.0))
+  stage sft = fuse_sft(k: 2) {
+    init = target
+    data = scored
+    optim = adamw(lr: 1e-3)
+    epochs = 1;  batch = 8;  max_len = 64
+  }
+  stage po = fuse_po(tau: 1.0) {
+    init = sft
+    reference = target
+    data = scored
+    objective = dpo(beta: 0.1)
+    optim = adamw(lr: 5e-4)
+    epochs = 1;  batch = 8;  max_len = 64
+  }
+  eval = evaluate(data: jsonl("prompts.jsonl"), models: [target], max_new_tokens: 5, batch: 3)
+}
+)";
+
+/// The file `file` of every committed cache entry of `kind` under `cache`, by entry (its hash).
+std::map<std::string, std::string> EntryFiles(const fs::path& cache, const std::string& kind, const std::string& file) {
+  std::map<std::string, std::string> files;
+  for (const auto& path : fs::recursive_directory_iterator(cache)) {
+    if (path.path().filename() != "manifest.toml") continue;
+    if (fs::relative(path.path(), cache).string().rfind("tmp/", 0) == 0) continue;  // staging, not committed
+    if (ReadFile(path.path()).find("kind = '" + kind + "'") == std::string::npos) continue;
+    if (!fs::exists(path.path().parent_path() / file)) continue;
+    files[path.path().parent_path().filename().string()] = ReadFile(path.path().parent_path() / file);
+  }
+  return files;
+}
+
+/// Reference log-probabilities, evaluation and sampling are split over the ranks (each computes its share of
+/// the batches one process forms) and gathered once: the entries rank 0 commits are byte for byte the single
+/// process's, and the trained weights are its weights. A rank that left its share out would leave zeros (or
+/// missing shards) where one process has values. Sampling stopped on one rank stops on all and resumes.
+TEST_F(DistributedRun, ReferenceLogprobsEvaluationAndSamplingSplitOverRanksGiveOneProcesssEntries) {
+  const ScratchDir& dir = *dir_;
+  WriteFile(dir / "split.fuse", kSplitExperiment);
+  std::string prompts;
+  for (int i = 0; i < 20; ++i) {
+    const std::string word = "word" + std::to_string(i * 7);
+    prompts += nlohmann::json{{"id", "p" + std::to_string(i)}, {"prompt", "reverse " + word},
+                              {"gold", std::string(word.rbegin(), word.rend())}}.dump() + "\n";
+  }
+  WriteFile(dir / "prompts.jsonl", prompts);
+  auto command = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args = {std::string(FUSEC_BINARY_DIR) + "/fusec", "run", dir / "split.fuse",
+                                     "--cache", dir / (name + "-cache"), "--out", dir / (name + "-run"),
+                                     "--stdlib", FUSEC_SOURCE_STDLIB, "--score-batch-tokens", "96"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  ASSERT_EQ(RunToEnd(command("split-one", {}), dir / "split-one.log"), 0) << ReadFile(dir / "split-one.log");
+  ASSERT_EQ(RunToEnd(command("split-three", {"--nproc", "3"}), dir / "split-three.log"), 0)
+      << ReadFile(dir / "split-three.log");
+  const std::string progress = ReadFile(dir / "split-three.log");
+  EXPECT_NE(progress.find("split over 3 ranks"), std::string::npos) << progress;
+  // Rank 0 samples block 0 of the three (8 of the 20 prompts); the others' shards reach its entry.
+  EXPECT_NE(progress.find(": 8 prompts x 2, at most 6 new tokens"), std::string::npos) << progress;
+  EXPECT_NE(progress.find("(rank 0's share of the blocks; 3 ranks)"), std::string::npos) << progress;
+
+  const fs::path one = dir / "split-one-cache";
+  const fs::path three = dir / "split-three-cache";
+  const auto one_refs = EntryFiles(one, "ref_logprobs", "ref_logp.json");
+  ASSERT_EQ(one_refs.size(), 1U);
+  EXPECT_EQ(EntryFiles(three, "ref_logprobs", "ref_logp.json"), one_refs);
+  const auto one_samples = EntryFiles(one, "sample", "records.jsonl");
+  ASSERT_EQ(one_samples.size(), 1U);
+  EXPECT_EQ(EntryFiles(three, "sample", "records.jsonl"), one_samples);
+  for (const char* file : {"results.json", "target.jsonl"}) {
+    const auto one_eval = EntryFiles(one, "evaluate", file);
+    ASSERT_EQ(one_eval.size(), 1U) << file;
+    EXPECT_EQ(EntryFiles(three, "evaluate", file), one_eval) << file;
+  }
+  // Sampling stopped on every rank once one stops (--stop-after: one shard each), its shards kept; the rerun
+  // samples only the rest and commits the same records.
+  const std::vector<std::string> stop = {"--nproc", "2", "--stop-after", "1"};
+  EXPECT_NE(RunToEnd(command("split-stopped", stop), dir / "split-stopped-a.log"), 0);
+  EXPECT_NE(ReadFile(dir / "split-stopped-a.log").find("shards (--stop-after)"), std::string::npos)
+      << ReadFile(dir / "split-stopped-a.log");
+  EXPECT_TRUE(EntryFiles(dir / "split-stopped-cache", "sample", "records.jsonl").empty());
+  ASSERT_EQ(RunToEnd(command("split-stopped", {"--nproc", "2"}), dir / "split-stopped-b.log"), 0)
+      << ReadFile(dir / "split-stopped-b.log");
+  EXPECT_NE(ReadFile(dir / "split-stopped-b.log").find("resuming: 2 of 6 shards were sampled by an earlier run"),
+            std::string::npos)
+      << ReadFile(dir / "split-stopped-b.log");
+  EXPECT_EQ(EntryFiles(dir / "split-stopped-cache", "sample", "records.jsonl"), one_samples);
+
+  const auto a = TrainedModels(one);
+  const auto b = TrainedModels(three);
+  ASSERT_EQ(a.size(), 2U);
+  ASSERT_EQ(b.size(), 2U);
+  for (const auto& [entry, weights] : a) {
+    ASSERT_TRUE(b.count(entry)) << entry;
+    for (const auto& [name, tensor] : weights) {
+      const double norm = tensor.to(torch::kDouble).norm().item<double>();
+      const double difference = (tensor - b.at(entry).at(name)).to(torch::kDouble).norm().item<double>();
+      EXPECT_LE(difference, 1e-4 * std::max(norm, 1e-12)) << entry << " " << name;
+    }
+  }
 }
 
 TEST_F(DistributedRun, NprocInsideALaunchIsRefused) {
