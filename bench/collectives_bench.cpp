@@ -1,8 +1,10 @@
 // `fusec-bench --config collectives`: the orchestrator starts N local ranks of this binary (N = 2, then 3),
 // each running `collectives-rank`: the same random Llama model on every rank, a few data-parallel steps of
 // random tokens (a forward, the loss, backward with the gradient buckets' sums started from the hooks, and
-// their wait), and the figures of the steps after the first written to a JSON file per rank. Then one table
-// and a RESULT line.
+// their wait), and the figures of the steps after the first written to a JSON file per rank. Each world runs
+// both paths of the gradient buckets: every rank gets every sum (`shard = none | optimizer`: all-reduce) and
+// sums to owners (`shard = gradients`, the default: each bucket reduced to the rank owning its parameters).
+// Then one table and a RESULT line.
 
 #include "bench/collectives_bench.h"
 
@@ -28,6 +30,7 @@
 #include "runtime/model/llama.h"
 #include "runtime/support/launch_environment.h"
 #include "runtime/support/local_ranks.h"
+#include "runtime/train/optimizer_shard.h"
 
 namespace fusec::bench {
 namespace {
@@ -72,9 +75,12 @@ int64_t BytesWritten() {
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-/// One rank: connects to the others, trains `steps` data-parallel steps, writes its figures to
-/// `out_dir`/rank-K.json.
-int RunRank(const CollectivesConfig& config, const fs::path& out_dir) {
+/// The gradient buckets' two paths: `all` (every rank gets every sum) and `owner` (sums to owners).
+bool SumsToOwners(const std::string& path) { return path == "owner"; }
+
+/// One rank: connects to the others, trains `steps` data-parallel steps with the buckets' `path`, writes its
+/// figures to `out_dir`/rank-K.json.
+int RunRank(const CollectivesConfig& config, const std::string& path, const fs::path& out_dir) {
   std::string error;
   auto launch = rt::ReadLaunchEnvironment([](const char* name) { return std::getenv(name); }, &error);
   if (!launch) throw std::runtime_error(error);
@@ -84,7 +90,9 @@ int RunRank(const CollectivesConfig& config, const fs::path& out_dir) {
   rt::LlamaForCausalLM model(*model_config);
   rt::InitializeWeights(*model, 7);  // the same weights on every rank
   model->train();
-  rt::GradientBuckets buckets(model->parameters(), *ranks);
+  const std::vector<int64_t> owners =
+      SumsToOwners(path) ? rt::PartitionParameters(model->parameters(), ranks->size()) : std::vector<int64_t>{};
+  rt::GradientBuckets buckets(model->parameters(), *ranks, owners);
   int64_t gradient_bytes = 0;
   for (const auto& parameter : model->parameters()) gradient_bytes += parameter.numel() * parameter.element_size();
 
@@ -126,17 +134,20 @@ int RunRank(const CollectivesConfig& config, const fs::path& out_dir) {
 /// The figures of one world size: each rank's, read back.
 struct WorldFigures {
   int64_t ranks = 0;
-  double gradient_mb = 0, step_ms = 0, waiting_ms = 0, sent_mb = 0, ring_mb = 0;
+  std::string path;  // `all` or `owner`
+  double gradient_mb = 0, step_ms = 0, waiting_ms = 0, sent_mb = 0;
+  double least_mb = 0;  // what the path must send at least: ring all-reduce 2(N-1)/N·G, reduce-scatter (N-1)/N·G
   int64_t buckets = 0;
 };
 
-WorldFigures RunWorld(const CollectivesConfig& config, int64_t ranks, const fs::path& dir, const std::string& self) {
-  const fs::path out_dir = dir / ("ranks-" + std::to_string(ranks));
+WorldFigures RunWorld(const CollectivesConfig& config, int64_t ranks, const std::string& path, const fs::path& dir,
+                      const std::string& self) {
+  const fs::path out_dir = dir / ("ranks-" + std::to_string(ranks) + "-" + path);
   fs::remove_all(out_dir);
   fs::create_directories(out_dir);
   rt::LocalRanksOptions options;
   options.nproc = static_cast<int>(ranks);
-  options.argv = {self, "collectives-rank", "--config", config.name, "--dir", out_dir.string()};
+  options.argv = {self, "collectives-rank", "--config", config.name, "--path", path, "--dir", out_dir.string()};
   const auto threads = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()) / ranks);
   setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), 1);
   if (rt::RunLocalRanks(options, std::cout, std::cerr) != 0) {
@@ -144,6 +155,7 @@ WorldFigures RunWorld(const CollectivesConfig& config, int64_t ranks, const fs::
   }
   WorldFigures world;
   world.ranks = ranks;
+  world.path = path;
   for (int64_t k = 0; k < ranks; ++k) {
     std::ifstream in(out_dir / ("rank-" + std::to_string(k) + ".json"));
     const Json figures = Json::parse(in);
@@ -153,36 +165,44 @@ WorldFigures RunWorld(const CollectivesConfig& config, int64_t ranks, const fs::
     world.waiting_ms += figures["waiting_s"].get<double>() * 1e3 / static_cast<double>(ranks);
     world.sent_mb += figures["sent_bytes"].get<double>() / 1e6 / static_cast<double>(ranks);
   }
-  world.ring_mb = 2.0 * static_cast<double>(ranks - 1) / static_cast<double>(ranks) * world.gradient_mb;
+  const double others = static_cast<double>(ranks - 1) / static_cast<double>(ranks);
+  world.least_mb = (SumsToOwners(path) ? 1.0 : 2.0) * others * world.gradient_mb;
   return world;
 }
 
 int Orchestrate(const CollectivesConfig& config, const fs::path& dir, const std::string& self) {
   std::vector<WorldFigures> worlds;
-  for (int64_t ranks : {2, 3}) worlds.push_back(RunWorld(config, ranks, dir, self));
+  for (int64_t ranks : {2, 3}) {
+    for (const char* path : {"all", "owner"}) worlds.push_back(RunWorld(config, ranks, path, dir, self));
+  }
   std::cout << "\nData-parallel step over Gloo on this machine (" << config.name << ": "
             << config.sequences << " sequences of " << config.length << " tokens a rank; the mean over "
             << config.steps - 1 << " steps after a warm-up, and over the ranks)\n\n"
-            << "| ranks | gradient MB | buckets | step ms | waiting for sums, ms | sent per rank, MB | ring 2(N-1)/N·G, MB | sent / ring |\n"
-            << "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+            << "| ranks | sums | gradient MB | buckets | step ms | waiting for sums, ms | sent per rank, MB | "
+               "least: ring 2(N-1)/N·G or reduce-scatter (N-1)/N·G, MB | sent / least |\n"
+            << "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
   std::ostringstream result;
   result << "RESULT collectives";
   bool sent_all = true;
   for (const WorldFigures& w : worlds) {
-    const double ratio = w.sent_mb / w.ring_mb;
-    std::cout << std::fixed << "| " << w.ranks << " | " << std::setprecision(2) << w.gradient_mb << " | " << w.buckets
-              << " | " << std::setprecision(1) << w.step_ms << " | " << w.waiting_ms << " | " << std::setprecision(2)
-              << w.sent_mb << " | " << w.ring_mb << " | " << std::setprecision(3) << ratio << " |\n";
-    result << std::fixed << std::setprecision(1) << " ranks" << w.ranks << "_step_ms=" << w.step_ms << " ranks"
-           << w.ranks << "_wait_ms=" << w.waiting_ms << std::setprecision(3) << " ranks" << w.ranks
-           << "_sent_over_ring=" << ratio;
+    const double ratio = w.sent_mb / w.least_mb;
+    const bool owner = SumsToOwners(w.path);
+    std::cout << std::fixed << "| " << w.ranks << " | " << (owner ? "to owners" : "to every rank") << " | "
+              << std::setprecision(2) << w.gradient_mb << " | " << w.buckets << " | " << std::setprecision(1)
+              << w.step_ms << " | " << w.waiting_ms << " | " << std::setprecision(2) << w.sent_mb << " | "
+              << w.least_mb << " | " << std::setprecision(3) << ratio << " |\n";
+    const std::string key = " ranks" + std::to_string(w.ranks) + (owner ? "_owner" : "");
+    result << std::fixed << std::setprecision(1) << key << "_step_ms=" << w.step_ms << key
+           << "_wait_ms=" << w.waiting_ms << std::setprecision(3) << key
+           << (owner ? "_sent_over_reduce_scatter=" : "_sent_over_ring=") << ratio;
     sent_all = sent_all && ratio >= 0.95;
   }
   std::cout << "\n(sent: each rank's socket writes during the step, from /proc/self/io; waiting: the time its\n"
-               "backward did not hide, in the buckets' waits and the step's final exchange)\n\n"
+               "backward did not hide, in the buckets' waits and the step's final exchange; to owners: `shard =\n"
+               "gradients`, each bucket reduced to its parameters' owner, at least what a reduce-scatter sends)\n\n"
             << result.str() << "\n";
   if (!sent_all) {
-    std::cerr << "fusec-bench: a rank sent less than the ring all-reduce must: some gradients were not summed\n";
+    std::cerr << "fusec-bench: a rank sent less than its sums must: some gradients were not summed\n";
     return 1;
   }
   return 0;
@@ -208,8 +228,10 @@ int CollectivesBenchMain(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--dir", dir, "Where the ranks write their figures (default: build/bench/CONFIG)");
   std::string rank_dir;
+  std::string path = "all";
   CLI::App* rank = app.add_subcommand("collectives-rank", "(internal) one rank of the benchmark");
   rank->add_option("--config", config_name);
+  rank->add_option("--path", path)->check(CLI::IsMember({"all", "owner"}));
   rank->add_option("--dir", rank_dir)->required();
   CLI11_PARSE(app, argc, argv);
   const std::optional<CollectivesConfig> config = NamedCollectivesConfig(config_name);
@@ -218,7 +240,7 @@ int CollectivesBenchMain(int argc, char** argv) {
     return 2;
   }
   try {
-    if (*rank) return RunRank(*config, rank_dir);
+    if (*rank) return RunRank(*config, path, rank_dir);
     const fs::path where = dir.empty() ? fs::path("build/bench") / config_name : fs::path(dir);
     return Orchestrate(*config, where, fs::read_symlink("/proc/self/exe").string());
   } catch (const std::exception& error) {
