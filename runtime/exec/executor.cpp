@@ -158,16 +158,23 @@ class Walk {
     return Compute(node);
   }
 
-  /// The leader enters a walked node: its inputs first (each walked input is a word of its own, and the nodes
-  /// it computes alone are done before the followers need them), then the word. A walked node is never entered
-  /// inside another: the followers, inside the outer one, would not hear of it.
+  /// The inputs a walked node's body reads even when its entry is cached: a train node passes on its `init`'s
+  /// chat template, ref_logprobs its `items` with the cached values.
+  static bool NeededWhenCached(ir::NodeKind kind, const std::string& slot) {
+    return (kind == ir::NodeKind::Train && slot == "init") || (kind == ir::NodeKind::RefLogprobs && slot == "items");
+  }
+
+  /// The leader enters a walked node: the inputs its body will read first (each walked input is a word of its
+  /// own, and the nodes it computes alone are done before the followers need them), then the word. A walked
+  /// node is never entered inside another: the followers, inside the outer one, would not hear of it.
   void EnterWalked(const ir::Node& node, ir::NodeId id) {
     if (walked_open_ > 0) {
       throw RunError(RunErrorKind::Internal, "%" + std::to_string(id.value) + " is entered inside another node " +
                                                  "every rank computes");
     }
-    if (!run_.CachedEntry(node)) {
-      for (const ir::Input& input : node.inputs) Eval(input.node);
+    const bool cached = run_.CachedEntry(node).has_value();
+    for (const ir::Input& input : node.inputs) {
+      if (!cached || NeededWhenCached(node.kind(), input.slot)) Eval(input.node);
     }
     options_.ranks->Post(WalkKey(walk_posts_++), std::to_string(id.value));
     ++walked_open_;

@@ -481,6 +481,25 @@ TEST_F(DistributedRun, ReferenceLogprobsEvaluationAndSamplingSplitOverRanksGiveO
     ASSERT_EQ(one_eval.size(), 1U) << file;
     EXPECT_EQ(EntryFiles(three, "evaluate", file), one_eval) << file;
   }
+  // With the sampling, scoring and FusePO entries gone (the reference log-probs kept), a rerun under 3 ranks
+  // samples, scores and trains again around the cached node, with the same records.
+  std::vector<fs::path> evicted;
+  for (const auto& manifest : fs::recursive_directory_iterator(three)) {
+    if (manifest.path().filename() != "manifest.toml") continue;
+    const std::string text = ReadFile(manifest.path());
+    if (text.find("kind = 'sample'") != std::string::npos || text.find("kind = 'score'") != std::string::npos ||
+        (text.find("kind = 'train'") != std::string::npos && text.find("stages = [ 'e/po' ]") != std::string::npos)) {
+      evicted.push_back(manifest.path().parent_path());
+    }
+  }
+  ASSERT_EQ(evicted.size(), 3U);
+  for (const fs::path& entry : evicted) fs::remove_all(entry);
+  ASSERT_EQ(RunToEnd(command("split-three", {"--nproc", "3"}), dir / "split-three-again.log"), 0)
+      << ReadFile(dir / "split-three-again.log");
+  EXPECT_EQ(EntryFiles(three, "sample", "records.jsonl"), one_samples);
+  EXPECT_NE(ReadFile(dir / "split-three-again.log").find("[e/po] training on"), std::string::npos)
+      << ReadFile(dir / "split-three-again.log");
+
   // Sampling stopped on every rank once one stops (--stop-after: one shard each), its shards kept; the rerun
   // samples only the rest and commits the same records.
   const std::vector<std::string> stop = {"--nproc", "2", "--stop-after", "1"};
