@@ -18,6 +18,7 @@
 #include <ostream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "runtime/data/examples.h"
 #include "runtime/dist/work_split.h"
@@ -296,15 +297,36 @@ void SampleThisRanksBlocks(const std::vector<SampledModel>& models, const Datase
       .Help("running it again samples only the shards that are missing");
 }
 
-/// Every block of every source is sampled, or the run is wrong: an error naming the first shard missing.
-void RequireEveryBlock(const SamplesSoFar& so_far, const SampleShards& shards) {
+/// The first shard of `so_far` not done, or nullopt when every block of every source is.
+std::optional<std::filesystem::path> FirstMissingShard(const SamplesSoFar& so_far, const SampleShards& shards) {
   for (size_t k = 0; k < so_far.block_done.size(); ++k) {
     for (size_t b = 0; b < so_far.block_done[k].size(); ++b) {
-      if (!so_far.block_done[k][b]) {
-        throw RunError(RunErrorKind::Internal, "the shard " + shards.Path(static_cast<int64_t>(k), static_cast<int64_t>(b)).string() +
-                                                   " is missing after every rank sampled its blocks");
-      }
+      if (!so_far.block_done[k][b]) return shards.Path(static_cast<int64_t>(k), static_cast<int64_t>(b));
     }
+  }
+  return std::nullopt;
+}
+
+/// Rank 0 reads every rank's shards once all have sampled. A shared filesystem may show a file another node
+/// renamed into place only after its directory cache expires (NFS: up to a minute), so a missing shard is
+/// looked for again each second for `patience` before it is an error.
+SamplesSoFar ReadEveryRanksShards(const SampleShards& shards, const std::vector<SampledModel>& models,
+                                  size_t prompts, const std::string& label, std::ostream& progress,
+                                  std::chrono::seconds patience) {
+  const auto give_up = Clock::now() + patience;
+  for (bool said = false;; said = true) {
+    SamplesSoFar so_far = ReadShards(shards, models, prompts, label, progress);
+    const std::optional<std::filesystem::path> missing = FirstMissingShard(so_far, shards);
+    if (!missing) return so_far;
+    if (Clock::now() >= give_up) {
+      throw RunError(RunErrorKind::FileSystem, "the shard " + missing->string() + " is still missing " +
+                                                   std::to_string(patience.count()) + " s after every rank " +
+                                                   "sampled its blocks")
+          .Help("the cache directory must be on a filesystem every rank sees; the shards written are kept, and "
+                "running again samples only the missing ones");
+    }
+    if (!said) progress << "[" << label << "] waiting for " << missing->string() << " to appear\n";
+    std::this_thread::sleep_for(std::chrono::seconds(1));
   }
 }
 
@@ -336,8 +358,11 @@ NodeValue RunSample(const ir::Node& node, RunContext& run) {
   }
   SampleThisRanksBlocks(models, prompts, spec, shards, split, so_far, label, run);
   if (!split.writes()) return NodeValue{std::nullopt, ReadDatasetEntry(run.AwaitRankZero(node, "entry"))};
-  if (split.ranks() > 1) so_far = ReadShards(shards, models, prompts.size(), label, progress);  // every rank's
-  RequireEveryBlock(so_far, shards);
+  if (split.ranks() > 1) {
+    so_far = ReadEveryRanksShards(shards, models, prompts.size(), label, progress, std::chrono::seconds(60));
+  } else if (auto missing = FirstMissingShard(so_far, shards)) {
+    throw RunError(RunErrorKind::Internal, "the shard " + missing->string() + " is missing after sampling");
+  }
 
   int64_t dropped = 0;
   std::shared_ptr<Dataset> records = AssembleRecords(prompts, models, so_far, spec, &dropped);
