@@ -1,5 +1,5 @@
-// The split of a node's work over the ranks of a run (reference log-probabilities, evaluation, sampling), and
-// the gathering of its results, once.
+// The split of a node's work over the ranks of a run (reference log-probabilities, evaluation, sampling,
+// scoring), and the gathering of its results, once.
 //
 // Why units dealt round-robin: the units are the batches (or blocks) one process would form, and rank r
 // computes those with index mod N == r. So every result is computed exactly as one process computes it (the

@@ -126,15 +126,15 @@ class Walk {
     }
   }
 
-  /// Nodes the leader computes alone (they commit cache entries); a follower waits for the leader, then reads
-  /// the entry the leader committed.
-  static bool LeaderAlone(ir::NodeKind kind) { return kind == ir::NodeKind::LoadModel || kind == ir::NodeKind::Score; }
+  /// Nodes the leader computes alone (loading or making a model: it commits the cache entry); a follower waits
+  /// for the leader, then reads the entry the leader committed.
+  static bool LeaderAlone(ir::NodeKind kind) { return kind == ir::NodeKind::LoadModel; }
 
   /// Nodes every rank computes together, each its share (train: its micro-batches; the others: their batches,
   /// dist/work_split.h), when the leader's walk says so.
   static bool Walked(ir::NodeKind kind) {
     return kind == ir::NodeKind::Train || kind == ir::NodeKind::RefLogprobs || kind == ir::NodeKind::Evaluate ||
-           kind == ir::NodeKind::Sample;
+           kind == ir::NodeKind::Sample || kind == ir::NodeKind::Score;
   }
 
   /// Computes `node` as this rank's part says: the leader tells the followers which walked node it enters and

@@ -50,8 +50,8 @@ struct RunOptions {
   /// Stop each training stage after this many optimizer steps of this run, as if killed (tests of --resume).
   std::optional<int64_t> stop_after_steps;
   /// Several ranks (torchrun, srun, --nproc): the leader (rank 0) walks the graph and writes; every rank trains
-  /// its share of each stage and computes its share of reference log-probabilities, evaluation and sampling;
-  /// the others wait for what the leader alone computes (loading models, scoring). nullptr: one process.
+  /// its share of each stage and computes its share of reference log-probabilities, evaluation, sampling and
+  /// scoring; the others wait for what the leader alone computes (loading models). nullptr: one process.
   RankGroup* ranks = nullptr;
 };
 

@@ -1,6 +1,7 @@
 // score: every response's reward, from a reward model (reward_model.h) or from the benchmark's own scorer
 // (gold_reward.h); the scored records are committed to the stage cache (dataset_entry.h), so a sweep over
-// later stages scores once.
+// later stages scores once. Under several ranks each scores its share of the reward model's batches
+// (dist/work_split.h) and every rank gets all the rewards; gold rewards, cheap, every rank computes whole.
 
 #include <chrono>
 #include <map>
@@ -66,14 +67,21 @@ int64_t ScoreWithRewardModel(Dataset& records, const ir::Score& spec, const ir::
       targets.push_back(&response);
     }
   }
-  progress << "[" << label << "] scoring " << inputs.size() << " responses with " << dir << "\n";
+  progress << "[" << label << "] scoring " << inputs.size() << " responses with " << dir
+           << (run.Split().ranks() > 1 ? ", split over " + std::to_string(run.Split().ranks()) + " ranks" : "")
+           << "\n";
   auto last = std::chrono::steady_clock::now();
-  std::vector<double> rewards = model.Score(inputs, spec.batch_tokens, [&](int64_t done, int64_t total) {
-    auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::seconds(10) || done == total) return;
-    last = now;
-    progress << "[" << label << "] scored " << done << " of " << total << " responses\n";
-  });
+  const WorkSplit split = run.Split();
+  std::vector<double> rewards = model.Score(
+      inputs, spec.batch_tokens,
+      [&](int64_t done, int64_t total) {
+        auto now = std::chrono::steady_clock::now();
+        if (now - last < std::chrono::seconds(10) || done == total) return;
+        last = now;
+        progress << "[" << label << "] scored " << done << " of " << total << " responses\n";
+      },
+      split.Filter());
+  split.Gather(rewards);  // every rank's batches, on every rank
   for (size_t i = 0; i < targets.size(); ++i) targets[i]->reward = rewards[i];
   return static_cast<int64_t>(targets.size());
 }
@@ -81,9 +89,8 @@ int64_t ScoreWithRewardModel(Dataset& records, const ir::Score& spec, const ir::
 }  // namespace
 
 NodeValue RunScore(const ir::Node& node, RunContext& run) {
-  if (auto cached = run.CachedEntry(node)) return NodeValue{std::nullopt, ReadDatasetEntry(*cached)};
-  const FileLock lock = run.LockEntry(node);
-  if (auto cached = run.CachedEntry(node)) return NodeValue{std::nullopt, ReadDatasetEntry(*cached)};
+  const RunContext::SharedStart shared = run.StartShared(node);  // rank 0 holds the lock for every rank
+  if (shared.cached) return NodeValue{std::nullopt, ReadDatasetEntry(*shared.cached)};
   const ir::Score& spec = node.as<ir::Score>();
   const std::string label = run.StepLabel(node);
   auto records = std::make_shared<Dataset>(*run.Input(node, "data").data);
@@ -93,6 +100,7 @@ NodeValue RunScore(const ir::Node& node, RunContext& run) {
       std::holds_alternative<ir::GoldRewardSpec>(spec.scorer)
           ? ScoreWithGold(*records, spec, std::get<ir::GoldRewardSpec>(spec.scorer))
           : ScoreWithRewardModel(*records, spec, std::get<ir::RewardModelSpec>(spec.scorer), label, run);
+  if (!run.Split().writes()) return NodeValue{std::nullopt, records};  // the same records as rank 0's
   const std::string staging = run.cache().BeginEntry(node.hash);
   WriteDatasetEntry(staging, *records);
   run.Commit(node, staging);

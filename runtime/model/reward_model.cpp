@@ -358,7 +358,8 @@ std::optional<RewardInput> RewardModel::Input(const PromptRecord& record, std::s
 }
 
 std::vector<double> RewardModel::Score(const std::vector<RewardInput>& inputs, int64_t batch_tokens,
-                                       const std::function<void(int64_t, int64_t)>& progress) {
+                                       const std::function<void(int64_t, int64_t)>& progress,
+                                       const std::function<bool(int64_t batch)>& computes_batch) {
   State& state = *state_;
   LlamaForCausalLMImpl& model = *state.model;
   const ModelConfig& config = model.config();
@@ -396,7 +397,7 @@ std::vector<double> RewardModel::Score(const std::vector<RewardInput>& inputs, i
   std::vector<double> scores;
   scores.reserve(inputs.size());
   const auto total = static_cast<int64_t>(inputs.size());
-  for (size_t begin = 0; begin < inputs.size();) {
+  for (size_t begin = 0, batch_index = 0; begin < inputs.size(); ++batch_index) {
     // One packed row: each conversation a segment of its own, positions from 0.
     PackedLayout layout;
     std::vector<int64_t> ids, positions, last_rows, gating_rows;
@@ -414,6 +415,12 @@ std::vector<double> RewardModel::Score(const std::vector<RewardInput>& inputs, i
       last_rows.push_back(first + length - 1);
       gating_rows.push_back(first + std::max<int64_t>(input.gating_position, 0));
       ++end;
+    }
+    if (computes_batch && !computes_batch(static_cast<int64_t>(batch_index))) {  // another rank's batch
+      scores.insert(scores.end(), end - begin, 0.0);
+      begin = end;
+      if (progress) progress(static_cast<int64_t>(begin), total);
+      continue;
     }
     torch::Tensor hidden =
         model.HiddenPacked(LongTensor(ids, device).view({1, -1}), LongTensor(positions, device).view({1, -1}), layout)

@@ -90,9 +90,12 @@ class RewardModel {
   /// input longer than that is a forward of its own). `progress(done, total)` (inputs) after each forward.
   /// Throws RunError NonFiniteModel when a score is NaN or infinite, PositionLimit when an input is longer than
   /// the model's max_position_embeddings, and Internal for an input that is empty, holds an id outside the
-  /// vocabulary or (gated head) has no gating position inside it.
+  /// vocabulary or (gated head) has no gating position inside it. With `computes_batch`, only the batches it
+  /// accepts (by index, from 0) are computed, the others' rewards left 0: the ranks of a run each score their
+  /// share of the same batches (dist/work_split.h).
   std::vector<double> Score(const std::vector<RewardInput>& inputs, int64_t batch_tokens,
-                            const std::function<void(int64_t, int64_t)>& progress = nullptr);
+                            const std::function<void(int64_t, int64_t)>& progress = nullptr,
+                            const std::function<bool(int64_t batch)>& computes_batch = nullptr);
 
  private:
   struct State;

@@ -6,8 +6,8 @@
 // every rank after one checkpoint and the rerun resumes; a rank whose peer hangs (SIGSTOP) stops after
 // --dist-timeout; a rank killed with SIGKILL
 // brings the others down within 60 s with an error naming it, its last checkpoint intact, and rerunning
-// finishes the run. Reference log-probabilities, evaluation and sampling split over 3 ranks commit the single
-// process's entries byte for byte.
+// finishes the run. Reference log-probabilities, evaluation, sampling and reward-model scoring split over 3
+// ranks commit the single process's entries byte for byte.
 //
 // The reference is the single-process run of the same file: the claim under test is that the world size does
 // not change what the experiment computes (the single-process trainer is checked against independent
@@ -22,6 +22,7 @@
 #include <map>
 
 #include "runtime/model/checkpoint.h"
+#include "tests/runtime/reward_model_support.h"
 #include "tests/runtime/run_support.h"
 
 namespace fusec::rt::testing {
@@ -391,7 +392,7 @@ TEST_F(DistributedRun, ARankWhosePeerHangsStopsAfterTheTimeout) {
 }
 
 /// An experiment whose every split node has work for three ranks: 20 prompts (three shards of eight) sampled
-/// from two sources, scored by their gold answers, FuseSFT then FusePO with DPO (its reference log-probs in
+/// from two sources, scored by a tiny reward model in batches of 60 tokens, FuseSFT then FusePO with DPO (its reference log-probs in
 /// batches of --score-batch-tokens 96, several of them), and an evaluation in batches of 3 prompts. The
 /// reference and the evaluated model are the untrained target: trained weights differ between world sizes
 /// by rounding (the other tests bound that), so only what an untrained model computes can be equal byte for
@@ -406,7 +407,7 @@ experiment e {
                     architecture: "qwen2", max_position: 64, seed: 2)
   let sampled = sample(prompts: jsonl("prompts.jsonl"), models: {a: a, b: b}, n: 2, temperature: 1.0,
                        max_new_tokens: 6)
-  let scored = score(sampled, by: gold_reward(noise: 0.0))
+  let scored = score(sampled, by: reward_model("rm"), batch_tokens: 60)
   stage sft = fuse_sft(k: 2) {
     init = target
     data = scored
@@ -438,11 +439,11 @@ std::map<std::string, std::string> EntryFiles(const fs::path& cache, const std::
   return files;
 }
 
-/// Reference log-probabilities, evaluation and sampling are split over the ranks (each computes its share of
+/// Reference log-probabilities, evaluation, sampling and reward-model scoring are split over the ranks (each computes its share of
 /// the batches one process forms) and gathered once: the entries rank 0 commits are byte for byte the single
 /// process's, and the trained weights are its weights. A rank that left its share out would leave zeros (or
 /// missing shards) where one process has values. Sampling stopped on one rank stops on all and resumes.
-TEST_F(DistributedRun, ReferenceLogprobsEvaluationAndSamplingSplitOverRanksGiveOneProcesssEntries) {
+TEST_F(DistributedRun, ReferenceLogprobsEvaluationSamplingAndScoringSplitOverRanksGiveOneProcesssEntries) {
   const ScratchDir& dir = *dir_;
   WriteFile(dir / "split.fuse", kSplitExperiment);
   std::string prompts;
@@ -452,6 +453,9 @@ TEST_F(DistributedRun, ReferenceLogprobsEvaluationAndSamplingSplitOverRanksGiveO
                               {"gold", std::string(word.rbegin(), word.rend())}}.dump() + "\n";
   }
   WriteFile(dir / "prompts.jsonl", prompts);
+  Random random(4);
+  WriteRewardModel(dir / "rm", TinyConfig("LlamaForSequenceClassification", TokenizerFiles::Bytes),
+                   ScoreHead(random), TokenizerFiles::Bytes, 6);
   auto command = [&](const std::string& name, std::vector<std::string> extra) {
     std::vector<std::string> args = {std::string(FUSEC_BINARY_DIR) + "/fusec", "run", dir / "split.fuse",
                                      "--cache", dir / (name + "-cache"), "--out", dir / (name + "-run"),
@@ -476,6 +480,10 @@ TEST_F(DistributedRun, ReferenceLogprobsEvaluationAndSamplingSplitOverRanksGiveO
   const auto one_samples = EntryFiles(one, "sample", "records.jsonl");
   ASSERT_EQ(one_samples.size(), 1U);
   EXPECT_EQ(EntryFiles(three, "sample", "records.jsonl"), one_samples);
+  const auto one_scores = EntryFiles(one, "score", "records.jsonl");
+  ASSERT_EQ(one_scores.size(), 1U);
+  EXPECT_EQ(EntryFiles(three, "score", "records.jsonl"), one_scores);
+  EXPECT_NE(progress.find("scoring 80 responses with"), std::string::npos) << progress;
   for (const char* file : {"results.json", "target.jsonl"}) {
     const auto one_eval = EntryFiles(one, "evaluate", file);
     ASSERT_EQ(one_eval.size(), 1U) << file;
@@ -497,6 +505,7 @@ TEST_F(DistributedRun, ReferenceLogprobsEvaluationAndSamplingSplitOverRanksGiveO
   ASSERT_EQ(RunToEnd(command("split-three", {"--nproc", "3"}), dir / "split-three-again.log"), 0)
       << ReadFile(dir / "split-three-again.log");
   EXPECT_EQ(EntryFiles(three, "sample", "records.jsonl"), one_samples);
+  EXPECT_EQ(EntryFiles(three, "score", "records.jsonl"), one_scores);
   EXPECT_NE(ReadFile(dir / "split-three-again.log").find("[e/po] training on"), std::string::npos)
       << ReadFile(dir / "split-three-again.log");
 
