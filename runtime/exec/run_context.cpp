@@ -79,12 +79,7 @@ RunContext::SharedStart RunContext::StartShared(const ir::Node& node) {
   SharedStart start;
   if (options_.ranks != nullptr && !options_.ranks->leader()) {
     if (AwaitRankZero(node, "start") == "compute") return start;
-    start.cached = CachedEntry(node);
-    if (!start.cached) {
-      throw RunError(RunErrorKind::CacheEntry, options_.ranks->Describe() +
-                                                   ": rank 0 found this node in the cache, but this rank does not: "
-                                                   "is the cache directory on a filesystem every rank sees?");
-    }
+    start.cached = EntryRankZeroFound(node);
     return start;
   }
   start.cached = CachedEntry(node);
@@ -95,6 +90,13 @@ RunContext::SharedStart RunContext::StartShared(const ir::Node& node) {
   }
   TellOtherRanks(node, "start", start.cached ? "cached" : "compute");
   return start;
+}
+
+std::string RunContext::EntryRankZeroFound(const ir::Node& node) {
+  if (auto cached = CachedEntry(node)) return *cached;
+  throw RunError(RunErrorKind::CacheEntry, options_.ranks->Describe() +
+                                               ": rank 0 found this node in the cache, but this rank does not: "
+                                               "is the cache directory on a filesystem every rank sees?");
 }
 
 FileLock RunContext::LockEntry(const ir::Node& node) {

@@ -114,6 +114,8 @@ class RunContext {
     std::optional<FileLock> lock;
   };
   SharedStart StartShared(const ir::Node& node);
+  /// A rank other than 0: the entry rank 0 said it found, or an error saying the cache must be shared.
+  std::string EntryRankZeroFound(const ir::Node& node);
   /// The ranks' split of this run's work (all of it on one process).
   WorkSplit Split() const { return WorkSplit(options_.ranks); }
   /// Rank 0's word to the others about `node` (`what`: `entry`, once committed), and the others' wait for it.

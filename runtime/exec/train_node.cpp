@@ -189,11 +189,7 @@ NodeValue FollowTrain(const ir::Node& node, RunContext& run) {
   const std::string label = RunContext::Label(node);
   const ModelHandle init = *run.Input(node, "init").model;
   const std::string plan = run.AwaitRankZero(node, "plan");
-  if (plan == "cached") {
-    auto cached = run.CachedEntry(node);
-    if (!cached) throw RunError(RunErrorKind::CacheEntry, "rank 0 found the stage in the cache, but this rank does not: is the cache directory on a filesystem every rank sees?");
-    return ReuseCached(node, *cached, init, run);
-  }
+  if (plan == "cached") return ReuseCached(node, run.EntryRankZeroFound(node), init, run);
   OpenedModel opened = run.Open(init);
   TokenizedItems tokenized = PrepareItems(node, opened, run);
   const fs::path checkpoints = run.cache().CheckpointPath(node.hash);
